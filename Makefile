@@ -1,0 +1,28 @@
+# The two commands: `make demo` and `make test`. Both install what they need first.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: install test demo bench clean
+
+install: $(STAMP)
+
+# Re-installs only when pyproject.toml changes; the project itself is an editable install.
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check --upgrade pip
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[test]'
+	touch $(STAMP)
+
+test: install
+	$(PY) -m pytest
+
+demo: install
+	$(PY) examples/demo.py
+
+bench: install
+	$(PY) tests/bench/runtime_overhead.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -1,0 +1,60 @@
+"""Lepton: serverless functions for AI workloads.
+
+    import lepton
+
+    @lepton.function(max_scale=4)
+    def add(a: int, b: int) -> int:
+        return a + b
+
+`lepton run handler.py` serves it here; `lepton deploy handler.py` puts it on the platform.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from lepton.errors import (
+    ArtifactError,
+    ConnectError,
+    InvocationError,
+    LeptonError,
+    LoadError,
+    SpecError,
+)
+from lepton.functions import Function, function
+from lepton.spec import Batch, FunctionSpec
+from lepton.triggers import Delivery, on_bucket, on_cron, on_event
+
+if TYPE_CHECKING:
+    from cloudevents.core.v1.event import CloudEvent
+
+    from lepton.client import Client
+    from lepton.packaging import Artifact, package
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Artifact", "ArtifactError", "Batch", "Client", "CloudEvent", "ConnectError", "Delivery",
+    "Function", "FunctionSpec", "InvocationError", "LeptonError", "LoadError", "SpecError",
+    "function", "on_bucket", "on_cron", "on_event", "package",
+]
+
+# Imported on first use: they pull in httpx and tarfile, which a replica that only serves
+# does not need at start-up.
+_LAZY = {
+    "CloudEvent": ("cloudevents.core.v1.event", "CloudEvent"),
+    "Client": ("lepton.client", "Client"),
+    "Artifact": ("lepton.packaging", "Artifact"),
+    "package": ("lepton.packaging", "package"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        module, attr = _LAZY[name]
+        value = getattr(importlib.import_module(module), attr)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'lepton' has no attribute {name!r}")

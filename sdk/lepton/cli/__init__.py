@@ -1,0 +1,1 @@
+"""The `lepton` command line (contract 2 in ARCHITECTURE.md)."""

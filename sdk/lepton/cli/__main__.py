@@ -1,0 +1,3 @@
+from lepton.cli.main import main
+
+main()

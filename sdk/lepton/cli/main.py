@@ -1,0 +1,48 @@
+"""`lepton` entry point: builds the Typer app and turns `LeptonError`s into one stderr line."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated, Optional
+
+import typer
+
+from lepton.errors import LeptonError
+
+app = typer.Typer(
+    name="lepton",
+    help="Serverless functions for AI workloads: run, deploy and operate them.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+@app.callback()
+def _group() -> None:
+    """Serverless functions for AI workloads: run, deploy and operate them."""
+
+
+@app.command()
+def run(
+    target: Annotated[str, typer.Argument(metavar="FILE[:NAME]", help="Python file and optional function name.")],
+    port: Annotated[int, typer.Option(envvar="PORT", help="Port to listen on.")] = 8080,
+    host: Annotated[str, typer.Option(envvar="HOST", help="Address to bind; loopback by default.")] = "127.0.0.1",
+    log_level: Annotated[str, typer.Option(envvar="LEPTON_LOG_LEVEL")] = "info",
+) -> None:
+    """Serve one function directly with the runtime, no platform (the dev loop)."""
+    from lepton.loader import load_function
+    from lepton.runtime.server import configure_logging, serve
+
+    configure_logging(log_level)
+    fn = load_function(target)
+    typer.echo(f"Serving {fn.name!r} ({fn.signature.kind}) on http://{host}:{port}/  (Ctrl+C to stop)", err=True)
+    raise typer.Exit(serve(fn, host=host, port=port, log_level=log_level))
+
+
+def main(argv: Optional[list[str]] = None) -> None:
+    try:
+        app(args=argv, standalone_mode=True)
+    except LeptonError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(exc.exit_code)

@@ -1,0 +1,89 @@
+"""HTTP client for the platform (and for a function served directly by `lepton run`).
+
+Example:
+    client = lepton.Client()                      # LEPTON_URL / LEPTON_TOKEN or ~/.lepton/token
+    client.invoke("add", {"a": 1, "b": 2})        # -> 3, through POST /fn/add
+    for chunk in client.stream("count", {"n": 3}):
+        print(chunk)
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Iterator
+
+import httpx
+
+from lepton import settings
+from lepton.errors import ConnectError, InvocationError
+
+
+class Client:
+    def __init__(self, url: str | None = None, token: str | None = None, timeout: float = 330.0) -> None:
+        self.url = settings.platform_url(url)
+        self.token = settings.token(token)
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @staticmethod
+    def function_path(name: str) -> str:
+        return f"/fn/{name}"
+
+    def invoke(self, name: str, payload: dict[str, Any] | None = None, **kwargs: Any) -> Any:
+        """Call function `name` with a JSON object of its parameters; returns its JSON result."""
+        return self.call(self.function_path(name), {**(payload or {}), **kwargs})
+
+    def stream(self, name: str, payload: dict[str, Any] | None = None, **kwargs: Any) -> Iterator[Any]:
+        """Yield a streaming function's items as they arrive (JSON lines decoded)."""
+        return self.call_stream(self.function_path(name), {**(payload or {}), **kwargs})
+
+    def call(self, path: str, payload: Any) -> Any:
+        response = self.request("POST", path, json=payload)
+        if not response.content:
+            return None
+        if response.headers.get("content-type", "").startswith("application/json"):
+            return response.json()
+        return response.content
+
+    def call_stream(self, path: str, payload: Any) -> Iterator[Any]:
+        try:
+            with self._http.stream("POST", path, json=payload) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    raise _error(response)
+                ndjson = response.headers.get("content-type", "").startswith("application/x-ndjson")
+                if ndjson:
+                    for line in response.iter_lines():
+                        if line:
+                            yield json.loads(line)
+                else:
+                    yield from response.iter_text()
+        except httpx.TransportError as exc:
+            raise ConnectError(f"cannot reach {self.url}: {exc}") from None
+
+    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """One API request; raises `InvocationError` for 4xx/5xx, `ConnectError` if unreachable."""
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.TransportError as exc:
+            raise ConnectError(f"cannot reach {self.url}: {exc}; is the platform up (`lepton up`)?") from None
+        if response.status_code >= 400:
+            raise _error(response)
+        return response
+
+
+def _error(response: httpx.Response) -> InvocationError:
+    try:
+        detail = response.json().get("detail", response.text)
+    except (ValueError, AttributeError):
+        detail = response.text or response.reason_phrase
+    return InvocationError(response.status_code, detail, str(response.request.url.path))

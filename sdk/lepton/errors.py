@@ -1,0 +1,58 @@
+"""One error tree for the SDK, the CLI and the platform client.
+
+Every error a user can cause subclasses `LeptonError`; the CLI prints its message as one line
+and exits non-zero instead of showing a traceback.
+"""
+
+from __future__ import annotations
+
+
+class LeptonError(Exception):
+    """Base of every error Lepton raises on purpose."""
+
+    exit_code = 1
+
+
+class SpecError(LeptonError, ValueError):
+    """A decorator option or trigger is invalid; raised at decoration time."""
+
+    exit_code = 2
+
+
+class LoadError(LeptonError):
+    """User code could not be imported, or the named function is not in it."""
+
+    exit_code = 2
+
+
+class ArtifactError(LeptonError):
+    """An artifact is malformed or does not match its digest."""
+
+
+class InvocationError(LeptonError):
+    """A function call over HTTP returned an error status."""
+
+    def __init__(self, status_code: int, detail: object, url: str = "") -> None:
+        self.status_code = status_code
+        self.detail = detail
+        self.url = url
+        where = f" from {url}" if url else ""
+        super().__init__(f"HTTP {status_code}{where}: {_detail_text(detail)}")
+
+
+class ConnectError(LeptonError):
+    """The platform or function server could not be reached."""
+
+
+def _detail_text(detail: object) -> str:
+    """Render FastAPI-style `detail` (a string or a list of validation errors) on one line."""
+    if isinstance(detail, list):
+        parts = []
+        for err in detail:
+            if isinstance(err, dict):
+                loc = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
+                parts.append(f"{loc}: {err.get('msg', '')}" if loc else str(err.get("msg", "")))
+            else:
+                parts.append(str(err))
+        return "; ".join(parts)
+    return str(detail)

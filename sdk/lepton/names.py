@@ -1,0 +1,36 @@
+"""Name rules shared by the SDK, the platform and the Knative renderer."""
+
+from __future__ import annotations
+
+import re
+
+DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
+# S3's bucket naming rules: 3-63 chars, lower-case letters, digits, dots and hyphens, starting
+# and ending with a letter or digit, no '..', not formatted like an IP address.
+BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+IP_ADDRESS = re.compile(r"^\d+\.\d+\.\d+\.\d+$")
+
+
+def check_function_name(name: str) -> str:
+    if not isinstance(name, str) or not DNS_LABEL.match(name):
+        raise ValueError(
+            f"{name!r} is not a valid function name: use 1-63 lower-case letters, digits and '-', "
+            "starting with a letter and not ending with '-' (a DNS-1123 label)"
+        )
+    return name
+
+
+def check_bucket_name(name: str) -> str:
+    if (
+        not isinstance(name, str)
+        or not BUCKET_NAME.match(name)
+        or ".." in name
+        or ".-" in name
+        or "-." in name
+        or IP_ADDRESS.match(name)
+    ):
+        raise ValueError(
+            f"{name!r} is not a valid bucket name: use 3-63 lower-case letters, digits, '.' and '-', "
+            "starting and ending with a letter or digit"
+        )
+    return name

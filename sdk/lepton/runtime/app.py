@@ -1,0 +1,319 @@
+"""The ASGI app that serves one function: `POST /`, `/healthz`, `/readyz`, `/metrics`,
+`/openapi.json`. The same app runs in an embedded replica and in a Knative container."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+import logging
+import os
+import time
+from contextlib import asynccontextmanager
+from typing import Any, AsyncIterator, Callable
+
+import anyio
+import pydantic_core
+from fastapi import FastAPI, Request, Response
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BaseModel, ValidationError
+from starlette.exceptions import HTTPException
+
+from lepton.functions import Function
+from lepton.handlers import BATCH, EVENT, STREAM
+from lepton.runtime import events
+from lepton.runtime.batching import Batcher
+from lepton.runtime.metrics import Metrics
+
+logger = logging.getLogger("lepton.runtime")
+COMPONENTS = "#/components/schemas/{model}"
+_END = object()
+
+OnFatal = Callable[[BaseException], None]
+
+
+class InvocationFailed(Exception):
+    """Carries the HTTP status and detail of a failed invocation up to `invoke`."""
+
+    def __init__(self, status: int, detail: Any, cause: str) -> None:
+        self.status, self.detail, self.cause = status, detail, cause
+
+
+class FunctionRuntime:
+    """Calls one handler with the request's input, within its timeout and concurrency."""
+
+    def __init__(self, fn: Function, on_fatal: OnFatal | None = None) -> None:
+        self.fn = fn
+        self.spec = fn.spec
+        self.sig = fn.signature
+        self.metrics = Metrics(fn.name)
+        self.on_fatal = on_fatal
+        self.ready = asyncio.Event()
+        self.failed: BaseException | None = None
+        self.handler: Callable[..., Any] | None = None
+        self.handler_is_async = self.sig.is_async
+        self.threads = anyio.CapacityLimiter(max(self.spec.concurrency, self.spec.batch.max_size if self.spec.batch else 0, 40))
+        self.slots = asyncio.Semaphore(self.spec.concurrency) if self.spec.concurrency and not self.spec.batch else None
+        self.batcher = (
+            Batcher(self._run_batch, self.spec.batch.max_size, self.spec.batch.max_wait_ms, self.metrics.batch_size.labels(fn.name).observe)
+            if self.spec.batch
+            else None
+        )
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def lifespan(self, app: FastAPI) -> AsyncIterator[None]:
+        setup = asyncio.create_task(self.setup())
+        yield
+        setup.cancel()
+
+    async def setup(self) -> None:
+        """Instantiate the class and run `setup()`; the replica is ready only after this."""
+        try:
+            if self.fn.is_class:
+                instance = await anyio.to_thread.run_sync(self.fn.obj)
+                hook = getattr(instance, "setup", None)
+                if hook is not None:
+                    if inspect.iscoroutinefunction(hook):
+                        await hook()
+                    else:
+                        await anyio.to_thread.run_sync(hook)
+                self.handler = instance
+            else:
+                self.handler = self.fn.obj
+        except Exception as exc:
+            self.failed = exc
+            logger.exception("[%s] setup() of %r failed; the replica will exit", os.getpid(), self.fn.name)
+            if self.on_fatal:
+                self.on_fatal(exc)
+            return
+        self.ready.set()
+        logger.info("[%s] function %r is ready", os.getpid(), self.fn.name)
+
+    # -- request path --------------------------------------------------------------------
+
+    async def invoke(self, request: Request) -> Response:
+        started = time.perf_counter()
+        self.metrics.started()
+        status = 500
+        try:
+            response = await self._invoke(request)
+            status = response.status_code
+            return response
+        except InvocationFailed as exc:
+            status = exc.status
+            self.metrics.error(exc.cause)
+            return JSONResponse({"detail": exc.detail}, status_code=exc.status)
+        finally:
+            self.metrics.finished(status, time.perf_counter() - started)
+
+    async def _invoke(self, request: Request) -> Response:
+        body = await request.body()
+        try:
+            async with asyncio.timeout(self.spec.timeout):
+                if not self.ready.is_set():
+                    await self._wait_ready()
+                if self.sig.kind == EVENT:
+                    return await self._invoke_event(request, body)
+                validated = self._validate(body)
+                if self.sig.kind == BATCH:
+                    result = await self._guard(self.batcher.submit(validated))
+                    return self._json(result)
+                if self.sig.kind == STREAM:
+                    return await self._invoke_stream(request, validated)
+                result = await self._guard(self._call(**self.sig.arguments(validated)))
+                return self._json(result)
+        except TimeoutError:
+            raise InvocationFailed(
+                504, f"function {self.fn.name!r} timed out after {self.spec.timeout:g}s", "timeout"
+            ) from None
+
+    async def _wait_ready(self) -> None:
+        if self.failed is not None:
+            raise InvocationFailed(503, f"function {self.fn.name!r} failed in setup(): {self.failed!r}", "setup")
+        await self.ready.wait()
+
+    def _validate(self, body: bytes) -> BaseModel:
+        try:
+            return self.sig.input_model.model_validate_json(body or b"{}")
+        except ValidationError as exc:
+            errors = exc.errors(include_url=False, include_context=False, include_input=False)
+            if any(e["type"] == "json_invalid" for e in errors):
+                raise InvocationFailed(400, f"request body is not valid JSON: {errors[0]['msg']}", "input") from None
+            if any(e["type"] in ("model_type", "dict_type") and not e["loc"] for e in errors):
+                raise InvocationFailed(
+                    422, "request body must be a JSON object of the parameters, e.g. {\"a\": 1}", "input"
+                ) from None
+            detail = [{"loc": ["body", *e["loc"]], "msg": e["msg"], "type": e["type"]} for e in errors]
+            raise InvocationFailed(422, detail, "input") from None
+
+    async def _guard(self, awaitable: Any) -> Any:
+        """Await the handler, mapping its exceptions to HTTP errors (never a dead server)."""
+        try:
+            if self.slots is None:
+                return await awaitable
+            async with self.slots:
+                return await awaitable
+        except HTTPException as exc:
+            raise InvocationFailed(exc.status_code, exc.detail, "handler") from None
+        except Exception as exc:
+            logger.exception("[%s] function %r raised", os.getpid(), self.fn.name)
+            raise InvocationFailed(500, f"{type(exc).__name__}: {exc}", "handler") from None
+
+    async def _call(self, *args: Any, **kwargs: Any) -> Any:
+        if self.handler_is_async:
+            return await self.handler(*args, **kwargs)
+        return await anyio.to_thread.run_sync(
+            functools.partial(self.handler, *args, **kwargs), limiter=self.threads, abandon_on_cancel=True
+        )
+
+    async def _run_batch(self, items: list[BaseModel]) -> list[Any]:
+        columns = {name: [getattr(item, name) for item in items] for name in type(items[0]).model_fields}
+        return await self._call(**columns)
+
+    def _json(self, result: Any) -> Response:
+        try:
+            if self.sig.output_adapter is not None:
+                payload = self.sig.output_adapter.dump_json(result)
+            else:
+                payload = pydantic_core.to_json(result)
+        except (pydantic_core.PydanticSerializationError, ValueError, TypeError) as exc:
+            logger.error("[%s] function %r returned a value that is not JSON: %s", os.getpid(), self.fn.name, exc)
+            raise InvocationFailed(500, f"return value is not JSON serialisable: {exc}", "output") from None
+        return Response(payload, media_type="application/json")
+
+    async def _invoke_event(self, request: Request, body: bytes) -> Response:
+        try:
+            event = events.parse(request.headers, body)
+        except events.BadEvent as exc:
+            raise InvocationFailed(400, str(exc), "input") from None
+        result = await self._guard(self._call(event))
+        if result is None:
+            return Response(status_code=204)
+        if isinstance(result, events.EVENT_CLASSES):
+            structured = "ce-specversion" not in request.headers
+            headers, payload = events.to_structured(result) if structured else events.to_binary(result)
+            return Response(payload, headers=headers)
+        return self._json(result)
+
+    async def _invoke_stream(self, request: Request, validated: BaseModel) -> Response:
+        kwargs = self.sig.arguments(validated)
+        if self.handler_is_async:
+            agen = self.handler(**kwargs)
+            next_item: Callable[[], Any] = functools.partial(anext, agen, _END)
+        else:
+            gen = await self._guard(self._call(**kwargs))
+            next_item = functools.partial(
+                anyio.to_thread.run_sync, functools.partial(next, gen, _END), limiter=self.threads, abandon_on_cancel=True
+            )
+        first = await self._guard(next_item())
+        sse = "text/event-stream" in request.headers.get("accept", "")
+        if sse:
+            media = "text/event-stream"
+        elif isinstance(first, (str, bytes)):
+            media = "text/plain; charset=utf-8"
+        else:
+            media = "application/x-ndjson"
+        return StreamingResponse(self._chunks(first, next_item, sse), media_type=media)
+
+    async def _chunks(self, first: Any, next_item: Callable[[], Any], sse: bool) -> AsyncIterator[bytes]:
+        item = first
+        try:
+            while item is not _END:
+                yield self._encode_chunk(item, sse)
+                item = await next_item()
+        except Exception as exc:
+            logger.exception("[%s] stream of %r failed midway", os.getpid(), self.fn.name)
+            self.metrics.error("handler")
+            if sse:
+                yield b"event: error\ndata: " + pydantic_core.to_json(f"{type(exc).__name__}: {exc}") + b"\n\n"
+            else:
+                raise
+
+    def _encode_chunk(self, item: Any, sse: bool) -> bytes:
+        if isinstance(item, bytes) and not sse:
+            return item
+        if isinstance(item, str):
+            text = item.encode()
+        elif self.sig.output_adapter is not None:
+            text = self.sig.output_adapter.dump_json(item)
+        else:
+            text = pydantic_core.to_json(item)
+        if sse:
+            return b"data: " + text.replace(b"\n", b"\ndata: ") + b"\n\n"
+        return text if isinstance(item, str) else text + b"\n"
+
+    # -- probes --------------------------------------------------------------------------
+
+    async def healthz(self) -> Response:
+        return JSONResponse({"status": "ok", "function": self.fn.name})
+
+    async def readyz(self) -> Response:
+        if self.ready.is_set():
+            return JSONResponse({"status": "ready", "function": self.fn.name})
+        state = "failed" if self.failed else "starting"
+        return JSONResponse({"status": state, "function": self.fn.name}, status_code=503)
+
+    async def metrics_endpoint(self) -> Response:
+        return Response(self.metrics.render(), media_type="text/plain; version=0.0.4")
+
+
+def build_app(fn: Function, *, on_fatal: OnFatal | None = None) -> FastAPI:
+    """Build the ASGI app for `fn`. `on_fatal` is called if `setup()` fails (to exit)."""
+    runtime = FunctionRuntime(fn, on_fatal)
+    app = FastAPI(
+        title=fn.name, description=(fn.__doc__ or "").strip(), version="1",
+        lifespan=runtime.lifespan, docs_url=None, redoc_url=None,
+    )
+    app.state.runtime = runtime
+    app.add_api_route("/", runtime.invoke, methods=["POST"], summary=f"Invoke {fn.name}", include_in_schema=True)
+    app.add_api_route("/healthz", runtime.healthz, methods=["GET"], include_in_schema=False)
+    app.add_api_route("/readyz", runtime.readyz, methods=["GET"], include_in_schema=False)
+    app.add_api_route("/metrics", runtime.metrics_endpoint, methods=["GET"], include_in_schema=False)
+    app.openapi = functools.partial(_openapi, app, fn)  # type: ignore[method-assign]
+    return app
+
+
+def _openapi(app: FastAPI, fn: Function) -> dict[str, Any]:
+    """OpenAPI with the handler's real input and output schemas."""
+    if app.openapi_schema:
+        return app.openapi_schema
+    schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    operation = schema["paths"]["/"]["post"]
+    sig = fn.signature
+    if sig.kind == EVENT:
+        operation["requestBody"] = {
+            "description": "A CloudEvent in binary (ce-* headers) or structured mode.",
+            "content": {events.STRUCTURED: {"schema": {"type": "object"}}, "*/*": {"schema": {}}},
+        }
+        operation["responses"] = {
+            "200": {"description": "A reply CloudEvent, or the handler's JSON result."},
+            "204": {"description": "Handled; no reply."},
+        }
+    else:
+        input_schema = _component(components, sig.input_model.model_json_schema(ref_template=COMPONENTS))
+        output_schema = _component(
+            components, sig.output_adapter.json_schema(ref_template=COMPONENTS) if sig.output_adapter else {}
+        )
+        media = {STREAM: "application/x-ndjson"}.get(sig.kind, "application/json")
+        operation["requestBody"] = {"required": True, "content": {"application/json": {"schema": input_schema}}}
+        operation["responses"] = {
+            "200": {"description": "The handler's result.", "content": {media: {"schema": output_schema}}},
+            "422": {"description": "Invalid input; `detail` names each bad field."},
+            "500": {"description": "The handler raised; `detail` has the exception."},
+            "504": {"description": "The handler did not finish within the function's timeout."},
+        }
+    app.openapi_schema = schema
+    return schema
+
+
+def _component(components: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
+    """Move a named object schema and its definitions into components; return a $ref to it."""
+    components.update(schema.pop("$defs", {}))
+    if schema.get("type") == "object" and "title" in schema:
+        components[schema["title"]] = schema
+        return {"$ref": COMPONENTS.format(model=schema["title"])}
+    return schema

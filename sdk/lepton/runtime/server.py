@@ -1,0 +1,47 @@
+"""Serve one function with uvicorn; the process exits 3 when `setup()` fails."""
+
+from __future__ import annotations
+
+import logging
+import socket
+
+import uvicorn
+
+from lepton.functions import Function
+from lepton.runtime.app import build_app
+
+SETUP_FAILED = 3
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def configure_logging(level: str = "info") -> None:
+    logging.basicConfig(level=level.upper(), format=LOG_FORMAT)
+
+
+def serve(
+    fn: Function,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    sock: socket.socket | None = None,
+    log_level: str = "info",
+    access_log: bool = False,
+) -> int:
+    """Run until stopped; returns the process exit code."""
+    failures: list[BaseException] = []
+    server: uvicorn.Server | None = None
+
+    def on_fatal(exc: BaseException) -> None:
+        failures.append(exc)
+        if server is not None:
+            server.should_exit = True
+
+    app = build_app(fn, on_fatal=on_fatal)
+    config = uvicorn.Config(
+        app, host=host, port=port, loop="uvloop", http="httptools", lifespan="on",
+        log_level=log_level, access_log=access_log, log_config=None, timeout_graceful_shutdown=30,
+    )
+    server = uvicorn.Server(config)
+    server.run(sockets=[sock] if sock is not None else None)
+    return SETUP_FAILED if failures else 0

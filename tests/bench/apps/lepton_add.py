@@ -1,0 +1,8 @@
+"""The Lepton side of the runtime benchmark: the same trivial typed JSON handler."""
+
+import lepton
+
+
+@lepton.function
+def add(a: int, b: int = 0) -> int:
+    return a + b

@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Iterator
+
+import pytest
+
+from tests.helpers import FUNCTIONS, Process, free_port, start_process
+
+
+@pytest.fixture(autouse=True)
+def lepton_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test gets its own state folder and no ambient platform settings."""
+    home = tmp_path / "lepton-home"
+    monkeypatch.setenv("LEPTON_HOME", str(home))
+    for var in ("LEPTON_URL", "LEPTON_TOKEN"):
+        monkeypatch.delenv(var, raising=False)
+    return home
+
+
+@pytest.fixture
+def serve(tmp_path: Path) -> Iterator[Callable[..., Process]]:
+    """Serve FILE:NAME (relative to tests/functions) with `python -m lepton.runtime`."""
+    started: list[Process] = []
+
+    def start(target: str, *, env: dict[str, str] | None = None, ready_path: str | None = "/healthz") -> Process:
+        port = free_port()
+        path = target if target.startswith("--") else str(FUNCTIONS / target)
+        args = ["-m", "lepton.runtime", *path.split(" "), "--port", str(port)]
+        process = start_process(args, tmp_path / f"runtime-{port}.log", f"http://127.0.0.1:{port}", env=env, ready_path=ready_path)
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        process.stop()

@@ -1,0 +1,2 @@
+def helper(a: int) -> int:
+    return a

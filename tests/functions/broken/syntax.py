@@ -1,0 +1,6 @@
+import lepton
+
+
+@lepton.function
+def oops(a: int) -> int
+    return a
