@@ -70,6 +70,17 @@ class Client:
         except httpx.TransportError as exc:
             raise ConnectError(f"cannot reach {self.url}: {exc}") from None
 
+    def get_stream(self, path: str, **kwargs: Any) -> Iterator[str]:
+        """GET a streaming text response (logs), yielding text as it arrives."""
+        try:
+            with self._http.stream("GET", path, timeout=None, **kwargs) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    raise _error(response)
+                yield from response.iter_text()
+        except httpx.TransportError as exc:
+            raise ConnectError(f"cannot reach {self.url}: {exc}") from None
+
     def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         """One API request; raises `InvocationError` for 4xx/5xx, `ConnectError` if unreachable."""
         try:

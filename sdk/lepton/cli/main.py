@@ -40,6 +40,11 @@ def run(
     raise typer.Exit(serve(fn, host=host, port=port, log_level=log_level))
 
 
+from lepton.cli import platform as _platform_commands  # noqa: E402
+
+_platform_commands.register(app)
+
+
 def main(argv: Optional[list[str]] = None) -> None:
     try:
         app(args=argv, standalone_mode=True)

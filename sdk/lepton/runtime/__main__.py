@@ -19,6 +19,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--function", help="function name inside the artifact")
     parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
     parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8080")))
+    parser.add_argument("--uds", help="listen on this Unix socket instead of host:port")
     parser.add_argument("--log-level", default=os.environ.get("LEPTON_LOG_LEVEL", "info"))
     args = parser.parse_args(argv)
 
@@ -40,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     except LeptonError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
-    return serve(fn, host=args.host, port=args.port, log_level=args.log_level)
+    return serve(fn, host=args.host, port=args.port, uds=args.uds, log_level=args.log_level)
 
 
 if __name__ == "__main__":

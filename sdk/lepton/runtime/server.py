@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import socket
 
 import uvicorn
@@ -16,7 +17,11 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 def configure_logging(level: str = "info") -> None:
-    logging.basicConfig(level=level.upper(), format=LOG_FORMAT)
+    """Plain log lines; a replica prefixes them with its id so merged logs stay readable."""
+    replica = os.environ.get("LEPTON_REPLICA")
+    fmt = f"%(asctime)s {replica} %(levelname)s %(name)s: %(message)s" if replica else LOG_FORMAT
+    logging.basicConfig(level=level.upper(), format=fmt, force=True)
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per proxied request is noise
 
 
 def serve(
@@ -25,6 +30,7 @@ def serve(
     host: str = "127.0.0.1",
     port: int = 8080,
     sock: socket.socket | None = None,
+    uds: str | None = None,
     log_level: str = "info",
     access_log: bool = False,
 ) -> int:
@@ -39,7 +45,7 @@ def serve(
 
     app = build_app(fn, on_fatal=on_fatal)
     config = uvicorn.Config(
-        app, host=host, port=port, loop="uvloop", http="httptools", lifespan="on",
+        app, host=host, port=port, uds=uds, loop="uvloop", http="httptools", lifespan="on",
         log_level=log_level, access_log=access_log, log_config=None, timeout_graceful_shutdown=30,
     )
     server = uvicorn.Server(config)

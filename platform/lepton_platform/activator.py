@@ -1,0 +1,51 @@
+"""Middle layer: hold the request until a replica with a free slot is ready.
+
+When the function is at zero replicas this is where the request waits while one is forked;
+the response then says `X-Lepton-Cold-Start: 1`.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from lepton_platform.asgi import ASGIApp, Receive, Scope, Send, send_json
+from lepton_platform.fleet import StartFailed
+
+if TYPE_CHECKING:
+    from lepton_platform.metrics import PlatformMetrics
+
+
+class Activator:
+    def __init__(self, app: ASGIApp, metrics: PlatformMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        fleet = scope["lepton.fleet"]
+        started = time.perf_counter()
+        try:
+            replica, cold = await fleet.acquire(timeout=fleet.spec.timeout)
+        except TimeoutError:
+            await send_json(send, 504, f"function {fleet.name!r} had no free replica within {fleet.spec.timeout:g}s")
+            self.metrics.invoked(fleet.name, 504, time.perf_counter() - started, True)
+            return
+        except StartFailed as exc:
+            await send_json(send, 503, f"function {fleet.name!r} cannot start: {exc}")
+            self.metrics.invoked(fleet.name, 503, time.perf_counter() - started, True)
+            return
+        scope["lepton.replica"] = replica
+        scope["lepton.cold"] = cold
+        status = 500
+
+        async def send_status(message: dict) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            await fleet.release(replica)
+            self.metrics.invoked(fleet.name, status, time.perf_counter() - started, cold)

@@ -1,0 +1,138 @@
+"""The `/v1` control API (admin token required) and the platform's own probes."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from typing import Annotated, Any, AsyncIterator
+
+from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Query, Request, Response
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BaseModel, Field
+
+from lepton.errors import ArtifactError
+from lepton_platform import auth
+from lepton_platform.service import DeployFailed, NotFound, Platform
+
+DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+MAX_ARTIFACT = 1 << 30
+
+
+class DeployRequest(BaseModel):
+    artifact: str = Field(pattern=DIGEST.pattern, description="sha256:<hex> of an uploaded artifact")
+    function: str
+    wait: bool = True
+
+
+class RollbackRequest(BaseModel):
+    revision: str | None = None
+
+
+def build_api(platform: Platform) -> FastAPI:
+    app = FastAPI(title="Lepton platform", version="1", lifespan=platform.lifespan, docs_url=None, redoc_url=None)
+
+    def admin(authorization: Annotated[str | None, Header()] = None) -> None:
+        status = auth.check(platform.token, authorization)
+        if status:
+            raise HTTPException(status, "missing bearer token" if status == 401 else "invalid token",
+                                headers={"WWW-Authenticate": "Bearer"})
+
+    @app.exception_handler(NotFound)
+    async def not_found(_: Request, exc: NotFound) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=404)
+
+    @app.exception_handler(ArtifactError)
+    async def bad_artifact(_: Request, exc: ArtifactError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=400)
+
+    @app.exception_handler(DeployFailed)
+    async def deploy_failed(_: Request, exc: DeployFailed) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=422)
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict[str, Any]:
+        zygote = platform.zygote
+        return {"status": "ok", "functions": len(platform.fleets), "template_process": bool(zygote and zygote.available)}
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        return Response(platform.metrics.render(), media_type="text/plain; version=0.0.4")
+
+    v1 = APIRouter(prefix="/v1", dependencies=[Depends(admin)])
+
+    @v1.put("/artifacts/{digest}", status_code=201, summary="Upload an artifact under its sha256 digest")
+    async def upload(digest: str, request: Request) -> dict[str, Any]:
+        if not DIGEST.match(digest):
+            raise HTTPException(400, f"{digest!r} is not a digest; use sha256:<64 hex digits>")
+        length = int(request.headers.get("content-length") or 0)
+        if length > MAX_ARTIFACT:
+            raise HTTPException(413, f"artifact of {length} bytes is over the {MAX_ARTIFACT} byte limit")
+        data = await request.body()
+        manifest = await asyncio.to_thread(platform.save_artifact, digest, data)
+        return {"digest": digest, "functions": [fn["name"] for fn in manifest["functions"]]}
+
+    @v1.post("/functions", summary="Deploy one function of an uploaded artifact")
+    async def deploy(body: DeployRequest, request: Request) -> JSONResponse:
+        spec, unchanged = platform.prepare(body.function, body.artifact)
+        base = str(request.base_url).rstrip("/")
+        if unchanged is not None:
+            return JSONResponse({"function": spec.name, "revision": unchanged.id, "changed": False, "status": "ready", "url": f"{base}/fn/{spec.name}"})
+        if not body.wait:
+            task = asyncio.create_task(platform.deploy(spec, body.artifact))
+            task.add_done_callback(lambda t: t.exception())  # failures are recorded on the revision
+            return JSONResponse({"function": spec.name, "revision": None, "changed": True, "status": "deploying", "url": f"{base}/fn/{spec.name}"}, status_code=202)
+        revision = await platform.deploy(spec, body.artifact)
+        return JSONResponse({"function": spec.name, "revision": revision.id, "changed": True, "status": "ready", "url": f"{base}/fn/{spec.name}"})
+
+    @v1.get("/functions", summary="List functions")
+    async def list_functions(request: Request) -> list[dict[str, Any]]:
+        base = str(request.base_url).rstrip("/")
+        return [platform.describe(name, base) for name in sorted(platform.fleets)]
+
+    @v1.get("/functions/{name}", summary="Describe one function")
+    async def get_function(name: str, request: Request) -> dict[str, Any]:
+        return platform.describe(name, str(request.base_url).rstrip("/"))
+
+    @v1.delete("/functions/{name}", summary="Stop a function's replicas and remove it")
+    async def remove(name: str) -> dict[str, Any]:
+        await platform.remove(name)
+        return {"function": name, "removed": True}
+
+    @v1.get("/functions/{name}/revisions", summary="Revision history")
+    async def revisions(name: str) -> list[dict[str, Any]]:
+        routed = platform._fleet(name).revision.id
+        return [{**r.to_json(), "routed": r.id == routed} for r in platform.store.revisions(name)]
+
+    @v1.post("/functions/{name}/rollback", summary="Route 100% of traffic to an earlier revision")
+    async def rollback(name: str, body: RollbackRequest) -> dict[str, Any]:
+        revision = await platform.rollback(name, body.revision)
+        return {"function": name, "revision": revision.id}
+
+    @v1.get("/functions/{name}/logs", summary="Logs of the function's replicas")
+    async def logs(name: str, tail: Annotated[int, Query(ge=0, le=100_000)] = 200, follow: bool = False) -> StreamingResponse:
+        files = platform.log_files(name)
+        return StreamingResponse(_logs(platform, name, files, tail, follow), media_type="text/plain; charset=utf-8")
+
+    app.include_router(v1)
+    return app
+
+
+async def _logs(platform: Platform, name: str, files: list, tail: int, follow: bool) -> AsyncIterator[bytes]:
+    lines: list[bytes] = []
+    offsets = {}
+    for path in files:
+        data = path.read_bytes()
+        offsets[path] = len(data)
+        lines.extend(data.splitlines(keepends=True))
+    for line in lines[-tail:] if tail else []:
+        yield line
+    while follow and name in platform.fleets:
+        await asyncio.sleep(0.2)
+        for path in platform.log_files(name):
+            size = path.stat().st_size
+            start = offsets.get(path, 0)
+            if size > start:
+                with path.open("rb") as fh:
+                    fh.seek(start)
+                    yield fh.read(size - start)
+                offsets[path] = size

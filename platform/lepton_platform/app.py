@@ -1,0 +1,31 @@
+"""Builds the platform's ASGI app: the request path for `/fn/...`, the API for the rest."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from lepton_platform.activator import Activator
+from lepton_platform.api import build_api
+from lepton_platform.asgi import ASGIApp, Receive, Scope, Send
+from lepton_platform.proxy import ReplicaProxy
+from lepton_platform.router import PREFIX, Router
+from lepton_platform.service import Platform
+
+
+def build_request_path(platform: Platform) -> ASGIApp:
+    """router -> activator (holds requests during scale-from-zero) -> replica proxy."""
+    return Router(Activator(ReplicaProxy(), platform.metrics), platform)
+
+
+def build_app(home: Path, *, fork: bool = True) -> tuple[ASGIApp, Platform]:
+    platform = Platform(home, fork=fork)
+    api = build_api(platform)
+    invoke = build_request_path(platform)
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"].startswith(PREFIX):
+            await invoke(scope, receive, send)
+        else:
+            await api(scope, receive, send)
+
+    return app, platform

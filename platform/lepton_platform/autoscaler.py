@@ -1,0 +1,72 @@
+"""Knative KPA semantics on one machine.
+
+desired = ceil(average in-flight / target) over a stable window; a panic window a tenth as
+long reacts to bursts (entered when it asks for twice the ready replicas; no scaling down
+while in panic); clamped to [min_scale, max_scale]; scale to zero once nothing has arrived
+for `scale_down_after` seconds. `decide` is pure: no clocks, no processes.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass
+
+from lepton.spec import FunctionSpec
+
+PANIC_THRESHOLD = 2.0
+MAX_STABLE_WINDOW = 60.0
+MIN_STABLE_WINDOW = 2.0
+
+
+@dataclass(frozen=True)
+class Decision:
+    desired: int
+    panic: bool
+
+
+def stable_window(spec: FunctionSpec) -> float:
+    return min(MAX_STABLE_WINDOW, max(MIN_STABLE_WINDOW, spec.scale_down_after))
+
+
+def decide(
+    spec: FunctionSpec,
+    *,
+    stable_avg: float,
+    panic_avg: float,
+    ready: int,
+    idle_for: float,
+    in_flight: int,
+    was_panicking: bool,
+) -> Decision:
+    """How many replicas `spec` should have now."""
+    target = spec.autoscale_target
+    stable = math.ceil(stable_avg / target - 1e-9)
+    panic_want = math.ceil(panic_avg / target - 1e-9)
+    panic = panic_want >= PANIC_THRESHOLD * max(ready, 1) and panic_want > ready
+    if was_panicking and not panic and stable < ready:
+        panic = panic_avg > 0  # stay in panic until the burst is over
+    desired = max(stable, panic_want, ready) if panic else max(stable, panic_want)
+    if in_flight > 0 or idle_for < spec.scale_down_after:
+        desired = max(desired, 1)
+    else:
+        desired = 0
+    return Decision(max(spec.min_scale, min(spec.max_scale, desired)), panic)
+
+
+class ConcurrencyWindow:
+    """In-flight samples (requests being served or held by the activator) over the stable window."""
+
+    def __init__(self, tick: float, window: float) -> None:
+        self.tick = tick
+        self.samples: deque[int] = deque(maxlen=max(1, round(window / tick)))
+        self.panic_len = max(1, round(window / 10 / tick))
+
+    def add(self, in_flight: int) -> None:
+        self.samples.append(in_flight)
+
+    def averages(self) -> tuple[float, float]:
+        if not self.samples:
+            return 0.0, 0.0
+        recent = list(self.samples)[-self.panic_len :]
+        return sum(self.samples) / len(self.samples), sum(recent) / len(recent)

@@ -1,0 +1,47 @@
+"""Innermost layer: forward the request to the chosen replica over its Unix socket.
+
+Pooled keep-alive connections per replica; the response streams through as it arrives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+
+from lepton_platform.asgi import Receive, Scope, Send, read_body, send_json
+
+# Hop-by-hop headers, and the caller's credentials: a function never sees the platform token.
+DROP_REQUEST = {b"host", b"connection", b"keep-alive", b"transfer-encoding", b"authorization", b"content-length", b"te", b"upgrade"}
+DROP_RESPONSE = {b"connection", b"keep-alive", b"transfer-encoding", b"date", b"server"}
+
+
+class ReplicaProxy:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        replica = scope["lepton.replica"]
+        fleet = scope["lepton.fleet"]
+        body = await read_body(receive)
+        headers = [(k, v) for k, v in scope["headers"] if k not in DROP_REQUEST]
+        request = replica.client.build_request(scope["method"], scope["lepton.path"], headers=headers, content=body)
+        try:
+            async with asyncio.timeout(fleet.spec.timeout + 5):
+                response = await replica.client.send(request, stream=True)
+        except (httpx.TransportError, TimeoutError) as exc:
+            if isinstance(exc, TimeoutError):
+                await send_json(send, 504, f"function {fleet.name!r} did not answer within {fleet.spec.timeout:g}s")
+            else:
+                await send_json(send, 502, f"function {fleet.name!r}: replica {replica.id} failed while handling the request ({type(exc).__name__})")
+            return
+        try:
+            out = [(k, v) for k, v in response.headers.raw if k.lower() not in DROP_RESPONSE]
+            out.append((b"x-lepton-revision", replica.revision.id.encode()))
+            out.append((b"x-lepton-cold-start", b"1" if scope["lepton.cold"] else b"0"))
+            await send({"type": "http.response.start", "status": response.status_code, "headers": out})
+            try:
+                async for chunk in response.aiter_raw():
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            except httpx.TransportError:
+                pass  # the replica died mid-stream; the caller sees a truncated body
+            await send({"type": "http.response.body", "body": b""})
+        finally:
+            await response.aclose()

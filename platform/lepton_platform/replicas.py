@@ -1,0 +1,204 @@
+"""Replicas: worker processes that run the function runtime on a Unix socket.
+
+A replica is forked from the zygote when it is up, else started as a fresh process (and the
+log says so). `Replica` tracks one process: its state, its in-flight requests, its pooled
+keep-alive HTTP client, and how it ended.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import logging
+import os
+import secrets
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from lepton_platform.store import Revision
+from lepton_platform.zygote import Zygote, ZygoteUnavailable, die_with_parent
+
+logger = logging.getLogger("lepton.platform.replicas")
+
+STARTING, READY, DRAINING, DEAD = "starting", "ready", "draining", "dead"
+SETUP_FAILED = 3
+ZYGOTE_WAIT = 15.0
+
+
+class ReplicaFailed(Exception):
+    """The replica exited or never became ready; the message has its log's last lines."""
+
+
+@dataclass(eq=False)
+class Replica:
+    id: str
+    revision: Revision
+    uds: str
+    log: Path
+    pid: int | None = None
+    state: str = STARTING
+    in_flight: int = 0
+    forked: bool = False
+    started_at: float = field(default_factory=time.perf_counter)
+    ready_after: float | None = None
+    exit_status: int | None = None
+    exited: asyncio.Event = field(default_factory=asyncio.Event)
+    idle: asyncio.Event = field(default_factory=asyncio.Event)
+    client: httpx.AsyncClient | None = None
+
+    def __post_init__(self) -> None:
+        self.idle.set()
+        self.client = httpx.AsyncClient(
+            transport=httpx.AsyncHTTPTransport(uds=self.uds, retries=0),
+            base_url="http://replica",
+            timeout=httpx.Timeout(None, connect=5),
+            limits=httpx.Limits(max_connections=None, max_keepalive_connections=256),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id, "revision": self.revision.id, "pid": self.pid, "state": self.state,
+            "in_flight": self.in_flight, "forked": self.forked,
+            "ready_ms": round(self.ready_after * 1000, 1) if self.ready_after is not None else None,
+        }
+
+    def acquire(self) -> None:
+        self.in_flight += 1
+        self.idle.clear()
+
+    def release(self) -> None:
+        self.in_flight -= 1
+        if self.in_flight == 0:
+            self.idle.set()
+
+    def mark_exited(self, status: int) -> None:
+        self.exit_status = status
+        self.state = DEAD
+        self.exited.set()
+        self.idle.set()
+
+    def log_tail(self, lines: int = 15) -> str:
+        try:
+            text = self.log.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.rstrip().splitlines()[-lines:])
+
+    async def wait_ready(self, timeout: float) -> None:
+        """Poll /readyz every 2 ms until 200; fail fast if the process exits."""
+        deadline = time.perf_counter() + timeout
+        while True:
+            if self.exited.is_set():
+                raise ReplicaFailed(self._failure_message())
+            try:
+                response = await self.client.get("/readyz")
+                if response.status_code == 200:
+                    self.ready_after = time.perf_counter() - self.started_at
+                    self.state = READY
+                    return
+            except httpx.TransportError:
+                pass
+            if time.perf_counter() > deadline:
+                raise ReplicaFailed(f"replica {self.id} not ready after {timeout:g}s\n{self.log_tail()}")
+            await asyncio.sleep(0.002)
+
+    def _failure_message(self) -> str:
+        reason = {SETUP_FAILED: "setup() failed", 2: "could not import the function"}.get(
+            self.exit_status or 0, f"exited with status {self.exit_status}"
+        )
+        return f"replica {self.id} {reason}:\n{self.log_tail()}"
+
+    def signal(self, sig: int) -> None:
+        if self.pid is not None and not self.exited.is_set():
+            try:
+                os.kill(self.pid, sig)
+            except ProcessLookupError:
+                pass
+
+    async def stop(self, grace: float = 10) -> None:
+        """Drain (no new requests; finish in-flight ones), then TERM, then KILL."""
+        if self.state != DEAD:
+            self.state = DRAINING
+        try:
+            await asyncio.wait_for(self.idle.wait(), grace)
+        except asyncio.TimeoutError:
+            logger.warning("replica %s still has %d requests after %gs; stopping it anyway", self.id, self.in_flight, grace)
+        self.signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(self.exited.wait(), 5)
+        except asyncio.TimeoutError:
+            self.signal(signal.SIGKILL)
+            await self.exited.wait()
+        await self.client.aclose()
+
+
+def replica_environment() -> dict[str, str]:
+    """The platform's environment minus its own secrets: replicas never see the admin token."""
+    keep = {"LEPTON_HOME", "LEPTON_PRELOAD", "LEPTON_LOG_LEVEL"}
+    return {k: v for k, v in os.environ.items() if not k.startswith("LEPTON_") or k in keep}
+
+
+class ReplicaFactory:
+    """Starts replicas: forked from the zygote, or as a fresh process when it is not there."""
+
+    def __init__(self, zygote: Zygote | None, run_dir: Path, logs_dir: Path, unpacked: Path) -> None:
+        self.zygote = zygote
+        self.run_dir = run_dir
+        self.logs_dir = logs_dir
+        self.unpacked = unpacked
+        self.by_pid: dict[int, Replica] = {}
+        self._seq = itertools.count(1)
+
+    def on_exit(self, pid: int, status: int) -> None:
+        replica = self.by_pid.pop(pid, None)
+        if replica is not None:
+            replica.mark_exited(status)
+            if replica.state != DRAINING:
+                logger.info("replica %s [%s] exited with status %s", replica.id, pid, status)
+
+    async def start(self, revision: Revision, env: dict[str, str]) -> Replica:
+        replica_id = f"{revision.id}-{secrets.token_hex(2)}{next(self._seq)}"
+        folder = self.logs_dir / revision.function
+        folder.mkdir(parents=True, exist_ok=True)
+        replica = Replica(replica_id, revision, str(self.run_dir / f"{replica_id}.sock"), folder / f"{replica_id}.log")
+        src = self.unpacked / revision.digest.removeprefix("sha256:") / "src"
+        manifest = json.loads((src.parent / "lepton.json").read_text())
+        request = {
+            "id": replica_id, "cwd": str(src), "entry": str(src / manifest["entrypoint"]),
+            "function": revision.function, "uds": replica.uds, "log": str(replica.log),
+            "env": {**env, "LEPTON_REPLICA": replica_id}, "threads": env.get("LEPTON_THREADS", ""),
+        }
+        if self.zygote is not None and await self.zygote.wait_available(ZYGOTE_WAIT):
+            try:
+                replica.pid = await self.zygote.spawn(request)
+                replica.forked = True
+            except ZygoteUnavailable:
+                replica.pid = None
+        if replica.pid is None:
+            logger.info("forking is not possible (no template process); starting %s as a fresh process", replica_id)
+            replica.pid = await self._fresh(replica, request)
+        self.by_pid[replica.pid] = replica
+        return replica
+
+    async def _fresh(self, replica: Replica, request: dict[str, Any]) -> int:
+        log = open(replica.log, "ab")
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "lepton.runtime", f"{request['entry']}:{request['function']}", "--uds", replica.uds,
+            cwd=request["cwd"], env={**replica_environment(), **request["env"]}, stdout=log, stderr=log,
+            preexec_fn=die_with_parent, start_new_session=True,
+        )
+        log.close()
+
+        async def watch() -> None:
+            status = await proc.wait()
+            self.on_exit(proc.pid, status)
+
+        asyncio.get_running_loop().create_task(watch())
+        return proc.pid

@@ -1,0 +1,232 @@
+"""The platform: state, artifacts, fleets and the template process, and the operations the
+API exposes (deploy, rollback, remove). One `Platform` per `lepton up`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+import shutil
+import tempfile
+from contextlib import asynccontextmanager
+from importlib import metadata
+from pathlib import Path
+from typing import Any, AsyncIterator
+
+from packaging.requirements import Requirement
+
+from lepton.errors import ArtifactError, LeptonError
+from lepton.packaging import unpack
+from lepton.spec import FunctionSpec
+from lepton_platform.auth import load_or_create_token
+from lepton_platform.fleet import Fleet, replica_env
+from lepton_platform.metrics import PlatformMetrics
+from lepton_platform.replicas import ReplicaFactory, ReplicaFailed
+from lepton_platform.store import Revision, Store, content_id
+from lepton_platform.zygote import Zygote, ZygoteUnavailable
+
+logger = logging.getLogger("lepton.platform")
+READY_TIMEOUT = 300.0
+
+
+class NotFound(LeptonError):
+    pass
+
+
+class DeployFailed(LeptonError):
+    """The new revision did not become ready; the one serving before keeps serving."""
+
+
+def check_requirements(spec: FunctionSpec) -> None:
+    """Each requirement must be installed in the platform's environment at a matching version."""
+    for line in spec.requirements:
+        req = Requirement(line)
+        try:
+            version = metadata.version(req.name)
+        except metadata.PackageNotFoundError:
+            raise DeployFailed(f"function {spec.name!r}: requirement {line!r} is not installed on the platform") from None
+        if req.specifier and not req.specifier.contains(version, prereleases=True):
+            raise DeployFailed(f"function {spec.name!r}: requirement {line!r} does not match installed {req.name} {version}")
+
+
+class Platform:
+    def __init__(self, home: Path, *, fork: bool = True) -> None:
+        self.home = home
+        home.mkdir(parents=True, exist_ok=True)
+        self.token = load_or_create_token(home)
+        self.store = Store(home / "state.db")
+        self.artifacts = home / "artifacts"
+        self.unpacked = home / "unpacked"
+        self.logs = home / "logs"
+        for folder in (self.artifacts, self.unpacked, self.logs):
+            folder.mkdir(exist_ok=True)
+        # Unix socket paths are limited to ~107 bytes: keep them short, outside $LEPTON_HOME.
+        self.run_dir = Path(tempfile.mkdtemp(prefix="lepton-"))
+        self.metrics = PlatformMetrics()
+        self.fleets: dict[str, Fleet] = {}
+        self.zygote = Zygote(self.run_dir, self.logs / "zygote.log", self._on_exit) if fork else None
+        self.factory = ReplicaFactory(self.zygote, self.run_dir, self.logs, self.unpacked)
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._zygote_task: asyncio.Task[None] | None = None
+
+    def _on_exit(self, pid: int, status: int) -> None:
+        self.factory.on_exit(pid, status)
+
+    @asynccontextmanager
+    async def lifespan(self, app: Any = None) -> AsyncIterator[None]:
+        await self.start()
+        try:
+            yield
+        finally:
+            await self.stop()
+
+    async def start(self) -> None:
+        if self.zygote is not None:
+            self._zygote_task = asyncio.create_task(self._keep_zygote())
+        for name, revision in self.store.routed():
+            try:
+                self._unpacked(revision.digest)
+            except ArtifactError as exc:
+                logger.error("function %s cannot be restored: %s", name, exc)
+                continue
+            self._add_fleet(revision)
+        logger.info("platform ready: %d functions restored from %s", len(self.fleets), self.home)
+
+    async def _keep_zygote(self) -> None:
+        """Start the template process, and start it again if it dies."""
+        assert self.zygote is not None
+        while True:
+            try:
+                await self.zygote.start()
+                await self.zygote.process.wait()
+                logger.warning("template process exited with %s; restarting it", self.zygote.process.returncode)
+            except ZygoteUnavailable as exc:
+                logger.error("%s", exc)
+            await asyncio.sleep(1)
+
+    async def stop(self) -> None:
+        if self._zygote_task:
+            self._zygote_task.cancel()
+        await asyncio.gather(*(fleet.close() for fleet in self.fleets.values()), return_exceptions=True)
+        if self.zygote is not None:
+            await self.zygote.stop()
+        self.store.close()
+        shutil.rmtree(self.run_dir, ignore_errors=True)
+
+    def _add_fleet(self, revision: Revision) -> Fleet:
+        fleet = Fleet(revision, self.factory, metrics=self.metrics)
+        self.fleets[revision.function] = fleet
+        fleet.start()
+        return fleet
+
+    # -- artifacts -------------------------------------------------------------------------
+
+    def save_artifact(self, digest: str, data: bytes) -> dict[str, Any]:
+        """Store uploaded bytes under their digest after checking it; returns the manifest."""
+        actual = "sha256:" + hashlib.sha256(data).hexdigest()
+        if actual != digest:
+            raise ArtifactError(f"upload does not match its digest: expected {digest}, got {actual}")
+        path = self.artifacts / f"{actual.removeprefix('sha256:')}.tar.gz"
+        if not path.exists():
+            tmp = path.with_suffix(".part")
+            tmp.write_bytes(data)
+            os.replace(tmp, path)
+        return self._unpacked(actual)[1]
+
+    def _unpacked(self, digest: str) -> tuple[Path, dict[str, Any]]:
+        path = self.artifacts / f"{digest.removeprefix('sha256:')}.tar.gz"
+        if not path.exists():
+            raise ArtifactError(f"artifact {digest} is not on the platform; upload it first")
+        return unpack(path, self.unpacked, digest)
+
+    # -- operations ------------------------------------------------------------------------
+
+    def _lock(self, name: str) -> asyncio.Lock:
+        return self._locks.setdefault(name, asyncio.Lock())
+
+    def prepare(self, function: str, digest: str) -> tuple[FunctionSpec, Revision | None]:
+        """Validate a deploy request; returns the spec and the routed revision if unchanged."""
+        _, manifest = self._unpacked(digest)
+        specs = {fn["name"]: fn for fn in manifest["functions"]}
+        if function not in specs:
+            raise NotFound(f"artifact {digest[:19]}... has no function {function!r}; it has {', '.join(sorted(specs))}")
+        spec = FunctionSpec.model_validate(specs[function])
+        check_requirements(spec)
+        fleet = self.fleets.get(function)
+        if fleet is not None and fleet.revision.content == content_id(digest, spec):
+            return spec, fleet.revision
+        return spec, None
+
+    async def deploy(self, spec: FunctionSpec, digest: str) -> Revision:
+        """Prove the new revision starts and passes setup, then move all traffic to it."""
+        async with self._lock(spec.name):
+            revision = self.store.find_revision(spec.name, content_id(digest, spec))
+            if revision is None or revision.status == "failed":
+                revision = self.store.create_revision(spec, digest)
+            replica = await self.factory.start(revision, replica_env(revision))
+            try:
+                await replica.wait_ready(READY_TIMEOUT)
+            except ReplicaFailed as exc:
+                await replica.stop(grace=0)
+                self.store.set_revision_status(revision.id, "failed", str(exc))
+                raise DeployFailed(f"revision {revision.id} failed to start; the previous revision keeps serving. {exc}") from None
+            self.metrics.replica_ready(spec.name, replica)
+            self.store.set_revision_status(revision.id, "ready")
+            self.store.route(spec.name, revision.id)
+            revision = self.store.revision(revision.id)
+            fleet = self.fleets.get(spec.name) or self._add_fleet(revision)
+            fleet.switch(revision, replica)
+            logger.info("%s now serves %s (ready in %.0f ms)", spec.name, revision.id, (replica.ready_after or 0) * 1000)
+            return revision
+
+    async def rollback(self, function: str, rev_id: str | None) -> Revision:
+        fleet = self._fleet(function)
+        async with self._lock(function):
+            if rev_id is None:
+                earlier = [r for r in self.store.revisions(function) if r.status == "ready" and r.number < fleet.revision.number]
+                if not earlier:
+                    raise NotFound(f"function {function!r} has no ready revision before {fleet.revision.id}")
+                revision = earlier[-1]
+            else:
+                revision = self.store.revision(rev_id)
+                if revision is None or revision.function != function:
+                    raise NotFound(f"function {function!r} has no revision {rev_id!r}; see `lepton revisions {function}`")
+                if revision.status != "ready":
+                    raise DeployFailed(f"revision {rev_id} is {revision.status}; only ready revisions can take traffic")
+            self._unpacked(revision.digest)
+            self.store.route(function, revision.id)
+            fleet.switch(revision)
+            return revision
+
+    async def remove(self, function: str) -> None:
+        fleet = self._fleet(function)
+        async with self._lock(function):
+            del self.fleets[function]
+            await fleet.close()
+            self.store.delete_function(function)
+            self.metrics.forget(function)
+            shutil.rmtree(self.logs / function, ignore_errors=True)
+
+    def _fleet(self, function: str) -> Fleet:
+        fleet = self.fleets.get(function)
+        if fleet is None:
+            raise NotFound(f"function {function!r} not found; `lepton ls` lists the deployed ones")
+        return fleet
+
+    def describe(self, function: str, base_url: str) -> dict[str, Any]:
+        fleet = self._fleet(function)
+        spec = fleet.spec
+        return {
+            "name": function, "url": f"{base_url}/fn/{function}", "public": spec.public, "kind": spec.handler.kind if spec.handler else None,
+            **fleet.status(),
+            "triggers": [t.model_dump(mode="json") for t in spec.triggers],
+            "scale": {"min": spec.min_scale, "max": spec.max_scale, "target": spec.autoscale_target,
+                      "concurrency": spec.concurrency, "scale_down_after": spec.scale_down_after, "timeout": spec.timeout},
+        }
+
+    def log_files(self, function: str) -> list[Path]:
+        self._fleet(function)
+        folder = self.logs / function
+        return sorted(folder.glob("*.log"), key=lambda p: p.stat().st_mtime) if folder.exists() else []

@@ -1,0 +1,151 @@
+"""Durable platform state in SQLite: functions, their immutable revisions, and routing.
+
+A revision is content-addressed: the same artifact digest and spec give the same revision,
+which is how redeploying identical code becomes a no-op.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+from lepton.spec import FunctionSpec
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS revisions (
+    id          TEXT PRIMARY KEY,
+    function    TEXT NOT NULL,
+    number      INTEGER NOT NULL,
+    content     TEXT NOT NULL,
+    digest      TEXT NOT NULL,
+    spec        TEXT NOT NULL,
+    created_at  REAL NOT NULL,
+    status      TEXT NOT NULL,
+    message     TEXT NOT NULL DEFAULT '',
+    UNIQUE (function, number)
+);
+CREATE TABLE IF NOT EXISTS functions (
+    name        TEXT PRIMARY KEY,
+    revision    TEXT REFERENCES revisions(id),
+    created_at  REAL NOT NULL,
+    updated_at  REAL NOT NULL
+);
+"""
+
+
+@dataclass(frozen=True)
+class Revision:
+    id: str
+    function: str
+    number: int
+    content: str
+    digest: str
+    spec: FunctionSpec
+    created_at: float
+    status: str
+    message: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id, "function": self.function, "number": self.number, "digest": self.digest,
+            "created_at": self.created_at, "status": self.status, "message": self.message,
+        }
+
+
+def content_id(digest: str, spec: FunctionSpec) -> str:
+    """What makes two revisions the same: the artifact bytes and the function's spec."""
+    return hashlib.sha256((digest + "\n" + spec.model_dump_json()).encode()).hexdigest()
+
+
+class Store:
+    """Thread-safe access to the state database (WAL, so readers never wait for a writer)."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(SCHEMA)
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        self._db.close()
+
+    def _rows(self, sql: str, *args: Any) -> list[sqlite3.Row]:
+        with self._lock:
+            return self._db.execute(sql, args).fetchall()
+
+    def find_revision(self, function: str, content: str) -> Revision | None:
+        rows = self._rows("SELECT * FROM revisions WHERE function = ? AND content = ? ORDER BY number DESC LIMIT 1", function, content)
+        return _revision(rows[0]) if rows else None
+
+    def create_revision(self, spec: FunctionSpec, digest: str) -> Revision:
+        content = content_id(digest, spec)
+        now = time.time()
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                (number,) = self._db.execute(
+                    "SELECT COALESCE(MAX(number), 0) + 1 FROM revisions WHERE function = ?", (spec.name,)
+                ).fetchone()
+                rev_id = f"{spec.name}-{number:05d}"
+                self._db.execute(
+                    "INSERT INTO revisions (id, function, number, content, digest, spec, created_at, status) VALUES (?, ?, ?, ?, ?, ?, ?, 'deploying')",
+                    (rev_id, spec.name, number, content, digest, spec.model_dump_json(), now),
+                )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return Revision(rev_id, spec.name, number, content, digest, spec, now, "deploying")
+
+    def set_revision_status(self, rev_id: str, status: str, message: str = "") -> None:
+        with self._lock:
+            self._db.execute("UPDATE revisions SET status = ?, message = ? WHERE id = ?", (status, message, rev_id))
+
+    def route(self, function: str, rev_id: str) -> None:
+        """Send 100% of the function's traffic to `rev_id` (creating the function if new)."""
+        now = time.time()
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO functions (name, revision, created_at, updated_at) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT(name) DO UPDATE SET revision = excluded.revision, updated_at = excluded.updated_at",
+                (function, rev_id, now, now),
+            )
+
+    def revision(self, rev_id: str) -> Revision | None:
+        rows = self._rows("SELECT * FROM revisions WHERE id = ?", rev_id)
+        return _revision(rows[0]) if rows else None
+
+    def revisions(self, function: str) -> list[Revision]:
+        return [_revision(r) for r in self._rows("SELECT * FROM revisions WHERE function = ? ORDER BY number", function)]
+
+    def routed(self) -> Iterator[tuple[str, Revision]]:
+        """Every function with the revision that takes its traffic."""
+        rows = self._rows("SELECT f.name, r.* FROM functions f JOIN revisions r ON r.id = f.revision ORDER BY f.name")
+        for row in rows:
+            yield row["name"], _revision(row)
+
+    def delete_function(self, function: str) -> None:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.execute("DELETE FROM functions WHERE name = ?", (function,))
+            self._db.execute("DELETE FROM revisions WHERE function = ?", (function,))
+            self._db.execute("COMMIT")
+
+    def digests_in_use(self) -> set[str]:
+        return {r["digest"] for r in self._rows("SELECT DISTINCT digest FROM revisions")}
+
+
+def _revision(row: sqlite3.Row) -> Revision:
+    return Revision(
+        row["id"], row["function"], row["number"], row["content"], row["digest"],
+        FunctionSpec.model_validate(json.loads(row["spec"])), row["created_at"], row["status"], row["message"],
+    )

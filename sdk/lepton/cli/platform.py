@@ -1,0 +1,192 @@
+"""Platform commands: up, deploy, ls, info, invoke, logs, rm, revisions, rollback."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+PlatformOpt = Annotated[Optional[str], typer.Option("--platform", envvar="LEPTON_URL", help="Platform URL [default: http://127.0.0.1:8765].")]
+TokenOpt = Annotated[Optional[str], typer.Option("--token", envvar="LEPTON_TOKEN", help="API token [default: $LEPTON_HOME/token].", show_default=False)]
+OutputOpt = Annotated[str, typer.Option("--output", "-o", help="'table' or 'json' (for scripts).")]
+
+
+def client(platform: str | None, token: str | None):  # noqa: ANN201 - lepton.Client
+    from lepton.client import Client
+
+    return Client(platform, token)
+
+
+def emit_json(data: Any) -> None:
+    typer.echo(json.dumps(data, indent=2, default=str))
+
+
+def check_output(output: str) -> bool:
+    if output not in ("table", "json"):
+        raise typer.BadParameter(f"{output!r}; use 'table' or 'json'", param_hint="--output")
+    return output == "json"
+
+
+def console():  # noqa: ANN201 - rich Console on stderr, so stdout stays clean for --output json
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def up(
+        host: Annotated[str, typer.Option(envvar="LEPTON_HOST", help="Address to bind; loopback by default.")] = "127.0.0.1",
+        port: Annotated[int, typer.Option(envvar="LEPTON_PORT")] = 8765,
+        no_fork: Annotated[bool, typer.Option("--no-fork", help="Start replicas as fresh processes, not forked from a template.")] = False,
+        log_level: Annotated[str, typer.Option(envvar="LEPTON_LOG_LEVEL")] = "info",
+    ) -> None:
+        """Run the embedded platform in the foreground (state under $LEPTON_HOME)."""
+        from lepton_platform.server import run
+
+        run(host, port, fork=not no_fork, log_level=log_level)
+
+    @app.command()
+    def deploy(
+        target: Annotated[str, typer.Argument(metavar="FILE[:NAME]")],
+        target_kind: Annotated[str, typer.Option("--target", help="'embedded' or 'knative'.")] = "embedded",
+        no_wait: Annotated[bool, typer.Option("--no-wait", help="Return once the deploy has started.")] = False,
+        platform: PlatformOpt = None, token: TokenOpt = None, output: OutputOpt = "table",
+    ) -> None:
+        """Package and deploy every function in FILE (or just NAME)."""
+        as_json = check_output(output)
+        if target_kind != "embedded":
+            raise typer.BadParameter(f"{target_kind!r} is not available yet; use 'embedded'", param_hint="--target")
+        from lepton.loader import load_functions, split_target
+        from lepton.packaging import package
+
+        con = console()
+        results = []
+        with client(platform, token) as api, con.status("packaging...") as status:
+            functions = load_functions(target)
+            artifact = package(split_target(target)[0], functions)
+            status.update(f"uploading {len(artifact.data) / 1024:.0f} KiB ({artifact.digest[:19]}...)")
+            api.request("PUT", f"/v1/artifacts/{artifact.digest}", content=artifact.data)
+            for name in sorted(functions):
+                status.update(f"deploying {name}: starting the new revision and waiting until it is ready...")
+                response = api.request("POST", "/v1/functions", json={"artifact": artifact.digest, "function": name, "wait": not no_wait})
+                results.append(response.json())
+        if as_json:
+            emit_json(results)
+            return
+        for r in results:
+            note = "unchanged" if not r["changed"] else r["status"]
+            typer.echo(f"{r['function']}  {r['revision'] or '-'}  {note}  {r['url']}")
+
+    @app.command("ls")
+    def list_functions(platform: PlatformOpt = None, token: TokenOpt = None, output: OutputOpt = "table") -> None:
+        """Functions with revision, ready state, replicas and URL."""
+        as_json = check_output(output)
+        with client(platform, token) as api:
+            functions = api.request("GET", "/v1/functions").json()
+        if as_json:
+            emit_json(functions)
+            return
+        from rich.table import Table
+
+        table = Table("NAME", "REVISION", "READY", "REPLICAS", "URL", "TRIGGERS", box=None)
+        for fn in functions:
+            table.add_row(fn["name"], fn["revision"], f"{fn['ready']}/{fn['desired']}", str(fn["replicas"]), fn["url"], str(len(fn["triggers"])))
+        _print(table)
+
+    @app.command()
+    def info(name: str, platform: PlatformOpt = None, token: TokenOpt = None, output: OutputOpt = "table") -> None:
+        """One function: revision, replicas, scaling, triggers."""
+        as_json = check_output(output)
+        with client(platform, token) as api:
+            fn = api.request("GET", f"/v1/functions/{name}").json()
+        if as_json:
+            emit_json(fn)
+            return
+        scale = fn["scale"]
+        typer.echo(f"name:      {fn['name']}\nkind:      {fn['kind']}\nrevision:  {fn['revision']}\nurl:       {fn['url']}\npublic:    {fn['public']}")
+        typer.echo(f"replicas:  {fn['ready']} ready / {fn['replicas']} / desired {fn['desired']}  (in flight {fn['in_flight']})")
+        typer.echo(f"scaling:   min {scale['min']}, max {scale['max']}, target {scale['target']:g}, concurrency {scale['concurrency']}, "
+                   f"to zero after {scale['scale_down_after']:g}s, timeout {scale['timeout']:g}s")
+        for trig in fn["triggers"]:
+            typer.echo(f"trigger:   {json.dumps(trig)}")
+
+    @app.command()
+    def invoke(
+        name: str,
+        payload: Annotated[Optional[str], typer.Argument(metavar="[JSON]", help="JSON object of the parameters.")] = None,
+        file: Annotated[Optional[Path], typer.Option("--file", "-f", help="Read the JSON body from a file ('-' for stdin).")] = None,
+        platform: PlatformOpt = None, token: TokenOpt = None,
+    ) -> None:
+        """Invoke a function through the platform; streams streaming output."""
+        if file is not None:
+            text = sys.stdin.read() if str(file) == "-" else file.read_text()
+        else:
+            text = payload or "{}"
+        try:
+            body = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise typer.BadParameter(f"not valid JSON: {exc}", param_hint="JSON") from None
+        with client(platform, token) as api:
+            for chunk in api.call_stream(api.function_path(name), body):
+                typer.echo(chunk if isinstance(chunk, str) else json.dumps(chunk), nl=not isinstance(chunk, str))
+        sys.stdout.flush()
+
+    @app.command()
+    def logs(
+        name: str,
+        follow: Annotated[bool, typer.Option("--follow", "-f")] = False,
+        tail: Annotated[int, typer.Option(help="Lines of history to show.")] = 200,
+        platform: PlatformOpt = None, token: TokenOpt = None,
+    ) -> None:
+        """Logs of a function's replicas."""
+        with client(platform, token) as api:
+            for chunk in api.get_stream(f"/v1/functions/{name}/logs", params={"tail": tail, "follow": follow}):
+                sys.stdout.write(chunk)
+                sys.stdout.flush()
+
+    @app.command()
+    def rm(name: str, platform: PlatformOpt = None, token: TokenOpt = None) -> None:
+        """Stop a function's replicas and remove it."""
+        with client(platform, token) as api:
+            api.request("DELETE", f"/v1/functions/{name}")
+        typer.echo(f"removed {name}")
+
+    @app.command()
+    def revisions(name: str, platform: PlatformOpt = None, token: TokenOpt = None, output: OutputOpt = "table") -> None:
+        """Revision history of a function."""
+        as_json = check_output(output)
+        with client(platform, token) as api:
+            revs = api.request("GET", f"/v1/functions/{name}/revisions").json()
+        if as_json:
+            emit_json(revs)
+            return
+        from datetime import datetime
+
+        from rich.table import Table
+
+        table = Table("REVISION", "STATUS", "ROUTED", "CREATED", "DIGEST", box=None)
+        for r in revs:
+            created = datetime.fromtimestamp(r["created_at"]).strftime("%Y-%m-%d %H:%M:%S")
+            table.add_row(r["id"], r["status"], "100%" if r["routed"] else "", created, r["digest"][:19])
+        _print(table)
+
+    @app.command()
+    def rollback(
+        name: str, revision: Annotated[Optional[str], typer.Argument(help="Revision id; default: the one before.")] = None,
+        platform: PlatformOpt = None, token: TokenOpt = None,
+    ) -> None:
+        """Route 100% of a function's traffic to an earlier revision."""
+        with client(platform, token) as api:
+            result = api.request("POST", f"/v1/functions/{name}/rollback", json={"revision": revision}).json()
+        typer.echo(f"{name} now serves {result['revision']}")
+
+
+def _print(table: Any) -> None:
+    from rich.console import Console
+
+    Console(width=200).print(table)
+
