@@ -23,6 +23,8 @@ demo: install
 
 bench: install
 	$(PY) tests/bench/runtime_overhead.py
+	$(PY) tests/bench/cold_start.py
+	$(PY) tests/bench/router_overhead.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -207,7 +207,7 @@ class Fleet:
             if replica.state != DRAINING:
                 logger.warning("replica %s crashed (status %s); replacing it", replica.id, replica.exit_status)
             self._drop(replica)
-            await replica.client.aclose()
+            await replica.session.close()
             self._kick.set()
             await self._notify()
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 
-import httpx
+import aiohttp
 
 from lepton_platform.asgi import Receive, Scope, Send, read_body, send_json
 
@@ -21,27 +21,28 @@ class ReplicaProxy:
         replica = scope["lepton.replica"]
         fleet = scope["lepton.fleet"]
         body = await read_body(receive)
-        headers = [(k, v) for k, v in scope["headers"] if k not in DROP_REQUEST]
-        request = replica.client.build_request(scope["method"], scope["lepton.path"], headers=headers, content=body)
+        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"] if k not in DROP_REQUEST]
         try:
             async with asyncio.timeout(fleet.spec.timeout + 5):
-                response = await replica.client.send(request, stream=True)
-        except (httpx.TransportError, TimeoutError) as exc:
+                response = await replica.session.request(
+                    scope["method"], scope["lepton.path"], data=body, headers=headers, allow_redirects=False
+                )
+        except (aiohttp.ClientError, TimeoutError) as exc:
             if isinstance(exc, TimeoutError):
                 await send_json(send, 504, f"function {fleet.name!r} did not answer within {fleet.spec.timeout:g}s")
             else:
                 await send_json(send, 502, f"function {fleet.name!r}: replica {replica.id} failed while handling the request ({type(exc).__name__})")
             return
         try:
-            out = [(k, v) for k, v in response.headers.raw if k.lower() not in DROP_RESPONSE]
+            out = [(k.lower(), v) for k, v in response.raw_headers if k.lower() not in DROP_RESPONSE]
             out.append((b"x-lepton-revision", replica.revision.id.encode()))
             out.append((b"x-lepton-cold-start", b"1" if scope["lepton.cold"] else b"0"))
-            await send({"type": "http.response.start", "status": response.status_code, "headers": out})
+            await send({"type": "http.response.start", "status": response.status, "headers": out})
             try:
-                async for chunk in response.aiter_raw():
+                async for chunk in response.content.iter_any():
                     await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            except httpx.TransportError:
+            except aiohttp.ClientError:
                 pass  # the replica died mid-stream; the caller sees a truncated body
             await send({"type": "http.response.body", "body": b""})
         finally:
-            await response.aclose()
+            response.release()

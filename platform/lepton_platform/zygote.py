@@ -26,7 +26,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 logger = logging.getLogger("lepton.platform.zygote")
-PRELOAD = ("lepton.runtime.app", "lepton.runtime.server", "lepton.loader", "uvicorn.protocols.http.httptools_impl", "uvicorn.lifespan.on", "uvloop")
+PRELOAD = (
+    "lepton.runtime.app", "lepton.runtime.server", "lepton.loader", "packaging.requirements",
+    "uvicorn.protocols.http.httptools_impl", "uvicorn.lifespan.on", "uvloop",
+)
 SHARED_HEAVY = ("numpy", "torch")
 PR_SET_PDEATHSIG = 1
 
@@ -53,9 +56,23 @@ def preload() -> list[str]:
             loaded.append(name)
         except ImportError:
             continue
+    _warm_up()
     if "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(1)
     return loaded
+
+
+def _warm_up() -> None:
+    """Build one throwaway function app, so the modules pydantic and FastAPI import lazily
+    on first use are already loaded in every child."""
+    import lepton
+    from lepton.runtime.app import build_app
+
+    @lepton.function(name="warm-up", requirements=["pip"])
+    def warm_up(a: int, b: str = "") -> dict[str, int]:
+        return {b: a}
+
+    build_app(warm_up).openapi()
 
 
 def run_child(request: dict[str, Any]) -> None:
@@ -185,6 +202,7 @@ class Zygote:
         self._pending: dict[str, asyncio.Future[int]] = {}
         self._ready = asyncio.Event()
         self._reader_task: asyncio.Task[None] | None = None
+        self._closing = False
 
     @property
     def available(self) -> bool:
@@ -235,6 +253,8 @@ class Zygote:
             elif msg["event"] == "exit":
                 self.on_exit(msg["pid"], msg["status"])
         self._ready.clear()
+        if self._closing:
+            return
         for future in self._pending.values():
             if not future.done():
                 future.set_exception(ZygoteUnavailable("template process exited"))
@@ -251,6 +271,7 @@ class Zygote:
         return await future
 
     async def stop(self) -> None:
+        self._closing = True
         if self._writer is not None:
             self._writer.close()
         if self.process is not None and self.process.returncode is None:

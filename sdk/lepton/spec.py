@@ -125,7 +125,9 @@ class FunctionSpec(BaseModel):
     @field_validator("requirements")
     @classmethod
     def _requirements(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        from packaging.requirements import InvalidRequirement, Requirement
+        if not value:
+            return value
+        from packaging.requirements import InvalidRequirement, Requirement  # 25 ms to import
 
         for req in value:
             try:

@@ -37,8 +37,11 @@ class Result:
         return f"{label:<28} p50 {self.pct(50):7.3f} ms  p99 {self.pct(99):7.3f} ms  {self.rps:9.0f} req/s  errors {self.errors}"
 
 
-async def _client(host: str, port: int, request: bytes, deadline: float, out: list[float], errors: list[int]) -> None:
-    reader, writer = await asyncio.open_connection(host, port)
+async def _client(host: str, port: int | None, uds: str | None, request: bytes, deadline: float, out: list[float], errors: list[int]) -> None:
+    if uds:
+        reader, writer = await asyncio.open_unix_connection(uds)
+    else:
+        reader, writer = await asyncio.open_connection(host, port)
     try:
         while time.perf_counter() < deadline:
             started = time.perf_counter()
@@ -70,8 +73,9 @@ async def _client(host: str, port: int, request: bytes, deadline: float, out: li
         writer.close()
 
 
-def run_load(url: str, body: bytes, *, clients: int = 8, seconds: float = 3.0, headers: dict[str, str] | None = None) -> Result:
-    """Closed-loop load on POST url for `seconds` with `clients` keep-alive connections."""
+def run_load(url: str, body: bytes, *, clients: int = 8, seconds: float = 3.0, headers: dict[str, str] | None = None,
+             uds: str | None = None) -> Result:
+    """Closed-loop load on POST url (over `uds` when given) for `seconds` with `clients` keep-alive connections."""
     parsed = httpx.URL(url)
     extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
     request = (
@@ -84,7 +88,7 @@ def run_load(url: str, body: bytes, *, clients: int = 8, seconds: float = 3.0, h
         errors: list[int] = []
         deadline = time.perf_counter() + seconds
         started = time.perf_counter()
-        await asyncio.gather(*(_client(parsed.host, parsed.port, request, deadline, latencies, errors) for _ in range(clients)))
+        await asyncio.gather(*(_client(parsed.host, parsed.port, uds, request, deadline, latencies, errors) for _ in range(clients)))
         return Result(latencies, time.perf_counter() - started, len(errors))
 
     return asyncio.run(main())
@@ -110,3 +114,51 @@ def python(*args: str, **kwargs: object) -> subprocess.Popen:
 
 def median(values: list[float]) -> float:
     return statistics.median(values)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Platform:
+    """A real `lepton up` in a temporary LEPTON_HOME, for benchmarks."""
+
+    def __init__(self, *extra: str) -> None:
+        import os
+        import tempfile
+
+        self.home = tempfile.mkdtemp(prefix="lepton-bench-")
+        self.url = f"http://127.0.0.1:{free_port()}"
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "lepton.cli", "up", "--port", self.url.rsplit(":", 1)[1], "--log-level", "warning", *extra],
+            cwd=ROOT, env={**os.environ, "LEPTON_HOME": self.home}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        wait_ready(self.url + "/healthz", self.proc)
+        while not httpx.get(self.url + "/healthz").json()["template_process"] and "--no-fork" not in extra:
+            time.sleep(0.1)
+        from lepton.client import Client
+
+        self.api = Client(self.url, open(os.path.join(self.home, "token")).read().strip())
+
+    def deploy(self, path: Path) -> None:
+        from lepton.packaging import package
+
+        artifact = package(path)
+        self.api.request("PUT", f"/v1/artifacts/{artifact.digest}", content=artifact.data)
+        for fn in artifact.functions:
+            self.api.request("POST", "/v1/functions", json={"artifact": artifact.digest, "function": fn["name"]})
+
+    def info(self, name: str) -> dict:
+        return self.api.request("GET", f"/v1/functions/{name}").json()
+
+    def close(self) -> None:
+        import shutil
+
+        self.api.close()
+        self.proc.terminate()
+        self.proc.wait(30)
+        shutil.rmtree(self.home, ignore_errors=True)

@@ -11,23 +11,16 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from tests.bench.load import Result, median, python, run_load, wait_ready  # noqa: E402
+from tests.bench.load import Result, free_port, median, python, run_load, wait_ready  # noqa: E402
 
 APPS = Path(__file__).resolve().parent / "apps"
 BODY = b'{"a": 40, "b": 2}'
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def start(kind: str, port: int):

@@ -3,6 +3,6 @@
 import lepton
 
 
-@lepton.function
+@lepton.function(target=100, max_scale=1)
 def add(a: int, b: int = 0) -> int:
     return a + b

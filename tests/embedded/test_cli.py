@@ -1,0 +1,53 @@
+"""The platform CLI end to end, as a user types it: one subprocess per command."""
+
+from __future__ import annotations
+
+import json
+
+from tests.test_cli_run import lepton_cli
+
+
+def test_cli_drives_the_platform(platform, monkeypatch):
+    monkeypatch.setenv("LEPTON_HOME", str(platform.home))  # token from $LEPTON_HOME/token
+    monkeypatch.setenv("LEPTON_URL", platform.url)
+    source = platform.source("app.py")
+
+    deployed = lepton_cli("deploy", str(source), "--output", "json")
+    assert deployed.returncode == 0, deployed.stderr
+    assert {(r["function"], r["revision"]) for r in json.loads(deployed.stdout)} == {("greet", "greet-00001"), ("work", "work-00001")}
+
+    listed = json.loads(lepton_cli("ls", "--output", "json").stdout)
+    assert [f["name"] for f in listed] == ["greet", "work"]
+    assert "greet-00001" in lepton_cli("ls").stdout
+
+    invoked = lepton_cli("invoke", "greet", '{"name": "cli"}')
+    assert json.loads(invoked.stdout)["hello"] == "cli"
+    bad = lepton_cli("invoke", "greet", '{"name": 3}')
+    assert bad.returncode == 1 and "HTTP 422" in bad.stderr and "name: Input should be a valid string" in bad.stderr
+    assert lepton_cli("invoke", "nope").stderr.startswith("error: HTTP 404")
+
+    info = json.loads(lepton_cli("info", "work", "--output", "json").stdout)
+    assert info["scale"]["max"] == 4 and info["public"] is True
+
+    logs = lepton_cli("logs", "greet")
+    assert logs.returncode == 0 and "Application startup complete" in logs.stdout
+
+    platform.deploy(platform.source("app.py", 2), "greet")
+    revisions = json.loads(lepton_cli("revisions", "greet", "--output", "json").stdout)
+    assert [r["routed"] for r in revisions] == [False, True]
+    assert "greet now serves greet-00001" in lepton_cli("rollback", "greet").stdout
+    assert lepton_cli("rollback", "greet", "greet-00009").stderr.startswith("error: HTTP 404")
+
+    assert lepton_cli("rm", "work").stdout.strip() == "removed work"
+    assert [f["name"] for f in json.loads(lepton_cli("ls", "--output", "json").stdout)] == ["greet"]
+
+    wrong = lepton_cli("ls", "--token", "wrong")
+    assert wrong.returncode == 1 and "HTTP 403" in wrong.stderr and "Traceback" not in wrong.stderr
+
+
+def test_cli_says_when_the_platform_is_down(tmp_path):
+    from tests.helpers import free_port
+
+    result = lepton_cli("ls", "--platform", f"http://127.0.0.1:{free_port()}")
+    assert result.returncode == 1
+    assert "is the platform up" in result.stderr and len(result.stderr.strip().splitlines()) == 1
