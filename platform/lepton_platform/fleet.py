@@ -40,6 +40,7 @@ class Fleet:
         self._failures_in_a_row = 0
         self._next_start = 0.0
         self._demand = 0
+        self._waiting = 0
         self._area = 0.0
         self._last_change = self._last_scale = time.monotonic()
         self._last_request = time.monotonic()
@@ -83,7 +84,12 @@ class Fleet:
     async def acquire(self, timeout: float) -> tuple[Replica, bool]:
         """A ready replica with a free slot, least loaded first; waits (waking from zero)."""
         self._account(+1)
+        replica = self._pick()
+        if replica is not None:  # the common case: no lock, no timer
+            replica.acquire()
+            return replica, False
         cold = False
+        self._waiting += 1
         try:
             async with asyncio.timeout(timeout):
                 async with self._changed:
@@ -101,12 +107,15 @@ class Fleet:
         except BaseException:
             self._account(-1)
             raise
+        finally:
+            self._waiting -= 1
 
     async def release(self, replica: Replica) -> None:
         replica.release()
         self._account(-1)
-        async with self._changed:
-            self._changed.notify()
+        if self._waiting:
+            async with self._changed:
+                self._changed.notify()
 
     def _pick(self) -> Replica | None:
         limit = self.spec.concurrency

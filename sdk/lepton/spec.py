@@ -12,7 +12,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from lepton.names import check_bucket_name, check_function_name
-from lepton.triggers import Trigger, spec_error
+from lepton.triggers import Options, Trigger, spec_error
 
 # Kubernetes resource quantities: "1", "0.5", "500m" for CPU; "512Mi", "1Gi", "128M" for memory.
 CPU_QUANTITY = re.compile(r"^(\d+(\.\d+)?|\d+m)$")
@@ -21,7 +21,7 @@ ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 MAX_TIMEOUT = 3600
 
 
-class Batch(BaseModel):
+class Batch(Options):
     """Group concurrent requests into one handler call.
 
     Example: `batch=lepton.Batch(max_size=32, max_wait_ms=10)` with `def f(xs: list[int])`:
@@ -29,16 +29,8 @@ class Batch(BaseModel):
     10 ms for a batch to fill, and each caller gets its own element of the returned list.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
     max_size: int = Field(default=32, ge=1, le=4096)
     max_wait_ms: float = Field(default=10, ge=0, le=60_000)
-
-    def __init__(self, **data: Any) -> None:
-        try:
-            super().__init__(**data)
-        except ValidationError as exc:
-            raise spec_error("lepton.Batch", exc) from None
 
 
 class HandlerInfo(BaseModel):

@@ -35,7 +35,18 @@ def spec_error(what: str, exc: ValidationError) -> SpecError:
     return SpecError(f"{what}: " + "; ".join(parts))
 
 
-class Delivery(_Model):
+class Options(_Model):
+    """Options users build directly, like `lepton.Delivery(...)`: a bad value raises a
+    one-line SpecError naming the field, not pydantic's multi-line report."""
+
+    def __init__(self, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            raise spec_error(f"lepton.{type(self).__name__}", exc) from None
+
+
+class Delivery(Options):
     """How the platform retries a trigger's deliveries (Knative `delivery` semantics).
 
     Example: `lepton.Delivery(retry=5, backoff="exponential", delay=0.5, dead_letter="on-failure")`
@@ -48,12 +59,6 @@ class Delivery(_Model):
     delay: float = Field(default=0.2, gt=0, le=3600)
     timeout: float | None = Field(default=None, gt=0, le=3600)
     dead_letter: str | None = None
-
-    def __init__(self, **data: Any) -> None:
-        try:
-            super().__init__(**data)
-        except ValidationError as exc:
-            raise spec_error("lepton.Delivery", exc) from None
 
     @field_validator("dead_letter")
     @classmethod

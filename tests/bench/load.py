@@ -112,6 +112,17 @@ def python(*args: str, **kwargs: object) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, *args], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **kwargs)
 
 
+def load_parser(doc: str | None):  # noqa: ANN201 - argparse.ArgumentParser
+    """The options every closed-loop benchmark takes."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=3.0, help="length of one measured round")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per side")
+    parser.add_argument("--clients", type=int, default=8, help="concurrent keep-alive connections")
+    return parser
+
+
 def median(values: list[float]) -> float:
     return statistics.median(values)
 

@@ -8,24 +8,19 @@ Goal: at most +0.3 ms p50 and at least 0.85x the requests/s.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from tests.bench.load import Platform, Result, run_load  # noqa: E402
+from tests.bench.load import load_parser, Platform, Result, run_load  # noqa: E402
 
 APP = Path(__file__).resolve().parent / "apps" / "lepton_add.py"
 BODY = b'{"a": 40, "b": 2}'
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seconds", type=float, default=3.0)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--clients", type=int, default=8)
-    args = parser.parse_args()
+    args = load_parser(__doc__).parse_args()
 
     platform = Platform()
     results: dict[str, list[Result]] = {"direct": [], "router": []}

@@ -9,7 +9,6 @@ and cold start (process start to first 200), each as a ratio Lepton / bare.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import time
@@ -17,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from tests.bench.load import Result, free_port, median, python, run_load, wait_ready  # noqa: E402
+from tests.bench.load import load_parser, Result, free_port, median, python, run_load, wait_ready  # noqa: E402
 
 APPS = Path(__file__).resolve().parent / "apps"
 BODY = b'{"a": 40, "b": 2}'
@@ -46,11 +45,7 @@ def cold_start(kind: str) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seconds", type=float, default=3.0)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--clients", type=int, default=8)
-    args = parser.parse_args()
+    args = load_parser(__doc__).parse_args()
 
     servers = {}
     for kind in ("bare", "lepton"):

@@ -30,6 +30,17 @@ def check_output(output: str) -> bool:
     return output == "json"
 
 
+def fetch(path: str, platform: str | None, token: str | None, output: str) -> Any:
+    """GET a /v1 resource: printed as JSON (returning None) with --output json, else returned."""
+    as_json = check_output(output)
+    with client(platform, token) as api:
+        data = api.request("GET", path).json()
+    if as_json:
+        emit_json(data)
+        return None
+    return data
+
+
 def console():  # noqa: ANN201 - rich Console on stderr, so stdout stays clean for --output json
     from rich.console import Console
 
@@ -84,11 +95,8 @@ def register(app: typer.Typer) -> None:
     @app.command("ls")
     def list_functions(platform: PlatformOpt = None, token: TokenOpt = None, output: OutputOpt = "table") -> None:
         """Functions with revision, ready state, replicas and URL."""
-        as_json = check_output(output)
-        with client(platform, token) as api:
-            functions = api.request("GET", "/v1/functions").json()
-        if as_json:
-            emit_json(functions)
+        functions = fetch("/v1/functions", platform, token, output)
+        if functions is None:
             return
         from rich.table import Table
 
@@ -100,11 +108,8 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def info(name: str, platform: PlatformOpt = None, token: TokenOpt = None, output: OutputOpt = "table") -> None:
         """One function: revision, replicas, scaling, triggers."""
-        as_json = check_output(output)
-        with client(platform, token) as api:
-            fn = api.request("GET", f"/v1/functions/{name}").json()
-        if as_json:
-            emit_json(fn)
+        fn = fetch(f"/v1/functions/{name}", platform, token, output)
+        if fn is None:
             return
         scale = fn["scale"]
         typer.echo(f"name:      {fn['name']}\nkind:      {fn['kind']}\nrevision:  {fn['revision']}\nurl:       {fn['url']}\npublic:    {fn['public']}")
@@ -158,11 +163,8 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def revisions(name: str, platform: PlatformOpt = None, token: TokenOpt = None, output: OutputOpt = "table") -> None:
         """Revision history of a function."""
-        as_json = check_output(output)
-        with client(platform, token) as api:
-            revs = api.request("GET", f"/v1/functions/{name}/revisions").json()
-        if as_json:
-            emit_json(revs)
+        revs = fetch(f"/v1/functions/{name}/revisions", platform, token, output)
+        if revs is None:
             return
         from datetime import datetime
 
