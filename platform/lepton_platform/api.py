@@ -100,7 +100,7 @@ def build_api(platform: Platform) -> FastAPI:
 
     @v1.get("/functions/{name}/revisions", summary="Revision history")
     async def revisions(name: str) -> list[dict[str, Any]]:
-        routed = platform._fleet(name).revision.id
+        routed = platform.fleet(name).revision.id
         return [{**r.to_json(), "routed": r.id == routed} for r in platform.store.revisions(name)]
 
     @v1.post("/functions/{name}/rollback", summary="Route 100% of traffic to an earlier revision")

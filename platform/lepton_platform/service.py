@@ -182,7 +182,7 @@ class Platform:
             return revision
 
     async def rollback(self, function: str, rev_id: str | None) -> Revision:
-        fleet = self._fleet(function)
+        fleet = self.fleet(function)
         async with self._lock(function):
             if rev_id is None:
                 earlier = [r for r in self.store.revisions(function) if r.status == "ready" and r.number < fleet.revision.number]
@@ -201,7 +201,7 @@ class Platform:
             return revision
 
     async def remove(self, function: str) -> None:
-        fleet = self._fleet(function)
+        fleet = self.fleet(function)
         async with self._lock(function):
             del self.fleets[function]
             await fleet.close()
@@ -209,14 +209,14 @@ class Platform:
             self.metrics.forget(function)
             shutil.rmtree(self.logs / function, ignore_errors=True)
 
-    def _fleet(self, function: str) -> Fleet:
+    def fleet(self, function: str) -> Fleet:
         fleet = self.fleets.get(function)
         if fleet is None:
             raise NotFound(f"function {function!r} not found; `lepton ls` lists the deployed ones")
         return fleet
 
     def describe(self, function: str, base_url: str) -> dict[str, Any]:
-        fleet = self._fleet(function)
+        fleet = self.fleet(function)
         spec = fleet.spec
         return {
             "name": function, "url": f"{base_url}/fn/{function}", "public": spec.public, "kind": spec.handler.kind if spec.handler else None,
@@ -227,6 +227,6 @@ class Platform:
         }
 
     def log_files(self, function: str) -> list[Path]:
-        self._fleet(function)
+        self.fleet(function)
         folder = self.logs / function
         return sorted(folder.glob("*.log"), key=lambda p: p.stat().st_mtime) if folder.exists() else []

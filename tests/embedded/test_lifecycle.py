@@ -40,6 +40,15 @@ def test_deploy_invoke_redeploy_rollback_rm(platform):
         assert http.get("/v1/functions").json() == []
 
 
+def test_remote_calls_the_deployed_function(platform):
+    source = platform.source("app.py", 1)
+    greet = load_functions(f"{source}:greet")["greet"]
+    platform.deploy(source, "greet")
+    with platform.client() as client:
+        assert greet.remote(client=client, name="remote")["hello"] == "remote"
+    assert greet(name="local")["hello"] == "local"
+
+
 def test_auth(platform):
     platform.deploy(platform.source("app.py"))
     assert httpx.get(platform.url + "/v1/functions").status_code == 401
