@@ -74,10 +74,14 @@ class Fleet:
 
     # -- demand ----------------------------------------------------------------------------
 
-    def _account(self, delta: int) -> None:
-        now = time.monotonic()
+    def _integrate(self, now: float) -> None:
+        """Add in-flight x time since the last change, for the time-weighted average."""
         self._area += self._demand * (now - self._last_change)
         self._last_change = now
+
+    def _account(self, delta: int) -> None:
+        now = time.monotonic()
+        self._integrate(now)
         self._demand += delta
         self._last_request = now
 
@@ -147,8 +151,7 @@ class Fleet:
 
     def _scale(self) -> None:
         now = time.monotonic()
-        self._area += self._demand * (now - self._last_change)
-        self._last_change = now
+        self._integrate(now)
         span, self._last_scale = now - self._last_scale, now
         # Time-weighted average in-flight since the last tick, so short requests count too.
         self._window.add(self._area / span if span > 1e-3 else self._demand)
@@ -160,8 +163,6 @@ class Fleet:
             idle_for=0.0 if self._demand else now - self._last_request, in_flight=self._demand,
             was_panicking=self.panic,
         )
-        if self._demand and decision.desired == 0:
-            decision = type(decision)(1, decision.panic)
         self.desired, self.panic = decision.desired, decision.panic
         alive = [r for r in self.replicas if r.state in (STARTING, READY)]
         if len(alive) < self.desired and now >= self._next_start:
