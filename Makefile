@@ -25,6 +25,7 @@ bench: install
 	$(PY) tests/bench/runtime_overhead.py
 	$(PY) tests/bench/cold_start.py
 	$(PY) tests/bench/router_overhead.py
+	$(PY) tests/bench/bucket_throughput.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -34,3 +34,13 @@ def serve(tmp_path: Path) -> Iterator[Callable[..., Process]]:
     yield start
     for process in started:
         process.stop()
+
+
+@pytest.fixture(scope="session")
+def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real S3 (and SNS) API on loopback: moto in server mode, shared by the session."""
+    port = free_port()
+    log = tmp_path_factory.mktemp("moto") / "moto.log"
+    process = start_process(["-m", "moto.server", "-p", str(port)], log, f"http://127.0.0.1:{port}", ready_path="/moto-api/")
+    yield process.url
+    process.stop()

@@ -12,7 +12,9 @@ from pydantic import BaseModel, Field
 
 from lepton.errors import ArtifactError
 from lepton_platform import auth
+from lepton_platform.buckets_api import build_bucket_router
 from lepton_platform.service import DeployFailed, NotFound, Platform
+from lepton_platform.storage import StorageError
 
 DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 MAX_ARTIFACT = 1 << 30
@@ -30,6 +32,7 @@ class RollbackRequest(BaseModel):
 
 def build_api(platform: Platform) -> FastAPI:
     app = FastAPI(title="Lepton platform", version="1", lifespan=platform.lifespan, docs_url=None, redoc_url=None)
+    app.state.platform = platform
 
     def admin(authorization: Annotated[str | None, Header()] = None) -> None:
         status = auth.check(platform.token, authorization)
@@ -44,6 +47,10 @@ def build_api(platform: Platform) -> FastAPI:
     @app.exception_handler(ArtifactError)
     async def bad_artifact(_: Request, exc: ArtifactError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=400)
+
+    @app.exception_handler(StorageError)
+    async def storage_error(_: Request, exc: StorageError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=exc.status)
 
     @app.exception_handler(DeployFailed)
     async def deploy_failed(_: Request, exc: DeployFailed) -> JSONResponse:
@@ -114,6 +121,7 @@ def build_api(platform: Platform) -> FastAPI:
         return StreamingResponse(_logs(platform, name, files, tail, follow), media_type="text/plain; charset=utf-8")
 
     app.include_router(v1)
+    app.include_router(build_bucket_router(platform))
     return app
 
 

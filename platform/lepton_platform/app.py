@@ -17,8 +17,8 @@ def build_request_path(platform: Platform) -> ASGIApp:
     return Router(Activator(ReplicaProxy(), platform.metrics), platform)
 
 
-def build_app(home: Path, *, fork: bool = True) -> tuple[ASGIApp, Platform]:
-    platform = Platform(home, fork=fork)
+def build_app(home: Path, *, fork: bool = True, url: str = "http://127.0.0.1:8765") -> tuple[ASGIApp, Platform]:
+    platform = Platform(home, fork=fork, url=url)
     api = build_api(platform)
     invoke = build_request_path(platform)
 

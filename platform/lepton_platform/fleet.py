@@ -19,11 +19,6 @@ READY_TIMEOUT = 300.0
 MAX_RESTART_DELAY = 30.0
 
 
-def replica_env(revision: Revision) -> dict[str, str]:
-    """What a replica of `revision` gets in its environment, on top of the sanitised base."""
-    return {**revision.spec.env, "LEPTON_FUNCTION": revision.function, "LEPTON_REVISION": revision.id}
-
-
 class StartFailed(Exception):
     """No replica could be started; the message says why (with the log's last lines)."""
 
@@ -57,9 +52,6 @@ class Fleet:
     @property
     def spec(self):  # noqa: ANN201 - FunctionSpec
         return self.revision.spec
-
-    def env(self) -> dict[str, str]:
-        return replica_env(self.revision)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._reconcile_loop(), name=f"fleet-{self.name}")
@@ -188,7 +180,7 @@ class Fleet:
                 placeholder = _Placeholder(revision)
                 self.replicas.append(placeholder)  # counts as starting while we spawn
                 try:
-                    replica = await self.factory.start(revision, self.env())
+                    replica = await self.factory.start(revision)
                 finally:
                     self.replicas.remove(placeholder)
                 self.replicas.append(replica)

@@ -18,7 +18,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import aiohttp
 
@@ -141,16 +141,19 @@ class Replica:
 
 
 def replica_environment() -> dict[str, str]:
-    """The platform's environment minus its own secrets: replicas never see the admin token."""
+    """The platform's environment minus its own secrets: replicas never see the admin token or
+    the platform's storage credentials, only the scoped token their revision gets."""
     keep = {"LEPTON_HOME", "LEPTON_PRELOAD", "LEPTON_LOG_LEVEL"}
-    return {k: v for k, v in os.environ.items() if not k.startswith("LEPTON_") or k in keep}
+    return {k: v for k, v in os.environ.items() if not k.startswith(("LEPTON_", "AWS_")) or k in keep}
 
 
 class ReplicaFactory:
     """Starts replicas: forked from the zygote, or as a fresh process when it is not there."""
 
-    def __init__(self, zygote: Zygote | None, run_dir: Path, logs_dir: Path, unpacked: Path) -> None:
+    def __init__(self, zygote: Zygote | None, run_dir: Path, logs_dir: Path, unpacked: Path,
+                 platform_env: Callable[[Revision], dict[str, str]] = lambda revision: {}) -> None:
         self.zygote = zygote
+        self.platform_env = platform_env
         self.run_dir = run_dir
         self.logs_dir = logs_dir
         self.unpacked = unpacked
@@ -164,7 +167,14 @@ class ReplicaFactory:
             if replica.state != DRAINING:
                 logger.info("replica %s [%s] exited with status %s", replica.id, pid, status)
 
-    async def start(self, revision: Revision, env: dict[str, str]) -> Replica:
+    def environment(self, revision: Revision) -> dict[str, str]:
+        """What a replica gets on top of the sanitised base: the function's env, who it is, and
+        how to reach the platform with its revision's scoped token."""
+        return {**revision.spec.env, "LEPTON_FUNCTION": revision.function, "LEPTON_REVISION": revision.id,
+                **self.platform_env(revision)}
+
+    async def start(self, revision: Revision) -> Replica:
+        env = self.environment(revision)
         replica_id = f"{revision.id}-{secrets.token_hex(2)}{next(self._seq)}"
         folder = self.logs_dir / revision.function
         folder.mkdir(parents=True, exist_ok=True)

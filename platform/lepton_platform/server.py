@@ -24,7 +24,8 @@ def is_loopback(host: str) -> bool:
 def run(host: str = "127.0.0.1", port: int = 8765, *, fork: bool = True, log_level: str = "info") -> None:
     configure_logging(log_level)
     home = lepton_home()
-    app, platform = build_app(home, fork=fork)
+    shown = f"[{host}]" if ":" in host else host
+    app, platform = build_app(home, fork=fork, url=f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else shown}:{port}")
     if not is_loopback(host):
         logger.warning("listening on %s without TLS: tokens cross the network in clear text; put a TLS proxy in front", host)
     logger.info("state in %s; admin token in %s", home, home / "token")

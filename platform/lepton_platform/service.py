@@ -21,9 +21,12 @@ from lepton.errors import ArtifactError, LeptonError
 from lepton.packaging import unpack
 from lepton.spec import FunctionSpec
 from lepton_platform.auth import load_or_create_token
-from lepton_platform.fleet import Fleet, replica_env
+from lepton_platform.config import load_config
+from lepton_platform.credentials import Credentials
+from lepton_platform.fleet import Fleet
 from lepton_platform.metrics import PlatformMetrics
 from lepton_platform.replicas import ReplicaFactory, ReplicaFailed
+from lepton_platform.storage import open_store
 from lepton_platform.store import Revision, Store, content_id
 from lepton_platform.zygote import Zygote, ZygoteUnavailable
 
@@ -52,11 +55,15 @@ def check_requirements(spec: FunctionSpec) -> None:
 
 
 class Platform:
-    def __init__(self, home: Path, *, fork: bool = True) -> None:
+    def __init__(self, home: Path, *, fork: bool = True, url: str = "http://127.0.0.1:8765") -> None:
         self.home = home
+        self.url = url
         home.mkdir(parents=True, exist_ok=True)
+        self.config = load_config(home)
         self.token = load_or_create_token(home)
+        self.credentials = Credentials(self.token)
         self.store = Store(home / "state.db")
+        self.storage = open_store(self.config.storage, home / "buckets")
         self.artifacts = home / "artifacts"
         self.unpacked = home / "unpacked"
         self.logs = home / "logs"
@@ -67,9 +74,13 @@ class Platform:
         self.metrics = PlatformMetrics()
         self.fleets: dict[str, Fleet] = {}
         self.zygote = Zygote(self.run_dir, self.logs / "zygote.log", self._on_exit) if fork else None
-        self.factory = ReplicaFactory(self.zygote, self.run_dir, self.logs, self.unpacked)
+        self.factory = ReplicaFactory(self.zygote, self.run_dir, self.logs, self.unpacked, self._replica_env)
         self._locks: dict[str, asyncio.Lock] = {}
         self._zygote_task: asyncio.Task[None] | None = None
+
+    def _replica_env(self, revision: Revision) -> dict[str, str]:
+        """Replicas reach the platform with a token scoped to their revision's buckets."""
+        return {"LEPTON_URL": self.url, "LEPTON_TOKEN": self.credentials.scoped_token(revision.id)}
 
     def _on_exit(self, pid: int, status: int) -> None:
         self.factory.on_exit(pid, status)
@@ -113,6 +124,7 @@ class Platform:
         if self.zygote is not None:
             await self.zygote.stop()
         self.store.close()
+        self.storage.close()
         shutil.rmtree(self.run_dir, ignore_errors=True)
 
     def _add_fleet(self, revision: Revision) -> Fleet:
@@ -165,7 +177,8 @@ class Platform:
             revision = self.store.find_revision(spec.name, content_id(digest, spec))
             if revision is None or revision.status == "failed":
                 revision = self.store.create_revision(spec, digest)
-            replica = await self.factory.start(revision, replica_env(revision))
+            await self._create_buckets(spec)
+            replica = await self.factory.start(revision)
             try:
                 await replica.wait_ready(READY_TIMEOUT)
             except ReplicaFailed as exc:
@@ -180,6 +193,13 @@ class Platform:
             fleet.switch(revision, replica)
             logger.info("%s now serves %s (ready in %.0f ms)", spec.name, revision.id, (replica.ready_after or 0) * 1000)
             return revision
+
+    async def _create_buckets(self, spec: FunctionSpec) -> None:
+        """The buckets a function declares or is triggered by exist before it runs."""
+        wanted = {*spec.buckets, *(t.bucket for t in spec.triggers if t.kind == "bucket")}
+        for bucket in sorted(wanted):
+            if await asyncio.to_thread(self.storage.create_bucket, bucket):
+                logger.info("created bucket %s for %s", bucket, spec.name)
 
     async def rollback(self, function: str, rev_id: str | None) -> Revision:
         fleet = self.fleet(function)

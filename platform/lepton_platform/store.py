@@ -9,13 +9,13 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
 from lepton.spec import FunctionSpec
+from lepton_platform.sqlite import Database
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS revisions (
@@ -67,20 +67,11 @@ class Store:
     """Thread-safe access to the state database (WAL, so readers never wait for a writer)."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(SCHEMA)
-        self._lock = threading.Lock()
+        self._db = Database(path, SCHEMA)
+        self._rows = self._db.rows
 
     def close(self) -> None:
         self._db.close()
-
-    def _rows(self, sql: str, *args: Any) -> list[sqlite3.Row]:
-        with self._lock:
-            return self._db.execute(sql, args).fetchall()
 
     def find_revision(self, function: str, content: str) -> Revision | None:
         rows = self._rows("SELECT * FROM revisions WHERE function = ? AND content = ? ORDER BY number DESC LIMIT 1", function, content)
@@ -89,36 +80,28 @@ class Store:
     def create_revision(self, spec: FunctionSpec, digest: str) -> Revision:
         content = content_id(digest, spec)
         now = time.time()
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                (number,) = self._db.execute(
-                    "SELECT COALESCE(MAX(number), 0) + 1 FROM revisions WHERE function = ?", (spec.name,)
-                ).fetchone()
-                rev_id = f"{spec.name}-{number:05d}"
-                self._db.execute(
-                    "INSERT INTO revisions (id, function, number, content, digest, spec, created_at, status) VALUES (?, ?, ?, ?, ?, ?, ?, 'deploying')",
-                    (rev_id, spec.name, number, content, digest, spec.model_dump_json(), now),
-                )
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+        with self._db.transaction() as db:
+            (number,) = db.execute(
+                "SELECT COALESCE(MAX(number), 0) + 1 FROM revisions WHERE function = ?", (spec.name,)
+            ).fetchone()
+            rev_id = f"{spec.name}-{number:05d}"
+            db.execute(
+                "INSERT INTO revisions (id, function, number, content, digest, spec, created_at, status) VALUES (?, ?, ?, ?, ?, ?, ?, 'deploying')",
+                (rev_id, spec.name, number, content, digest, spec.model_dump_json(), now),
+            )
         return Revision(rev_id, spec.name, number, content, digest, spec, now, "deploying")
 
     def set_revision_status(self, rev_id: str, status: str, message: str = "") -> None:
-        with self._lock:
-            self._db.execute("UPDATE revisions SET status = ?, message = ? WHERE id = ?", (status, message, rev_id))
+        self._db.execute("UPDATE revisions SET status = ?, message = ? WHERE id = ?", status, message, rev_id)
 
     def route(self, function: str, rev_id: str) -> None:
         """Send 100% of the function's traffic to `rev_id` (creating the function if new)."""
         now = time.time()
-        with self._lock:
-            self._db.execute(
-                "INSERT INTO functions (name, revision, created_at, updated_at) VALUES (?, ?, ?, ?) "
-                "ON CONFLICT(name) DO UPDATE SET revision = excluded.revision, updated_at = excluded.updated_at",
-                (function, rev_id, now, now),
-            )
+        self._db.execute(
+            "INSERT INTO functions (name, revision, created_at, updated_at) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT(name) DO UPDATE SET revision = excluded.revision, updated_at = excluded.updated_at",
+            function, rev_id, now, now,
+        )
 
     def revision(self, rev_id: str) -> Revision | None:
         rows = self._rows("SELECT * FROM revisions WHERE id = ?", rev_id)
@@ -134,11 +117,9 @@ class Store:
             yield row["name"], _revision(row)
 
     def delete_function(self, function: str) -> None:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            self._db.execute("DELETE FROM functions WHERE name = ?", (function,))
-            self._db.execute("DELETE FROM revisions WHERE function = ?", (function,))
-            self._db.execute("COMMIT")
+        with self._db.transaction() as db:
+            db.execute("DELETE FROM functions WHERE name = ?", (function,))
+            db.execute("DELETE FROM revisions WHERE function = ?", (function,))
 
     def digests_in_use(self) -> set[str]:
         return {r["digest"] for r in self._rows("SELECT DISTINCT digest FROM revisions")}

@@ -28,15 +28,16 @@ from lepton.triggers import Delivery, on_bucket, on_cron, on_event
 if TYPE_CHECKING:
     from cloudevents.core.v1.event import CloudEvent
 
+    from lepton.buckets import Bucket, bucket
     from lepton.client import Client
     from lepton.packaging import Artifact, package
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Artifact", "ArtifactError", "Batch", "Client", "CloudEvent", "ConnectError", "Delivery",
+    "Artifact", "ArtifactError", "Batch", "Bucket", "Client", "CloudEvent", "ConnectError", "Delivery",
     "Function", "FunctionSpec", "InvocationError", "LeptonError", "LoadError", "SpecError",
-    "function", "on_bucket", "on_cron", "on_event", "package",
+    "bucket", "function", "on_bucket", "on_cron", "on_event", "package",
 ]
 
 # Imported on first use: they pull in httpx and tarfile, which a replica that only serves
@@ -44,6 +45,8 @@ __all__ = [
 _LAZY = {
     "CloudEvent": ("cloudevents.core.v1.event", "CloudEvent"),
     "Client": ("lepton.client", "Client"),
+    "Bucket": ("lepton.buckets", "Bucket"),
+    "bucket": ("lepton.buckets", "bucket"),
     "Artifact": ("lepton.packaging", "Artifact"),
     "package": ("lepton.packaging", "package"),
 }

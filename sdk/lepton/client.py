@@ -10,6 +10,7 @@ Example:
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from typing import Any, Iterator
 
 import httpx
@@ -55,29 +56,28 @@ class Client:
         return response.content
 
     def call_stream(self, path: str, payload: Any) -> Iterator[Any]:
-        try:
-            with self._http.stream("POST", path, json=payload) as response:
-                if response.status_code >= 400:
-                    response.read()
-                    raise _error(response)
-                ndjson = response.headers.get("content-type", "").startswith("application/x-ndjson")
-                if ndjson:
-                    for line in response.iter_lines():
-                        if line:
-                            yield json.loads(line)
-                else:
-                    yield from response.iter_text()
-        except httpx.TransportError as exc:
-            raise ConnectError(f"cannot reach {self.url}: {exc}") from None
+        with self.open("POST", path, json=payload) as response:
+            if response.headers.get("content-type", "").startswith("application/x-ndjson"):
+                for line in response.iter_lines():
+                    if line:
+                        yield json.loads(line)
+            else:
+                yield from response.iter_text()
 
     def get_stream(self, path: str, **kwargs: Any) -> Iterator[str]:
         """GET a streaming text response (logs), yielding text as it arrives."""
+        with self.open("GET", path, timeout=None, **kwargs) as response:
+            yield from response.iter_text()
+
+    @contextmanager
+    def open(self, method: str, path: str, **kwargs: Any) -> Iterator[httpx.Response]:
+        """A response whose body is read as it arrives; raises like `request` on errors."""
         try:
-            with self._http.stream("GET", path, timeout=None, **kwargs) as response:
+            with self._http.stream(method, path, **kwargs) as response:
                 if response.status_code >= 400:
                     response.read()
                     raise _error(response)
-                yield from response.iter_text()
+                yield response
         except httpx.TransportError as exc:
             raise ConnectError(f"cannot reach {self.url}: {exc}") from None
 

@@ -29,6 +29,12 @@ class ArtifactError(LeptonError):
     """An artifact is malformed or does not match its digest."""
 
 
+class BucketError(LeptonError, ValueError):
+    """A bucket name or object key is invalid; raised before anything is sent."""
+
+    exit_code = 2
+
+
 class InvocationError(LeptonError):
     """A function call over HTTP returned an error status."""
 

@@ -34,3 +34,21 @@ def check_bucket_name(name: str) -> str:
             "starting and ending with a letter or digit"
         )
     return name
+
+
+MAX_KEY_BYTES = 1024
+
+
+def check_object_key(key: str) -> str:
+    """Keys are S3-compatible and safe to map onto any store: no traversal, no control bytes."""
+    if not isinstance(key, str) or not key:
+        raise ValueError("object key is empty")
+    if len(key.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES:
+        raise ValueError(f"object key is over {MAX_KEY_BYTES} bytes")
+    if any(ord(c) < 32 or ord(c) == 127 for c in key):
+        raise ValueError(f"object key {key!r} contains a NUL or control character")
+    if key.startswith("/"):
+        raise ValueError(f"object key {key!r} is an absolute path; keys are relative, like 'images/cat.png'")
+    if any(part in (".", "..") for part in key.split("/")):
+        raise ValueError(f"object key {key!r} has a '.' or '..' segment")
+    return key

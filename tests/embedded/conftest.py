@@ -32,7 +32,7 @@ class PlatformProcess:
         return lepton.Client(self.url, self.token)
 
     def http(self, **kwargs: object) -> httpx.Client:
-        return httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {self.token}"}, timeout=30, **kwargs)
+        return httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {self.token}"}, **{"timeout": 30, **kwargs})
 
     def source(self, name: str, version: int = 1) -> Path:
         """A private copy of tests/functions/platform/NAME with VERSION set."""
@@ -58,10 +58,10 @@ class PlatformProcess:
             return api.request("GET", f"/v1/functions/{name}").json()
 
 
-def start_platform(home: Path, log: Path, port: int | None = None) -> Process:
+def start_platform(home: Path, log: Path, port: int | None = None, env: dict[str, str] | None = None, fork: bool = True) -> Process:
     port = port or free_port()
-    return start_process(["-m", "lepton.cli", "up", "--port", str(port)], log, f"http://127.0.0.1:{port}",
-                         env={"LEPTON_HOME": str(home)})
+    return start_process(["-m", "lepton.cli", "up", "--port", str(port), *([] if fork else ["--no-fork"])], log, f"http://127.0.0.1:{port}",
+                         env={"LEPTON_HOME": str(home), **(env or {})})
 
 
 @pytest.fixture

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import httpx
+
 from tests.test_cli_run import lepton_cli
 
 
@@ -51,3 +53,35 @@ def test_cli_says_when_the_platform_is_down(tmp_path):
     result = lepton_cli("ls", "--platform", f"http://127.0.0.1:{free_port()}")
     assert result.returncode == 1
     assert "is the platform up" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_cli_manages_buckets(platform, monkeypatch, tmp_path):
+    monkeypatch.setenv("LEPTON_HOME", str(platform.home))
+    monkeypatch.setenv("LEPTON_URL", platform.url)
+    data = tmp_path / "weights.bin"
+    data.write_bytes(bytes(range(256)) * 40_000)
+
+    assert lepton_cli("bucket", "create", "models").stdout.strip() == "created bucket models"
+    assert lepton_cli("bucket", "create", "models").stdout.strip() == "bucket models already exists"
+    put = lepton_cli("bucket", "put", "models", "v1/weights.bin", str(data), "--output", "json")
+    assert put.returncode == 0, put.stderr
+    assert json.loads(put.stdout)["size"] == 10_240_000
+    listed = json.loads(lepton_cli("bucket", "ls", "models", "--prefix", "v1/", "--output", "json").stdout)
+    assert [o["key"] for o in listed] == ["v1/weights.bin"]
+    assert "models" in lepton_cli("bucket", "ls").stdout
+
+    out = tmp_path / "copy.bin"
+    got = lepton_cli("bucket", "get", "models", "v1/weights.bin", "-o", str(out))
+    assert got.returncode == 0, got.stderr
+    assert out.read_bytes() == data.read_bytes()
+
+    url = lepton_cli("bucket", "url", "models", "v1/weights.bin", "--expires", "60").stdout.strip()
+    assert httpx.get(url).content == data.read_bytes()
+
+    refused = lepton_cli("bucket", "rm", "models")
+    assert refused.returncode == 1 and "not empty" in refused.stderr and len(refused.stderr.strip().splitlines()) == 1
+    bad = lepton_cli("bucket", "put", "models", "../escape", str(data))
+    assert bad.returncode == 2 and "'..' segment" in bad.stderr and "Traceback" not in bad.stderr
+    assert lepton_cli("bucket", "rm", "models", "v1/weights.bin").stdout.strip() == "removed models/v1/weights.bin"
+    assert lepton_cli("bucket", "rm", "models").stdout.strip() == "removed bucket models"
+    assert "HTTP 404" in lepton_cli("bucket", "get", "models", "nope").stderr

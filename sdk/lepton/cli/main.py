@@ -44,6 +44,10 @@ from lepton.cli import platform as _platform_commands  # noqa: E402
 
 _platform_commands.register(app)
 
+from lepton.cli.buckets import bucket_app  # noqa: E402
+
+app.add_typer(bucket_app, name="bucket")
+
 
 def main(argv: Optional[list[str]] = None) -> None:
     try:

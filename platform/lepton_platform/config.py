@@ -1,0 +1,95 @@
+"""Platform configuration: `$LEPTON_HOME/config.yaml`, overridden by environment variables.
+
+    storage:
+      backend: s3                  # or local (the default)
+      s3:
+        endpoint_url: http://127.0.0.1:9000   # MinIO, Ceph RGW; omit for AWS
+        region: us-east-1
+        bucket_prefix: lepton-
+        multipart_threshold: 67108864
+        notifications: false       # true once S3 event notifications reach /v1/sources/s3
+    limits:
+      max_object_bytes: 5368709120
+
+Credentials for S3 come from boto3's usual chain (AWS_ACCESS_KEY_ID, ...) or from
+`access_key_id` / `secret_access_key` under `s3:`. Environment twins: LEPTON_STORAGE,
+LEPTON_S3_ENDPOINT_URL, LEPTON_S3_REGION, LEPTON_S3_BUCKET_PREFIX,
+LEPTON_S3_MULTIPART_THRESHOLD, LEPTON_S3_NOTIFICATIONS, LEPTON_MAX_OBJECT_BYTES.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from lepton.errors import LeptonError
+
+
+class ConfigError(LeptonError):
+    exit_code = 2
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class S3Config(_Section):
+    endpoint_url: str | None = None
+    region: str | None = None
+    access_key_id: str | None = None
+    secret_access_key: str | None = None
+    bucket_prefix: str = Field("", pattern=r"^[a-z0-9.-]{0,40}$")
+    multipart_threshold: int = Field(64 << 20, ge=5 << 20)
+    notifications: bool = False
+
+
+class StorageConfig(_Section):
+    backend: Literal["local", "s3"] = "local"
+    s3: S3Config = S3Config()
+
+
+class Limits(_Section):
+    max_object_bytes: int = Field(5 << 30, gt=0)
+
+
+class Config(_Section):
+    storage: StorageConfig = StorageConfig()
+    limits: Limits = Limits()
+
+
+ENV = {
+    "LEPTON_STORAGE": ("storage", "backend"),
+    "LEPTON_S3_ENDPOINT_URL": ("storage", "s3", "endpoint_url"),
+    "LEPTON_S3_REGION": ("storage", "s3", "region"),
+    "LEPTON_S3_BUCKET_PREFIX": ("storage", "s3", "bucket_prefix"),
+    "LEPTON_S3_MULTIPART_THRESHOLD": ("storage", "s3", "multipart_threshold"),
+    "LEPTON_S3_NOTIFICATIONS": ("storage", "s3", "notifications"),
+    "LEPTON_MAX_OBJECT_BYTES": ("limits", "max_object_bytes"),
+}
+
+
+def load_config(home: Path) -> Config:
+    path = home / "config.yaml"
+    raw: dict[str, Any] = {}
+    if path.exists():
+        try:
+            raw = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{path}: expected a mapping at the top level")
+    for var, where in ENV.items():
+        if os.environ.get(var):
+            node = raw
+            for part in where[:-1]:
+                node = node.setdefault(part, {})
+            node[where[-1]] = os.environ[var]
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        raise ConfigError(f"configuration {'.'.join(map(str, err['loc']))}: {err['msg']} (from {path} or LEPTON_* variables)") from None

@@ -1,0 +1,32 @@
+"""Object stores behind one interface; which one runs is configuration only."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from lepton_platform.config import StorageConfig
+from lepton_platform.storage.base import (
+    BucketInfo,
+    BucketNotEmpty,
+    NoSuchBucket,
+    NoSuchKey,
+    ObjectInfo,
+    ObjectStore,
+    StorageError,
+    Upload,
+)
+
+__all__ = [
+    "BucketInfo", "BucketNotEmpty", "NoSuchBucket", "NoSuchKey", "ObjectInfo", "ObjectStore",
+    "StorageError", "Upload", "open_store",
+]
+
+
+def open_store(config: StorageConfig, root: Path) -> ObjectStore:
+    if config.backend == "s3":
+        from lepton_platform.storage.s3 import S3Store
+
+        return S3Store(root, **config.s3.model_dump())
+    from lepton_platform.storage.local import LocalStore
+
+    return LocalStore(root)
