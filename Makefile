@@ -26,6 +26,7 @@ bench: install
 	$(PY) tests/bench/cold_start.py
 	$(PY) tests/bench/router_overhead.py
 	$(PY) tests/bench/bucket_throughput.py
+	$(PY) tests/bench/events.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

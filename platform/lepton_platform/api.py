@@ -13,6 +13,7 @@ from pydantic import BaseModel, Field
 from lepton.errors import ArtifactError
 from lepton_platform import auth
 from lepton_platform.buckets_api import build_bucket_router
+from lepton_platform.events_api import build_events_router
 from lepton_platform.service import DeployFailed, NotFound, Platform
 from lepton_platform.storage import StorageError
 
@@ -122,6 +123,7 @@ def build_api(platform: Platform) -> FastAPI:
 
     app.include_router(v1)
     app.include_router(build_bucket_router(platform))
+    app.include_router(build_events_router(platform))
     return app
 
 

@@ -1,4 +1,5 @@
-"""Builds the platform's ASGI app: the request path for `/fn/...`, the API for the rest."""
+"""Builds the platform's ASGI app: the request path for `/fn/...`, the event ingress for
+`POST /v1/events`, the API for the rest."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from pathlib import Path
 from lepton_platform.activator import Activator
 from lepton_platform.api import build_api
 from lepton_platform.asgi import ASGIApp, Receive, Scope, Send
+from lepton_platform.ingress import PATH as INGRESS, Ingress, document
 from lepton_platform.proxy import ReplicaProxy
 from lepton_platform.router import PREFIX, Router
 from lepton_platform.service import Platform
@@ -21,10 +23,15 @@ def build_app(home: Path, *, fork: bool = True, url: str = "http://127.0.0.1:876
     platform = Platform(home, fork=fork, url=url)
     api = build_api(platform)
     invoke = build_request_path(platform)
+    ingress = Ingress(platform)
+    platform.broker.app = invoke
+    api.openapi_schema = document(api.openapi())
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"].startswith(PREFIX):
             await invoke(scope, receive, send)
+        elif scope["type"] == "http" and scope["path"] == INGRESS and scope["method"] == "POST":
+            await ingress(scope, receive, send)
         else:
             await api(scope, receive, send)
 

@@ -10,18 +10,17 @@ import hmac
 import json
 import mimetypes
 import time
-from dataclasses import dataclass
 from email.utils import formatdate
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import httpx
-from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, Response
+from fastapi import APIRouter, HTTPException, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 from starlette.requests import ClientDisconnect
 
-from lepton.names import check_bucket_name, check_object_key
-from lepton_platform import auth
+from lepton.names import check_object_key
+from lepton_platform.auth import Caller
 from lepton_platform.credentials import MAX_URL_SECONDS
 from lepton_platform.storage import ObjectInfo
 from lepton_platform.storage.s3 import s3_event_records
@@ -39,27 +38,6 @@ class UrlRequest(BaseModel):
     method: Literal["GET", "PUT"] = "GET"
 
 
-@dataclass(frozen=True)
-class Access:
-    """Who is calling: `buckets` None means every bucket (the admin token)."""
-
-    who: str
-    buckets: frozenset[str] | None = None
-
-    def bucket(self, bucket: str) -> str:
-        try:
-            check_bucket_name(bucket)
-        except ValueError as exc:
-            raise HTTPException(400, str(exc)) from None
-        if self.buckets is not None and bucket not in self.buckets:
-            raise HTTPException(403, f"{self.who} may not use bucket {bucket!r}: it is not in the function's buckets=[...]")
-        return bucket
-
-    def admin(self, what: str) -> None:
-        if self.buckets is not None:
-            raise HTTPException(403, f"{self.who} may not {what}; that needs the admin token")
-
-
 def valid_key(key: str) -> str:
     try:
         return check_object_key(key)
@@ -72,34 +50,6 @@ def object_headers(info: ObjectInfo) -> dict[str, str]:
         "etag": f'"{info.etag}"', "content-length": str(info.size),
         "last-modified": formatdate(info.modified, usegmt=True), "content-type": info.content_type or "application/octet-stream",
     }
-
-
-def access(request: Request, authorization: Annotated[str | None, Header()] = None) -> Access:
-    """Admin token, a revision's scoped token, or a signed URL's query string."""
-    platform: Platform = request.app.state.platform
-    credentials = platform.credentials
-    signature = request.query_params.get("signature")
-    if signature is not None and authorization is None:
-        bucket, key = request.path_params.get("bucket", ""), request.path_params.get("key", "")
-        method = "GET" if request.method == "HEAD" else request.method
-        problem = credentials.check_url(method, bucket, key, request.query_params.get("expires", ""), signature)
-        if problem:
-            raise HTTPException(403, problem)
-        return Access("a signed URL", frozenset({bucket}))
-    token = auth.bearer(authorization)
-    if token is not None and token.startswith("rev."):
-        revision = credentials.revision_of(token)
-        record = platform.store.revision(revision) if revision else None
-        if record is None:
-            raise HTTPException(403, "invalid scoped token")
-        return Access(f"function {record.function} ({record.id})", frozenset(record.spec.buckets))
-    status = auth.check(platform.token, authorization)
-    if status:
-        raise HTTPException(status, "missing bearer token" if status == 401 else "invalid token", headers={"WWW-Authenticate": "Bearer"})
-    return Access("admin")
-
-
-Caller = Annotated[Access, Depends(access)]
 
 
 def build_bucket_router(platform: Platform) -> APIRouter:

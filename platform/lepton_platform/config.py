@@ -9,12 +9,14 @@
         multipart_threshold: 67108864
         notifications: false       # true once S3 event notifications reach /v1/sources/s3
     limits:
-      max_object_bytes: 5368709120
+      max_object_bytes: 5368709120     # one bucket upload
+      max_event_bytes: 33554432        # one CloudEvent (or batch) at /v1/events
 
 Credentials for S3 come from boto3's usual chain (AWS_ACCESS_KEY_ID, ...) or from
 `access_key_id` / `secret_access_key` under `s3:`. Environment twins: LEPTON_STORAGE,
 LEPTON_S3_ENDPOINT_URL, LEPTON_S3_REGION, LEPTON_S3_BUCKET_PREFIX,
-LEPTON_S3_MULTIPART_THRESHOLD, LEPTON_S3_NOTIFICATIONS, LEPTON_MAX_OBJECT_BYTES.
+LEPTON_S3_MULTIPART_THRESHOLD, LEPTON_S3_NOTIFICATIONS, LEPTON_MAX_OBJECT_BYTES,
+LEPTON_MAX_EVENT_BYTES.
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ class StorageConfig(_Section):
 
 class Limits(_Section):
     max_object_bytes: int = Field(5 << 30, gt=0)
+    max_event_bytes: int = Field(32 << 20, gt=0)
 
 
 class Config(_Section):
@@ -69,6 +72,7 @@ ENV = {
     "LEPTON_S3_MULTIPART_THRESHOLD": ("storage", "s3", "multipart_threshold"),
     "LEPTON_S3_NOTIFICATIONS": ("storage", "s3", "notifications"),
     "LEPTON_MAX_OBJECT_BYTES": ("limits", "max_object_bytes"),
+    "LEPTON_MAX_EVENT_BYTES": ("limits", "max_event_bytes"),
 }
 
 

@@ -9,6 +9,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from lepton.runtime.metrics import LATENCY_BUCKETS
 
 if TYPE_CHECKING:
+    from lepton_platform.broker.triggers import Trigger
     from lepton_platform.fleet import Fleet
     from lepton_platform.replicas import Replica
 
@@ -32,6 +33,13 @@ class PlatformMetrics:
         )
         self.replicas = Gauge("lepton_replicas", "Replicas of the routed revision.", ["function"], registry=self.registry)
         self.desired = Gauge("lepton_desired_replicas", "What the autoscaler wants.", ["function"], registry=self.registry)
+        self.events_accepted = Counter("lepton_events_accepted", "Events stored by the broker (duplicates excluded).", registry=self.registry)
+        self.deliveries = Counter(
+            "lepton_trigger_deliveries", "Delivery attempts by outcome: delivered, retried, dead_lettered.",
+            ["trigger", "function", "outcome"], registry=self.registry,
+        )
+        self.backlog = Gauge("lepton_trigger_pending", "Deliveries a trigger still owes.", ["trigger", "function"], registry=self.registry)
+        self.lag = Gauge("lepton_trigger_lag_seconds", "Age of the oldest event a trigger still owes.", ["trigger", "function"], registry=self.registry)
 
     def invoked(self, function: str, code: int, seconds: float, cold: bool) -> None:
         self.invocations.labels(function, str(code)).inc()
@@ -46,6 +54,18 @@ class PlatformMetrics:
     def observe_fleet(self, fleet: Fleet) -> None:
         self.replicas.labels(fleet.name).set(len(fleet.replicas))
         self.desired.labels(fleet.name).set(fleet.desired)
+
+    def delivery(self, trigger: Trigger, outcome: str) -> None:
+        self.deliveries.labels(trigger.id, trigger.function, outcome).inc()
+
+    def observe_backlog(self, trigger: Trigger, pending: int, lag: float) -> None:
+        self.backlog.labels(trigger.id, trigger.function).set(pending)
+        self.lag.labels(trigger.id, trigger.function).set(lag)
+
+    def forget_trigger(self, trigger_id: str) -> None:
+        for metric in (self.backlog, self.lag, self.deliveries):
+            for labels in [key for key in list(metric._metrics) if key[0] == trigger_id]:  # noqa: SLF001 - prometheus_client has no public lookup
+                metric.remove(*labels)
 
     def forget(self, function: str) -> None:
         for metric in (self.replicas, self.desired):

@@ -21,6 +21,7 @@ from lepton.errors import ArtifactError, LeptonError
 from lepton.packaging import unpack
 from lepton.spec import FunctionSpec
 from lepton_platform.auth import load_or_create_token
+from lepton_platform.broker import Broker
 from lepton_platform.config import load_config
 from lepton_platform.credentials import Credentials
 from lepton_platform.fleet import Fleet
@@ -73,6 +74,7 @@ class Platform:
         self.run_dir = Path(tempfile.mkdtemp(prefix="lepton-"))
         self.metrics = PlatformMetrics()
         self.fleets: dict[str, Fleet] = {}
+        self.broker = Broker(home / "events.db", self.token, self.metrics, self.storage.outbox, self._spec_of)
         self.zygote = Zygote(self.run_dir, self.logs / "zygote.log", self._on_exit) if fork else None
         self.factory = ReplicaFactory(self.zygote, self.run_dir, self.logs, self.unpacked, self._replica_env)
         self._locks: dict[str, asyncio.Lock] = {}
@@ -81,6 +83,10 @@ class Platform:
     def _replica_env(self, revision: Revision) -> dict[str, str]:
         """Replicas reach the platform with a token scoped to their revision's buckets."""
         return {"LEPTON_URL": self.url, "LEPTON_TOKEN": self.credentials.scoped_token(revision.id)}
+
+    def _spec_of(self, function: str) -> FunctionSpec | None:
+        fleet = self.fleets.get(function)
+        return fleet.spec if fleet else None
 
     def _on_exit(self, pid: int, status: int) -> None:
         self.factory.on_exit(pid, status)
@@ -103,6 +109,8 @@ class Platform:
                 logger.error("function %s cannot be restored: %s", name, exc)
                 continue
             self._add_fleet(revision)
+            await self.broker.set_function_triggers(revision.spec)
+        await self.broker.start()
         logger.info("platform ready: %d functions restored from %s", len(self.fleets), self.home)
 
     async def _keep_zygote(self) -> None:
@@ -120,6 +128,7 @@ class Platform:
     async def stop(self) -> None:
         if self._zygote_task:
             self._zygote_task.cancel()
+        await self.broker.stop()
         await asyncio.gather(*(fleet.close() for fleet in self.fleets.values()), return_exceptions=True)
         if self.zygote is not None:
             await self.zygote.stop()
@@ -191,6 +200,7 @@ class Platform:
             revision = self.store.revision(revision.id)
             fleet = self.fleets.get(spec.name) or self._add_fleet(revision)
             fleet.switch(revision, replica)
+            await self.broker.set_function_triggers(spec)
             logger.info("%s now serves %s (ready in %.0f ms)", spec.name, revision.id, (replica.ready_after or 0) * 1000)
             return revision
 
@@ -218,12 +228,14 @@ class Platform:
             self._unpacked(revision.digest)
             self.store.route(function, revision.id)
             fleet.switch(revision)
+            await self.broker.set_function_triggers(revision.spec)
             return revision
 
     async def remove(self, function: str) -> None:
         fleet = self.fleet(function)
         async with self._lock(function):
             del self.fleets[function]
+            await self.broker.remove_function(function)
             await fleet.close()
             self.store.delete_function(function)
             self.metrics.forget(function)

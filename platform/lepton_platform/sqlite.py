@@ -12,15 +12,15 @@ from typing import Any, Iterator
 
 
 class Database:
-    def __init__(self, path: Path, schema: str) -> None:
+    def __init__(self, path: Path, schema: str, *, synchronous: str = "NORMAL") -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self.db.row_factory = sqlite3.Row
         self.db.execute("PRAGMA journal_mode=WAL")
         # NORMAL in WAL mode: a commit survives the process being killed; only power loss can
-        # take the last transactions back.
-        self.db.execute("PRAGMA synchronous=NORMAL")
+        # take the last transactions back. FULL also fsyncs the log at every commit.
+        self.db.execute(f"PRAGMA synchronous={synchronous}")
         self.db.executescript(schema)
         self.lock = threading.Lock()
 

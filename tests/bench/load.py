@@ -13,6 +13,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import httpx
 
@@ -37,7 +38,8 @@ class Result:
         return f"{label:<28} p50 {self.pct(50):7.3f} ms  p99 {self.pct(99):7.3f} ms  {self.rps:9.0f} req/s  errors {self.errors}"
 
 
-async def _client(host: str, port: int | None, uds: str | None, request: bytes, deadline: float, out: list[float], errors: list[int]) -> None:
+async def _client(host: str, port: int | None, uds: str | None, request: Callable[[], bytes], deadline: float,
+                  out: list[float], errors: list[int]) -> None:
     if uds:
         reader, writer = await asyncio.open_unix_connection(uds)
     else:
@@ -45,7 +47,7 @@ async def _client(host: str, port: int | None, uds: str | None, request: bytes, 
     try:
         while time.perf_counter() < deadline:
             started = time.perf_counter()
-            writer.write(request)
+            writer.write(request())
             status_line = await reader.readline()
             length = 0
             chunked = False
@@ -73,15 +75,26 @@ async def _client(host: str, port: int | None, uds: str | None, request: bytes, 
         writer.close()
 
 
-def run_load(url: str, body: bytes, *, clients: int = 8, seconds: float = 3.0, headers: dict[str, str] | None = None,
-             uds: str | None = None) -> Result:
-    """Closed-loop load on POST url (over `uds` when given) for `seconds` with `clients` keep-alive connections."""
+def run_load(url: str, body: bytes | Callable[[], tuple[bytes, dict[str, str]]], *, clients: int = 8, seconds: float = 3.0,
+             headers: dict[str, str] | None = None, uds: str | None = None) -> Result:
+    """Closed-loop load on POST url (over `uds` when given) for `seconds` with `clients`
+    keep-alive connections. `body` may be a function giving each request's body and extra
+    headers (unique event ids, say)."""
     parsed = httpx.URL(url)
-    extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
-    request = (
-        f"POST {parsed.raw_path.decode() or '/'} HTTP/1.1\r\nHost: {parsed.host}\r\nContent-Type: application/json\r\n"
-        f"Content-Length: {len(body)}\r\n{extra}\r\n"
-    ).encode() + body
+
+    def build(payload: bytes, more: dict[str, str]) -> bytes:
+        extra = "".join(f"{k}: {v}\r\n" for k, v in {"Content-Type": "application/json", **(headers or {}), **more}.items())
+        return (f"POST {parsed.raw_path.decode() or '/'} HTTP/1.1\r\nHost: {parsed.host}\r\n"
+                f"Content-Length: {len(payload)}\r\n{extra}\r\n").encode() + payload
+
+    if callable(body):
+        def request() -> bytes:
+            return build(*body())
+    else:
+        fixed = build(body, {})
+
+        def request() -> bytes:
+            return fixed
 
     async def main() -> Result:
         latencies: list[float] = []

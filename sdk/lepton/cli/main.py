@@ -48,6 +48,11 @@ from lepton.cli.buckets import bucket_app  # noqa: E402
 
 app.add_typer(bucket_app, name="bucket")
 
+from lepton.cli.events import events_app, triggers_app  # noqa: E402
+
+app.add_typer(events_app, name="events")
+app.add_typer(triggers_app, name="triggers")
+
 
 def main(argv: Optional[list[str]] = None) -> None:
     try:

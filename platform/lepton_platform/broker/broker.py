@@ -1,0 +1,237 @@
+"""The embedded CloudEvents broker: durable ingest with group commit, triggers, delivery
+workers, cron sources, and the drain of bucket events from the storage outbox.
+
+Ingest calls queue their events; one writer stores everything queued so far in a single
+transaction (one fsync), then answers all of those callers at once. Under load, batches grow
+and the fsync cost is shared; at low rates a lone event commits immediately.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import TYPE_CHECKING, Any, Callable
+
+from lepton.runtime.events import BadEvent, FORMAT, is_cloudevent_request, parse, to_binary
+from lepton_platform.asgi import ASGIApp, call
+from lepton_platform.broker.cron import run_cron
+from lepton_platform.broker.delivery import TriggerWorker
+from lepton_platform.broker.log import Event, EventLog
+from lepton_platform.broker.triggers import API, DEAD_LETTER, SPEC, Trigger, from_spec
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from lepton.spec import FunctionSpec
+    from lepton_platform.metrics import PlatformMetrics
+    from lepton_platform.outbox import Outbox
+
+logger = logging.getLogger("lepton.platform.broker")
+RETENTION = 24 * 3600.0
+OUTBOX_POLL = 0.05
+
+
+class Broker:
+    def __init__(self, path: Path, token: str, metrics: PlatformMetrics, outbox: Outbox,
+                 spec_of: Callable[[str], FunctionSpec | None]) -> None:
+        self.log = EventLog(path)
+        self.token = token
+        self.metrics = metrics
+        self.outbox = outbox
+        self.spec_of = spec_of
+        self.app: ASGIApp | None = None
+        self.triggers: dict[str, Trigger] = {t.id: t for t in self.log.triggers()}
+        self.workers: dict[str, TriggerWorker] = {}
+        self.crons: dict[str, asyncio.Task[None]] = {}
+        self._queue: list[tuple[list[tuple[Event, str | None, float | None]], asyncio.Future[list[bool]]]] = []
+        self._queued = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._tasks = [asyncio.create_task(self._writer(), name="broker-writer"),
+                       asyncio.create_task(self._drain_outbox(), name="broker-outbox"),
+                       asyncio.create_task(self._housekeeping(), name="broker-housekeeping")]
+        for trigger in self.triggers.values():
+            if trigger.id not in self.workers:
+                self._run(trigger)
+
+    async def stop(self) -> None:
+        for task in [*self._tasks, *self.crons.values()]:
+            task.cancel()
+        await asyncio.gather(*self._tasks, *self.crons.values(), *(w.stop() for w in self.workers.values()), return_exceptions=True)
+        self.log.close()
+
+    def _run(self, trigger: Trigger) -> None:
+        worker = TriggerWorker(self, trigger)
+        self.workers[trigger.id] = worker
+        worker.start()
+        if trigger.kind == "cron":
+            self.crons[trigger.id] = asyncio.create_task(run_cron(self, trigger), name=f"cron-{trigger.id}")
+
+    async def _retire(self, trigger_id: str) -> None:
+        self.triggers.pop(trigger_id, None)
+        worker = self.workers.pop(trigger_id, None)
+        cron = self.crons.pop(trigger_id, None)
+        if cron:
+            cron.cancel()
+        if worker:
+            await worker.stop()
+        self.metrics.forget_trigger(trigger_id)
+
+    async def _install(self, triggers: list[Trigger], gone: list[str]) -> None:
+        for tid in gone:
+            await self._retire(tid)
+        for trigger in triggers:
+            if self.triggers.get(trigger.id) != trigger:
+                await self._retire(trigger.id)
+                self.triggers[trigger.id] = trigger
+                self._run(trigger)
+
+    # -- triggers ---------------------------------------------------------------------------
+
+    async def set_function_triggers(self, spec: FunctionSpec) -> None:
+        """The routed revision's `triggers=[...]` become the function's spec triggers."""
+        triggers = from_spec(spec)
+        gone = await asyncio.to_thread(self.log.replace_triggers, spec.name, (SPEC, DEAD_LETTER), triggers)
+        await self._install(triggers, gone)
+
+    async def remove_function(self, function: str) -> None:
+        gone = await asyncio.to_thread(self.log.replace_triggers, function, (SPEC, API, DEAD_LETTER), [])
+        await self._install([], gone)
+
+    async def add_triggers(self, triggers: list[Trigger]) -> None:
+        await asyncio.to_thread(self.log.replace_triggers, triggers[0].declared_by, (), triggers)
+        await self._install(triggers, [])
+
+    async def delete_trigger(self, trigger_id: str) -> bool:
+        ids = [tid for tid in (trigger_id, f"{trigger_id}-dlq") if tid in self.triggers]
+        if not ids:
+            return False
+        await asyncio.to_thread(self.log.delete_triggers, ids)
+        await self._install([], ids)
+        return True
+
+    def poke(self, trigger_id: str) -> None:
+        worker = self.workers.get(trigger_id)
+        if worker:
+            worker.wake.set()
+
+    # -- ingest -----------------------------------------------------------------------------
+
+    async def publish(self, events: list[Event], *, target: str | None = None, tick: float | None = None) -> list[bool]:
+        """Store events durably (and the deliveries they owe); True for each new one, False
+        for a duplicate (same source and id as an event already accepted)."""
+        if not events:
+            return []
+        future: asyncio.Future[list[bool]] = asyncio.get_running_loop().create_future()
+        self._queue.append(([(e, target, tick) for e in events], future))
+        self._queued.set()
+        return await future
+
+    async def _writer(self) -> None:
+        while True:
+            await self._queued.wait()
+            self._queued.clear()
+            queued, self._queue = self._queue, []
+            batch = [item for items, _ in queued for item in items]
+            try:
+                fresh, owed = await asyncio.to_thread(self.log.write, batch, list(self.triggers.values()))
+            except Exception as exc:
+                logger.exception("could not store %d events", len(batch))
+                for _, future in queued:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            self.metrics.events_accepted.inc(sum(fresh))
+            start = 0
+            for items, future in queued:
+                if not future.done():
+                    future.set_result(fresh[start:start + len(items)])
+                start += len(items)
+            for tid, due in owed:
+                worker = self.workers.get(tid)
+                if worker:
+                    worker.offer(due)
+
+    async def _drain_outbox(self) -> None:
+        """Move bucket events from the storage outbox into the broker. Removing them only
+        after they are stored (duplicates are ignored) means none is lost in between."""
+        while True:
+            try:
+                items = await asyncio.to_thread(self.outbox.peek, 500)
+                if items:
+                    await self.publish([Event.from_json(event) for _, event in items])
+                    await asyncio.to_thread(self.outbox.remove, items[-1][0])
+                    continue
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("draining bucket events failed; retrying")
+            await asyncio.sleep(OUTBOX_POLL)
+
+    async def _housekeeping(self) -> None:
+        rounds = 0
+        while True:
+            await asyncio.sleep(1)
+            rounds += 1
+            try:
+                backlog = await asyncio.to_thread(self.log.backlog)
+                for tid, trigger in self.triggers.items():
+                    self.metrics.observe_backlog(trigger, *backlog.get(tid, (0, 0.0)))
+                if rounds % 600 == 0:
+                    await asyncio.to_thread(self.log.forget_old, RETENTION)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("broker housekeeping failed")
+
+    # -- delivery ---------------------------------------------------------------------------
+
+    async def send(self, trigger: Trigger, body: bytes, extensions: dict[str, str]) -> tuple[int, str, Event | None]:
+        """One delivery attempt through the platform's own request path (so it wakes a
+        function at zero); returns the status (0: no response), a message, and a reply."""
+        from cloudevents.core.v1.event import CloudEvent
+
+        assert self.app is not None, "the broker needs the request path before delivering"
+        event = FORMAT.read(None, body)
+        data = event.get_data()
+        if "datacontenttype" not in event.get_attributes() and data is not None and not isinstance(data, (bytes, str)):
+            extensions = {"datacontenttype": "application/json", **extensions}  # structured JSON data implies it
+        if extensions:
+            event = CloudEvent({**event.get_attributes(), **extensions}, data)
+        headers, payload = to_binary(event)
+        headers["authorization"] = f"Bearer {self.token}"
+        spec = self.spec_of(trigger.function)
+        timeout = trigger.delivery.timeout or (spec.timeout if spec else 30.0)
+        try:
+            status, response_headers, response = await asyncio.wait_for(
+                call(self.app, "POST", f"/fn/{trigger.function}", headers, payload), timeout)
+        except TimeoutError:
+            return 0, f"no response within {timeout:g}s", None
+        except Exception as exc:
+            return 0, f"{type(exc).__name__}: {exc}", None
+        if 200 <= status < 300:
+            reply = None
+            if status == 200 and is_cloudevent_request(response_headers):
+                try:
+                    reply = Event.from_cloudevent(parse(response_headers, response))
+                except BadEvent as exc:
+                    logger.warning("trigger %s: ignoring a malformed reply: %s", trigger.id, exc)
+            return status, "", reply
+        return status, _detail(response), None
+
+    def status(self) -> list[dict[str, Any]]:
+        backlog = self.log.backlog()
+        return [{**t.to_json(), "pending": backlog.get(t.id, (0, 0.0))[0], "lag_seconds": round(backlog.get(t.id, (0, 0.0))[1], 3)}
+                for t in sorted(self.triggers.values(), key=lambda t: t.id)]
+
+
+def _detail(body: bytes) -> str:
+    try:
+        detail = json.loads(body).get("detail", "")
+        return detail if isinstance(detail, str) else json.dumps(detail)
+    except (ValueError, AttributeError):
+        return body[:500].decode(errors="replace")
