@@ -182,6 +182,18 @@ class BucketTrigger(_Model):
     def event_types(self) -> list[str]:
         return [f"dev.lepton.bucket.object.{e}" for e in self.events]
 
+    def as_filters(self) -> list[dict[str, Any]]:
+        """The Knative `filters` that select this trigger's object events on a broker."""
+        filters: list[dict[str, Any]] = [
+            {"exact": {"source": f"/buckets/{self.bucket}"}},
+            {"any": [{"exact": {"type": t}} for t in self.event_types()]},
+        ]
+        if self.prefix:
+            filters.append({"prefix": {"subject": self.prefix}})
+        if self.suffix:
+            filters.append({"suffix": {"subject": self.suffix}})
+        return filters
+
 
 Trigger = Annotated[Union[EventTrigger, CronTrigger, BucketTrigger], Field(discriminator="kind")]
 

@@ -56,18 +56,6 @@ class Trigger:
                    Delivery(**data["delivery"]), cron, data.get("owner", ""))
 
 
-def bucket_filters(trigger: BucketTrigger) -> tuple[dict[str, Any], ...]:
-    filters: list[dict[str, Any]] = [
-        {"exact": {"source": f"/buckets/{trigger.bucket}"}},
-        {"any": [{"exact": {"type": t}} for t in trigger.event_types()]},
-    ]
-    if trigger.prefix:
-        filters.append({"prefix": {"subject": trigger.prefix}})
-    if trigger.suffix:
-        filters.append({"suffix": {"subject": trigger.suffix}})
-    return tuple(filters)
-
-
 def _id(function: str, content: Any) -> str:
     return f"{function}-{hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()[:10]}"
 
@@ -81,7 +69,7 @@ def from_spec(spec: FunctionSpec) -> list[Trigger]:
         if isinstance(trig, EventTrigger):
             out.append(Trigger(tid, spec.name, SPEC, "event", dict(trig.attributes), tuple(trig.filters), trig.delivery))
         elif isinstance(trig, BucketTrigger):
-            out.append(Trigger(tid, spec.name, SPEC, "bucket", {}, bucket_filters(trig)))
+            out.append(Trigger(tid, spec.name, SPEC, "bucket", {}, tuple(trig.as_filters())))
         else:
             out.append(Trigger(tid, spec.name, SPEC, "cron", cron=trig))
     return out + [dead_letter_companion(t) for t in out if t.delivery.dead_letter]

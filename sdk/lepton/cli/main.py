@@ -44,7 +44,10 @@ from lepton.cli import platform as _platform_commands  # noqa: E402
 
 _platform_commands.register(app)
 
+from lepton.cli import knative as _knative_commands  # noqa: E402
 from lepton.cli.buckets import bucket_app  # noqa: E402
+
+_knative_commands.register(app)
 
 app.add_typer(bucket_app, name="bucket")
 

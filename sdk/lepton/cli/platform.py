@@ -9,6 +9,8 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from lepton.cli.knative import BrokerOpt, BucketOpt, ImageOpt, KubeconfigOpt, NamespaceOpt
+
 PlatformOpt = Annotated[Optional[str], typer.Option("--platform", envvar="LEPTON_URL", help="Platform URL [default: http://127.0.0.1:8765].")]
 TokenOpt = Annotated[Optional[str], typer.Option("--token", envvar="LEPTON_TOKEN", help="API token [default: $LEPTON_HOME/token].", show_default=False)]
 OutputOpt = Annotated[str, typer.Option("--output", "-o", help="'table' or 'json' (for scripts).")]
@@ -66,11 +68,20 @@ def register(app: typer.Typer) -> None:
         target_kind: Annotated[str, typer.Option("--target", help="'embedded' or 'knative'.")] = "embedded",
         no_wait: Annotated[bool, typer.Option("--no-wait", help="Return once the deploy has started.")] = False,
         platform: PlatformOpt = None, token: TokenOpt = None, output: OutputOpt = "table",
+        namespace: NamespaceOpt = "default", broker: BrokerOpt = "default", image: ImageOpt = None,
+        bucket: BucketOpt = "lepton-artifacts", kubeconfig: KubeconfigOpt = None,
     ) -> None:
-        """Package and deploy every function in FILE (or just NAME)."""
+        """Package and deploy every function in FILE (or just NAME): to the embedded platform,
+        or to a Knative cluster with --target knative."""
         as_json = check_output(output)
+        if target_kind == "knative":
+            from lepton.cli.knative import deploy_knative
+
+            deploy_knative(target, wait=not no_wait, as_json=as_json, namespace=namespace, broker=broker, image=image,
+                           bucket=bucket, kubeconfig=kubeconfig)
+            return
         if target_kind != "embedded":
-            raise typer.BadParameter(f"{target_kind!r} is not available yet; use 'embedded'", param_hint="--target")
+            raise typer.BadParameter(f"{target_kind!r}; use 'embedded' or 'knative'", param_hint="--target")
         from lepton.loader import load_functions, split_target
         from lepton.packaging import package
 
