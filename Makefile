@@ -27,6 +27,8 @@ bench: install
 	$(PY) tests/bench/router_overhead.py
 	$(PY) tests/bench/bucket_throughput.py
 	$(PY) tests/bench/events.py
+	$(PY) tests/bench/batching.py
+	$(PY) tests/bench/quantization.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

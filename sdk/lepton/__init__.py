@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
     from lepton.buckets import Bucket, bucket
     from lepton.client import Client
+    from lepton.optimize import optimize
     from lepton.packaging import Artifact, package
 
 __version__ = "0.1.0"
@@ -37,7 +38,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Artifact", "ArtifactError", "Batch", "Bucket", "Client", "CloudEvent", "ConnectError", "Delivery",
     "Function", "FunctionSpec", "InvocationError", "LeptonError", "LoadError", "SpecError",
-    "bucket", "function", "on_bucket", "on_cron", "on_event", "package",
+    "bucket", "function", "optimize", "on_bucket", "on_cron", "on_event", "package",
 ]
 
 # Imported on first use: they pull in httpx and tarfile, which a replica that only serves
@@ -47,6 +48,7 @@ _LAZY = {
     "Client": ("lepton.client", "Client"),
     "Bucket": ("lepton.buckets", "Bucket"),
     "bucket": ("lepton.buckets", "bucket"),
+    "optimize": ("lepton.optimize", "optimize"),
     "Artifact": ("lepton.packaging", "Artifact"),
     "package": ("lepton.packaging", "package"),
 }

@@ -69,7 +69,7 @@ def inspect_handler(obj: Any, *, batched: bool) -> Signature:
     target = call_target(obj)
     qualname = getattr(obj, "__qualname__", repr(obj))
     try:
-        hints = typing.get_type_hints(target)
+        hints = typing.get_type_hints(target, include_extras=True)
     except Exception as exc:  # NameError for an unresolvable forward reference, and friends
         raise SpecError(f"{qualname}: cannot resolve type hints: {exc}") from None
     params = [
