@@ -7,7 +7,6 @@ import hashlib
 from typing import Any, Callable
 
 from lepton.functions import Function
-from lepton.packaging import Artifact
 from lepton_knative.cluster import Cluster
 from lepton_knative.manifests import Target, render
 from lepton_knative.validation import ensure_valid
@@ -21,19 +20,24 @@ def artifact_url(bucket: str, digest: str) -> str:
     return f"s3://{bucket}/{artifact_key(digest)}"
 
 
-def upload_artifact(artifact: Artifact, bucket: str, *, endpoint_url: str | None = None, region: str | None = None) -> str:
-    """Put the artifact at its content address (once); returns its s3:// URL."""
+def upload_artifact(data: bytes, digest: str, bucket: str, *, endpoint_url: str | None = None, region: str | None = None,
+                    credentials: dict[str, str | None] | None = None) -> str:
+    """Put the artifact at its content address (once, creating the bucket if need be);
+    returns its s3:// URL."""
     import boto3
     from botocore.exceptions import ClientError
 
-    s3 = boto3.client("s3", endpoint_url=endpoint_url, region_name=region or "us-east-1")
-    key = artifact_key(artifact.digest)
+    s3 = boto3.client("s3", endpoint_url=endpoint_url, region_name=region or "us-east-1", **(credentials or {}))
+    key = artifact_key(digest)
+    try:
+        s3.head_bucket(Bucket=bucket)
+    except ClientError:
+        s3.create_bucket(Bucket=bucket)
     try:
         s3.head_object(Bucket=bucket, Key=key)
     except ClientError:
-        checksum = hashlib.sha256(artifact.data).hexdigest()
-        s3.put_object(Bucket=bucket, Key=key, Body=artifact.data, ContentType="application/gzip", Metadata={"sha256": checksum})
-    return artifact_url(bucket, artifact.digest)
+        s3.put_object(Bucket=bucket, Key=key, Body=data, ContentType="application/gzip", Metadata={"sha256": hashlib.sha256(data).hexdigest()})
+    return artifact_url(bucket, digest)
 
 
 def render_all(functions: dict[str, Function], target: Target) -> list[dict[str, Any]]:

@@ -1,5 +1,12 @@
 """Platform configuration: `$LEPTON_HOME/config.yaml`, overridden by environment variables.
 
+    backend: embedded              # or knative: functions run as Knative Services
+    knative:
+      namespace: lepton
+      broker: default
+      broker_url: http://broker-ingress.knative-eventing.svc/lepton/default   # where /v1/events go
+      image: ghcr.io/lepton-dev/lepton-runtime:0.1.0
+      artifact_bucket: lepton-artifacts
     storage:
       backend: s3                  # or local (the default)
       s3:
@@ -12,11 +19,13 @@
       max_object_bytes: 5368709120     # one bucket upload
       max_event_bytes: 33554432        # one CloudEvent (or batch) at /v1/events
 
+The Kubernetes API is found from KUBECONFIG, or from the pod's service account in a cluster.
 Credentials for S3 come from boto3's usual chain (AWS_ACCESS_KEY_ID, ...) or from
 `access_key_id` / `secret_access_key` under `s3:`. Environment twins: LEPTON_STORAGE,
 LEPTON_S3_ENDPOINT_URL, LEPTON_S3_REGION, LEPTON_S3_BUCKET_PREFIX,
 LEPTON_S3_MULTIPART_THRESHOLD, LEPTON_S3_NOTIFICATIONS, LEPTON_MAX_OBJECT_BYTES,
-LEPTON_MAX_EVENT_BYTES.
+LEPTON_MAX_EVENT_BYTES, LEPTON_BACKEND, LEPTON_KNATIVE_NAMESPACE, LEPTON_KNATIVE_BROKER,
+LEPTON_KNATIVE_BROKER_URL, LEPTON_KNATIVE_IMAGE, LEPTON_ARTIFACT_BUCKET.
 """
 
 from __future__ import annotations
@@ -54,17 +63,35 @@ class StorageConfig(_Section):
     s3: S3Config = S3Config()
 
 
+class KnativeConfig(_Section):
+    namespace: str = "default"
+    broker: str = "default"
+    broker_url: str | None = None
+    image: str = "ghcr.io/lepton-dev/lepton-runtime:0.1.0"
+    artifact_bucket: str = "lepton-artifacts"
+    kubeconfig: str | None = None
+    ready_timeout: float = Field(300, gt=0)
+
+
 class Limits(_Section):
     max_object_bytes: int = Field(5 << 30, gt=0)
     max_event_bytes: int = Field(32 << 20, gt=0)
 
 
 class Config(_Section):
+    backend: Literal["embedded", "knative"] = "embedded"
+    knative: KnativeConfig = KnativeConfig()
     storage: StorageConfig = StorageConfig()
     limits: Limits = Limits()
 
 
 ENV = {
+    "LEPTON_BACKEND": ("backend",),
+    "LEPTON_KNATIVE_NAMESPACE": ("knative", "namespace"),
+    "LEPTON_KNATIVE_BROKER": ("knative", "broker"),
+    "LEPTON_KNATIVE_BROKER_URL": ("knative", "broker_url"),
+    "LEPTON_KNATIVE_IMAGE": ("knative", "image"),
+    "LEPTON_ARTIFACT_BUCKET": ("knative", "artifact_bucket"),
     "LEPTON_STORAGE": ("storage", "backend"),
     "LEPTON_S3_ENDPOINT_URL": ("storage", "s3", "endpoint_url"),
     "LEPTON_S3_REGION": ("storage", "s3", "region"),
@@ -93,7 +120,10 @@ def load_config(home: Path) -> Config:
                 node = node.setdefault(part, {})
             node[where[-1]] = os.environ[var]
     try:
-        return Config.model_validate(raw)
+        config = Config.model_validate(raw)
     except ValidationError as exc:
         err = exc.errors()[0]
         raise ConfigError(f"configuration {'.'.join(map(str, err['loc']))}: {err['msg']} (from {path} or LEPTON_* variables)") from None
+    if config.backend == "knative" and config.storage.backend != "s3":
+        raise ConfigError("configuration backend: knative needs storage.backend: s3 (the cluster fetches artifacts and buckets from S3)")
+    return config

@@ -10,6 +10,7 @@ import logging
 import os
 import shutil
 import tempfile
+import time
 from contextlib import asynccontextmanager
 from importlib import metadata
 from pathlib import Path
@@ -25,8 +26,9 @@ from lepton_platform.broker import Broker
 from lepton_platform.config import load_config
 from lepton_platform.credentials import Credentials
 from lepton_platform.fleet import Fleet
+from lepton_platform.knative_backend import KnativeBackend, KnativeFleet
 from lepton_platform.metrics import PlatformMetrics
-from lepton_platform.replicas import ReplicaFactory, ReplicaFailed
+from lepton_platform.replicas import Replica, ReplicaFactory, ReplicaFailed
 from lepton_platform.storage import open_store
 from lepton_platform.store import Revision, Store, content_id
 from lepton_platform.zygote import Zygote, ZygoteUnavailable
@@ -73,9 +75,12 @@ class Platform:
         # Unix socket paths are limited to ~107 bytes: keep them short, outside $LEPTON_HOME.
         self.run_dir = Path(tempfile.mkdtemp(prefix="lepton-"))
         self.metrics = PlatformMetrics()
-        self.fleets: dict[str, Fleet] = {}
-        self.broker = Broker(home / "events.db", self.token, self.metrics, self.storage.outbox, self._spec_of)
-        self.zygote = Zygote(self.run_dir, self.logs / "zygote.log", self._on_exit) if fork else None
+        self.fleets: dict[str, Fleet | KnativeFleet] = {}
+        self.knative = KnativeBackend(self.config) if self.config.backend == "knative" else None
+        forward = self.config.knative.broker_url if self.knative else None
+        self.broker = Broker(home / "events.db", self.token, self.metrics, self.storage.outbox, self._spec_of, forward_to=forward)
+        local = self.knative is None
+        self.zygote = Zygote(self.run_dir, self.logs / "zygote.log", self._on_exit) if fork and local else None
         self.factory = ReplicaFactory(self.zygote, self.run_dir, self.logs, self.unpacked, self._replica_env)
         self._locks: dict[str, asyncio.Lock] = {}
         self._zygote_task: asyncio.Task[None] | None = None
@@ -107,6 +112,12 @@ class Platform:
                 self._unpacked(revision.digest)
             except ArtifactError as exc:
                 logger.error("function %s cannot be restored: %s", name, exc)
+                continue
+            if self.knative:
+                url = await asyncio.to_thread(self.knative.url, name)
+                if url is None:
+                    logger.error("function %s: its Knative Service is not ready; calls fail until it is redeployed", name)
+                self.fleets[name] = KnativeFleet(revision, url or "http://unavailable.invalid")
                 continue
             self._add_fleet(revision)
             await self.broker.set_function_triggers(revision.spec)
@@ -187,22 +198,49 @@ class Platform:
             if revision is None or revision.status == "failed":
                 revision = self.store.create_revision(spec, digest)
             await self._create_buckets(spec)
-            replica = await self.factory.start(revision)
-            try:
-                await replica.wait_ready(READY_TIMEOUT)
-            except ReplicaFailed as exc:
-                await replica.stop(grace=0)
-                self.store.set_revision_status(revision.id, "failed", str(exc))
-                raise DeployFailed(f"revision {revision.id} failed to start; the previous revision keeps serving. {exc}") from None
-            self.metrics.replica_ready(spec.name, replica)
+            started = time.perf_counter()
+            proven = await self._prove(revision)
             self.store.set_revision_status(revision.id, "ready")
             self.store.route(spec.name, revision.id)
             revision = self.store.revision(revision.id)
-            fleet = self.fleets.get(spec.name) or self._add_fleet(revision)
-            fleet.switch(revision, replica)
-            await self.broker.set_function_triggers(spec)
-            logger.info("%s now serves %s (ready in %.0f ms)", spec.name, revision.id, (replica.ready_after or 0) * 1000)
+            await self._switch(revision, proven)
+            logger.info("%s now serves %s (ready in %.0f ms)", spec.name, revision.id, (time.perf_counter() - started) * 1000)
             return revision
+
+    async def _prove(self, revision: Revision) -> Replica | str:
+        """Start the revision and wait until it is ready: one local replica, or the Knative
+        Service (returns its URL). On failure the previous revision keeps serving."""
+        if self.knative:
+            from lepton_knative.cluster import ClusterError
+            from lepton_knative.validation import ManifestError
+
+            data = (self.artifacts / f"{revision.digest.removeprefix('sha256:')}.tar.gz").read_bytes()
+            try:
+                return await asyncio.to_thread(self.knative.deploy, revision, data)
+            except (ClusterError, ManifestError, RuntimeError) as exc:
+                self.store.set_revision_status(revision.id, "failed", str(exc))
+                raise DeployFailed(f"revision {revision.id} failed on Knative; the previous revision keeps serving. {exc}") from None
+        replica = await self.factory.start(revision)
+        try:
+            await replica.wait_ready(READY_TIMEOUT)
+        except ReplicaFailed as exc:
+            await replica.stop(grace=0)
+            self.store.set_revision_status(revision.id, "failed", str(exc))
+            raise DeployFailed(f"revision {revision.id} failed to start; the previous revision keeps serving. {exc}") from None
+        self.metrics.replica_ready(revision.function, replica)
+        return replica
+
+    async def _switch(self, revision: Revision, proven: Replica | str | None = None) -> None:
+        """Route the function to `revision` (with the replica or URL that proved it)."""
+        fleet = self.fleets.get(revision.function)
+        if isinstance(proven, str):
+            if fleet is None:
+                self.fleets[revision.function] = KnativeFleet(revision, proven)
+            else:
+                fleet.switch(revision, proven)
+            return
+        (fleet or self._add_fleet(revision)).switch(revision, proven)
+        await self.broker.set_function_triggers(revision.spec)
 
     async def _create_buckets(self, spec: FunctionSpec) -> None:
         """The buckets a function declares or is triggered by exist before it runs."""
@@ -226,9 +264,9 @@ class Platform:
                 if revision.status != "ready":
                     raise DeployFailed(f"revision {rev_id} is {revision.status}; only ready revisions can take traffic")
             self._unpacked(revision.digest)
+            proven = await self._prove(revision) if self.knative else None
             self.store.route(function, revision.id)
-            fleet.switch(revision)
-            await self.broker.set_function_triggers(revision.spec)
+            await self._switch(revision, proven)
             return revision
 
     async def remove(self, function: str) -> None:
@@ -236,12 +274,14 @@ class Platform:
         async with self._lock(function):
             del self.fleets[function]
             await self.broker.remove_function(function)
+            if self.knative:
+                await asyncio.to_thread(self.knative.remove, function)
             await fleet.close()
             self.store.delete_function(function)
             self.metrics.forget(function)
             shutil.rmtree(self.logs / function, ignore_errors=True)
 
-    def fleet(self, function: str) -> Fleet:
+    def fleet(self, function: str) -> Fleet | KnativeFleet:
         fleet = self.fleets.get(function)
         if fleet is None:
             raise NotFound(f"function {function!r} not found; `lepton ls` lists the deployed ones")

@@ -40,15 +40,23 @@ class FakeCluster:
     reads_until_ready: int = 2
     reads: dict[tuple[str, str, str], int] = field(default_factory=dict)
     applies: int = 0
+    urls: dict[str, str] = field(default_factory=dict)        # name -> status.url to report
+    broker_events: list[dict[str, Any]] = field(default_factory=list)  # what POST /broker received
 
     def app(self) -> FastAPI:
         app = FastAPI()
 
         @app.middleware("http")
         async def authenticate(request: Request, call_next: Any) -> Response:
-            if request.headers.get("authorization") != f"Bearer {TOKEN}":
+            if request.url.path != "/broker" and request.headers.get("authorization") != f"Bearer {TOKEN}":
                 return status_error(401, "Unauthorized", "Unauthorized")
             return await call_next(request)
+
+        @app.post("/broker")
+        async def broker_ingress(request: Request) -> Response:
+            """Stands in for the Knative Broker's ingress: records structured events."""
+            self.broker_events.append(yaml.safe_load(await request.body()))
+            return Response(status_code=202)
 
         @app.get("/apis/{group}/{version}/namespaces/{ns}/{plural}")
         async def list_objects(group: str, version: str, ns: str, plural: str, labelSelector: str = "") -> dict[str, Any]:
@@ -112,7 +120,7 @@ class FakeCluster:
             return
         status["conditions"] = [{"type": "Ready", "status": "True"}]
         if plural == "services":
-            status["url"] = f"http://{name}.{ns}.example.com"
+            status["url"] = self.urls.get(name, f"http://{name}.{ns}.example.com")
             status["latestReadyRevisionName"] = obj["spec"]["template"]["metadata"]["name"]
 
 

@@ -134,7 +134,7 @@ def test_runtime_image_entrypoint_fetches_verifies_and_serves(moto_server, tmp_p
     bucket = f"images-{free_port()}"
     s3.create_bucket(Bucket=bucket)
     artifact = package(HELLO)
-    url = upload_artifact(artifact, bucket, endpoint_url=moto_server)
+    url = upload_artifact(artifact.data, artifact.digest, bucket, endpoint_url=moto_server)
     port = free_port()
     env = {**S3, "LEPTON_S3_ENDPOINT_URL": moto_server, "LEPTON_ARTIFACT_URL": url, "LEPTON_ARTIFACT_DIGEST": artifact.digest,
            "LEPTON_FUNCTION": "hello", "PORT": str(port), "HOST": "127.0.0.1", "LEPTON_HOME": str(tmp_path / "home")}

@@ -13,12 +13,13 @@ import json
 import logging
 from typing import TYPE_CHECKING, Any, Callable
 
-from lepton.runtime.events import BadEvent, FORMAT, is_cloudevent_request, parse, to_binary
+from lepton.runtime.events import FORMAT, STRUCTURED, BadEvent, is_cloudevent_request, parse, to_binary
+from lepton.triggers import Delivery
 from lepton_platform.asgi import ASGIApp, call
 from lepton_platform.broker.cron import run_cron
 from lepton_platform.broker.delivery import TriggerWorker
 from lepton_platform.broker.log import Event, EventLog
-from lepton_platform.broker.triggers import API, DEAD_LETTER, SPEC, Trigger, from_spec
+from lepton_platform.broker.triggers import API, DEAD_LETTER, FORWARD, SPEC, Trigger, from_spec
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -34,12 +35,13 @@ OUTBOX_POLL = 0.05
 
 class Broker:
     def __init__(self, path: Path, token: str, metrics: PlatformMetrics, outbox: Outbox,
-                 spec_of: Callable[[str], FunctionSpec | None]) -> None:
+                 spec_of: Callable[[str], FunctionSpec | None], *, forward_to: str | None = None) -> None:
         self.log = EventLog(path)
         self.token = token
         self.metrics = metrics
         self.outbox = outbox
         self.spec_of = spec_of
+        self.forward_to = forward_to
         self.app: ASGIApp | None = None
         self.triggers: dict[str, Trigger] = {t.id: t for t in self.log.triggers()}
         self.workers: dict[str, TriggerWorker] = {}
@@ -51,6 +53,12 @@ class Broker:
     # -- lifecycle --------------------------------------------------------------------------
 
     async def start(self) -> None:
+        if self.forward_to:
+            # Knative backend: every accepted event goes on, durably and with retries, to the
+            # Knative Broker, whose Triggers deliver it.
+            forward = Trigger(FORWARD, "", FORWARD, FORWARD, delivery=Delivery(retry=10, backoff="exponential", delay=0.5))
+            gone = await asyncio.to_thread(self.log.replace_triggers, "", (FORWARD,), [forward])
+            await self._install([forward], gone)
         self._tasks = [asyncio.create_task(self._writer(), name="broker-writer"),
                        asyncio.create_task(self._drain_outbox(), name="broker-outbox"),
                        asyncio.create_task(self._housekeeping(), name="broker-housekeeping")]
@@ -195,6 +203,8 @@ class Broker:
         function at zero); returns the status (0: no response), a message, and a reply."""
         from cloudevents.core.v1.event import CloudEvent
 
+        if trigger.kind == FORWARD:
+            return await self._forward(body)
         assert self.app is not None, "the broker needs the request path before delivering"
         event = FORMAT.read(None, body)
         data = event.get_data()
@@ -222,6 +232,17 @@ class Broker:
                     logger.warning("trigger %s: ignoring a malformed reply: %s", trigger.id, exc)
             return status, "", reply
         return status, _detail(response), None
+
+    async def _forward(self, body: bytes) -> tuple[int, str, Event | None]:
+        import httpx
+
+        assert self.forward_to is not None
+        try:
+            async with httpx.AsyncClient(timeout=30) as http:
+                response = await http.post(self.forward_to, content=body, headers={"content-type": STRUCTURED})
+        except httpx.HTTPError as exc:
+            return 0, f"{type(exc).__name__}: {exc}", None
+        return response.status_code, response.text[:500], None
 
     def status(self) -> list[dict[str, Any]]:
         backlog = self.log.backlog()

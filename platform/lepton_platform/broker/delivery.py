@@ -15,7 +15,7 @@ import time
 from typing import TYPE_CHECKING
 
 from lepton_platform.broker.log import Due
-from lepton_platform.broker.triggers import DEAD_LETTER, Trigger
+from lepton_platform.broker.triggers import DEAD_LETTER, FORWARD, Trigger
 
 if TYPE_CHECKING:
     from lepton_platform.broker.broker import Broker
@@ -49,6 +49,8 @@ class TriggerWorker:
 
     def capacity(self) -> int:
         """As many concurrent deliveries as the function's replicas can take at once."""
+        if self.trigger.kind == FORWARD:
+            return 64
         spec = self.broker.spec_of(self.trigger.function)
         if spec is None:
             return 4

@@ -17,7 +17,7 @@ from lepton.spec import FunctionSpec
 from lepton.triggers import BucketTrigger, CronTrigger, Delivery, EventTrigger
 from lepton_platform.broker.filters import matches
 
-SPEC, API, DEAD_LETTER = "spec", "api", "dead-letter"
+SPEC, API, DEAD_LETTER, FORWARD = "spec", "api", "dead-letter", "forward"
 
 
 @dataclass(frozen=True)
@@ -39,8 +39,9 @@ class Trigger:
         return self.owner or self.function
 
     def matches(self, attrs: Mapping[str, str]) -> bool:
-        """Cron and dead-letter triggers receive only events addressed to them."""
-        return self.kind in ("event", "bucket") and matches(self.attributes, list(self.filters), attrs)
+        """Cron and dead-letter triggers receive only events addressed to them; a forward
+        (to a Knative Broker) takes every event."""
+        return self.kind in ("event", "bucket", FORWARD) and matches(self.attributes, list(self.filters), attrs)
 
     def to_json(self) -> dict[str, Any]:
         out = {"id": self.id, "function": self.function, "owner": self.declared_by, "origin": self.origin, "kind": self.kind,

@@ -36,7 +36,7 @@ def deploy_knative(target: str, *, wait: bool, as_json: bool, namespace: str, br
         objects = render_all(functions, _target(namespace, broker, image, bucket, artifact.digest))
         cluster = Cluster(kubeconfig=kubeconfig)
         status.update(f"uploading the artifact to s3://{bucket} ({artifact.digest[:19]}...)")
-        upload_artifact(artifact, bucket, endpoint_url=os.environ.get("LEPTON_S3_ENDPOINT_URL") or None,
+        upload_artifact(artifact.data, artifact.digest, bucket, endpoint_url=os.environ.get("LEPTON_S3_ENDPOINT_URL") or None,
                         region=os.environ.get("AWS_REGION"))
         status.update(f"applying {len(objects)} objects to namespace {namespace}")
         results = apply_all(cluster, objects, wait=wait, progress=lambda text: status.update(f"waiting: {text}"))
