@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from pathlib import Path
 from typing import Annotated, Any, AsyncIterator
 
 from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Query, Request, Response
@@ -127,13 +128,30 @@ def build_api(platform: Platform) -> FastAPI:
     return app
 
 
-async def _logs(platform: Platform, name: str, files: list, tail: int, follow: bool) -> AsyncIterator[bytes]:
+TAIL_BLOCK = 64 << 10
+
+
+def last_lines(path: Path, count: int) -> tuple[list[bytes], int]:
+    """The last `count` lines of a file, read backwards a block at a time (a replica that
+    floods stdout can leave a log of gigabytes), and the file's size at that moment."""
+    with path.open("rb") as fh:
+        size = fh.seek(0, 2)
+        data, position = b"", size
+        while position > 0 and data.count(b"\n") <= count:
+            step = min(TAIL_BLOCK, position)
+            position -= step
+            fh.seek(position)
+            data = fh.read(step) + data
+    lines = data.splitlines(keepends=True)
+    return (lines[-count:] if count else []), size
+
+
+async def _logs(platform: Platform, name: str, files: list[Path], tail: int, follow: bool) -> AsyncIterator[bytes]:
     lines: list[bytes] = []
     offsets = {}
     for path in files:
-        data = path.read_bytes()
-        offsets[path] = len(data)
-        lines.extend(data.splitlines(keepends=True))
+        found, offsets[path] = await asyncio.to_thread(last_lines, path, tail)
+        lines.extend(found)
     for line in lines[-tail:] if tail else []:
         yield line
     while follow and name in platform.fleets:
@@ -144,5 +162,6 @@ async def _logs(platform: Platform, name: str, files: list, tail: int, follow: b
             if size > start:
                 with path.open("rb") as fh:
                     fh.seek(start)
-                    yield fh.read(size - start)
-                offsets[path] = size
+                    chunk = fh.read(min(size - start, TAIL_BLOCK * 16))
+                yield chunk
+                offsets[path] = start + len(chunk)

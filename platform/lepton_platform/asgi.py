@@ -20,15 +20,31 @@ async def send_json(send: Send, status: int, detail: Any, headers: list[tuple[by
     await send({"type": "http.response.body", "body": body})
 
 
-async def read_body(receive: Receive) -> bytes:
-    chunks = []
+class BodyTooLarge(Exception):
+    """The request body is over the limit; the message says which."""
+
+
+async def read_body(receive: Receive, limit: int | None = None) -> bytes:
+    chunks, size = [], 0
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
             raise ConnectionResetError("client went away")
-        chunks.append(message.get("body", b""))
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if limit is not None and size > limit:
+            raise BodyTooLarge(f"request body is over the {limit} byte limit")
+        chunks.append(chunk)
         if not message.get("more_body"):
             return b"".join(chunks)
+
+
+def declared_too_large(scope: Scope, limit: int) -> str | None:
+    """Why a request's Content-Length is refused before its body is read, or None."""
+    declared = header(scope, b"content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        return f"request body of {declared} bytes is over the {limit} byte limit"
+    return None
 
 
 def header(scope: Scope, name: bytes) -> str | None:

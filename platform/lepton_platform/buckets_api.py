@@ -92,7 +92,10 @@ def build_bucket_router(platform: Platform) -> APIRouter:
         if declared is not None and (not declared.isdigit() or int(declared) > limit):
             raise HTTPException(413 if declared.isdigit() else 400, f"object of {declared} bytes is over the {limit} byte limit")
         content_type = request.headers.get("content-type") or mimetypes.guess_type(key)[0] or "application/octet-stream"
-        upload = await asyncio.to_thread(storage.upload, bucket, key, content_type)
+        try:
+            upload = await asyncio.to_thread(storage.upload, bucket, key, content_type)
+        except OSError as exc:
+            raise HTTPException(507, f"the platform could not store {bucket}/{key} ({exc.strerror or exc})") from None
         received = 0
         buffer = bytearray()
         writing: asyncio.Future[None] | None = None
@@ -121,6 +124,8 @@ def build_bucket_router(platform: Platform) -> APIRouter:
             upload.abort()
             if isinstance(exc, ClientDisconnect):
                 raise HTTPException(400, f"upload cut off after {received} bytes; nothing was stored") from None
+            if isinstance(exc, OSError):
+                raise HTTPException(507, f"the platform could not store {bucket}/{key} ({exc.strerror or exc}); nothing was stored") from None
             raise
         return {"bucket": bucket, **info.to_json()}
 

@@ -18,13 +18,14 @@
     limits:
       max_object_bytes: 5368709120     # one bucket upload
       max_event_bytes: 33554432        # one CloudEvent (or batch) at /v1/events
+      max_invocation_bytes: 33554432   # one request body to /fn/NAME
 
 The Kubernetes API is found from KUBECONFIG, or from the pod's service account in a cluster.
 Credentials for S3 come from boto3's usual chain (AWS_ACCESS_KEY_ID, ...) or from
 `access_key_id` / `secret_access_key` under `s3:`. Environment twins: LEPTON_STORAGE,
 LEPTON_S3_ENDPOINT_URL, LEPTON_S3_REGION, LEPTON_S3_BUCKET_PREFIX,
 LEPTON_S3_MULTIPART_THRESHOLD, LEPTON_S3_NOTIFICATIONS, LEPTON_MAX_OBJECT_BYTES,
-LEPTON_MAX_EVENT_BYTES, LEPTON_BACKEND, LEPTON_KNATIVE_NAMESPACE, LEPTON_KNATIVE_BROKER,
+LEPTON_MAX_EVENT_BYTES, LEPTON_MAX_INVOCATION_BYTES, LEPTON_BACKEND, LEPTON_KNATIVE_NAMESPACE, LEPTON_KNATIVE_BROKER,
 LEPTON_KNATIVE_BROKER_URL, LEPTON_KNATIVE_IMAGE, LEPTON_ARTIFACT_BUCKET.
 """
 
@@ -76,6 +77,7 @@ class KnativeConfig(_Section):
 class Limits(_Section):
     max_object_bytes: int = Field(5 << 30, gt=0)
     max_event_bytes: int = Field(32 << 20, gt=0)
+    max_invocation_bytes: int = Field(32 << 20, gt=0)
 
 
 class Config(_Section):
@@ -100,6 +102,7 @@ ENV = {
     "LEPTON_S3_NOTIFICATIONS": ("storage", "s3", "notifications"),
     "LEPTON_MAX_OBJECT_BYTES": ("limits", "max_object_bytes"),
     "LEPTON_MAX_EVENT_BYTES": ("limits", "max_event_bytes"),
+    "LEPTON_MAX_INVOCATION_BYTES": ("limits", "max_invocation_bytes"),
 }
 
 

@@ -8,12 +8,13 @@ the events durably. Its OpenAPI entry is added to the API's schema by `document`
 from __future__ import annotations
 
 import json
+import sqlite3
 from typing import TYPE_CHECKING, Any
 
 from fastapi import HTTPException
 
 from lepton.runtime.events import BadEvent
-from lepton_platform.asgi import Receive, Scope, Send, header, send_json
+from lepton_platform.asgi import BodyTooLarge, Receive, Scope, Send, declared_too_large, header, read_body, send_json
 from lepton_platform.auth import identify
 from lepton_platform.events_api import read_events
 
@@ -32,38 +33,31 @@ class Ingress:
         try:
             identify(self.platform, header(scope, b"authorization"))
             headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-            declared = headers.get("content-length", "")
-            if declared.isdigit() and int(declared) > self.limit:
-                raise HTTPException(413, f"event body of {declared} bytes is over the {self.limit} byte limit")
-            events = read_events(headers, await self._body(receive))
+            too_large = declared_too_large(scope, self.limit)
+            if too_large:
+                raise BodyTooLarge(too_large)
+            events = read_events(headers, await read_body(receive, self.limit))
         except HTTPException as exc:
             await send_json(send, exc.status_code, exc.detail, [(k.encode(), v.encode()) for k, v in (exc.headers or {}).items()])
+            return
+        except BodyTooLarge as exc:
+            await send_json(send, 413, str(exc))
             return
         except BadEvent as exc:
             await send_json(send, 400, str(exc).replace("invalid CloudEvent: ", ""))
             return
         except ConnectionResetError:
             return
-        fresh = await self.platform.broker.publish(events)
+        try:
+            fresh = await self.platform.broker.publish(events)
+        except (OSError, sqlite3.Error) as exc:
+            await send_json(send, 503, f"events not stored ({exc}); nothing was accepted, send them again")
+            return
         accepted = sum(fresh)
         body = json.dumps({"accepted": accepted, "duplicates": len(fresh) - accepted, "ids": [e.id for e in events]}).encode()
         await send({"type": "http.response.start", "status": 202,
                     "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
         await send({"type": "http.response.body", "body": body})
-
-    async def _body(self, receive: Receive) -> bytes:
-        chunks, size = [], 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                raise ConnectionResetError("client went away")
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.limit:
-                raise HTTPException(413, f"event body is over the {self.limit} byte limit")
-            chunks.append(chunk)
-            if not message.get("more_body"):
-                return b"".join(chunks)
 
 
 def document(schema: dict[str, Any]) -> dict[str, Any]:

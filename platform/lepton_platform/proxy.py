@@ -9,7 +9,7 @@ import asyncio
 
 import aiohttp
 
-from lepton_platform.asgi import Receive, Scope, Send, read_body, send_json
+from lepton_platform.asgi import BodyTooLarge, Receive, Scope, Send, read_body, send_json
 
 # Hop-by-hop headers, and the caller's credentials: a function never sees the platform token.
 DROP_REQUEST = {b"host", b"connection", b"keep-alive", b"transfer-encoding", b"authorization", b"content-length", b"te", b"upgrade"}
@@ -20,7 +20,11 @@ class ReplicaProxy:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         replica = scope["lepton.replica"]
         fleet = scope["lepton.fleet"]
-        body = await read_body(receive)
+        try:
+            body = await read_body(receive, scope["lepton.limit"])
+        except BodyTooLarge as exc:
+            await send_json(send, 413, f"{exc} for function {fleet.name!r}")
+            return
         headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"] if k not in DROP_REQUEST]
         try:
             async with asyncio.timeout(fleet.spec.timeout + 5):

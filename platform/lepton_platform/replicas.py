@@ -190,6 +190,7 @@ class ReplicaFactory:
             try:
                 replica.pid = await self.zygote.spawn(request)
                 replica.forked = True
+                self._watch_forked(replica.pid)
             except ZygoteUnavailable:
                 replica.pid = None
         if replica.pid is None:
@@ -197,6 +198,23 @@ class ReplicaFactory:
             replica.pid = await self._fresh(replica, request)
         self.by_pid[replica.pid] = replica
         return replica
+
+    def _watch_forked(self, pid: int) -> None:
+        """Hear of a forked replica's end even if the template process that would report it
+        is gone (it may be restarted while its replicas keep serving)."""
+        try:
+            fd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            self.on_exit(pid, -1)
+            return
+        loop = asyncio.get_running_loop()
+
+        def ended() -> None:
+            loop.remove_reader(fd)
+            os.close(fd)
+            self.on_exit(pid, -1)  # a no-op when the template process reported it first
+
+        loop.add_reader(fd, ended)
 
     async def _fresh(self, replica: Replica, request: dict[str, Any]) -> int:
         log = open(replica.log, "ab")

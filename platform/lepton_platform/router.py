@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from lepton_platform import auth
-from lepton_platform.asgi import ASGIApp, Receive, Scope, Send, header, send_json
+from lepton_platform.asgi import ASGIApp, Receive, Scope, Send, declared_too_large, header, send_json
 
 if TYPE_CHECKING:
     from lepton_platform.service import Platform
@@ -17,6 +17,7 @@ class Router:
     def __init__(self, app: ASGIApp, platform: Platform) -> None:
         self.app = app
         self.platform = platform
+        self.limit = platform.config.limits.max_invocation_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         name, _, rest = scope["path"][len(PREFIX):].partition("/")
@@ -30,6 +31,11 @@ class Router:
                 reason = "missing bearer token" if status == 401 else "invalid token"
                 await send_json(send, status, f"{reason} for function {name!r}", [(b"www-authenticate", b"Bearer")])
                 return
+        too_large = declared_too_large(scope, self.limit)
+        if too_large:
+            await send_json(send, 413, f"{too_large} for function {name!r}")
+            return
         scope["lepton.fleet"] = fleet
+        scope["lepton.limit"] = self.limit
         scope["lepton.path"] = "/" + rest
         await self.app(scope, receive, send)

@@ -22,6 +22,7 @@ import selectors
 import signal
 import socket
 import sys
+import threading
 from pathlib import Path
 from typing import Any, Callable
 
@@ -32,6 +33,7 @@ PRELOAD = (
 )
 SHARED_HEAVY = ("numpy", "torch")
 PR_SET_PDEATHSIG = 1
+LIFELINE_ENV = "LEPTON_LIFELINE"
 
 
 def die_with_parent(sig: int = signal.SIGKILL) -> None:
@@ -75,6 +77,26 @@ def _warm_up() -> None:
     build_app(warm_up).openapi()
 
 
+def hold_lifeline() -> None:
+    """Exit when the platform does, however it ends, but outlive the template process.
+
+    The platform holds the only write end of a pipe whose read end the template process and
+    every replica forked from it inherit: end of file means the platform is gone. (A parent-
+    death signal would tie a replica to the template process instead, so killing that one
+    would take every serving replica down with it.)"""
+    fd = int(os.environ.pop(LIFELINE_ENV, "-1"))
+    if fd < 0:
+        die_with_parent()
+        return
+
+    def watch() -> None:
+        while os.read(fd, 1):
+            pass
+        os._exit(1)
+
+    threading.Thread(target=watch, name="lifeline", daemon=True).start()
+
+
 def run_child(request: dict[str, Any]) -> None:
     """In the forked child: become the replica. Never returns."""
     code = 1
@@ -82,7 +104,7 @@ def run_child(request: dict[str, Any]) -> None:
         os.setsid()
         for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, signal.SIG_DFL)
-        die_with_parent()
+        hold_lifeline()
         fd = os.open(request["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         os.dup2(fd, 1)
         os.dup2(fd, 2)
@@ -203,6 +225,8 @@ class Zygote:
         self._ready = asyncio.Event()
         self._reader_task: asyncio.Task[None] | None = None
         self._closing = False
+        # The platform keeps the write end for its whole life; see hold_lifeline().
+        self._lifeline, self._lifeline_keep = os.pipe()
 
     @property
     def available(self) -> bool:
@@ -227,7 +251,7 @@ class Zygote:
 
         self.process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "lepton_platform.zygote", self.control_path, stdout=log, stderr=log,
-            env=replica_environment(),
+            env={**replica_environment(), LIFELINE_ENV: str(self._lifeline)}, pass_fds=(self._lifeline,),
         )
         log.close()
         loop = asyncio.get_running_loop()

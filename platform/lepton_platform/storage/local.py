@@ -84,7 +84,10 @@ class LocalUpload(Upload):
         return info
 
     def abort(self) -> None:
-        self.file.close()
+        try:
+            self.file.close()
+        except OSError:
+            pass  # the flush on close can fail the way the write did (disk full)
         self.tmp.unlink(missing_ok=True)
 
 
