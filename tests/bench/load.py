@@ -166,7 +166,8 @@ class Platform:
             time.sleep(0.1)
         from lepton.client import Client
 
-        self.api = Client(self.url, open(os.path.join(self.home, "token")).read().strip())
+        with open(os.path.join(self.home, "token")) as token:
+            self.api = Client(self.url, token.read().strip())
 
     def deploy(self, path: Path) -> None:
         from lepton.packaging import package
