@@ -6,7 +6,7 @@ import json
 import re
 from typing import TYPE_CHECKING, Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, HTTPException, Path, Query
 from pydantic import BaseModel, Field, ValidationError
 
 from lepton.runtime.events import BATCH, FORMAT, STRUCTURED, BadEvent, parse
@@ -108,7 +108,7 @@ def build_events_router(platform: Platform) -> APIRouter:
         return broker.log.dead_letters(limit)
 
     @router.post("/deadletters/{letter_id}/redeliver", tags=["events"], summary="Queue a dead letter for its trigger again")
-    async def redeliver(letter_id: int, caller: Caller) -> dict[str, Any]:
+    async def redeliver(letter_id: Annotated[int, Path(ge=1, le=2**63 - 1)], caller: Caller) -> dict[str, Any]:
         caller.admin("redeliver events")
         trigger = broker.log.redeliver(letter_id)
         if trigger is None:

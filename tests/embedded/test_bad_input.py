@@ -78,6 +78,7 @@ CASES = [
     ("POST", "/v1/triggers", {"json": {"function": "greet", "attributes": {"type": 5}}}, 422, "attributes"),
     ("DELETE", "/v1/triggers/nope", {}, 404, "not found"),
     ("POST", "/v1/deadletters/abc/redeliver", {}, 422, "letter_id"),
+    ("POST", "/v1/deadletters/906061687837072770562260992/redeliver", {}, 422, "letter_id"),  # found by schemathesis: was a 500
     ("GET", "/v1/deadletters?limit=5000", {}, 422, "limit"),
     # invocations
     ("POST", "/fn/nope", {"json": {}}, 404, "function 'nope' not found"),
