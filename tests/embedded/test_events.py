@@ -130,6 +130,19 @@ def test_retries_with_backoff_then_dead_letters_then_redelivery(broker):
         assert http.post("/v1/deadletters/999999/redeliver").status_code == 404
 
 
+def test_a_slow_trigger_never_holds_up_another(broker):
+    with broker.http() as http:
+        http.post("/v1/events", content=json.dumps([event("com.example.slow", f"slow-{i}") for i in range(4)]),
+                  headers={"content-type": "application/cloudevents-batch+json"})
+        sent = time.time()
+        http.post("/v1/events", json=event("com.example.order", "fast-after-slow"), headers=STRUCTURED)
+    wait_for(lambda: "fast-after-slow" in ids(broker, "orders"), timeout=5)
+    arrived = next(r["at"] for r in received(broker, "orders") if r["attrs"]["id"] == "fast-after-slow")
+    assert arrived - sent < 1.0, "the order waited behind the slow trigger"
+    assert len(ids(broker, "sluggish")) < 4, "the slow function is still working through its backlog"
+    wait_for(lambda: len(ids(broker, "sluggish")) == 4, timeout=30, message="slow deliveries finish one at a time")
+
+
 def test_a_reply_event_goes_back_into_the_broker(broker):
     with broker.http() as http:
         http.post("/v1/events", json=event("com.example.ping", "ping-7"), headers=STRUCTURED)

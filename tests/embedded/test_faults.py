@@ -120,3 +120,40 @@ def test_replicas_and_the_template_process_go_when_the_platform_is_killed(platfo
         return Path(f"/proc/{pid}/status").read_text().count("zombie") > 0
 
     wait_for(lambda: gone(replica) and gone(template), timeout=10, message="no process outlives the platform")
+
+
+def test_every_completed_upload_survives_a_platform_kill(platform, tmp_path):
+    from tests.embedded.conftest import PlatformProcess, start_platform
+
+    completed: dict[str, bytes] = {}
+    stop = threading.Event()
+
+    def upload() -> None:
+        with platform.http(timeout=5) as http:
+            http.put("/v1/buckets/durable")
+            n = 0
+            while not stop.is_set():
+                body = os.urandom(200_000)
+                try:
+                    if http.put(f"/v1/buckets/durable/objects/o-{n}", content=body).status_code == 201:
+                        completed[f"o-{n}"] = body
+                except httpx.HTTPError:
+                    pass
+                n += 1
+
+    uploader = threading.Thread(target=upload)
+    uploader.start()
+    wait_for(lambda: len(completed) > 20, timeout=30)
+    port = int(platform.url.rsplit(":", 1)[1])
+    platform.process.stop(signal.SIGKILL)
+    stop.set()
+    uploader.join()
+    restarted = PlatformProcess(start_platform(platform.home, tmp_path / "restarted.log", port), platform.home, platform.workdir)
+    try:
+        with restarted.http() as http:
+            for key, body in completed.items():
+                assert http.get(f"/v1/buckets/durable/objects/{key}").content == body, key
+            listed = {o["key"] for o in http.get("/v1/buckets/durable/objects").json()["objects"]}
+            assert set(completed) <= listed and len(listed) - len(completed) <= 1, "at most the one in flight may also have landed"
+    finally:
+        restarted.process.stop(signal.SIGTERM)

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Iterator, Optional
 
 import typer
 
-from lepton.cli.platform import OutputOpt, PlatformOpt, TokenOpt, _print, check_output, client, emit_json
+from lepton.cli.platform import OutputOpt, PlatformOpt, TokenOpt, check_output, client, emit_json, print_table
 
 PROGRESS_FROM = 8 << 20
 
@@ -75,7 +75,7 @@ def list_(
         table = Table("KEY", "SIZE", "MODIFIED", "ETAG", box=None)
         for o in rows:
             table.add_row(o["key"], str(o["size"]), datetime.fromtimestamp(o["modified"]).strftime("%Y-%m-%d %H:%M:%S"), o["etag"])
-    _print(table)
+    print_table(table)
 
 
 @bucket_app.command()

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from lepton.cli.platform import OutputOpt, PlatformOpt, TokenOpt, _print, check_output, client, emit_json, fetch
+from lepton.cli.platform import OutputOpt, PlatformOpt, TokenOpt, check_output, client, emit_json, fetch, print_table
 
 events_app = typer.Typer(help="The platform's CloudEvents broker: send events, inspect and redeliver dead letters.", no_args_is_help=True)
 triggers_app = typer.Typer(help="Triggers and sources with their delivery settings.", no_args_is_help=True)
@@ -61,7 +61,7 @@ def dlq(limit: Annotated[int, typer.Option(help="How many, newest first.")] = 10
     for d in letters:
         table.add_row(str(d["id"]), d["trigger"], d["function"], f"{d['event']['type']} {d['event']['id']}", str(d["attempts"]),
                       f"{d['code']} {d['message']}"[:80])
-    _print(table)
+    print_table(table)
 
 
 @events_app.command()
@@ -91,4 +91,4 @@ def list_triggers(platform: PlatformOpt = None, token: TokenOpt = None, output: 
             what = json.dumps({**({"attributes": t["attributes"]} if t["attributes"] else {}), **({"filters": t["filters"]} if t["filters"] else {})})
         delivery = f"retry {d['retry']} {d['backoff']} {d['delay']:g}s" + (f", dead letters to {d['dead_letter']}" if d["dead_letter"] else "")
         table.add_row(t["id"], t["function"], t["kind"], what, delivery, str(t["pending"]), f"{t['lag_seconds']:.1f}s")
-    _print(table)
+    print_table(table)

@@ -114,7 +114,7 @@ def register(app: typer.Typer) -> None:
         table = Table("NAME", "REVISION", "READY", "REPLICAS", "URL", "TRIGGERS", box=None)
         for fn in functions:
             table.add_row(fn["name"], fn["revision"], f"{fn['ready']}/{fn['desired']}", str(fn["replicas"]), fn["url"], str(len(fn["triggers"])))
-        _print(table)
+        print_table(table)
 
     @app.command()
     def info(name: str, platform: PlatformOpt = None, token: TokenOpt = None, output: OutputOpt = "table") -> None:
@@ -185,7 +185,7 @@ def register(app: typer.Typer) -> None:
         for r in revs:
             created = datetime.fromtimestamp(r["created_at"]).strftime("%Y-%m-%d %H:%M:%S")
             table.add_row(r["id"], r["status"], "100%" if r["routed"] else "", created, r["digest"][:19])
-        _print(table)
+        print_table(table)
 
     @app.command()
     def rollback(
@@ -198,7 +198,7 @@ def register(app: typer.Typer) -> None:
         typer.echo(f"{name} now serves {result['revision']}")
 
 
-def _print(table: Any) -> None:
+def print_table(table: Any) -> None:
     from rich.console import Console
 
     Console(width=200).print(table)

@@ -47,3 +47,9 @@ def pongs(event: lepton.CloudEvent) -> None:
 @lepton.function(buckets=["images"], triggers=[lepton.on_bucket("images", prefix="in/")])
 def uploads(event: lepton.CloudEvent) -> None:
     record("uploads", event, data=event.get_data())
+
+
+@lepton.function(max_scale=1, concurrency=1, triggers=[lepton.on_event(type="com.example.slow")])
+def sluggish(event: lepton.CloudEvent) -> None:
+    time.sleep(1.5)
+    record("sluggish", event)
