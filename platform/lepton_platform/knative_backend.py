@@ -10,6 +10,7 @@ Knative Triggers do the delivery.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -64,7 +65,9 @@ class KnativeFleet:
         self.revision = revision
         if url != old.url:
             self.remote = RemoteService(revision, url)
-            # In-flight requests keep the old session; it closes when the loop does.
+            # Requests in flight finish on the old session; close it once they have had time.
+            loop = asyncio.get_running_loop()
+            loop.call_later(revision.spec.timeout + 5, lambda: loop.create_task(old.session.close()))
         else:
             self.remote.revision = revision
 

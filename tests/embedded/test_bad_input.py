@@ -109,8 +109,15 @@ def raw_request(url: str, head: str, body: bytes = b"") -> tuple[int, str]:
         sender = threading.Thread(target=push, daemon=True)
         sender.start()
         sock.settimeout(30)
-        reply = sock.recv(65536).decode(errors="replace")
-    return int(reply.split()[1]), reply
+        reply = b""
+        while b"\r\n\r\n" not in reply:
+            reply += sock.recv(65536)
+        head_part, _, rest = reply.partition(b"\r\n\r\n")
+        length = int(next(line.split(b":")[1] for line in head_part.split(b"\r\n") if line.lower().startswith(b"content-length")))
+        while len(rest) < length:
+            rest += sock.recv(65536)
+    text = (head_part + b"\r\n\r\n" + rest).decode(errors="replace")
+    return int(text.split()[1]), text
 
 
 @pytest.mark.parametrize("path", ["/fn/greet", "/v1/events"])

@@ -49,9 +49,9 @@ def test_deploy_applies_waits_and_prints_urls(cluster):
     results = {r["function"]: r for r in json.loads(deployed.stdout)}
     assert results["orders"]["url"] == "http://orders.default.example.com" and results["orders"]["status"] == "ready"
     services = objects(cluster, "services")
-    assert set(services) == {"orders", "flaky", "dead-letters", "replier", "pongs", "uploads"}
+    assert set(services) == {"orders", "flaky", "dead-letters", "replier", "pongs", "uploads", "sluggish"}
     triggers = objects(cluster, "triggers")
-    assert {t["spec"]["subscriber"]["ref"]["name"] for t in triggers.values()} == {"orders", "flaky", "replier", "pongs", "uploads"}
+    assert {t["spec"]["subscriber"]["ref"]["name"] for t in triggers.values()} == {"orders", "flaky", "replier", "pongs", "uploads", "sluggish"}
     flaky = next(t for t in triggers.values() if t["spec"]["subscriber"]["ref"]["name"] == "flaky")
     assert flaky["spec"]["delivery"] == {"retry": 2, "backoffPolicy": "linear", "backoffDelay": "PT0.3S",
                                          "deadLetterSink": {"ref": {"apiVersion": "serving.knative.dev/v1", "kind": "Service", "name": "dead-letters"}}}

@@ -42,6 +42,7 @@ class Broker:
         self.outbox = outbox
         self.spec_of = spec_of
         self.forward_to = forward_to
+        self._forwarder: Any = None
         self.app: ASGIApp | None = None
         self.triggers: dict[str, Trigger] = {t.id: t for t in self.log.triggers()}
         self.workers: dict[str, TriggerWorker] = {}
@@ -70,6 +71,8 @@ class Broker:
         for task in [*self._tasks, *self.crons.values()]:
             task.cancel()
         await asyncio.gather(*self._tasks, *self.crons.values(), *(w.stop() for w in self.workers.values()), return_exceptions=True)
+        if self._forwarder is not None:
+            await self._forwarder.aclose()
         self.log.close()
 
     def _run(self, trigger: Trigger) -> None:
@@ -237,9 +240,10 @@ class Broker:
         import httpx
 
         assert self.forward_to is not None
+        if self._forwarder is None:
+            self._forwarder = httpx.AsyncClient(timeout=30)  # one pooled client for every forward
         try:
-            async with httpx.AsyncClient(timeout=30) as http:
-                response = await http.post(self.forward_to, content=body, headers={"content-type": STRUCTURED})
+            response = await self._forwarder.post(self.forward_to, content=body, headers={"content-type": STRUCTURED})
         except httpx.HTTPError as exc:
             return 0, f"{type(exc).__name__}: {exc}", None
         return response.status_code, response.text[:500], None
