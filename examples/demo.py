@@ -153,7 +153,7 @@ def ai_workloads(port: int, env: dict[str, str]) -> None:
     with httpx.Client(timeout=60, headers={"Authorization": f"Bearer {api.token}"}) as http:
         step("digits over HTTP: an 8x8 array, then a PNG (concurrent calls share one forward pass)")
         for i in picks[:2]:
-            r = call(http, f"{base}/fn/digits", {"image": digits.images[i].tolist()}, show=f"image of a {digits.target[i]}")
+            call(http, f"{base}/fn/digits", {"image": digits.images[i].tolist()}, show=f"image of a {digits.target[i]}")
         png = base64.b64encode(grid_to_png(digits.images[picks[2]].tolist())).decode()
         call(http, f"{base}/fn/digits", {"image": png}, show=f"PNG of a {digits.target[picks[2]]}")
         from concurrent.futures import ThreadPoolExecutor

@@ -149,7 +149,7 @@ def main() -> None:
     mbps = {k: BIG / MB / median(v) for k, v in sides.items() if not k.startswith(("api small", "plain small"))}
     ops = {k: args.small / median(v) for k, v in sides.items() if k.startswith(("api small", "plain small"))}
     print(f"bucket throughput, embedded store via the API vs plain file I/O, median of {args.rounds} rounds")
-    print(f"64 MiB objects          MB/s")
+    print("64 MiB objects          MB/s")
     for k, v in mbps.items():
         print(f"  {k:<22} {v:8.0f}")
     print(f"4 KiB objects           ops/s ({args.small} sequential per round)")
