@@ -1,74 +1,24 @@
-"""`/v1/triggers` and `/v1/deadletters`, and how the ingress (`ingress.py`) reads events."""
+"""`/v1/triggers` and `/v1/deadletters`."""
 
 from __future__ import annotations
 
-import json
-import re
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Path, Query
 from pydantic import BaseModel, Field, ValidationError
 
-from lepton.runtime.events import BATCH, FORMAT, STRUCTURED, BadEvent, parse
 from lepton.triggers import Delivery
 from lepton_platform.auth import Caller
-from lepton_platform.broker.log import Event
 from lepton_platform.broker.triggers import from_request
 
 if TYPE_CHECKING:
     from lepton_platform.service import Platform
-
-REQUIRED = ("specversion", "id", "source", "type")
-ATTRIBUTE = re.compile(r"^[a-z0-9]{1,20}$")
-
 
 class TriggerRequest(BaseModel):
     function: str = Field(description="function that receives the matching events")
     attributes: dict[str, str] = Field(default_factory=dict, description="exact match on attributes (Knative filter.attributes)")
     filters: list[dict[str, Any]] = Field(default_factory=list, description="Knative filters: exact, prefix, suffix, all, any, not")
     delivery: dict[str, Any] = Field(default_factory=dict, description="retry, backoff, delay, timeout, dead_letter")
-
-
-def _check_attributes(names: Any, where: str) -> None:
-    missing = [a for a in REQUIRED if a not in names]
-    if missing:
-        raise BadEvent(f"{where}missing required attribute{'s' if len(missing) > 1 else ''} {', '.join(missing)}")
-    bad = [n for n in names if n not in ("data", "data_base64") and not ATTRIBUTE.match(n)]
-    if bad:
-        raise BadEvent(f"{where}attribute name {bad[0]!r} is invalid: use 1-20 lower-case letters and digits")
-
-
-def read_events(headers: dict[str, str], body: bytes) -> list[Event]:
-    """Binary, structured or batch mode into broker events; `BadEvent` says what is wrong."""
-    ctype = headers.get("content-type", "")
-    if ctype.startswith(BATCH):
-        try:
-            items = json.loads(body)
-        except ValueError as exc:
-            raise BadEvent(f"batch is not JSON: {exc}") from None
-        if not isinstance(items, list) or not items:
-            raise BadEvent("a batch must be a non-empty JSON array of structured events")
-        events = []
-        for i, item in enumerate(items):
-            if not isinstance(item, dict):
-                raise BadEvent(f"event {i} of the batch is not a JSON object")
-            _check_attributes(item, f"event {i} of the batch: ")
-            try:
-                events.append(Event.from_cloudevent(FORMAT.read(None, json.dumps(item).encode())))
-            except Exception as exc:
-                raise BadEvent(f"event {i} of the batch: {exc}") from None
-        return events
-    if "ce-specversion" in headers:
-        _check_attributes({k[3:] for k in headers if k.startswith("ce-")}, "")
-    elif ctype.startswith(STRUCTURED):
-        try:
-            item = json.loads(body)
-        except ValueError as exc:
-            raise BadEvent(f"structured event is not JSON: {exc}") from None
-        if not isinstance(item, dict):
-            raise BadEvent("a structured event must be a JSON object")
-        _check_attributes(item, "")
-    return [Event.from_cloudevent(parse(headers, body))]
 
 
 def build_events_router(platform: Platform) -> APIRouter:

@@ -8,20 +8,65 @@ the events durably. Its OpenAPI entry is added to the API's schema by `document`
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 from typing import TYPE_CHECKING, Any
 
 from fastapi import HTTPException
 
-from lepton.runtime.events import BadEvent
+from lepton.runtime.events import BATCH, FORMAT, STRUCTURED, BadEvent, parse
 from lepton_platform.asgi import BodyTooLarge, Receive, Scope, Send, declared_too_large, header, read_body, send_json
 from lepton_platform.auth import identify
-from lepton_platform.events_api import read_events
+from lepton_platform.broker.log import Event
 
 if TYPE_CHECKING:
     from lepton_platform.service import Platform
 
 PATH = "/v1/events"
+REQUIRED = ("specversion", "id", "source", "type")
+ATTRIBUTE = re.compile(r"^[a-z0-9]{1,20}$")
+
+
+def _check_attributes(names: Any, where: str) -> None:
+    missing = [a for a in REQUIRED if a not in names]
+    if missing:
+        raise BadEvent(f"{where}missing required attribute{'s' if len(missing) > 1 else ''} {', '.join(missing)}")
+    bad = [n for n in names if n not in ("data", "data_base64") and not ATTRIBUTE.match(n)]
+    if bad:
+        raise BadEvent(f"{where}attribute name {bad[0]!r} is invalid: use 1-20 lower-case letters and digits")
+
+
+def read_events(headers: dict[str, str], body: bytes) -> list[Event]:
+    """Binary, structured or batch mode into broker events; `BadEvent` says what is wrong."""
+    ctype = headers.get("content-type", "")
+    if ctype.startswith(BATCH):
+        try:
+            items = json.loads(body)
+        except ValueError as exc:
+            raise BadEvent(f"batch is not JSON: {exc}") from None
+        if not isinstance(items, list) or not items:
+            raise BadEvent("a batch must be a non-empty JSON array of structured events")
+        events = []
+        for i, item in enumerate(items):
+            if not isinstance(item, dict):
+                raise BadEvent(f"event {i} of the batch is not a JSON object")
+            _check_attributes(item, f"event {i} of the batch: ")
+            try:
+                events.append(Event.from_cloudevent(FORMAT.read(None, json.dumps(item).encode())))
+            except Exception as exc:
+                raise BadEvent(f"event {i} of the batch: {exc}") from None
+        return events
+    if "ce-specversion" in headers:
+        _check_attributes({k[3:] for k in headers if k.startswith("ce-")}, "")
+    elif ctype.startswith(STRUCTURED):
+        try:
+            item = json.loads(body)
+        except ValueError as exc:
+            raise BadEvent(f"structured event is not JSON: {exc}") from None
+        if not isinstance(item, dict):
+            raise BadEvent("a structured event must be a JSON object")
+        _check_attributes(item, "")
+    return [Event.from_cloudevent(parse(headers, body))]
 
 
 class Ingress:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sqlite3
 import time
 import uuid
 from pathlib import Path
@@ -117,8 +118,11 @@ class LocalStore(ObjectStore):
             if path.name not in named:
                 path.unlink(missing_ok=True)
 
-    def _check_bucket(self, db: object, bucket: str) -> None:
-        if db.execute("SELECT 1 FROM buckets WHERE name = ?", (bucket,)).fetchone() is None:  # type: ignore[attr-defined]
+    def _check_bucket(self, bucket: str, db: sqlite3.Connection | None = None) -> None:
+        """NoSuchBucket unless it exists (inside the caller's transaction when `db` is given)."""
+        query = "SELECT 1 FROM buckets WHERE name = ?"
+        found = db.execute(query, (bucket,)).fetchone() if db is not None else self.index.rows(query, bucket)
+        if not found:
             raise NoSuchBucket(bucket)
 
     def create_bucket(self, bucket: str) -> bool:
@@ -126,7 +130,7 @@ class LocalStore(ObjectStore):
 
     def delete_bucket(self, bucket: str, *, force: bool = False) -> None:
         with self.index.transaction() as db:
-            self._check_bucket(db, bucket)
+            self._check_bucket(bucket, db)
             rows = db.execute("SELECT key, file FROM objects WHERE bucket = ?", (bucket,)).fetchall()
             if rows and not force:
                 raise BucketNotEmpty(bucket)
@@ -142,14 +146,13 @@ class LocalStore(ObjectStore):
         return [BucketInfo(r["name"], r["created"]) for r in self.index.rows("SELECT * FROM buckets ORDER BY name")]
 
     def upload(self, bucket: str, key: str, content_type: str) -> Upload:
-        if not self.index.rows("SELECT 1 FROM buckets WHERE name = ?", bucket):
-            raise NoSuchBucket(bucket)
+        self._check_bucket(bucket)
         return LocalUpload(self, bucket, key, content_type)
 
     def commit(self, bucket: str, info: ObjectInfo, name: str) -> str | None:
         """Point `bucket/key` at file `name` and queue the event; returns the file it replaced."""
         with self.index.transaction() as db:
-            self._check_bucket(db, bucket)
+            self._check_bucket(bucket, db)
             old = db.execute("SELECT file FROM objects WHERE bucket = ? AND key = ?", (bucket, info.key)).fetchone()
             db.execute(
                 "INSERT OR REPLACE INTO objects (bucket, key, size, etag, content_type, modified, file) VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -162,8 +165,7 @@ class LocalStore(ObjectStore):
     def _row(self, bucket: str, key: str) -> object:
         rows = self.index.rows("SELECT * FROM objects WHERE bucket = ? AND key = ?", bucket, key)
         if not rows:
-            if not self.index.rows("SELECT 1 FROM buckets WHERE name = ?", bucket):
-                raise NoSuchBucket(bucket)
+            self._check_bucket(bucket)
             raise NoSuchKey(bucket, key)
         return rows[0]
 
@@ -184,7 +186,7 @@ class LocalStore(ObjectStore):
 
     def delete(self, bucket: str, key: str) -> None:
         with self.index.transaction() as db:
-            self._check_bucket(db, bucket)
+            self._check_bucket(bucket, db)
             row = db.execute("SELECT file FROM objects WHERE bucket = ? AND key = ?", (bucket, key)).fetchone()
             if row is None:
                 raise NoSuchKey(bucket, key)
@@ -193,8 +195,7 @@ class LocalStore(ObjectStore):
         self.path_of(row["file"]).unlink(missing_ok=True)
 
     def list(self, bucket: str, prefix: str = "", start_after: str = "", limit: int = 1000) -> list[ObjectInfo]:
-        if not self.index.rows("SELECT 1 FROM buckets WHERE name = ?", bucket):
-            raise NoSuchBucket(bucket)
+        self._check_bucket(bucket)
         # Prefix as a key range, so the primary key index serves it (LIKE would treat % and _).
         rows = self.index.rows(
             "SELECT * FROM objects WHERE bucket = ? AND key > ? AND key >= ? AND (? = '' OR key < ?) ORDER BY key LIMIT ?",
