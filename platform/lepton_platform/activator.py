@@ -7,13 +7,26 @@ the response then says `X-Lepton-Cold-Start: 1`.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from lepton_platform.asgi import ASGIApp, Receive, Scope, Send, send_json
+from lepton_platform.asgi import ASGIApp, Receive, Refusal, Scope, Send, send_refusal
 from lepton_platform.fleet import StartFailed
 
 if TYPE_CHECKING:
     from lepton_platform.metrics import PlatformMetrics
+
+
+async def acquire(fleet: Any, metrics: PlatformMetrics) -> tuple[Any, bool] | Refusal:
+    """(replica, cold) once one has a free slot, or the Refusal (recorded in the metrics)."""
+    started = time.perf_counter()
+    try:
+        return await fleet.acquire(timeout=fleet.spec.timeout)
+    except TimeoutError:
+        refusal = Refusal(504, f"function {fleet.name!r} had no free replica within {fleet.spec.timeout:g}s")
+    except StartFailed as exc:
+        refusal = Refusal(503, f"function {fleet.name!r} cannot start: {exc}")
+    metrics.invoked(fleet.name, refusal.status, time.perf_counter() - started, True)
+    return refusal
 
 
 class Activator:
@@ -24,16 +37,11 @@ class Activator:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         fleet = scope["lepton.fleet"]
         started = time.perf_counter()
-        try:
-            replica, cold = await fleet.acquire(timeout=fleet.spec.timeout)
-        except TimeoutError:
-            await send_json(send, 504, f"function {fleet.name!r} had no free replica within {fleet.spec.timeout:g}s")
-            self.metrics.invoked(fleet.name, 504, time.perf_counter() - started, True)
+        acquired = await acquire(fleet, self.metrics)
+        if isinstance(acquired, Refusal):
+            await send_refusal(send, acquired)
             return
-        except StartFailed as exc:
-            await send_json(send, 503, f"function {fleet.name!r} cannot start: {exc}")
-            self.metrics.invoked(fleet.name, 503, time.perf_counter() - started, True)
-            return
+        replica, cold = acquired
         scope["lepton.replica"] = replica
         scope["lepton.cold"] = cold
         status = 500
@@ -47,5 +55,5 @@ class Activator:
         try:
             await self.app(scope, receive, send_status)
         finally:
-            await fleet.release(replica)
+            fleet.release(replica)
             self.metrics.invoked(fleet.name, status, time.perf_counter() - started, cold)

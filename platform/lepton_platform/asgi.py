@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 
 Scope = dict[str, Any]
@@ -11,8 +12,25 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
+@dataclass(frozen=True)
+class Refusal:
+    """A request the platform answers itself with `{"detail": ...}`, whichever path it came by."""
+
+    status: int
+    detail: str
+    headers: tuple[tuple[bytes, bytes], ...] = ()
+
+
+def error_body(detail: Any) -> bytes:
+    return json.dumps({"detail": detail}).encode()
+
+
+async def send_refusal(send: Send, refusal: Refusal) -> None:
+    await send_json(send, refusal.status, refusal.detail, list(refusal.headers))
+
+
 async def send_json(send: Send, status: int, detail: Any, headers: list[tuple[bytes, bytes]] | None = None) -> None:
-    body = json.dumps({"detail": detail}).encode()
+    body = error_body(detail)
     await send({
         "type": "http.response.start", "status": status,
         "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *(headers or [])],
@@ -41,7 +59,10 @@ async def read_body(receive: Receive, limit: int | None = None) -> bytes:
 
 def declared_too_large(scope: Scope, limit: int) -> str | None:
     """Why a request's Content-Length is refused before its body is read, or None."""
-    declared = header(scope, b"content-length")
+    return too_large(header(scope, b"content-length"), limit)
+
+
+def too_large(declared: str | None, limit: int) -> str | None:
     if declared and declared.isdigit() and int(declared) > limit:
         return f"request body of {declared} bytes is over the {limit} byte limit"
     return None

@@ -77,13 +77,20 @@ class Fleet:
         self._demand += delta
         self._last_request = now
 
-    async def acquire(self, timeout: float) -> tuple[Replica, bool]:
-        """A ready replica with a free slot, least loaded first; waits (waking from zero)."""
-        self._account(+1)
+    def try_acquire(self) -> Replica | None:
+        """The common case, without waiting: a ready replica with a free slot, least loaded first."""
         replica = self._pick()
-        if replica is not None:  # the common case: no lock, no timer
+        if replica is not None:
+            self._account(+1)
             replica.acquire()
+        return replica
+
+    async def acquire(self, timeout: float) -> tuple[Replica, bool]:
+        """A replica with a free slot and whether the request waited for a cold start."""
+        replica = self.try_acquire()
+        if replica is not None:  # no lock, no timer
             return replica, False
+        self._account(+1)
         cold = False
         self._waiting += 1
         try:
@@ -106,12 +113,11 @@ class Fleet:
         finally:
             self._waiting -= 1
 
-    async def release(self, replica: Replica) -> None:
+    def release(self, replica: Replica) -> None:
         replica.release()
         self._account(-1)
         if self._waiting:
-            async with self._changed:
-                self._changed.notify()
+            self._spawn(self._notify())
 
     def _pick(self) -> Replica | None:
         limit = self.spec.concurrency
@@ -209,7 +215,7 @@ class Fleet:
             if replica.state != DRAINING:
                 logger.warning("replica %s crashed (status %s); replacing it", replica.id, replica.exit_status)
             self._drop(replica)
-            await replica.session.close()
+            await replica.close_clients()
             self._kick.set()
             await self._notify()
 

@@ -57,7 +57,7 @@ class KnativeFleet:
     async def acquire(self, timeout: float) -> tuple[RemoteService, bool]:
         return self.remote, False
 
-    async def release(self, remote: RemoteService) -> None:
+    def release(self, remote: RemoteService) -> None:
         """Knative's own activator and queue-proxy track concurrency."""
 
     def switch(self, revision: Revision, url: str) -> None:

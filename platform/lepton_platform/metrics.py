@@ -39,11 +39,16 @@ class PlatformMetrics:
             ["trigger", "function", "outcome"], registry=self.registry,
         )
         self.backlog = Gauge("lepton_trigger_pending", "Deliveries a trigger still owes.", ["trigger", "function"], registry=self.registry)
+        self._invoked: dict[tuple[str, int], tuple[Counter, Histogram]] = {}
         self.lag = Gauge("lepton_trigger_lag_seconds", "Age of the oldest event a trigger still owes.", ["trigger", "function"], registry=self.registry)
 
     def invoked(self, function: str, code: int, seconds: float, cold: bool) -> None:
-        self.invocations.labels(function, str(code)).inc()
-        self.latency.labels(function).observe(seconds)
+        # On every invocation: `labels()` takes a lock and builds a key, so keep the children.
+        children = self._invoked.get((function, code))
+        if children is None:
+            children = self._invoked[function, code] = (self.invocations.labels(function, str(code)), self.latency.labels(function))
+        children[0].inc()
+        children[1].observe(seconds)
         if cold:
             self.cold_starts.labels(function).inc()
 

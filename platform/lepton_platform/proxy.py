@@ -6,14 +6,26 @@ Pooled keep-alive connections per replica; the response streams through as it ar
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import aiohttp
 
-from lepton_platform.asgi import BodyTooLarge, Receive, Scope, Send, read_body, send_json
+from lepton_platform.asgi import BodyTooLarge, Receive, Refusal, Scope, Send, read_body, send_json, send_refusal
 
 # Hop-by-hop headers, and the caller's credentials: a function never sees the platform token.
-DROP_REQUEST = {b"host", b"connection", b"keep-alive", b"transfer-encoding", b"authorization", b"content-length", b"te", b"upgrade"}
-DROP_RESPONSE = {b"connection", b"keep-alive", b"transfer-encoding", b"date", b"server"}
+# The platform has the whole body before it forwards, so `Expect: 100-continue` stops here.
+DROP_REQUEST = {b"host", b"connection", b"keep-alive", b"transfer-encoding", b"authorization", b"content-length", b"te",
+                b"upgrade", b"expect"}
+HOP_BY_HOP = {b"connection", b"keep-alive", b"transfer-encoding"}
+DROP_RESPONSE = HOP_BY_HOP | {b"date", b"server"}  # uvicorn sets its own
+
+
+def replica_failed(fleet: Any, replica: Any, exc: BaseException) -> Refusal:
+    return Refusal(502, f"function {fleet.name!r}: replica {replica.id} failed while handling the request ({type(exc).__name__})")
+
+
+def no_answer(fleet: Any) -> Refusal:
+    return Refusal(504, f"function {fleet.name!r} did not answer within {fleet.spec.timeout:g}s")
 
 
 class ReplicaProxy:
@@ -32,10 +44,7 @@ class ReplicaProxy:
                     scope["method"], scope["lepton.path"], data=body, headers=headers, allow_redirects=False
                 )
         except (aiohttp.ClientError, TimeoutError) as exc:
-            if isinstance(exc, TimeoutError):
-                await send_json(send, 504, f"function {fleet.name!r} did not answer within {fleet.spec.timeout:g}s")
-            else:
-                await send_json(send, 502, f"function {fleet.name!r}: replica {replica.id} failed while handling the request ({type(exc).__name__})")
+            await send_refusal(send, no_answer(fleet) if isinstance(exc, TimeoutError) else replica_failed(fleet, replica, exc))
             return
         try:
             out = [(k.lower(), v) for k, v in response.raw_headers if k.lower() not in DROP_RESPONSE]

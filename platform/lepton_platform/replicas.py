@@ -2,7 +2,7 @@
 
 A replica is forked from the zygote when it is up, else started as a fresh process (and the
 log says so). `Replica` tracks one process: its state, its in-flight requests, its pooled
-keep-alive HTTP client, and how it ended.
+keep-alive connections, and how it ended.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from typing import Any, Callable
 import aiohttp
 
 from lepton_platform.store import Revision
+from lepton_platform.upstream import ReplicaPool
 from lepton_platform.zygote import Zygote, ZygoteUnavailable, die_with_parent
 
 logger = logging.getLogger("lepton.platform.replicas")
@@ -52,11 +53,13 @@ class Replica:
     exited: asyncio.Event = field(default_factory=asyncio.Event)
     idle: asyncio.Event = field(default_factory=asyncio.Event)
     session: aiohttp.ClientSession | None = None
+    pool: ReplicaPool | None = None
 
     def __post_init__(self) -> None:
         self.idle.set()
-        # aiohttp, not httpx, for replica traffic: its pool sustains ~4x the requests/s at
-        # 8 concurrent requests (tests/bench/router_overhead.py).
+        # Invocations on the platform's port come through `pool` (connection.py); the ASGI
+        # request path (broker deliveries, HEAD, HTTP/1.0) and readiness checks use aiohttp.
+        self.pool = ReplicaPool(self.uds)
         self.session = aiohttp.ClientSession(
             "http://replica", connector=aiohttp.UnixConnector(path=self.uds, limit=0),
             auto_decompress=False, skip_auto_headers=("User-Agent", "Accept-Encoding"),
@@ -137,6 +140,10 @@ class Replica:
         except asyncio.TimeoutError:
             self.signal(signal.SIGKILL)
             await self.exited.wait()
+        await self.close_clients()
+
+    async def close_clients(self) -> None:
+        self.pool.close()
         await self.session.close()
 
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+from functools import partial
 
 import uvicorn
 
 from lepton.runtime.server import configure_logging
 from lepton.settings import lepton_home
 from lepton_platform.app import build_app
+from lepton_platform.connection import Deadlines, PlatformConnection
 
 logger = logging.getLogger("lepton.platform")
 
@@ -30,6 +32,6 @@ def run(host: str = "127.0.0.1", port: int = 8765, *, fork: bool = True, log_lev
         logger.warning("listening on %s without TLS: tokens cross the network in clear text; put a TLS proxy in front", host)
     logger.info("state in %s; admin token in %s", home, home / "token")
     uvicorn.run(
-        app, host=host, port=port, loop="uvloop", http="httptools", lifespan="on",
+        app, host=host, port=port, loop="uvloop", http=partial(PlatformConnection, platform, Deadlines()), lifespan="on",
         log_level=log_level, access_log=False, log_config=None, timeout_graceful_shutdown=30,
     )

@@ -47,6 +47,8 @@ def serve(
     config = uvicorn.Config(
         app, host=host, port=port, uds=uds, loop="uvloop", http="httptools", lifespan="on",
         log_level=log_level, access_log=access_log, log_config=None, timeout_graceful_shutdown=30,
+        # On a Unix socket the platform is the only client: keep its pooled connections open.
+        timeout_keep_alive=3600 if uds else 5,
     )
     server = uvicorn.Server(config)
     server.run(sockets=[sock] if sock is not None else None)

@@ -1,0 +1,443 @@
+"""One HTTP/1.1 connection to the platform's port: where an invocation enters.
+
+An invocation of an embedded function (`/fn/NAME/...`) is proxied straight from this socket to
+a pooled connection to a replica (`upstream.py`), with no ASGI in between: the same checks as
+the ASGI request path (`router.admit`, `activator.acquire`), a fraction of its CPU. Any other
+request hands the connection over to uvicorn's own protocol and the ASGI app: the API, the
+event ingress, and the ASGI request path, which also serves HEAD, HTTP/1.0, the Knative
+backend and the broker's deliveries.
+
+Pipelining: a request that arrives in the same read as the end of the one before it is not
+answered; the reply to the first says `Connection: close` and the client sends it again
+(RFC 9112, section 9.3.2).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from http import HTTPStatus
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
+
+import httptools
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from lepton_platform.activator import acquire
+from lepton_platform.asgi import Refusal, error_body
+from lepton_platform.fleet import Fleet
+from lepton_platform.proxy import DROP_REQUEST, HOP_BY_HOP, no_answer, replica_failed
+from lepton_platform.router import PREFIX, admit
+
+if TYPE_CHECKING:
+    from lepton_platform.service import Platform
+
+logger = logging.getLogger("lepton.platform.connection")
+
+METHODS = {b"GET", b"POST", b"PUT", b"PATCH", b"DELETE", b"OPTIONS"}
+MAX_REQUEST_LINE = 8192
+STATUS_LINES = {s.value: b"HTTP/1.1 %d %s\r\n" % (s.value, s.phrase.encode()) for s in HTTPStatus}
+NO_BODY = {204, 304}
+IDLE, READING, BUSY = "idle", "reading", "busy"
+
+
+class Stop(Exception):
+    """Raised from a parser callback to stop reading this connection's input."""
+
+
+def status_line(status: int) -> bytes:
+    return STATUS_LINES.get(status) or b"HTTP/1.1 %d \r\n" % status
+
+
+def replica_target(url: bytes) -> bytes:
+    """`/fn/NAME/rest?query` as the replica sees it: `/rest?query`."""
+    path, mark, query = url[len(PREFIX):].partition(b"?")
+    return b"/" + path.partition(b"/")[2] + mark + query
+
+
+class Deadlines:
+    """One timer ticking for all connections, in place of two timers per request: an
+    exchange's timeout and a kept-alive connection's idle limit are checked every TICK."""
+
+    TICK = 0.25
+
+    def __init__(self) -> None:
+        self.connections: set[PlatformConnection] = set()
+        self.handle: asyncio.TimerHandle | None = None
+
+    def add(self, connection: PlatformConnection) -> None:
+        self.connections.add(connection)
+        if self.handle is None:
+            self.handle = connection.loop.call_later(self.TICK, self._tick, connection.loop)
+
+    def discard(self, connection: PlatformConnection) -> None:
+        self.connections.discard(connection)
+
+    def _tick(self, loop: asyncio.AbstractEventLoop) -> None:
+        now = loop.time()
+        for connection in list(self.connections):
+            connection.check_deadlines(now)
+        self.handle = loop.call_later(self.TICK, self._tick, loop) if self.connections else None
+
+
+class PlatformConnection(asyncio.Protocol):
+    """uvicorn builds one per accepted connection (`uvicorn.Config(http=...)`)."""
+
+    def __init__(self, platform: Platform, deadlines: Deadlines, *, config: Any, server_state: Any,
+                 app_state: dict[str, Any], _loop: asyncio.AbstractEventLoop | None = None) -> None:
+        if not config.loaded:
+            config.load()
+        self.platform = platform
+        self.deadlines = deadlines
+        self.config = config
+        self.server_state = server_state
+        self.app_state = app_state
+        self.loop = _loop or asyncio.get_event_loop()
+        self.parser = httptools.HttpRequestParser(self)
+        self.limit = platform.config.limits.max_invocation_bytes
+        self.transport: asyncio.Transport | None = None
+        self.state = IDLE
+        self.pending = b""  # read but not parsed: a request line being peeked at, or the next request
+        self.keep_alive = True
+        self.closing = False
+        self.lost = False
+        self.idle_since: float | None = None
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.exchange = 0
+        self._new_request()
+
+    def _new_request(self) -> None:
+        self.url = b""
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.received: list[bytes] = []
+        self.size = 0
+        self.complete = False
+        self.refusal: Refusal | None = None
+        self.fleet: Any = None
+        self.replica: Any = None
+        self.cold = False
+        self.upstream: Any = None
+        self.deadline: float | None = None  # for the replica's reply to begin
+        self.status: int | None = None
+        self.chunked = False
+        self.out: list[bytes] = []
+        self.started = 0.0
+        self.exchange += 1
+
+    # -- asyncio.Protocol, reading side ---------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.server_state.connections.add(self)
+        self.deadlines.add(self)
+        self.idle_since = self.loop.time()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True
+        self.server_state.connections.discard(self)
+        self.deadlines.discard(self)
+        if self.state == BUSY and self.upstream is not None and self.status is not None:
+            self.upstream.abort()  # a reply streaming to nobody: stop it
+            self._finish()
+        # Otherwise the exchange runs to its end (or timeout) and frees the replica then.
+
+    def data_received(self, data: bytes) -> None:
+        self.idle_since = None
+        if self.state == READING:
+            self._feed(data)
+            return
+        self.pending += data
+        if self.state == BUSY:
+            self.transport.pause_reading()  # the next request waits for this reply
+            return
+        self._start_next()
+
+    def shutdown(self) -> None:
+        """uvicorn's graceful shutdown: finish the reply in flight, then close."""
+        self.closing = True
+        if self.state == IDLE:
+            self.transport.close()
+
+    def pause_writing(self) -> None:
+        if self.upstream is not None:
+            self.upstream.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.upstream is not None:
+            self.upstream.resume_reading()
+
+    def _start_next(self) -> None:
+        """Peek at the request line of the request `pending` starts with: ours or uvicorn's."""
+        data = self.pending
+        end = data.find(b"\r\n", 0, MAX_REQUEST_LINE)
+        if end < 0 and len(data) < MAX_REQUEST_LINE:
+            return  # the rest of the line is still on its way
+        if end < 0 or not self._is_invocation(data[:end]):
+            self._hand_over()
+            return
+        self.pending = b""
+        self.state = READING
+        self._feed(data)
+
+    def _is_invocation(self, line: bytes) -> bool:
+        parts = line.split(b" ")
+        if len(parts) != 3 or parts[0] not in METHODS or parts[2] != b"HTTP/1.1" or not parts[1].startswith(b"/fn/"):
+            return False
+        fleet = self.platform.fleets.get(self._name(parts[1]))
+        return fleet is None or isinstance(fleet, Fleet)
+
+    @staticmethod
+    def _name(target: bytes) -> str:
+        name = target[len(PREFIX):].split(b"/", 1)[0].split(b"?", 1)[0].decode("latin-1")
+        return unquote(name) if "%" in name else name
+
+    def _hand_over(self) -> None:
+        """From here on uvicorn serves this connection, starting with the bytes in `pending`."""
+        inner = HttpToolsProtocol(config=self.config, server_state=self.server_state, app_state=self.app_state, _loop=self.loop)
+        self.server_state.connections.discard(self)
+        self.deadlines.discard(self)
+        data, self.pending = self.pending, b""
+        inner.connection_made(self.transport)
+        self.transport.set_protocol(inner)
+        self.transport.resume_reading()
+        if self.closing:
+            inner.shutdown()
+        inner.data_received(data)
+
+    def _feed(self, data: bytes) -> None:
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self.keep_alive = False  # no protocol switch through /fn: plain HTTP, then close
+        except httptools.HttpParserError as exc:
+            if self.complete:
+                self.keep_alive = False  # a pipelined request follows: see the module docstring
+            elif self.refusal is not None:  # refused before the body was read
+                self._refuse(self.refusal, close=True)
+                return
+            elif isinstance(exc, httptools.HttpParserCallbackError):
+                logger.error("invocation failed in the platform", exc_info=exc.__context__ or exc)
+                self._refuse(Refusal(500, "internal error in the platform; its log has the traceback"), close=True)
+                return
+            else:
+                self._refuse(Refusal(400, f"malformed request: {exc}"), close=True)
+                return
+        if self.complete:
+            self.state = BUSY
+            self._dispatch()
+
+    # -- httptools callbacks ---------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        if self.complete:
+            raise Stop("pipelined request")
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        authorization = content_length = expect = None
+        for name, value in self.headers:
+            lowered = name.lower()
+            if lowered == b"authorization":
+                authorization = value.decode("latin-1")
+            elif lowered == b"content-length":
+                content_length = value.decode("latin-1")
+            elif lowered == b"expect":
+                expect = value.lower()
+        admitted = admit(self.platform, self._name(self.url), authorization, content_length)
+        if isinstance(admitted, Refusal):
+            self.refusal = admitted
+            if admitted.status == 413 or expect == b"100-continue":
+                raise Stop(admitted.detail)  # answer now, without reading the body
+            return
+        self.fleet = admitted
+        if expect == b"100-continue":
+            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+
+    def on_body(self, body: bytes) -> None:
+        if self.refusal is not None:
+            return  # read and dropped, so the connection stays usable
+        self.size += len(body)
+        if self.size > self.limit:
+            self.refusal = Refusal(413, f"request body is over the {self.limit} byte limit for function {self.fleet.name!r}")
+            raise Stop(self.refusal.detail)
+        self.received.append(body)
+
+    def on_message_complete(self) -> None:
+        self.complete = True
+        if not self.parser.should_keep_alive():
+            self.keep_alive = False
+
+    # -- forwarding ------------------------------------------------------------------------
+
+    def _dispatch(self) -> None:
+        if self.refusal is not None:
+            self._refuse(self.refusal)
+            return
+        self.started = time.perf_counter()
+        replica = self.fleet.try_acquire()
+        if replica is not None:
+            self._forward(replica, False)
+        else:
+            self._spawn(self._wait_for_replica(self.fleet))
+
+    async def _wait_for_replica(self, fleet: Any) -> None:
+        acquired = await acquire(fleet, self.platform.metrics)
+        if isinstance(acquired, Refusal):
+            self._refuse(acquired)
+        elif self.lost:
+            fleet.release(acquired[0])
+        else:
+            self._forward(*acquired)
+
+    def _forward(self, replica: Any, cold: bool) -> None:
+        self.replica, self.cold = replica, cold
+        body = b"".join(self.received)
+        request = [b"%s %s HTTP/1.1\r\nhost: replica\r\ncontent-length: %d\r\n"
+                   % (self.parser.get_method(), replica_target(self.url), len(body))]
+        request += [b"%s: %s\r\n" % (name, value) for name, value in self.headers if name.lower() not in DROP_REQUEST]
+        request.append(b"\r\n")
+        request.append(body)
+        self.deadline = self.loop.time() + self.fleet.spec.timeout + 5
+        upstream = replica.pool.take()
+        if upstream is not None:
+            self.upstream = upstream
+            upstream.send(b"".join(request), self)
+        else:
+            self._spawn(self._connect(replica, b"".join(request), self.exchange))
+
+    async def _connect(self, replica: Any, request: bytes, exchange: int) -> None:
+        try:
+            upstream = await replica.pool.connect()
+        except OSError as exc:
+            if self.exchange == exchange:
+                self.failed(exc)
+            return
+        if self.exchange != exchange:  # timed out meanwhile
+            replica.pool.put_back(upstream)
+            return
+        self.upstream = upstream
+        upstream.send(request, self)
+
+    def check_deadlines(self, now: float) -> None:
+        if self.deadline is not None and now >= self.deadline:
+            self._timed_out()
+        elif self.idle_since is not None and now - self.idle_since >= self.config.timeout_keep_alive:
+            self.transport.close()
+
+    def _timed_out(self) -> None:
+        self.deadline = None
+        if self.upstream is not None:
+            self.upstream.abort()
+        self._reply(no_answer(self.fleet))
+
+    # -- upstream.Sink: the replica's reply, on its way back -------------------------------
+
+    def head(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
+        self.deadline = None
+        self.status = status
+        self.chunked = status not in NO_BODY and status >= 200
+        out = [status_line(status)]
+        for name, value in headers:
+            lowered = name.lower()
+            if lowered in HOP_BY_HOP:
+                continue
+            if lowered == b"content-length":
+                self.chunked = False
+            out.append(b"%s: %s\r\n" % (name, value))
+        out.append(b"x-lepton-revision: %s\r\nx-lepton-cold-start: %s\r\n"
+                   % (self.replica.revision.id.encode(), b"1" if self.cold else b"0"))
+        if self.chunked:
+            out.append(b"transfer-encoding: chunked\r\n")
+        if not self.keep_alive or self.closing:
+            out.append(b"connection: close\r\n")
+        out.append(b"\r\n")
+        self.out.append(b"".join(out))
+
+    def body(self, chunk: bytes) -> None:
+        if self.chunked:
+            self.out += (b"%x\r\n" % len(chunk), chunk, b"\r\n")
+        else:
+            self.out.append(chunk)
+
+    def flush(self) -> None:
+        if self.out:
+            data, self.out = b"".join(self.out), []
+            if not self.lost:
+                self.transport.write(data)
+
+    def end(self) -> None:
+        if self.chunked:
+            self.out.append(b"0\r\n\r\n")
+        self.flush()
+        self._finish()
+
+    def failed(self, exc: BaseException) -> None:
+        self.upstream = None
+        self.deadline = None
+        if self.status is None:
+            self._reply(replica_failed(self.fleet, self.replica, exc))
+        else:  # cut off mid-reply: the caller must see a truncated response, not a short one
+            self.keep_alive = False
+            self.out.clear()
+            if not self.lost:
+                self.transport.abort()
+            self._finish()
+
+    # -- answering ---------------------------------------------------------------------------
+
+    def _reply(self, refusal: Refusal) -> None:
+        """An answer of the platform's own after a replica was acquired (502, 504)."""
+        self.status = refusal.status
+        self._write_refusal(refusal)
+        self._finish()
+
+    def _refuse(self, refusal: Refusal, *, close: bool = False) -> None:
+        """An answer of the platform's own, no replica involved."""
+        if close:
+            self.keep_alive = False
+        self._write_refusal(refusal)
+        self._done()
+
+    def _write_refusal(self, refusal: Refusal) -> None:
+        if self.lost:
+            return
+        body = error_body(refusal.detail)
+        head = [status_line(refusal.status), b"content-type: application/json\r\ncontent-length: %d\r\n" % len(body)]
+        head += [b"%s: %s\r\n" % header for header in refusal.headers]
+        if not self.keep_alive or self.closing:
+            head.append(b"connection: close\r\n")
+        head.append(b"\r\n")
+        self.transport.write(b"".join(head) + body)
+
+    def _finish(self) -> None:
+        """The exchange is over: free the replica's slot and count it."""
+        if self.replica is not None:
+            self.fleet.release(self.replica)
+            self.platform.metrics.invoked(self.fleet.name, self.status or 500, time.perf_counter() - self.started, self.cold)
+            self.replica = None
+        self._done()
+
+    def _done(self) -> None:
+        self._new_request()
+        self.state = IDLE
+        if self.lost:
+            return
+        if not self.keep_alive or self.closing:
+            self.transport.close()
+            return
+        if self.pending:
+            self.transport.resume_reading()  # paused while the next request waited
+            self._start_next()
+        else:
+            self.idle_since = self.loop.time()
+
+    def _spawn(self, coro: Any) -> None:
+        task = self.loop.create_task(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)

@@ -1,0 +1,141 @@
+"""Pooled keep-alive HTTP/1.1 connections from the platform to one replica's Unix socket.
+
+The invocation fast path (`connection.py`) writes a whole request in one go and gets the
+reply back as parsed events on a `Sink`, with one `flush()` per read from the socket so the
+sink can pass everything it gathered on in a single write. httptools (the parser uvicorn
+uses) does the parsing; aiohttp would cost about as much CPU as the replica itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Protocol
+
+import httptools
+
+
+class Sink(Protocol):
+    def head(self, status: int, headers: list[tuple[bytes, bytes]]) -> None: ...
+
+    def body(self, chunk: bytes) -> None: ...
+
+    def flush(self) -> None:
+        """Everything one read from the replica produced has been handed over."""
+
+    def end(self) -> None:
+        """The reply is complete (flush what is left); the connection is back in the pool."""
+
+    def failed(self, exc: BaseException) -> None:
+        """The connection broke before the reply was complete."""
+
+
+class ReplicaConnection(asyncio.Protocol):
+    """One exchange at a time; back to its pool after a complete reply."""
+
+    def __init__(self, pool: ReplicaPool) -> None:
+        self.pool = pool
+        self.parser = httptools.HttpResponseParser(self)
+        self.transport: asyncio.Transport | None = None
+        self.sink: Sink | None = None
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.complete = False
+        self.keep_alive = True
+
+    def send(self, request: bytes, sink: Sink) -> None:
+        self.sink = sink
+        self.headers = []
+        self.transport.write(request)
+
+    def abort(self) -> None:
+        """Drop the exchange and the connection: the replica sees the caller go away."""
+        self.sink = None
+        self.transport.abort()
+
+    def pause_reading(self) -> None:
+        self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        self.transport.resume_reading()
+
+    # -- asyncio.Protocol ---------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        sink = self.sink
+        if sink is None:  # nothing was asked: the replica is confused; start afresh next time
+            self.transport.abort()
+            return
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            self.sink = None
+            self.transport.abort()
+            sink.failed(exc)
+            return
+        if not self.complete:
+            sink.flush()
+            return
+        self.complete = False
+        self.sink = None
+        if self.keep_alive:
+            self.pool.put_back(self)
+        else:
+            self.transport.close()
+        sink.end()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.pool.forget(self)
+        sink, self.sink = self.sink, None
+        if sink is not None:
+            sink.failed(exc or ConnectionResetError("the replica closed the connection"))
+
+    # -- httptools callbacks --------------------------------------------------------------
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        self.sink.head(self.parser.get_status_code(), self.headers)
+
+    def on_body(self, body: bytes) -> None:
+        self.sink.body(body)
+
+    def on_message_complete(self) -> None:
+        self.complete = True
+        self.keep_alive = self.parser.should_keep_alive()  # only valid inside the callback
+
+
+class ReplicaPool:
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.idle: list[ReplicaConnection] = []
+        self.open: set[ReplicaConnection] = set()
+
+    def take(self) -> ReplicaConnection | None:
+        """An idle connection, or None: then `connect()`."""
+        while self.idle:
+            connection = self.idle.pop()
+            if not connection.transport.is_closing():
+                return connection
+        return None
+
+    async def connect(self) -> ReplicaConnection:
+        loop = asyncio.get_running_loop()
+        _, connection = await loop.create_unix_connection(lambda: ReplicaConnection(self), self.path)
+        self.open.add(connection)
+        return connection
+
+    def put_back(self, connection: ReplicaConnection) -> None:
+        self.idle.append(connection)
+
+    def forget(self, connection: ReplicaConnection) -> None:
+        self.open.discard(connection)
+        if connection in self.idle:
+            self.idle.remove(connection)
+
+    def close(self) -> None:
+        for connection in list(self.open):
+            connection.transport.close()
+        self.idle.clear()
