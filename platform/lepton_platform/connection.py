@@ -27,7 +27,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from lepton_platform.activator import acquire
 from lepton_platform.asgi import Refusal, error_body
 from lepton_platform.fleet import Fleet
-from lepton_platform.proxy import DROP_REQUEST, HOP_BY_HOP, no_answer, replica_failed
+from lepton_platform.proxy import DROP_REQUEST, no_answer, replica_failed
 from lepton_platform.router import PREFIX, admit
 
 if TYPE_CHECKING:
@@ -38,7 +38,6 @@ logger = logging.getLogger("lepton.platform.connection")
 METHODS = {b"GET", b"POST", b"PUT", b"PATCH", b"DELETE", b"OPTIONS"}
 MAX_REQUEST_LINE = 8192
 STATUS_LINES = {s.value: b"HTTP/1.1 %d %s\r\n" % (s.value, s.phrase.encode()) for s in HTTPStatus}
-NO_BODY = {204, 304}
 IDLE, READING, BUSY = "idle", "reading", "busy"
 
 
@@ -98,6 +97,7 @@ class PlatformConnection(asyncio.Protocol):
         self.limit = platform.config.limits.max_invocation_bytes
         self.transport: asyncio.Transport | None = None
         self.state = IDLE
+        self.name: str | None = None  # of the function the request in hand is for
         self.pending = b""  # read but not parsed: a request line being peeked at, or the next request
         self.keep_alive = True
         self.closing = False
@@ -109,7 +109,8 @@ class PlatformConnection(asyncio.Protocol):
 
     def _new_request(self) -> None:
         self.url = b""
-        self.headers: list[tuple[bytes, bytes]] = []
+        self.forwarded: list[bytes] = []  # header lines the replica gets
+        self.dropped: dict[bytes, bytes] = {}  # the rest, by lower-case name
         self.received: list[bytes] = []
         self.size = 0
         self.complete = False
@@ -120,8 +121,8 @@ class PlatformConnection(asyncio.Protocol):
         self.upstream: Any = None
         self.deadline: float | None = None  # for the replica's reply to begin
         self.status: int | None = None
-        self.chunked = False
-        self.out: list[bytes] = []
+        self.unsent = b""  # the start of a reply whose status line is not all here yet
+        self.spliced = False
         self.started = 0.0
         self.exchange += 1
 
@@ -173,24 +174,24 @@ class PlatformConnection(asyncio.Protocol):
         end = data.find(b"\r\n", 0, MAX_REQUEST_LINE)
         if end < 0 and len(data) < MAX_REQUEST_LINE:
             return  # the rest of the line is still on its way
-        if end < 0 or not self._is_invocation(data[:end]):
+        self.name = self._invocation(data[:end]) if end >= 0 else None
+        if self.name is None:
             self._hand_over()
             return
         self.pending = b""
         self.state = READING
         self._feed(data)
 
-    def _is_invocation(self, line: bytes) -> bool:
+    def _invocation(self, line: bytes) -> str | None:
+        """The function's name when the request line is one for the fast path."""
         parts = line.split(b" ")
         if len(parts) != 3 or parts[0] not in METHODS or parts[2] != b"HTTP/1.1" or not parts[1].startswith(b"/fn/"):
-            return False
-        fleet = self.platform.fleets.get(self._name(parts[1]))
-        return fleet is None or isinstance(fleet, Fleet)
-
-    @staticmethod
-    def _name(target: bytes) -> str:
-        name = target[len(PREFIX):].split(b"/", 1)[0].split(b"?", 1)[0].decode("latin-1")
-        return unquote(name) if "%" in name else name
+            return None
+        name = parts[1][len(PREFIX):].split(b"/", 1)[0].split(b"?", 1)[0].decode("latin-1")
+        if "%" in name:
+            name = unquote(name)
+        fleet = self.platform.fleets.get(name)
+        return name if fleet is None or isinstance(fleet, Fleet) else None
 
     def _hand_over(self) -> None:
         """From here on uvicorn serves this connection, starting with the bytes in `pending`."""
@@ -237,19 +238,17 @@ class PlatformConnection(asyncio.Protocol):
         self.url += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers.append((name, value))
+        lowered = name.lower()
+        if lowered in DROP_REQUEST:
+            self.dropped[lowered] = value
+        else:
+            self.forwarded.append(b"%s: %s\r\n" % (name, value))
 
     def on_headers_complete(self) -> None:
-        authorization = content_length = expect = None
-        for name, value in self.headers:
-            lowered = name.lower()
-            if lowered == b"authorization":
-                authorization = value.decode("latin-1")
-            elif lowered == b"content-length":
-                content_length = value.decode("latin-1")
-            elif lowered == b"expect":
-                expect = value.lower()
-        admitted = admit(self.platform, self._name(self.url), authorization, content_length)
+        authorization, content_length = self.dropped.get(b"authorization"), self.dropped.get(b"content-length")
+        expect = self.dropped.get(b"expect", b"").lower()
+        admitted = admit(self.platform, self.name, authorization and authorization.decode("latin-1"),
+                         content_length and content_length.decode("latin-1"))
         if isinstance(admitted, Refusal):
             self.refusal = admitted
             if admitted.status == 413 or expect == b"100-continue":
@@ -298,18 +297,17 @@ class PlatformConnection(asyncio.Protocol):
     def _forward(self, replica: Any, cold: bool) -> None:
         self.replica, self.cold = replica, cold
         body = b"".join(self.received)
-        request = [b"%s %s HTTP/1.1\r\nhost: replica\r\ncontent-length: %d\r\n"
-                   % (self.parser.get_method(), replica_target(self.url), len(body))]
-        request += [b"%s: %s\r\n" % (name, value) for name, value in self.headers if name.lower() not in DROP_REQUEST]
-        request.append(b"\r\n")
-        request.append(body)
+        request = b"".join([
+            b"%s %s HTTP/1.1\r\nhost: replica\r\ncontent-length: %d\r\n" % (self.parser.get_method(), replica_target(self.url), len(body)),
+            *self.forwarded, b"\r\n", body,
+        ])
         self.deadline = self.loop.time() + self.fleet.spec.timeout + 5
         upstream = replica.pool.take()
         if upstream is not None:
             self.upstream = upstream
-            upstream.send(b"".join(request), self)
+            upstream.send(request, self)
         else:
-            self._spawn(self._connect(replica, b"".join(request), self.exchange))
+            self._spawn(self._connect(replica, request, self.exchange))
 
     async def _connect(self, replica: Any, request: bytes, exchange: int) -> None:
         try:
@@ -338,43 +336,29 @@ class PlatformConnection(asyncio.Protocol):
 
     # -- upstream.Sink: the replica's reply, on its way back -------------------------------
 
-    def head(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
+    def head(self, status: int) -> None:
         self.deadline = None
         self.status = status
-        self.chunked = status not in NO_BODY and status >= 200
-        out = [status_line(status)]
-        for name, value in headers:
-            lowered = name.lower()
-            if lowered in HOP_BY_HOP:
-                continue
-            if lowered == b"content-length":
-                self.chunked = False
-            out.append(b"%s: %s\r\n" % (name, value))
-        out.append(b"x-lepton-revision: %s\r\nx-lepton-cold-start: %s\r\n"
-                   % (self.replica.revision.id.encode(), b"1" if self.cold else b"0"))
-        if self.chunked:
-            out.append(b"transfer-encoding: chunked\r\n")
-        if not self.keep_alive or self.closing:
-            out.append(b"connection: close\r\n")
-        out.append(b"\r\n")
-        self.out.append(b"".join(out))
 
-    def body(self, chunk: bytes) -> None:
-        if self.chunked:
-            self.out += (b"%x\r\n" % len(chunk), chunk, b"\r\n")
-        else:
-            self.out.append(chunk)
+    def data(self, chunk: bytes) -> None:
+        """Pass the reply through as it comes, with our headers after its status line."""
+        if not self.spliced:
+            chunk = self.unsent + chunk
+            cut = chunk.find(b"\r\n") + 2
+            if cut == 1:
+                self.unsent = chunk
+                return
+            ours = b"x-lepton-revision: %s\r\nx-lepton-cold-start: %s\r\n%s" % (
+                self.replica.revision.id.encode(), b"1" if self.cold else b"0",
+                b"connection: close\r\n" if not self.keep_alive or self.closing else b"")
+            chunk = chunk[:cut] + ours + chunk[cut:]
+            self.spliced = True
+        if not self.lost:
+            self.transport.write(chunk)
 
-    def flush(self) -> None:
-        if self.out:
-            data, self.out = b"".join(self.out), []
-            if not self.lost:
-                self.transport.write(data)
-
-    def end(self) -> None:
-        if self.chunked:
-            self.out.append(b"0\r\n\r\n")
-        self.flush()
+    def end(self, reusable: bool) -> None:
+        if not reusable:  # the replica's reply said `Connection: close`, and the caller read it
+            self.keep_alive = False
         self._finish()
 
     def failed(self, exc: BaseException) -> None:
@@ -384,7 +368,6 @@ class PlatformConnection(asyncio.Protocol):
             self._reply(replica_failed(self.fleet, self.replica, exc))
         else:  # cut off mid-reply: the caller must see a truncated response, not a short one
             self.keep_alive = False
-            self.out.clear()
             if not self.lost:
                 self.transport.abort()
             self._finish()

@@ -16,8 +16,7 @@ from lepton_platform.asgi import BodyTooLarge, Receive, Refusal, Scope, Send, re
 # The platform has the whole body before it forwards, so `Expect: 100-continue` stops here.
 DROP_REQUEST = {b"host", b"connection", b"keep-alive", b"transfer-encoding", b"authorization", b"content-length", b"te",
                 b"upgrade", b"expect"}
-HOP_BY_HOP = {b"connection", b"keep-alive", b"transfer-encoding"}
-DROP_RESPONSE = HOP_BY_HOP | {b"date", b"server"}  # uvicorn sets its own
+DROP_RESPONSE = {b"connection", b"keep-alive", b"transfer-encoding", b"date", b"server"}  # uvicorn sets its own
 
 
 def replica_failed(fleet: Any, replica: Any, exc: BaseException) -> Refusal:

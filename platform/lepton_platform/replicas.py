@@ -8,6 +8,7 @@ keep-alive connections, and how it ended.
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import json
 import logging
@@ -22,6 +23,7 @@ from typing import Any, Callable
 
 import aiohttp
 
+from lepton_platform.cpus import CpuPlacement
 from lepton_platform.store import Revision
 from lepton_platform.upstream import ReplicaPool
 from lepton_platform.zygote import Zygote, ZygoteUnavailable, die_with_parent
@@ -52,6 +54,7 @@ class Replica:
     exit_status: int | None = None
     exited: asyncio.Event = field(default_factory=asyncio.Event)
     idle: asyncio.Event = field(default_factory=asyncio.Event)
+    cpus: list[int] = field(default_factory=list)
     session: aiohttp.ClientSession | None = None
     pool: ReplicaPool | None = None
 
@@ -69,7 +72,7 @@ class Replica:
     def to_json(self) -> dict[str, Any]:
         return {
             "id": self.id, "revision": self.revision.id, "pid": self.pid, "state": self.state,
-            "in_flight": self.in_flight, "forked": self.forked, "socket": self.uds,
+            "in_flight": self.in_flight, "forked": self.forked, "socket": self.uds, "cpus": self.cpus,
             "ready_ms": round(self.ready_after * 1000, 1) if self.ready_after is not None else None,
         }
 
@@ -154,12 +157,21 @@ def replica_environment() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith(("LEPTON_", "AWS_")) or k in keep}
 
 
+def become_replica(cpus: list[int]) -> None:
+    """In a fresh replica process before it runs Python: die with the platform, on its cores."""
+    die_with_parent()
+    if cpus:
+        os.sched_setaffinity(0, cpus)
+
+
 class ReplicaFactory:
     """Starts replicas: forked from the zygote, or as a fresh process when it is not there."""
 
     def __init__(self, zygote: Zygote | None, run_dir: Path, logs_dir: Path, unpacked: Path,
-                 platform_env: Callable[[Revision], dict[str, str]] = lambda revision: {}) -> None:
+                 platform_env: Callable[[Revision], dict[str, str]] = lambda revision: {},
+                 placement: CpuPlacement | None = None) -> None:
         self.zygote = zygote
+        self.placement = placement
         self.platform_env = platform_env
         self.run_dir = run_dir
         self.logs_dir = logs_dir
@@ -170,6 +182,7 @@ class ReplicaFactory:
     def on_exit(self, pid: int, status: int) -> None:
         replica = self.by_pid.pop(pid, None)
         if replica is not None:
+            self._give_back_cpus(replica)
             replica.mark_exited(status)
             if replica.state != DRAINING:
                 logger.info("replica %s [%s] exited with status %s", replica.id, pid, status)
@@ -186,12 +199,28 @@ class ReplicaFactory:
         folder = self.logs_dir / revision.function
         folder.mkdir(parents=True, exist_ok=True)
         replica = Replica(replica_id, revision, str(self.run_dir / f"{replica_id}.sock"), folder / f"{replica_id}.log")
+        if self.placement is not None:
+            replica.cpus = self.placement.take(revision.spec.cpu)
+        try:
+            return await self._start(replica, env)
+        except BaseException:
+            self._give_back_cpus(replica)
+            raise
+
+    def _give_back_cpus(self, replica: Replica) -> None:
+        if self.placement is not None:
+            self.placement.give_back(replica.cpus)
+        replica.cpus = []
+
+    async def _start(self, replica: Replica, env: dict[str, str]) -> Replica:
+        revision, replica_id = replica.revision, replica.id
         src = self.unpacked / revision.digest.removeprefix("sha256:") / "src"
         manifest = json.loads((src.parent / "lepton.json").read_text())
         request = {
             "id": replica_id, "cwd": str(src), "entry": str(src / manifest["entrypoint"]),
             "function": revision.function, "uds": replica.uds, "log": str(replica.log),
-            "env": {**env, "LEPTON_REPLICA": replica_id}, "threads": env.get("LEPTON_THREADS", ""),
+            "env": {**env, "LEPTON_REPLICA": replica_id}, "cpus": replica.cpus,
+            "threads": env.get("LEPTON_THREADS") or len(replica.cpus) or "",
         }
         if self.zygote is not None and await self.zygote.wait_available(ZYGOTE_WAIT):
             try:
@@ -228,7 +257,7 @@ class ReplicaFactory:
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "lepton.runtime", f"{request['entry']}:{request['function']}", "--uds", replica.uds,
             cwd=request["cwd"], env={**replica_environment(), **request["env"]}, stdout=log, stderr=log,
-            preexec_fn=die_with_parent, start_new_session=True,
+            preexec_fn=functools.partial(become_replica, replica.cpus), start_new_session=True,
         )
         log.close()
 

@@ -25,6 +25,7 @@ from lepton.spec import FunctionSpec
 from lepton_platform.auth import load_or_create_token
 from lepton_platform.broker import Broker
 from lepton_platform.config import load_config
+from lepton_platform.cpus import CpuPlacement
 from lepton_platform.credentials import Credentials
 from lepton_platform.fleet import Fleet
 from lepton_platform.knative_backend import KnativeBackend, KnativeFleet
@@ -82,7 +83,8 @@ class Platform:
         self.broker = Broker(home / "events.db", self.token, self.metrics, self.storage.outbox, self._spec_of, forward_to=forward)
         local = self.knative is None
         self.zygote = Zygote(self.run_dir, self.logs / "zygote.log", self._on_exit) if fork and local else None
-        self.factory = ReplicaFactory(self.zygote, self.run_dir, self.logs, self.unpacked, self._replica_env)
+        self.factory = ReplicaFactory(self.zygote, self.run_dir, self.logs, self.unpacked, self._replica_env,
+                                      CpuPlacement() if self.config.cpu_affinity else None)
         self._locks: dict[str, asyncio.Lock] = {}
         self._zygote_task: asyncio.Task[None] | None = None
 

@@ -1,9 +1,9 @@
 """Pooled keep-alive HTTP/1.1 connections from the platform to one replica's Unix socket.
 
 The invocation fast path (`connection.py`) writes a whole request in one go and gets the
-reply back as parsed events on a `Sink`, with one `flush()` per read from the socket so the
-sink can pass everything it gathered on in a single write. httptools (the parser uvicorn
-uses) does the parsing; aiohttp would cost about as much CPU as the replica itself.
+reply back on a `Sink` as the raw bytes read, one call per read, so it can pass them on in
+one write each. httptools (the parser uvicorn uses) only finds where a reply ends; a client
+that parses every header, as aiohttp does, costs about as much CPU as the replica itself.
 """
 
 from __future__ import annotations
@@ -15,35 +15,33 @@ import httptools
 
 
 class Sink(Protocol):
-    def head(self, status: int, headers: list[tuple[bytes, bytes]]) -> None: ...
+    def head(self, status: int) -> None:
+        """The reply's head has been parsed (it is in the bytes given to `data`)."""
 
-    def body(self, chunk: bytes) -> None: ...
+    def data(self, chunk: bytes) -> None:
+        """Raw bytes of the reply, as read from the socket: head, framing and all."""
 
-    def flush(self) -> None:
-        """Everything one read from the replica produced has been handed over."""
-
-    def end(self) -> None:
-        """The reply is complete (flush what is left); the connection is back in the pool."""
+    def end(self, reusable: bool) -> None:
+        """The reply is complete; `reusable` is False when the replica closes the connection."""
 
     def failed(self, exc: BaseException) -> None:
         """The connection broke before the reply was complete."""
 
 
 class ReplicaConnection(asyncio.Protocol):
-    """One exchange at a time; back to its pool after a complete reply."""
+    """One exchange at a time; back to its pool after a complete reply. The parser only
+    finds where a reply's head and end are: the bytes themselves go through untouched."""
 
     def __init__(self, pool: ReplicaPool) -> None:
         self.pool = pool
         self.parser = httptools.HttpResponseParser(self)
         self.transport: asyncio.Transport | None = None
         self.sink: Sink | None = None
-        self.headers: list[tuple[bytes, bytes]] = []
         self.complete = False
         self.keep_alive = True
 
     def send(self, request: bytes, sink: Sink) -> None:
         self.sink = sink
-        self.headers = []
         self.transport.write(request)
 
     def abort(self) -> None:
@@ -74,16 +72,15 @@ class ReplicaConnection(asyncio.Protocol):
             self.transport.abort()
             sink.failed(exc)
             return
-        if not self.complete:
-            sink.flush()
-            return
-        self.complete = False
-        self.sink = None
-        if self.keep_alive:
-            self.pool.put_back(self)
-        else:
-            self.transport.close()
-        sink.end()
+        sink.data(data)
+        if self.complete:
+            self.complete = False
+            self.sink = None
+            if self.keep_alive:
+                self.pool.put_back(self)
+            else:
+                self.transport.close()
+            sink.end(self.keep_alive)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.pool.forget(self)
@@ -93,14 +90,8 @@ class ReplicaConnection(asyncio.Protocol):
 
     # -- httptools callbacks --------------------------------------------------------------
 
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers.append((name, value))
-
     def on_headers_complete(self) -> None:
-        self.sink.head(self.parser.get_status_code(), self.headers)
-
-    def on_body(self, body: bytes) -> None:
-        self.sink.body(body)
+        self.sink.head(self.parser.get_status_code())
 
     def on_message_complete(self) -> None:
         self.complete = True

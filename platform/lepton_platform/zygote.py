@@ -101,6 +101,8 @@ def run_child(request: dict[str, Any]) -> None:
     """In the forked child: become the replica. Never returns."""
     code = 1
     try:
+        if request.get("cpus"):  # first, so every thread the replica starts inherits it
+            os.sched_setaffinity(0, request["cpus"])
         os.setsid()
         for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, signal.SIG_DFL)

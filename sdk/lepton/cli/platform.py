@@ -127,6 +127,10 @@ def register(app: typer.Typer) -> None:
         typer.echo(f"replicas:  {fn['ready']} ready / {fn['replicas']} / desired {fn['desired']}  (in flight {fn['in_flight']})")
         typer.echo(f"scaling:   min {scale['min']}, max {scale['max']}, target {scale['target']:g}, concurrency {scale['concurrency']}, "
                    f"to zero after {scale['scale_down_after']:g}s, timeout {scale['timeout']:g}s")
+        for replica in fn.get("replica_details", []):
+            cores = ",".join(map(str, replica["cpus"])) or "any"
+            typer.echo(f"replica:   {replica['id']}  {replica['state']}  pid {replica['pid']}  cpus {cores}  "
+                       f"in flight {replica['in_flight']}  {'forked' if replica['forked'] else 'fresh process'}")
         for trig in fn["triggers"]:
             typer.echo(f"trigger:   {json.dumps(trig)}")
 
