@@ -41,9 +41,10 @@ class Classifier:
 
         grids = [png_to_grid(image) if isinstance(image, bytes) else image for image in images]
         with torch.inference_mode():
-            probabilities = torch.softmax(self.model(to_tensor(grids)), dim=1)
-        return [Prediction(digit=int(p.argmax()), confidence=round(float(p.max()), 4), probabilities=[round(float(v), 4) for v in p])
-                for p in probabilities]
+            rows = torch.softmax(self.model(to_tensor(grids)), dim=1).tolist()  # one conversion, not 12 tensor ops an image
+        return [Prediction(digit=max(range(len(row)), key=row.__getitem__), confidence=round(max(row), 4),
+                           probabilities=[round(v, 4) for v in row])
+                for row in rows]
 
 
 @lepton.function(name="digits", batch=lepton.Batch(max_size=32, max_wait_ms=4), max_scale=2, concurrency=64,

@@ -265,14 +265,29 @@ class FunctionRuntime:
         return Response(self.metrics.render(), media_type="text/plain; version=0.0.4")
 
 
+class RuntimeAPI(FastAPI):
+    """Invocations (`POST /`) go straight to the runtime, past Starlette's routing and
+    middleware stack, which cost more than the rest of a small call (tests/bench/batching.py);
+    probes, metrics and the OpenAPI document take the usual way."""
+
+    runtime: FunctionRuntime
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["path"] == "/" and scope["method"] == "POST":
+            response = await self.runtime.invoke(Request(scope, receive))
+            await response(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
+
+
 def build_app(fn: Function, *, on_fatal: OnFatal | None = None) -> FastAPI:
     """Build the ASGI app for `fn`. `on_fatal` is called if `setup()` fails (to exit)."""
     runtime = FunctionRuntime(fn, on_fatal)
-    app = FastAPI(
+    app = RuntimeAPI(
         title=fn.name, description=(fn.__doc__ or "").strip(), version="1",
         lifespan=runtime.lifespan, docs_url=None, redoc_url=None,
     )
-    app.state.runtime = runtime
+    app.runtime = runtime
     app.add_api_route("/", runtime.invoke, methods=["POST"], summary=f"Invoke {fn.name}", include_in_schema=True)
     app.add_api_route("/healthz", runtime.healthz, methods=["GET"], include_in_schema=False)
     app.add_api_route("/readyz", runtime.readyz, methods=["GET"], include_in_schema=False)
