@@ -9,6 +9,8 @@ import json
 import sqlite3
 import time
 import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import Any
 
@@ -39,7 +41,16 @@ def bucket_event(kind: str, bucket: str, key: str, data: dict[str, Any], *, even
 class Outbox:
     def __init__(self, database: Database) -> None:
         self.database = database
+        self.listener: Callable[[], None] | None = None  # the broker, to drain without polling
         database.db.executescript(SCHEMA)
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """The database's transaction; the listener hears of it once it has committed."""
+        with self.database.transaction() as db:
+            yield db
+        if self.listener is not None:
+            self.listener()
 
     @staticmethod
     def add(db: sqlite3.Connection, event: dict[str, Any]) -> None:
@@ -47,7 +58,7 @@ class Outbox:
         db.execute("INSERT INTO outbox (event) VALUES (?)", (json.dumps(event),))
 
     def put(self, events: list[dict[str, Any]]) -> None:
-        with self.database.transaction() as db:
+        with self.transaction() as db:
             for event in events:
                 self.add(db, event)
 

@@ -9,6 +9,7 @@ and the fsync cost is shared; at low rates a lone event commits immediately.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from typing import TYPE_CHECKING, Any, Callable
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("lepton.platform.broker")
 RETENTION = 24 * 3600.0
-OUTBOX_POLL = 0.05
+OUTBOX_BACKSTOP = 1.0  # the outbox says when it is written; this is only a safety net
 
 
 class Broker:
@@ -49,6 +50,7 @@ class Broker:
         self.crons: dict[str, asyncio.Task[None]] = {}
         self._queue: list[tuple[list[tuple[Event, str | None, float | None]], asyncio.Future[list[bool]]]] = []
         self._queued = asyncio.Event()
+        self._outbox_written = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -60,6 +62,8 @@ class Broker:
             forward = Trigger(FORWARD, "", FORWARD, FORWARD, delivery=Delivery(retry=10, backoff="exponential", delay=0.5))
             gone = await asyncio.to_thread(self.log.replace_triggers, "", (FORWARD,), [forward])
             await self._install([forward], gone)
+        loop = asyncio.get_running_loop()
+        self.outbox.listener = lambda: loop.call_soon_threadsafe(self._outbox_written.set)
         self._tasks = [asyncio.create_task(self._writer(), name="broker-writer"),
                        asyncio.create_task(self._drain_outbox(), name="broker-outbox"),
                        asyncio.create_task(self._housekeeping(), name="broker-housekeeping")]
@@ -68,6 +72,7 @@ class Broker:
                 self._run(trigger)
 
     async def stop(self) -> None:
+        self.outbox.listener = None
         for task in [*self._tasks, *self.crons.values()]:
             task.cancel()
         await asyncio.gather(*self._tasks, *self.crons.values(), *(w.stop() for w in self.workers.values()), return_exceptions=True)
@@ -171,6 +176,7 @@ class Broker:
         """Move bucket events from the storage outbox into the broker. Removing them only
         after they are stored (duplicates are ignored) means none is lost in between."""
         while True:
+            self._outbox_written.clear()
             try:
                 items = await asyncio.to_thread(self.outbox.peek, 500)
                 if items:
@@ -181,7 +187,8 @@ class Broker:
                 raise
             except Exception:
                 logger.exception("draining bucket events failed; retrying")
-            await asyncio.sleep(OUTBOX_POLL)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._outbox_written.wait(), OUTBOX_BACKSTOP)
 
     async def _housekeeping(self) -> None:
         rounds = 0

@@ -129,7 +129,7 @@ class LocalStore(ObjectStore):
         return self.index.execute("INSERT OR IGNORE INTO buckets (name, created) VALUES (?, ?)", bucket, time.time()) == 1
 
     def delete_bucket(self, bucket: str, *, force: bool = False) -> None:
-        with self.index.transaction() as db:
+        with self.outbox.transaction() as db:
             self._check_bucket(bucket, db)
             rows = db.execute("SELECT key, file FROM objects WHERE bucket = ?", (bucket,)).fetchall()
             if rows and not force:
@@ -151,7 +151,7 @@ class LocalStore(ObjectStore):
 
     def commit(self, bucket: str, info: ObjectInfo, name: str) -> str | None:
         """Point `bucket/key` at file `name` and queue the event; returns the file it replaced."""
-        with self.index.transaction() as db:
+        with self.outbox.transaction() as db:
             self._check_bucket(bucket, db)
             old = db.execute("SELECT file FROM objects WHERE bucket = ? AND key = ?", (bucket, info.key)).fetchone()
             db.execute(
@@ -185,7 +185,7 @@ class LocalStore(ObjectStore):
         raise NoSuchKey(bucket, key)
 
     def delete(self, bucket: str, key: str) -> None:
-        with self.index.transaction() as db:
+        with self.outbox.transaction() as db:
             self._check_bucket(bucket, db)
             row = db.execute("SELECT file FROM objects WHERE bucket = ? AND key = ?", (bucket, key)).fetchone()
             if row is None:
