@@ -219,3 +219,10 @@ def test_stopping_the_platform_finishes_the_invocation_in_flight(platform):
     platform.process.proc.send_signal(signal.SIGTERM)
     caller.join(30)
     assert answers == [(200, {"slept": 1.5})]
+
+
+def test_large_bodies_pass_both_ways(target):
+    name = "x" * (5 << 20)
+    with target.http() as http:
+        response = http.post("/fn/greet", json={"name": name})
+    assert response.status_code == 200 and response.json()["hello"] == name
