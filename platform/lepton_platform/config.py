@@ -2,6 +2,7 @@
 
     backend: embedded              # or knative: functions run as Knative Services
     cpu_affinity: true             # embedded: each replica on ceil(cpu) cores of its own (cpus.py)
+    requirements: check            # or install: pip installs what a function needs and the platform lacks
     knative:
       namespace: lepton
       broker: default
@@ -27,7 +28,8 @@ Credentials for S3 come from boto3's usual chain (AWS_ACCESS_KEY_ID, ...) or fro
 LEPTON_S3_ENDPOINT_URL, LEPTON_S3_REGION, LEPTON_S3_BUCKET_PREFIX,
 LEPTON_S3_MULTIPART_THRESHOLD, LEPTON_S3_NOTIFICATIONS, LEPTON_MAX_OBJECT_BYTES,
 LEPTON_MAX_EVENT_BYTES, LEPTON_MAX_INVOCATION_BYTES, LEPTON_BACKEND, LEPTON_KNATIVE_NAMESPACE, LEPTON_KNATIVE_BROKER,
-LEPTON_KNATIVE_BROKER_URL, LEPTON_KNATIVE_IMAGE, LEPTON_ARTIFACT_BUCKET, LEPTON_CPU_AFFINITY.
+LEPTON_KNATIVE_BROKER_URL, LEPTON_KNATIVE_IMAGE, LEPTON_ARTIFACT_BUCKET, LEPTON_CPU_AFFINITY,
+LEPTON_REQUIREMENTS. pip reads its own configuration (pip.conf, PIP_INDEX_URL, PIP_FIND_LINKS).
 """
 
 from __future__ import annotations
@@ -84,6 +86,7 @@ class Limits(_Section):
 class Config(_Section):
     backend: Literal["embedded", "knative"] = "embedded"
     cpu_affinity: bool = True
+    requirements: Literal["check", "install"] = "check"
     knative: KnativeConfig = KnativeConfig()
     storage: StorageConfig = StorageConfig()
     limits: Limits = Limits()
@@ -92,6 +95,7 @@ class Config(_Section):
 ENV = {
     "LEPTON_BACKEND": ("backend",),
     "LEPTON_CPU_AFFINITY": ("cpu_affinity",),
+    "LEPTON_REQUIREMENTS": ("requirements",),
     "LEPTON_KNATIVE_NAMESPACE": ("knative", "namespace"),
     "LEPTON_KNATIVE_BROKER": ("knative", "broker"),
     "LEPTON_KNATIVE_BROKER_URL": ("knative", "broker_url"),

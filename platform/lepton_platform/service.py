@@ -13,11 +13,8 @@ import shutil
 import tempfile
 import time
 from contextlib import asynccontextmanager
-from importlib import metadata
 from pathlib import Path
 from typing import Any, AsyncIterator
-
-from packaging.requirements import Requirement
 
 from lepton.errors import ArtifactError, LeptonError
 from lepton.packaging import unpack
@@ -30,6 +27,7 @@ from lepton_platform.credentials import Credentials
 from lepton_platform.fleet import Fleet
 from lepton_platform.knative_backend import KnativeBackend, KnativeFleet
 from lepton_platform.metrics import PlatformMetrics
+from lepton_platform.packages import Packages, RequirementError, missing_requirements
 from lepton_platform.replicas import Replica, ReplicaFactory, ReplicaFailed
 from lepton_platform.storage import open_store
 from lepton_platform.store import Revision, Store, content_id
@@ -47,18 +45,6 @@ class DeployFailed(LeptonError):
     """The new revision did not become ready; the one serving before keeps serving."""
 
 
-def check_requirements(spec: FunctionSpec) -> None:
-    """Each requirement must be installed in the platform's environment at a matching version."""
-    for line in spec.requirements:
-        req = Requirement(line)
-        try:
-            version = metadata.version(req.name)
-        except metadata.PackageNotFoundError:
-            raise DeployFailed(f"function {spec.name!r}: requirement {line!r} is not installed on the platform") from None
-        if req.specifier and not req.specifier.contains(version, prereleases=True):
-            raise DeployFailed(f"function {spec.name!r}: requirement {line!r} does not match installed {req.name} {version}")
-
-
 class Platform:
     def __init__(self, home: Path, *, fork: bool = True, url: str = "http://127.0.0.1:8765") -> None:
         self.home = home
@@ -72,6 +58,7 @@ class Platform:
         self.artifacts = home / "artifacts"
         self.unpacked = home / "unpacked"
         self.logs = home / "logs"
+        self.packages = Packages(home / "packages")
         for folder in (self.artifacts, self.unpacked, self.logs):
             folder.mkdir(exist_ok=True)
         # Unix socket paths are limited to ~107 bytes: keep them short, outside $LEPTON_HOME.
@@ -89,8 +76,25 @@ class Platform:
         self._zygote_task: asyncio.Task[None] | None = None
 
     def _replica_env(self, revision: Revision) -> dict[str, str]:
-        """Replicas reach the platform with a token scoped to their revision's buckets."""
-        return {"LEPTON_URL": self.url, "LEPTON_TOKEN": self.credentials.scoped_token(revision.id)}
+        """Replicas reach the platform with a token scoped to their revision's buckets, and
+        find the packages installed for it (packages.py) in LEPTON_PACKAGES."""
+        env = {"LEPTON_URL": self.url, "LEPTON_TOKEN": self.credentials.scoped_token(revision.id)}
+        missing = missing_requirements(revision.spec.requirements) if revision.spec.requirements else []
+        folder = self.packages.installed(missing) if missing else None
+        if folder is not None:
+            env["LEPTON_PACKAGES"] = str(folder)
+        return env
+
+    def _check_requirements(self, spec: FunctionSpec) -> list[str]:
+        """What must be installed for `spec`; refuses what cannot be (or, in `check` mode, is missing)."""
+        try:
+            missing = missing_requirements(spec.requirements)
+        except RequirementError as exc:
+            raise DeployFailed(f"function {spec.name!r}: {exc}") from None
+        if missing and self.config.requirements == "check":
+            raise DeployFailed(f"function {spec.name!r}: requirement {missing[0]!r} is not installed on the platform "
+                               "(`requirements: install` in config.yaml installs what is missing, per revision)")
+        return missing
 
     def _spec_of(self, function: str) -> FunctionSpec | None:
         fleet = self.fleets.get(function)
@@ -191,7 +195,7 @@ class Platform:
         if function not in specs:
             raise NotFound(f"artifact {digest[:19]}... has no function {function!r}; it has {', '.join(sorted(specs))}")
         spec = FunctionSpec.model_validate(specs[function])
-        check_requirements(spec)
+        self._check_requirements(spec)
         fleet = self.fleets.get(function)
         if fleet is not None and fleet.revision.content == content_id(digest, spec):
             return spec, fleet.revision
@@ -205,6 +209,13 @@ class Platform:
                 revision = self.store.create_revision(spec, digest)
             await self._create_buckets(spec)
             started = time.perf_counter()
+            missing = [] if self.knative else self._check_requirements(spec)
+            if missing:
+                try:
+                    await self.packages.install(missing)
+                except RequirementError as exc:
+                    self.store.set_revision_status(revision.id, "failed", str(exc))
+                    raise DeployFailed(f"function {spec.name!r}: {exc}; the previous revision keeps serving") from None
             proven = await self._prove(revision)
             self.store.set_revision_status(revision.id, "ready")
             self.store.route(spec.name, revision.id)

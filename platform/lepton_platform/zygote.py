@@ -116,10 +116,11 @@ def run_child(request: dict[str, Any]) -> None:
         if "torch" in sys.modules:
             sys.modules["torch"].set_num_threads(int(request.get("threads") or os.cpu_count() or 1))
         from lepton.errors import LeptonError
-        from lepton.loader import load_function
+        from lepton.loader import add_platform_packages, load_function
         from lepton.runtime.server import configure_logging, serve
 
         configure_logging(request.get("log_level", "info"))
+        add_platform_packages()
         try:
             fn = load_function(f"{request['entry']}:{request['function']}")
         except LeptonError as exc:

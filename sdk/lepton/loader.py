@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import os
 import sys
 import traceback
 from pathlib import Path
@@ -15,6 +16,14 @@ from types import ModuleType
 
 from lepton.errors import LoadError, SpecError
 from lepton.functions import Function, find_functions
+
+
+def add_platform_packages() -> None:
+    """In a replica: the packages the platform installed for its revision (LEPTON_PACKAGES),
+    after the environment's own so those always win."""
+    folder = os.environ.get("LEPTON_PACKAGES")
+    if folder and folder not in sys.path:
+        sys.path.append(folder)
 
 
 def split_target(target: str) -> tuple[Path, str | None]:

@@ -27,6 +27,9 @@ def main(argv: list[str] | None = None) -> int:
     from lepton.runtime.server import configure_logging, serve
 
     configure_logging(args.log_level)
+    from lepton.loader import add_platform_packages
+
+    add_platform_packages()
     try:
         if args.artifact:
             from lepton.packaging import load_artifact_function

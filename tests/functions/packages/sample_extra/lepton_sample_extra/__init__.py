@@ -1,0 +1,1 @@
+GREETING = "installed for this revision"
