@@ -137,7 +137,8 @@ class PlatformConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
         self.server_state.connections.discard(self)
-        self.deadlines.discard(self)
+        if self.state != BUSY:
+            self.deadlines.discard(self)  # a busy one keeps its timeout until the replica answers
         if self.state == BUSY and self.upstream is not None and self.status is not None:
             self.upstream.abort()  # a reply streaming to nobody: stop it
             self._finish()
@@ -410,6 +411,7 @@ class PlatformConnection(asyncio.Protocol):
         self._new_request()
         self.state = IDLE
         if self.lost:
+            self.deadlines.discard(self)
             return
         if not self.keep_alive or self.closing:
             self.transport.close()
