@@ -292,6 +292,7 @@ class PlatformConnection(asyncio.Protocol):
             self._refuse(acquired)
         elif self.lost:
             fleet.release(acquired[0])
+            self._done()
         else:
             self._forward(*acquired)
 

@@ -226,3 +226,19 @@ def test_large_bodies_pass_both_ways(target):
     with target.http() as http:
         response = http.post("/fn/greet", json={"name": name})
     assert response.status_code == 200 and response.json()["hello"] == name
+
+
+def test_a_caller_that_hangs_up_during_a_cold_start_frees_the_replica(target):
+    deadline = time.monotonic() + 15
+    while target.info("greet")["replicas"] and time.monotonic() < deadline:  # greet scales to zero after 1 s
+        time.sleep(0.2)
+    assert target.info("greet")["replicas"] == 0
+    caller = Wire(target.url)
+    caller.send(post("/fn/greet", b'{"name": "gone"}', target.token))
+    caller.close()
+    deadline = time.monotonic() + 10
+    while (target.info("greet")["ready"] == 0 or target.info("greet")["in_flight"]) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert target.info("greet")["in_flight"] == 0
+    with target.http() as http:
+        assert http.post("/fn/greet", json={"name": "next"}).json()["hello"] == "next"
