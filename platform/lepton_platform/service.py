@@ -59,6 +59,7 @@ class Platform:
         self.unpacked = home / "unpacked"
         self.logs = home / "logs"
         self.packages = Packages(home / "packages")
+        self._package_dirs: dict[str, Path | None] = {}  # by revision id, for replica starts
         for folder in (self.artifacts, self.unpacked, self.logs):
             folder.mkdir(exist_ok=True)
         # Unix socket paths are limited to ~107 bytes: keep them short, outside $LEPTON_HOME.
@@ -79,8 +80,13 @@ class Platform:
         """Replicas reach the platform with a token scoped to their revision's buckets, and
         find the packages installed for it (packages.py) in LEPTON_PACKAGES."""
         env = {"LEPTON_URL": self.url, "LEPTON_TOKEN": self.credentials.scoped_token(revision.id)}
-        missing = missing_requirements(revision.spec.requirements) if revision.spec.requirements else []
-        folder = self.packages.installed(missing) if missing else None
+        if revision.id not in self._package_dirs:  # once per revision: the metadata lookups cost ~1 ms each
+            try:
+                missing = missing_requirements(revision.spec.requirements)
+            except RequirementError:  # checked at deploy; the environment changed since: the replica's log will say
+                missing = []
+            self._package_dirs[revision.id] = self.packages.installed(missing) if missing else None
+        folder = self._package_dirs[revision.id]
         if folder is not None:
             env["LEPTON_PACKAGES"] = str(folder)
         return env
