@@ -13,6 +13,7 @@ from typing import Iterator
 from urllib.parse import urlsplit
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.embedded.conftest import PlatformProcess, start_platform
 from tests.helpers import FUNCTIONS
@@ -113,6 +114,30 @@ def test_one_connection_carries_invocations_and_api_calls(target, wire):
     wire.send(post("/fn/greet", b'{"name": "b"}', target.token))
     status, _, body = wire.response()
     assert (status, json.loads(body)["hello"]) == (200, "b")
+
+
+def latency(target: PlatformProcess, function: str) -> dict[str, float]:
+    """The invocation latency histogram's samples for `function`, by name (`le` for buckets)."""
+    with target.http() as http:
+        text = http.get("/metrics").text
+    (family,) = [f for f in text_string_to_metric_families(text) if f.name == "lepton_invocation_duration_seconds"]
+    return {s.labels.get("le", s.name): s.value for s in family.samples if s.labels["function"] == function}
+
+
+def test_invocations_are_counted_and_timed_for_prometheus(target, wire):
+    before_count, before = invocations(target, "greet"), latency(target, "greet")
+    started = time.perf_counter()
+    for name in "abc":
+        wire.send(post("/fn/greet", name.encode().join([b'{"name": "', b'"}']), target.token))
+        assert wire.response()[0] == 200
+    took = time.perf_counter() - started
+    after = latency(target, "greet")
+
+    assert invocations(target, "greet") == before_count + 3
+    assert after["lepton_invocation_duration_seconds_count"] == before.get("lepton_invocation_duration_seconds_count", 0) + 3
+    assert 0 < after["lepton_invocation_duration_seconds_sum"] - before.get("lepton_invocation_duration_seconds_sum", 0) <= took
+    buckets = [value for key, value in after.items() if not key.startswith("lepton_")]
+    assert buckets == sorted(buckets) and buckets[-1] == after["lepton_invocation_duration_seconds_count"]
 
 
 def test_refusals_keep_the_connection_usable(target, wire):
