@@ -108,7 +108,7 @@ class PlatformConnection(asyncio.Protocol):
         self._new_request()
 
     def _new_request(self) -> None:
-        self.url = b""
+        self.method = self.url = b""
         self.forwarded: list[bytes] = []  # header lines the replica gets
         self.dropped: dict[bytes, bytes] = {}  # the rest, by lower-case name
         self.received: list[bytes] = []
@@ -184,10 +184,12 @@ class PlatformConnection(asyncio.Protocol):
         self._feed(data)
 
     def _invocation(self, line: bytes) -> str | None:
-        """The function's name when the request line is one for the fast path."""
+        """The function's name when the request line is one for the fast path (whose method
+        and target are kept; the parser checks them as it reads the same line)."""
         parts = line.split(b" ")
         if len(parts) != 3 or parts[0] not in METHODS or parts[2] != b"HTTP/1.1" or not parts[1].startswith(b"/fn/"):
             return None
+        self.method, self.url = parts[0], parts[1]
         name = parts[1][len(PREFIX):].split(b"/", 1)[0].split(b"?", 1)[0].decode("latin-1")
         if "%" in name:
             name = unquote(name)
@@ -234,9 +236,6 @@ class PlatformConnection(asyncio.Protocol):
     def on_message_begin(self) -> None:
         if self.complete:
             raise Stop("pipelined request")
-
-    def on_url(self, url: bytes) -> None:
-        self.url += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
         lowered = name.lower()
@@ -300,7 +299,7 @@ class PlatformConnection(asyncio.Protocol):
         self.replica, self.cold = replica, cold
         body = b"".join(self.received)
         request = b"".join([
-            b"%s %s HTTP/1.1\r\nhost: replica\r\ncontent-length: %d\r\n" % (self.parser.get_method(), replica_target(self.url), len(body)),
+            b"%s %s HTTP/1.1\r\nhost: replica\r\ncontent-length: %d\r\n" % (self.method, replica_target(self.url), len(body)),
             *self.forwarded, b"\r\n", body,
         ])
         self.deadline = self.loop.time() + self.fleet.spec.timeout + 5
@@ -350,9 +349,9 @@ class PlatformConnection(asyncio.Protocol):
             if cut == 1:
                 self.unsent = chunk
                 return
-            ours = b"x-lepton-revision: %s\r\nx-lepton-cold-start: %s\r\n%s" % (
-                self.replica.revision.id.encode(), b"1" if self.cold else b"0",
-                b"connection: close\r\n" if not self.keep_alive or self.closing else b"")
+            ours = self.replica.reply_headers[self.cold]
+            if not self.keep_alive or self.closing:
+                ours += b"connection: close\r\n"
             chunk = chunk[:cut] + ours + chunk[cut:]
             self.spliced = True
         if not self.lost:
