@@ -36,7 +36,7 @@ def test_run_serves_the_named_function(tmp_path):
         ("broken/empty.py", "no @lepton.function in this file (found: helper)"),
         ("broken/missing.py", "no such file"),
         ("kinds/main.py:nope", "no function 'nope'; found: add, batched-square"),
-        ("kinds/main.py", "has 13 functions"),
+        ("kinds/main.py", "has 14 functions"),
     ],
 )
 def test_broken_targets_fail_with_one_line(target, expected):

@@ -191,6 +191,8 @@ class FunctionRuntime:
         context = contextvars.copy_context()
 
         def run() -> None:
+            if future.cancelled():  # its caller timed out while the call waited for a thread
+                return
             try:
                 result = context.run(call)
             except BaseException as exc:  # noqa: BLE001 - handed to the awaiting caller

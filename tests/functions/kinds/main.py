@@ -55,6 +55,14 @@ def sleepy(seconds: float) -> float:
     return seconds
 
 
+@lepton.function(timeout=1)
+def mark(seconds: float, name: str) -> str:
+    """Leaves a file named `name` in $MARKS once it has run."""
+    time.sleep(seconds)
+    with open(os.path.join(os.environ["MARKS"], name), "w"):
+        return name
+
+
 @lepton.function
 def pid() -> int:
     return os.getpid()
