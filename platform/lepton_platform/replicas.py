@@ -57,13 +57,12 @@ class Replica:
     cpus: list[int] = field(default_factory=list)
     session: aiohttp.ClientSession | None = None
     pool: ReplicaPool | None = None
-    reply_headers: tuple[bytes, bytes] = (b"", b"")  # what connection.py adds to a reply: warm, cold
+    reply_headers: tuple[bytes, bytes] = field(init=False)  # what connection.py adds to a reply: warm, cold
 
     def __post_init__(self) -> None:
         self.idle.set()
-        self.reply_headers = tuple(  # type: ignore[assignment]
-            b"x-lepton-revision: %s\r\nx-lepton-cold-start: %d\r\n" % (self.revision.id.encode(), cold) for cold in (0, 1)
-        )
+        head = b"x-lepton-revision: %s\r\nx-lepton-cold-start: " % self.revision.id.encode()
+        self.reply_headers = (head + b"0\r\n", head + b"1\r\n")
         # Invocations on the platform's port come through `pool` (connection.py); the ASGI
         # request path (broker deliveries, HEAD, HTTP/1.0) and readiness checks use aiohttp.
         self.pool = ReplicaPool(self.uds)
