@@ -49,6 +49,7 @@ class _Client(asyncio.Protocol):
         self.request, self.deadline, self.out, self.errors = request, deadline, out, errors
         self.parser = httptools.HttpResponseParser(self)
         self.closed = asyncio.get_running_loop().create_future()
+        self.waiting = False  # for an answer: a connection lost meanwhile is an error
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport
@@ -59,18 +60,22 @@ class _Client(asyncio.Protocol):
             self.transport.close()
             return
         self.started = time.perf_counter()
+        self.waiting = True
         self.transport.write(self.request())
 
     def data_received(self, data: bytes) -> None:
         self.parser.feed_data(data)
 
     def on_message_complete(self) -> None:
+        self.waiting = False
         if self.parser.get_status_code() // 100 != 2:
             self.errors.append(1)
         self.out.append(time.perf_counter() - self.started)
         self.send()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self.waiting:
+            self.errors.append(1)
         if not self.closed.done():
             self.closed.set_result(None)
 
