@@ -14,6 +14,7 @@ from lepton_platform.broker.triggers import from_request
 if TYPE_CHECKING:
     from lepton_platform.service import Platform
 
+
 class TriggerRequest(BaseModel):
     function: str = Field(description="function that receives the matching events")
     attributes: dict[str, str] = Field(default_factory=dict, description="exact match on attributes (Knative filter.attributes)")
