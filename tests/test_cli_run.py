@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -12,8 +13,9 @@ import pytest
 from tests.helpers import FUNCTIONS, ROOT, free_port, start_process
 
 
-def lepton_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "lepton.cli", *args], capture_output=True, text=True, cwd=ROOT, timeout=60)
+def lepton_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "lepton.cli", *args], capture_output=True, text=True, cwd=ROOT, timeout=60,
+                          env={**os.environ, **env} if env else None)
 
 
 def test_run_serves_the_named_function(tmp_path):

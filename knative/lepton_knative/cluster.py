@@ -1,6 +1,9 @@
-"""Applying objects to a cluster with the `kubernetes` client: server-side apply (idempotent,
-create or update in one call), waiting for the Ready condition, and deleting a function's
-objects by label. API server errors come back as one line naming the object and the field.
+"""Talking to a cluster with the `kubernetes` client: server-side apply (create or update in
+one call, fields owned by Lepton's field manager), waiting for Ready, pruning a function's
+labelled objects, and reading Revisions, pods and their logs. API server and admission
+webhook errors come back as one line naming the object and the field.
+
+Every call here is one the platform's Role in `knative/install/rbac.yaml` grants.
 """
 
 from __future__ import annotations
@@ -15,9 +18,13 @@ KINDS = {
     "Service": ("serving.knative.dev", "v1", "services"),
     "Trigger": ("eventing.knative.dev", "v1", "triggers"),
     "PingSource": ("sources.knative.dev", "v1", "pingsources"),
-    "Broker": ("eventing.knative.dev", "v1", "brokers"),
 }
+REVISIONS = ("serving.knative.dev", "v1", "revisions")
 FIELD_MANAGER = "lepton"
+APPLY = "application/apply-patch+yaml"
+# What a function owns, in the order `rm` deletes it: the Service last, so nothing is left
+# pointing at a missing subscriber.
+OWNED = ("Trigger", "PingSource", "Secret", "Service")
 
 
 class ClusterError(LeptonError):
@@ -32,11 +39,11 @@ def describe_api_error(obj: dict[str, Any], exc: Exception) -> str:
         body = json.loads(getattr(exc, "body", "") or "{}")
     except ValueError:
         body = {}
-    causes = body.get("details", {}).get("causes") or []
+    causes = body.get("details", {}).get("causes") or [] if isinstance(body, dict) else []
     if causes:
         return f"{name}: " + "; ".join(f"{c.get('field', '?')}: {c.get('message', '')}" for c in causes)
-    message = body.get("message") or getattr(exc, "reason", None) or str(exc)
-    return f"{name}: {message}" + (f" (HTTP {status})" if status else "")
+    message = (body.get("message") if isinstance(body, dict) else None) or getattr(exc, "reason", None) or str(exc)
+    return f"{name}: {' '.join(str(message).split())}" + (f" (HTTP {status})" if status else "")
 
 
 def condition(obj: dict[str, Any], kind: str = "Ready") -> dict[str, Any] | None:
@@ -59,6 +66,7 @@ class Cluster:
                 except config.ConfigException as exc:
                     raise ClusterError(f"no cluster to talk to: no kubeconfig and not inside a pod ({exc})") from None
         self.api = client.CustomObjectsApi(api_client)
+        self.core = client.CoreV1Api(api_client)
 
     def _call(self, obj: dict[str, Any], method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         from kubernetes.client.exceptions import ApiException
@@ -70,22 +78,49 @@ class Cluster:
         except OSError as exc:
             raise ClusterError(f"cannot reach the Kubernetes API: {exc}") from None
 
-    def apply(self, obj: dict[str, Any]) -> None:
-        """Server-side apply: creates the object or updates the fields Lepton owns."""
-        group, version, plural = KINDS[obj["kind"]]
+    def _missing(self, obj: dict[str, Any], method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """The call's result, or None when the object is not there (404)."""
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            return method(*args, **kwargs)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise ClusterError(describe_api_error(obj, exc)) from None
+        except OSError as exc:
+            raise ClusterError(f"cannot reach the Kubernetes API: {exc}") from None
+
+    def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
+        """Server-side apply as Lepton's field manager: creates the object or updates the
+        fields Lepton owns, and drops the ones it owned and no longer sets. `force` takes
+        back fields someone changed by hand (`kubectl edit`): the platform is the source
+        of truth for what it deploys."""
         meta = obj["metadata"]
-        self._call(obj, self.api.patch_namespaced_custom_object, group, version, meta["namespace"], plural, meta["name"], obj,
-                          field_manager=FIELD_MANAGER, force=True, _content_type="application/apply-patch+yaml")
+        options = {"field_manager": FIELD_MANAGER, "force": True, "_content_type": APPLY}
+        if obj["kind"] == "Secret":
+            result = self._call(obj, self.core.patch_namespaced_secret, meta["name"], meta["namespace"], obj, **options)
+            return self.core.api_client.sanitize_for_serialization(result)
+        group, version, plural = KINDS[obj["kind"]]
+        return self._call(obj, self.api.patch_namespaced_custom_object, group, version, meta["namespace"], plural, meta["name"], obj, **options)
 
     def get(self, obj: dict[str, Any]) -> dict[str, Any]:
         group, version, plural = KINDS[obj["kind"]]
         meta = obj["metadata"]
         return self._call(obj, self.api.get_namespaced_custom_object, group, version, meta["namespace"], plural, meta["name"])
 
+    def find(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        """The object, or None if it does not exist."""
+        probe = {"kind": kind, "metadata": {"name": name}}
+        group, version, plural = REVISIONS if kind == "Revision" else KINDS[kind]
+        return self._missing(probe, self.api.get_namespaced_custom_object, group, version, namespace, plural, name)
+
     def wait_ready(self, obj: dict[str, Any], timeout: float = 300, progress: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
-        """Poll until the object's Ready condition is True; a False one fails with its message."""
+        """Poll until the object's Ready condition is True for its latest generation; a
+        False one fails with its message."""
         name = f"{obj['kind']} {obj['metadata']['name']}"
         deadline = time.monotonic() + timeout
+        delay = 0.05
         while True:
             current = self.get(obj)
             ready = condition(current)
@@ -99,18 +134,63 @@ class Cluster:
             progress(f"{name}: {ready.get('reason') or 'waiting'}" if ready else f"{name}: waiting for the controller")
             if time.monotonic() > deadline:
                 raise ClusterError(f"{name} not ready after {timeout:g}s")
-            time.sleep(0.2)
+            time.sleep(delay)
+            delay = min(delay * 2, 1.0)
+
+    def _list(self, kind: str, namespace: str, selector: str) -> list[dict[str, Any]]:
+        probe = {"kind": kind, "metadata": {"name": selector}}
+        if kind == "Secret":
+            result = self._call(probe, self.core.list_namespaced_secret, namespace, label_selector=selector)
+            return [{"kind": "Secret", "metadata": {"name": item.metadata.name}} for item in result.items]
+        group, version, plural = REVISIONS if kind == "Revision" else KINDS[kind]
+        items = self._call(probe, self.api.list_namespaced_custom_object, group, version, namespace, plural, label_selector=selector)
+        return [{**item, "kind": kind} for item in items.get("items", [])]
+
+    def delete(self, kind: str, namespace: str, name: str) -> bool:
+        """Delete one object; False when it was already gone."""
+        probe = {"kind": kind, "metadata": {"name": name}}
+        if kind == "Secret":
+            return self._missing(probe, self.core.delete_namespaced_secret, name, namespace) is not None
+        group, version, plural = KINDS[kind]
+        return self._missing(probe, self.api.delete_namespaced_custom_object, group, version, namespace, plural, name) is not None
+
+    def prune(self, namespace: str, function: str, keep: set[tuple[str, str]], kinds: tuple[str, ...] = ("Trigger", "PingSource")) -> list[str]:
+        """Delete the function's labelled objects of `kinds` that are not in `keep` (kind,
+        name): a trigger or schedule the new revision no longer declares stops at once."""
+        gone = []
+        for kind in kinds:
+            for item in self._list(kind, namespace, f"lepton.dev/function={function}"):
+                name = item["metadata"]["name"]
+                if (kind, name) not in keep and self.delete(kind, namespace, name):
+                    gone.append(f"{kind} {name}")
+        return gone
 
     def delete_function(self, namespace: str, function: str) -> list[str]:
         """Delete every object labelled with the function; returns what went."""
-        gone = []
-        for kind, (group, version, plural) in KINDS.items():
-            probe = {"kind": kind, "metadata": {"name": function}}
-            listed = self._call(probe, self.api.list_namespaced_custom_object, group, version, namespace, plural,
-                                label_selector=f"lepton.dev/function={function}")
-            for item in listed.get("items", []):
-                name = item["metadata"]["name"]
-                self._call({"kind": kind, "metadata": {"name": name}}, self.api.delete_namespaced_custom_object,
-                           group, version, namespace, plural, name)
-                gone.append(f"{kind} {name}")
-        return gone
+        return self.prune(namespace, function, set(), OWNED)
+
+    def revisions(self, namespace: str, function: str) -> dict[str, dict[str, Any]]:
+        """The Service's Knative Revisions by name."""
+        items = self._list("Revision", namespace, f"serving.knative.dev/service={function}")
+        return {item["metadata"]["name"]: item for item in items}
+
+    def pods(self, namespace: str, function: str) -> list[dict[str, Any]]:
+        """The Service's pods: name, revision, phase, readiness and restarts."""
+        probe = {"kind": "Pod", "metadata": {"name": f"serving.knative.dev/service={function}"}}
+        result = self._call(probe, self.core.list_namespaced_pod, namespace, label_selector=f"serving.knative.dev/service={function}")
+        pods = []
+        for pod in result.items:
+            statuses = (pod.status.container_statuses or []) if pod.status else []
+            pods.append({
+                "id": pod.metadata.name,
+                "revision": (pod.metadata.labels or {}).get("serving.knative.dev/revision"),
+                "state": (pod.status.phase if pod.status else None) or "Unknown",
+                "ready": bool(statuses) and all(s.ready for s in statuses),
+                "restarts": sum(s.restart_count or 0 for s in statuses),
+            })
+        return sorted(pods, key=lambda p: p["id"])
+
+    def pod_log(self, namespace: str, pod: str, container: str, tail: int | None) -> str:
+        probe = {"kind": "Pod", "metadata": {"name": pod}}
+        text = self._missing(probe, self.core.read_namespaced_pod_log, pod, namespace, container=container, tail_lines=tail)
+        return text or ""

@@ -1,67 +1,80 @@
-"""`lepton deploy --target knative`: upload the artifact to the artifacts bucket on S3, render
-and validate every object before applying any, apply them, wait for Ready, report URLs."""
+"""A revision onto a cluster in two steps, so that it takes traffic only once it is ready.
+
+1. `start`: the function's Secret (with the new revision's token) and the Service with the
+   new template, its traffic still pinned to the revision serving now. Knative creates the
+   new Revision; we wait until the Service is Ready, which needs that Revision ready. If it
+   fails, nothing routes to it: the previous revision keeps every request.
+2. `route`: the Service's traffic pinned to the new Revision, its Triggers and PingSources
+   applied, the ones it no longer declares deleted, the old revision's token dropped.
+
+Everything is rendered and validated before the first object is applied.
+"""
 
 from __future__ import annotations
 
-import hashlib
+from dataclasses import dataclass
 from typing import Any, Callable
 
-from lepton.functions import Function
+from lepton.spec import FunctionSpec
 from lepton_knative.cluster import Cluster
-from lepton_knative.manifests import Target, render
+from lepton_knative.manifests import LATEST, Target, pinned, render, secret, service, token_key
 from lepton_knative.validation import ensure_valid
 
-
-def artifact_key(digest: str) -> str:
-    return f"artifacts/{digest.removeprefix('sha256:')}.tar.gz"
+Progress = Callable[[str], None]
 
 
-def artifact_url(bucket: str, digest: str) -> str:
-    return f"s3://{bucket}/{artifact_key(digest)}"
+@dataclass(frozen=True)
+class Plan:
+    """The objects of one revision, rendered and validated."""
+
+    spec: FunctionSpec
+    target: Target
+    service: dict[str, Any]
+    others: list[dict[str, Any]]
+
+    @property
+    def revision(self) -> str:
+        """The Knative Revision's name."""
+        return self.service["spec"]["template"]["metadata"]["name"]
+
+    @property
+    def token_key(self) -> str:
+        return token_key(self.spec, self.target.digest, self.target.image)
 
 
-def upload_artifact(data: bytes, digest: str, bucket: str, *, endpoint_url: str | None = None, region: str | None = None,
-                    credentials: dict[str, str | None] | None = None) -> str:
-    """Put the artifact at its content address (once, creating the bucket if need be);
-    returns its s3:// URL."""
-    import boto3
-    from botocore.exceptions import ClientError
-
-    s3 = boto3.client("s3", endpoint_url=endpoint_url, region_name=region or "us-east-1", **(credentials or {}))
-    key = artifact_key(digest)
-    try:
-        s3.head_bucket(Bucket=bucket)
-    except ClientError:
-        s3.create_bucket(Bucket=bucket)
-    try:
-        s3.head_object(Bucket=bucket, Key=key)
-    except ClientError:
-        s3.put_object(Bucket=bucket, Key=key, Body=data, ContentType="application/gzip", Metadata={"sha256": hashlib.sha256(data).hexdigest()})
-    return artifact_url(bucket, digest)
-
-
-def render_all(functions: dict[str, Function], target: Target) -> list[dict[str, Any]]:
-    objects = [obj for name in sorted(functions) for obj in render(functions[name].spec, target)]
+def plan(spec: FunctionSpec, target: Target) -> Plan:
+    objects = render(spec, target)
     ensure_valid(objects)
-    return objects
+    return Plan(spec, target, objects[0], objects[1:])
 
 
-def apply_all(cluster: Cluster, objects: list[dict[str, Any]], *, wait: bool = True, timeout: float = 300,
-              progress: Callable[[str], None] = lambda _: None) -> list[dict[str, Any]]:
-    """Apply Services first (Triggers and sources point at them), then wait for each."""
-    applied = sorted(objects, key=lambda o: o["kind"] != "Service")
-    for obj in applied:
+def start(cluster: Cluster, new: Plan, serving: str | None, tokens: dict[str, str], *, timeout: float,
+          progress: Progress = lambda _: None) -> dict[str, Any]:
+    """Step 1: create the new Revision beside the serving one (`serving`, a Knative Revision
+    name, or None for a first deploy); returns the Service once the new Revision is ready."""
+    cluster.apply(secret(new.spec.name, new.target, tokens, new.revision))
+    svc = service(new.spec, new.target, pinned(serving) if serving else LATEST)
+    ensure_valid([svc])
+    cluster.apply(svc)
+    return cluster.wait_ready(svc, timeout, progress)
+
+
+def route(cluster: Cluster, new: Plan, tokens: dict[str, str], *, template: dict[str, Any] | None = None,
+          timeout: float, progress: Progress = lambda _: None) -> dict[str, Any]:
+    """Step 2: all traffic to the new Revision, its triggers and sources in place, and the
+    function's objects it no longer declares pruned. `template` keeps the Service's current
+    template (a rollback moves traffic to an older Revision without creating one)."""
+    svc = service(new.spec, new.target, pinned(new.revision), template)
+    ensure_valid([svc, *new.others])
+    cluster.apply(secret(new.spec.name, new.target, tokens, new.revision))
+    cluster.apply(svc)
+    for obj in new.others:
         cluster.apply(obj)
-    results = []
-    for obj in applied:
-        if obj["kind"] != "Service":
-            continue
-        final = cluster.wait_ready(obj, timeout, progress) if wait else obj
-        results.append({"function": obj["metadata"]["labels"]["lepton.dev/function"],
-                        "revision": obj["spec"]["template"]["metadata"]["name"],
-                        "url": final.get("status", {}).get("url"), "status": "ready" if wait else "applied"})
-    if wait:
-        for obj in applied:
-            if obj["kind"] != "Service":
-                cluster.wait_ready(obj, timeout, progress)
-    return results
+    keep = {(obj["kind"], obj["metadata"]["name"]) for obj in new.others}
+    gone = cluster.prune(new.target.namespace, new.spec.name, keep)
+    if gone:
+        progress(f"removed {', '.join(gone)}")
+    final = cluster.wait_ready(svc, timeout, progress)
+    for obj in new.others:
+        cluster.wait_ready(obj, timeout, progress)
+    return final

@@ -1,102 +1,193 @@
 """Knative objects for a function, from its spec (the mapping in ARCHITECTURE.md):
 
-- the function        -> serving.knative.dev/v1 Service (one revision per artifact + spec)
+- the function        -> serving.knative.dev/v1 Service (one Knative Revision per template)
+- its credentials     -> a v1 Secret `lepton-fn-NAME`: the platform's in-cluster URL and one
+                         scoped token per revision that may run (pods read theirs by key)
 - `on_event`, `on_bucket` -> eventing.knative.dev/v1 Trigger on the platform's Broker
 - `on_cron`           -> sources.knative.dev/v1 PingSource
 
 Every object carries labels naming its function and revision, so `kubectl get -l
-lepton.dev/function=NAME` finds them all.
+lepton.dev/function=NAME` finds them all and the platform can prune what a new revision no
+longer declares.
 """
 
 from __future__ import annotations
 
+import base64
+import copy
 import hashlib
 import json
 import math
 from dataclasses import dataclass
 from typing import Any
 
+from lepton.errors import LeptonError
 from lepton.spec import FunctionSpec
 from lepton.triggers import BucketTrigger, CronTrigger, Delivery, EventTrigger
 
 MANAGED_BY = {"app.kubernetes.io/managed-by": "lepton"}
 SERVICE_API = {"apiVersion": "serving.knative.dev/v1", "kind": "Service"}
 DEFAULT_IMAGE = "ghcr.io/lepton-dev/lepton-runtime:0.1.0"
+DEFAULT_PLATFORM_URL = "http://lepton-platform.lepton.svc.cluster.local:8765"
+SECRET_PREFIX = "lepton-fn-"
+URL_KEY = "url"
+CONTAINER = "function"
+# Knative's progress deadline (600 s by default): a revision that is not ready by then has
+# failed anyway, so the startup probe allows as long before liveness checks begin.
+STARTUP_SECONDS = 600
+STARTUP_PERIOD = 2
+MAX_RETENTION = 3600  # Knative refuses a scale-to-zero-pod-retention-period over 1 h
+
+
+class RenderError(LeptonError):
+    """A function's options have no faithful Knative equivalent; the message names the
+    function, the field and the rule."""
+
+    exit_code = 2
 
 
 @dataclass(frozen=True)
 class Target:
-    """Where and how the objects run: namespace, Broker, runtime image, artifact location."""
+    """Where and how the objects run: namespace, Broker, image, artifact, platform URL."""
 
     namespace: str = "default"
     broker: str = "default"
     image: str = DEFAULT_IMAGE
-    artifact_url: str = ""
     digest: str = ""
-    s3_endpoint: str | None = None
+    platform_url: str = DEFAULT_PLATFORM_URL
 
 
-def iso_duration(seconds: float) -> str:
-    """Seconds as an ISO-8601 duration, as Knative's delivery fields want them (PT0.2S)."""
-    text = f"{seconds:.3f}".rstrip("0").rstrip(".")
+def iso_duration(seconds: float, where: str) -> str:
+    """Seconds as an ISO-8601 duration (PT0.2S). Knative parses these with
+    github.com/rickb777/date/period, which keeps one decimal of a second: PT0.05S would be
+    zero, so anything finer is refused rather than silently changed."""
+    tenths = round(seconds * 10)
+    if tenths <= 0 or abs(tenths - seconds * 10) > 1e-6:
+        raise RenderError(f"{where}: {seconds:g} s cannot be said to Knative, which keeps one decimal of a second "
+                          f"(PT{seconds:g}S would be read as PT{math.floor(seconds * 10) / 10:g}S); use a multiple of 0.1 s")
+    text = f"{tenths / 10:.1f}".removesuffix(".0")
     return f"PT{text}S"
 
 
-def revision_suffix(spec: FunctionSpec, digest: str) -> str:
-    """Same artifact and spec, same Knative revision name: re-applying is a no-op."""
-    return hashlib.sha256((digest + spec.model_dump_json()).encode()).hexdigest()[:8]
+def secret_name(function: str) -> str:
+    return SECRET_PREFIX + function
+
+
+def token_key(spec: FunctionSpec, digest: str, image: str) -> str:
+    """The key of a revision's scoped token in the function's Secret: fixed by what the
+    revision runs, so re-rendering it (for a rollback) finds the same key."""
+    content = hashlib.sha256(f"{digest}\n{spec.model_dump_json()}\n{image}".encode()).hexdigest()
+    return f"token-{content[:12]}"
 
 
 def labels(spec: FunctionSpec, revision: str) -> dict[str, str]:
     return {**MANAGED_BY, "lepton.dev/function": spec.name, "lepton.dev/revision": revision}
 
 
-def service(spec: FunctionSpec, target: Target) -> dict[str, Any]:
-    revision = f"{spec.name}-{revision_suffix(spec, target.digest)}"
+def autoscaling_target(spec: FunctionSpec) -> tuple[str, str]:
+    """(target, target-utilization-percentage) for Knative, whose effective target is their
+    product. A target derived from `concurrency` keeps Knative's 70% (applied once, by
+    Knative); a target the user gave, or the defaults, are meant as they are."""
+    if not spec.target and spec.concurrency:
+        return str(spec.concurrency), "70"
+    return f"{spec.autoscale_target:g}", "100"
+
+
+def _secret_env(name: str, key: str, function: str) -> dict[str, Any]:
+    return {"name": name, "valueFrom": {"secretKeyRef": {"name": secret_name(function), "key": key}}}
+
+
+def revision_name(service_name: str, template: dict[str, Any]) -> str:
+    """A name that changes whenever the template does (Knative refuses a changed template
+    under an old name) and stays when it does not (re-applying is a no-op)."""
+    body = copy.deepcopy(template)
+    body["metadata"].pop("name", None)
+    body["metadata"]["labels"].pop("lepton.dev/revision", None)
+    digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+    return f"{service_name}-{digest[:8]}"
+
+
+def template(spec: FunctionSpec, target: Target) -> dict[str, Any]:
+    """The Service's revision template, named by its own content."""
+    if spec.scale_down_after > MAX_RETENTION:
+        raise RenderError(f"function {spec.name!r}: scale_down_after {spec.scale_down_after:g} s: Knative keeps a last pod at most "
+                          f"{MAX_RETENTION} s after its last request (scale-to-zero-pod-retention-period); use at most {MAX_RETENTION}, "
+                          "or min_scale=1 to keep one always")
+    value, utilization = autoscaling_target(spec)
     annotations = {
         "autoscaling.knative.dev/class": "kpa.autoscaling.knative.dev",
         "autoscaling.knative.dev/min-scale": str(spec.min_scale),
         "autoscaling.knative.dev/max-scale": str(spec.max_scale),
-        "autoscaling.knative.dev/target": f"{spec.autoscale_target:g}",
-        # Knative's stable window is what Lepton calls scale_down_after (6 s to 1 h).
-        "autoscaling.knative.dev/window": f"{min(3600, max(6, math.ceil(spec.scale_down_after)))}s",
+        "autoscaling.knative.dev/target": value,
+        "autoscaling.knative.dev/target-utilization-percentage": utilization,
+        # "Stay up this long after the last request" is the retention period, not the
+        # autoscaler's averaging window.
+        "autoscaling.knative.dev/scale-to-zero-pod-retention-period": f"{math.ceil(spec.scale_down_after)}s",
     }
-    env = [
-        {"name": "LEPTON_ARTIFACT_URL", "value": target.artifact_url},
-        {"name": "LEPTON_ARTIFACT_DIGEST", "value": target.digest},
+    env: list[dict[str, Any]] = [
         {"name": "LEPTON_FUNCTION", "value": spec.name},
-        {"name": "LEPTON_REVISION", "value": revision},
+        {"name": "LEPTON_ARTIFACT_DIGEST", "value": target.digest},
+        _secret_env("LEPTON_URL", URL_KEY, spec.name),
+        _secret_env("LEPTON_TOKEN", token_key(spec, target.digest, target.image), spec.name),
     ]
-    if target.s3_endpoint:
-        env.append({"name": "LEPTON_S3_ENDPOINT_URL", "value": target.s3_endpoint})
-    if spec.buckets:
-        env.append({"name": "LEPTON_BUCKETS", "value": ",".join(spec.buckets)})
     env += [{"name": k, "value": v} for k, v in sorted(spec.env.items())]
-    # The artifact reader's and the buckets' credentials: a Secret per function, holding
-    # credentials scoped to its own buckets, never the platform's.
-    env_from = [{"secretRef": {"name": f"lepton-{spec.name}", "optional": True}}] + [{"secretRef": {"name": s}} for s in spec.secrets]
     requests = {"cpu": spec.cpu, "memory": spec.memory}
     limits: dict[str, Any] = {"cpu": spec.cpu, "memory": spec.memory}
     if spec.gpu:
         limits["nvidia.com/gpu"] = str(spec.gpu)
-    container = {
-        "name": "function", "image": target.image, "env": env, "envFrom": env_from,
+    container: dict[str, Any] = {
+        "name": CONTAINER, "image": target.image, "env": env,
         "ports": [{"containerPort": 8080, "name": "http1"}],
         "resources": {"requests": requests, "limits": limits},
+        # The artifact fetch and setup() run before /readyz answers: the startup probe holds
+        # the liveness probe off until then, so a slow model load is not restarted in a loop.
+        "startupProbe": {"httpGet": {"path": "/readyz", "port": 8080}, "periodSeconds": STARTUP_PERIOD,
+                         "failureThreshold": STARTUP_SECONDS // STARTUP_PERIOD},
         "readinessProbe": {"httpGet": {"path": "/readyz"}, "periodSeconds": 1},
         "livenessProbe": {"httpGet": {"path": "/healthz"}, "periodSeconds": 10},
     }
-    meta: dict[str, Any] = {"name": spec.name, "namespace": target.namespace, "labels": labels(spec, revision),
+    if spec.secrets:
+        container["envFrom"] = [{"secretRef": {"name": s}} for s in spec.secrets]
+    body = {
+        "metadata": {"labels": labels(spec, ""), "annotations": annotations},
+        "spec": {"containerConcurrency": spec.concurrency, "timeoutSeconds": math.ceil(spec.timeout), "containers": [container]},
+    }
+    name = revision_name(spec.name, body)
+    body["metadata"] = {"name": name, **body["metadata"]}
+    body["metadata"]["labels"]["lepton.dev/revision"] = name
+    return body
+
+
+LATEST = [{"latestRevision": True, "percent": 100}]
+
+
+def pinned(revision: str) -> list[dict[str, Any]]:
+    """All traffic to one Knative Revision, whatever the template's latest is."""
+    return [{"revisionName": revision, "percent": 100}]
+
+
+def service(spec: FunctionSpec, target: Target, traffic: list[dict[str, Any]] | None = None,
+            revision_template: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The Service; `revision_template` keeps a template already on the cluster (a rollback
+    moves traffic without creating a revision)."""
+    body = revision_template or template(spec, target)
+    name = body["metadata"]["name"]
+    meta: dict[str, Any] = {"name": spec.name, "namespace": target.namespace, "labels": labels(spec, name),
                             "annotations": {"lepton.dev/artifact": target.digest}}
     if not spec.public:
         meta["labels"]["networking.knative.dev/visibility"] = "cluster-local"
+    return {**SERVICE_API, "metadata": meta, "spec": {"template": body, "traffic": traffic or LATEST}}
+
+
+def secret(function: str, target: Target, tokens: dict[str, str], revision: str) -> dict[str, Any]:
+    """The function's credentials: the platform's URL and the tokens of the revisions that
+    may run. Values go under `data` (server-side apply tracks `data` keys, not `stringData`)."""
+    values = {URL_KEY: target.platform_url, **tokens}
     return {
-        **SERVICE_API,
-        "metadata": meta,
-        "spec": {"template": {
-            "metadata": {"name": revision, "labels": labels(spec, revision), "annotations": annotations},
-            "spec": {"containerConcurrency": spec.concurrency, "timeoutSeconds": math.ceil(spec.timeout), "containers": [container]},
-        }},
+        "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+        "metadata": {"name": secret_name(function), "namespace": target.namespace,
+                     "labels": {**MANAGED_BY, "lepton.dev/function": function, "lepton.dev/revision": revision}},
+        "data": {k: base64.b64encode(v.encode()).decode() for k, v in sorted(values.items())},
     }
 
 
@@ -104,35 +195,50 @@ def _ref(name: str) -> dict[str, Any]:
     return {"ref": {"apiVersion": "serving.knative.dev/v1", "kind": "Service", "name": name}}
 
 
-def delivery(policy: Delivery) -> dict[str, Any]:
-    out: dict[str, Any] = {"retry": policy.retry, "backoffPolicy": policy.backoff, "backoffDelay": iso_duration(policy.delay)}
+def delivery(policy: Delivery, where: str) -> dict[str, Any]:
+    out: dict[str, Any] = {"retry": policy.retry, "backoffPolicy": policy.backoff,
+                           "backoffDelay": iso_duration(policy.delay, f"{where}.delay")}
     if policy.timeout:
-        out["timeout"] = iso_duration(policy.timeout)
+        out["timeout"] = iso_duration(policy.timeout, f"{where}.timeout")
     if policy.dead_letter:
         out["deadLetterSink"] = _ref(policy.dead_letter)
     return out
 
 
-def _short_id(trigger: Any) -> str:
-    return hashlib.sha256(json.dumps(trigger.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()[:8]
+def _short_id(trigger: Any, broker: str) -> str:
+    """Trigger names cover the Broker: `spec.broker` is immutable, so another Broker must
+    mean another Trigger, not an update Knative refuses."""
+    body = {"trigger": trigger.model_dump(mode="json"), "broker": broker}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:8]
+
+
+def _ping_payload(spec: FunctionSpec, index: int, data: Any) -> dict[str, Any]:
+    """PingSource `data` is text; Knative requires it to be a JSON object when the content
+    type says JSON. Objects go as JSON, strings as text, anything else is refused."""
+    if isinstance(data, dict):
+        return {"contentType": "application/json", "data": json.dumps(data, sort_keys=True)}
+    if isinstance(data, str):
+        return {"contentType": "text/plain", "data": data}
+    raise RenderError(f"function {spec.name!r}: triggers[{index}] on_cron data: Knative's PingSource sends a JSON object "
+                      f"or text, not {type(data).__name__} {data!r}; wrap it in a dict")
 
 
 def trigger_objects(spec: FunctionSpec, target: Target, revision: str) -> list[dict[str, Any]]:
     out = []
-    for trig in spec.triggers:
-        name = f"{spec.name[:52]}-{_short_id(trig)}"
+    for index, trig in enumerate(spec.triggers):
+        name = f"{spec.name[:52]}-{_short_id(trig, target.broker)}"
         meta = {"name": name, "namespace": target.namespace, "labels": labels(spec, revision)}
+        where = f"function {spec.name!r}: triggers[{index}]"
         if isinstance(trig, CronTrigger):
             source: dict[str, Any] = {"schedule": trig.schedule, "timezone": trig.timezone, "sink": _ref(spec.name)}
             if trig.data is not None:
-                source["contentType"] = "application/json"
-                source["data"] = json.dumps(trig.data)
+                source.update(_ping_payload(spec, index, trig.data))
             out.append({"apiVersion": "sources.knative.dev/v1", "kind": "PingSource", "metadata": meta, "spec": source})
             continue
         body: dict[str, Any] = {"broker": target.broker, "subscriber": _ref(spec.name)}
         if isinstance(trig, BucketTrigger):
             body["filters"] = trig.as_filters()
-            body["delivery"] = delivery(Delivery())
+            body["delivery"] = delivery(Delivery(), f"{where} delivery")
         elif isinstance(trig, EventTrigger):
             if trig.filters:
                 # With `filters` set Knative ignores `filter`: fold exact attributes into filters.
@@ -140,12 +246,13 @@ def trigger_objects(spec: FunctionSpec, target: Target, revision: str) -> list[d
                 body["filters"] = exact + [dict(f) for f in trig.filters]
             elif trig.attributes:
                 body["filter"] = {"attributes": dict(trig.attributes)}
-            body["delivery"] = delivery(trig.delivery)
+            body["delivery"] = delivery(trig.delivery, f"{where} delivery")
         out.append({"apiVersion": "eventing.knative.dev/v1", "kind": "Trigger", "metadata": meta, "spec": body})
     return out
 
 
-def render(spec: FunctionSpec, target: Target) -> list[dict[str, Any]]:
-    """The Service first, then its Triggers and PingSources (they refer to it)."""
-    svc = service(spec, target)
+def render(spec: FunctionSpec, target: Target, traffic: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """The Service first, then its Triggers and PingSources (they refer to it). The Secret is
+    the platform's to write: only it holds the tokens."""
+    svc = service(spec, target, traffic)
     return [svc, *trigger_objects(spec, target, svc["spec"]["template"]["metadata"]["name"])]

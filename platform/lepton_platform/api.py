@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import re
-from pathlib import Path
-from typing import Annotated, Any, AsyncIterator
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Query, Request, Response
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field
 
 from lepton.errors import ArtifactError
@@ -26,6 +25,8 @@ class DeployRequest(BaseModel):
     artifact: str = Field(pattern=DIGEST.pattern, description="sha256:<hex> of an uploaded artifact")
     function: str
     wait: bool = True
+    image: str = Field("", max_length=512, pattern=r"^[^\s]*$",
+                       description="knative: the container image to run it in (from `lepton build`); default: the platform's runtime image")
 
 
 class RollbackRequest(BaseModel):
@@ -60,8 +61,7 @@ def build_api(platform: Platform) -> FastAPI:
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, Any]:
-        zygote = platform.zygote
-        return {"status": "ok", "functions": len(platform.fleets), "template_process": bool(zygote and zygote.available)}
+        return {"status": "ok", "functions": len(platform.fleets), "backend": platform.backend.name, **platform.backend.health()}
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:
@@ -82,25 +82,25 @@ def build_api(platform: Platform) -> FastAPI:
 
     @v1.post("/functions", summary="Deploy one function of an uploaded artifact")
     async def deploy(body: DeployRequest, request: Request) -> JSONResponse:
-        spec, unchanged = platform.prepare(body.function, body.artifact)
+        spec, unchanged = platform.prepare(body.function, body.artifact, body.image)
         base = str(request.base_url).rstrip("/")
         if unchanged is not None:
             return JSONResponse({"function": spec.name, "revision": unchanged.id, "changed": False, "status": "ready", "url": f"{base}/fn/{spec.name}"})
         if not body.wait:
-            task = asyncio.create_task(platform.deploy(spec, body.artifact))
+            task = asyncio.create_task(platform.deploy(spec, body.artifact, body.image))
             task.add_done_callback(lambda t: t.exception())  # failures are recorded on the revision
             return JSONResponse({"function": spec.name, "revision": None, "changed": True, "status": "deploying", "url": f"{base}/fn/{spec.name}"}, status_code=202)
-        revision = await platform.deploy(spec, body.artifact)
+        revision = await platform.deploy(spec, body.artifact, body.image)
         return JSONResponse({"function": spec.name, "revision": revision.id, "changed": True, "status": "ready", "url": f"{base}/fn/{spec.name}"})
 
     @v1.get("/functions", summary="List functions")
     async def list_functions(request: Request) -> list[dict[str, Any]]:
         base = str(request.base_url).rstrip("/")
-        return [platform.describe(name, base) for name in sorted(platform.fleets)]
+        return list(await asyncio.gather(*(platform.describe(name, base) for name in sorted(platform.fleets))))
 
     @v1.get("/functions/{name}", summary="Describe one function")
     async def get_function(name: str, request: Request) -> dict[str, Any]:
-        return platform.describe(name, str(request.base_url).rstrip("/"))
+        return await platform.describe(name, str(request.base_url).rstrip("/"))
 
     @v1.delete("/functions/{name}", summary="Stop a function's replicas and remove it")
     async def remove(name: str) -> dict[str, Any]:
@@ -119,49 +119,23 @@ def build_api(platform: Platform) -> FastAPI:
 
     @v1.get("/functions/{name}/logs", summary="Logs of the function's replicas")
     async def logs(name: str, tail: Annotated[int, Query(ge=0, le=100_000)] = 200, follow: bool = False) -> StreamingResponse:
-        files = platform.log_files(name)
-        return StreamingResponse(_logs(platform, name, files, tail, follow), media_type="text/plain; charset=utf-8")
+        return StreamingResponse(platform.logs_of(name, tail, follow), media_type="text/plain; charset=utf-8")
 
     app.include_router(v1)
+
+    @app.get("/v1/artifacts/{digest}", summary="Download an artifact (admin token, or a token of a revision of its function)")
+    async def download(digest: str, authorization: Annotated[str | None, Header()] = None) -> FileResponse:
+        """How a Knative pod gets its code: with the scoped token from its function's Secret."""
+        caller = auth.identify(platform, authorization)
+        if not DIGEST.match(digest):
+            raise HTTPException(400, f"{digest!r} is not a digest; use sha256:<64 hex digits>")
+        if caller.revision is not None and not platform.may_read_artifact(caller.revision, digest):
+            raise HTTPException(403, f"{caller.who} may not read artifact {digest[:19]}...: it belongs to another function")
+        path = platform.artifact_path(digest)
+        if not path.exists():
+            raise HTTPException(404, f"artifact {digest} is not on the platform")
+        return FileResponse(path, media_type="application/gzip")
     app.include_router(build_bucket_router(platform))
     app.include_router(build_events_router(platform))
     return app
 
-
-TAIL_BLOCK = 64 << 10
-
-
-def last_lines(path: Path, count: int) -> tuple[list[bytes], int]:
-    """The last `count` lines of a file, read backwards a block at a time (a replica that
-    floods stdout can leave a log of gigabytes), and the file's size at that moment."""
-    with path.open("rb") as fh:
-        size = fh.seek(0, 2)
-        data, position = b"", size
-        while position > 0 and data.count(b"\n") <= count:
-            step = min(TAIL_BLOCK, position)
-            position -= step
-            fh.seek(position)
-            data = fh.read(step) + data
-    lines = data.splitlines(keepends=True)
-    return (lines[-count:] if count else []), size
-
-
-async def _logs(platform: Platform, name: str, files: list[Path], tail: int, follow: bool) -> AsyncIterator[bytes]:
-    lines: list[bytes] = []
-    offsets = {}
-    for path in files:
-        found, offsets[path] = await asyncio.to_thread(last_lines, path, tail)
-        lines.extend(found)
-    for line in lines[-tail:] if tail else []:
-        yield line
-    while follow and name in platform.fleets:
-        await asyncio.sleep(0.2)
-        for path in platform.log_files(name):
-            size = path.stat().st_size
-            start = offsets.get(path, 0)
-            if size > start:
-                with path.open("rb") as fh:
-                    fh.seek(start)
-                    chunk = fh.read(min(size - start, TAIL_BLOCK * 16))
-                yield chunk
-                offsets[path] = start + len(chunk)

@@ -61,6 +61,7 @@ class Access:
 
     who: str
     buckets: frozenset[str] | None = None
+    revision: str | None = None  # the revision a scoped token was issued to
 
     def bucket(self, bucket: str) -> str:
         try:
@@ -99,7 +100,7 @@ def identify(platform: Platform, authorization: str | None) -> Access:
         record = platform.store.revision(revision) if revision else None
         if record is None:
             raise HTTPException(403, "invalid scoped token")
-        return Access(f"function {record.function} ({record.id})", frozenset(record.spec.buckets))
+        return Access(f"function {record.function} ({record.id})", frozenset(record.spec.buckets), record.id)
     status = check(platform.token, authorization)
     if status:
         raise HTTPException(status, "missing bearer token" if status == 401 else "invalid token", headers={"WWW-Authenticate": "Bearer"})

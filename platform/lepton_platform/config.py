@@ -7,8 +7,8 @@
       namespace: lepton
       broker: default
       broker_url: http://broker-ingress.knative-eventing.svc/lepton/default   # where /v1/events go
-      image: ghcr.io/lepton-dev/lepton-runtime:0.1.0
-      artifact_bucket: lepton-artifacts
+      image: ghcr.io/lepton-dev/lepton-runtime:0.1.0     # the default runtime image of function pods
+      platform_url: http://lepton-platform.lepton.svc.cluster.local:8765   # how pods reach the platform
     storage:
       backend: s3                  # or local (the default)
       s3:
@@ -28,7 +28,7 @@ Credentials for S3 come from boto3's usual chain (AWS_ACCESS_KEY_ID, ...) or fro
 LEPTON_S3_ENDPOINT_URL, LEPTON_S3_REGION, LEPTON_S3_BUCKET_PREFIX,
 LEPTON_S3_MULTIPART_THRESHOLD, LEPTON_S3_NOTIFICATIONS, LEPTON_MAX_OBJECT_BYTES,
 LEPTON_MAX_EVENT_BYTES, LEPTON_MAX_INVOCATION_BYTES, LEPTON_BACKEND, LEPTON_KNATIVE_NAMESPACE, LEPTON_KNATIVE_BROKER,
-LEPTON_KNATIVE_BROKER_URL, LEPTON_KNATIVE_IMAGE, LEPTON_ARTIFACT_BUCKET, LEPTON_CPU_AFFINITY,
+LEPTON_KNATIVE_BROKER_URL, LEPTON_KNATIVE_IMAGE, LEPTON_KNATIVE_PLATFORM_URL, LEPTON_KNATIVE_READY_TIMEOUT, LEPTON_CPU_AFFINITY,
 LEPTON_REQUIREMENTS. pip reads its own configuration (pip.conf, PIP_INDEX_URL, PIP_FIND_LINKS).
 """
 
@@ -72,7 +72,7 @@ class KnativeConfig(_Section):
     broker: str = "default"
     broker_url: str | None = None
     image: str = "ghcr.io/lepton-dev/lepton-runtime:0.1.0"
-    artifact_bucket: str = "lepton-artifacts"
+    platform_url: str = "http://lepton-platform.lepton.svc.cluster.local:8765"
     kubeconfig: str | None = None
     ready_timeout: float = Field(300, gt=0)
 
@@ -100,7 +100,8 @@ ENV = {
     "LEPTON_KNATIVE_BROKER": ("knative", "broker"),
     "LEPTON_KNATIVE_BROKER_URL": ("knative", "broker_url"),
     "LEPTON_KNATIVE_IMAGE": ("knative", "image"),
-    "LEPTON_ARTIFACT_BUCKET": ("knative", "artifact_bucket"),
+    "LEPTON_KNATIVE_PLATFORM_URL": ("knative", "platform_url"),
+    "LEPTON_KNATIVE_READY_TIMEOUT": ("knative", "ready_timeout"),
     "LEPTON_STORAGE": ("storage", "backend"),
     "LEPTON_S3_ENDPOINT_URL": ("storage", "s3", "endpoint_url"),
     "LEPTON_S3_REGION": ("storage", "s3", "region"),
@@ -134,6 +135,4 @@ def load_config(home: Path) -> Config:
     except ValidationError as exc:
         err = exc.errors()[0]
         raise ConfigError(f"configuration {'.'.join(map(str, err['loc']))}: {err['msg']} (from {path} or LEPTON_* variables)") from None
-    if config.backend == "knative" and config.storage.backend != "s3":
-        raise ConfigError("configuration backend: knative needs storage.backend: s3 (the cluster fetches artifacts and buckets from S3)")
     return config

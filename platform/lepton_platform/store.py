@@ -28,6 +28,8 @@ CREATE TABLE IF NOT EXISTS revisions (
     created_at  REAL NOT NULL,
     status      TEXT NOT NULL,
     message     TEXT NOT NULL DEFAULT '',
+    image       TEXT NOT NULL DEFAULT '',
+    backend_ref TEXT NOT NULL DEFAULT '',
     UNIQUE (function, number)
 );
 CREATE TABLE IF NOT EXISTS functions (
@@ -37,6 +39,8 @@ CREATE TABLE IF NOT EXISTS functions (
     updated_at  REAL NOT NULL
 );
 """
+# Columns added after the first release, for state databases created before them.
+ADDED_COLUMNS = {"image": "TEXT NOT NULL DEFAULT ''", "backend_ref": "TEXT NOT NULL DEFAULT ''"}
 
 
 @dataclass(frozen=True)
@@ -50,17 +54,22 @@ class Revision:
     created_at: float
     status: str
     message: str = ""
+    image: str = ""        # the container image it runs in on Knative ('' = the platform's default)
+    backend_ref: str = ""  # the backend's own name for it (the Knative Revision's name)
 
     def to_json(self) -> dict[str, Any]:
         return {
             "id": self.id, "function": self.function, "number": self.number, "digest": self.digest,
             "created_at": self.created_at, "status": self.status, "message": self.message,
+            "image": self.image or None, "backend_ref": self.backend_ref or None,
         }
 
 
-def content_id(digest: str, spec: FunctionSpec) -> str:
-    """What makes two revisions the same: the artifact bytes and the function's spec."""
-    return hashlib.sha256((digest + "\n" + spec.model_dump_json()).encode()).hexdigest()
+def content_id(digest: str, spec: FunctionSpec, image: str = "") -> str:
+    """What makes two revisions the same: the artifact bytes, the function's spec and, on
+    Knative, the image it runs in."""
+    text = digest + "\n" + spec.model_dump_json() + ("\n" + image if image else "")
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 class Store:
@@ -69,6 +78,10 @@ class Store:
     def __init__(self, path: Path) -> None:
         self._db = Database(path, SCHEMA)
         self._rows = self._db.rows
+        present = {row["name"] for row in self._rows("PRAGMA table_info(revisions)")}
+        for column, kind in ADDED_COLUMNS.items():
+            if column not in present:
+                self._db.execute(f"ALTER TABLE revisions ADD COLUMN {column} {kind}")
 
     def close(self) -> None:
         self._db.close()
@@ -77,8 +90,8 @@ class Store:
         rows = self._rows("SELECT * FROM revisions WHERE function = ? AND content = ? ORDER BY number DESC LIMIT 1", function, content)
         return _revision(rows[0]) if rows else None
 
-    def create_revision(self, spec: FunctionSpec, digest: str) -> Revision:
-        content = content_id(digest, spec)
+    def create_revision(self, spec: FunctionSpec, digest: str, image: str = "") -> Revision:
+        content = content_id(digest, spec, image)
         now = time.time()
         with self._db.transaction() as db:
             (number,) = db.execute(
@@ -86,13 +99,17 @@ class Store:
             ).fetchone()
             rev_id = f"{spec.name}-{number:05d}"
             db.execute(
-                "INSERT INTO revisions (id, function, number, content, digest, spec, created_at, status) VALUES (?, ?, ?, ?, ?, ?, ?, 'deploying')",
-                (rev_id, spec.name, number, content, digest, spec.model_dump_json(), now),
+                "INSERT INTO revisions (id, function, number, content, digest, spec, created_at, status, image) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, 'deploying', ?)",
+                (rev_id, spec.name, number, content, digest, spec.model_dump_json(), now, image),
             )
-        return Revision(rev_id, spec.name, number, content, digest, spec, now, "deploying")
+        return Revision(rev_id, spec.name, number, content, digest, spec, now, "deploying", image=image)
 
     def set_revision_status(self, rev_id: str, status: str, message: str = "") -> None:
         self._db.execute("UPDATE revisions SET status = ?, message = ? WHERE id = ?", status, message, rev_id)
+
+    def set_backend_ref(self, rev_id: str, ref: str) -> None:
+        self._db.execute("UPDATE revisions SET backend_ref = ? WHERE id = ?", ref, rev_id)
 
     def route(self, function: str, rev_id: str) -> None:
         """Send 100% of the function's traffic to `rev_id` (creating the function if new)."""
@@ -129,4 +146,5 @@ def _revision(row: sqlite3.Row) -> Revision:
     return Revision(
         row["id"], row["function"], row["number"], row["content"], row["digest"],
         FunctionSpec.model_validate(json.loads(row["spec"])), row["created_at"], row["status"], row["message"],
+        row["image"], row["backend_ref"],
     )

@@ -11,10 +11,11 @@ import random
 import pytest
 
 import lepton
-from lepton_knative.manifests import Target, iso_duration, render
+from lepton_knative.manifests import RenderError, Target, iso_duration, pinned, render, secret, token_key
 from lepton_knative.validation import ManifestError, ensure_valid, problems
 
-TARGET = Target(namespace="ml", broker="events", image="registry.example/lepton:1", artifact_url="s3://art/a.tar.gz", digest="sha256:" + "ab" * 32)
+TARGET = Target(namespace="ml", broker="events", image="registry.example/lepton:1", digest="sha256:" + "ab" * 32,
+                platform_url="http://lepton-platform.ml.svc:8765")
 
 
 def random_function(rng: random.Random, i: int) -> lepton.Function:
@@ -23,14 +24,14 @@ def random_function(rng: random.Random, i: int) -> lepton.Function:
         kind = rng.choice(["event", "cron", "bucket"])
         if kind == "event":
             delivery = lepton.Delivery(retry=rng.randint(0, 10), backoff=rng.choice(["linear", "exponential"]),
-                                       delay=rng.choice([0.05, 0.2, 1.5, 30]), timeout=rng.choice([None, 2.5, 60]),
+                                       delay=rng.choice([0.1, 0.2, 1.5, 30]), timeout=rng.choice([None, 2.5, 60]),
                                        dead_letter=rng.choice([None, "sink-fn"]))
             filters = rng.choice([None, [{"prefix": {"type": "com.example."}}], [{"any": [{"exact": {"region": "eu"}}, {"not": {"suffix": {"subject": ".tmp"}}}]}]])
             attrs = rng.choice([{}, {"source": "/shop"}, {"region": "eu"}])
             triggers.append(lepton.on_event(rng.choice([None, "com.example.order"]), filters=filters, delivery=delivery, **attrs))
         elif kind == "cron":
             triggers.append(lepton.on_cron(rng.choice(["*/5 * * * *", "0 3 * * 1-5"]), timezone=rng.choice(["UTC", "Europe/Paris"]),
-                                           data=rng.choice([None, {"k": 1}, [1, 2]])))
+                                           data=rng.choice([None, {"k": 1}, "tick"])))
         else:
             triggers.append(lepton.on_bucket("images", events=rng.choice([["created"], ["created", "deleted"]]),
                                              prefix=rng.choice(["", "in/"]), suffix=rng.choice(["", ".png"])))
@@ -41,7 +42,7 @@ def random_function(rng: random.Random, i: int) -> lepton.Function:
     return lepton.function(
         name=f"fn-{i}", cpu=rng.choice(["250m", "1", "2"]), memory=rng.choice(["256Mi", "1Gi"]), gpu=rng.choice([0, 0, 1, 2]),
         min_scale=(low := rng.randint(0, 2)), max_scale=rng.randint(max(low, 1), 20), concurrency=(cc := rng.choice([0, 1, 8, 100])),
-        target=rng.choice([t for t in (None, 0.5, 3, 50) if t is None or not cc or t <= cc]), scale_down_after=rng.choice([1, 30, 60, 600, 7200]), timeout=rng.choice([0.5, 30, 300, 599.5]),
+        target=rng.choice([t for t in (None, 0.5, 3, 50) if t is None or not cc or t <= cc]), scale_down_after=rng.choice([1, 30, 60, 600, 3600]), timeout=rng.choice([0.5, 30, 300, 599.5]),
         buckets=rng.choice([[], ["images"], ["images", "predictions"]]), env=rng.choice([{}, {"MODE": "fast", "B": "2"}]),
         secrets=rng.choice([[], ["hf-token"]]), public=rng.choice([True, False]), triggers=triggers,
     )(handler)
@@ -63,8 +64,12 @@ def test_every_option_lands_in_the_right_field(seed):
     assert svc["metadata"]["namespace"] == "ml" and svc["metadata"]["name"] == spec.name
     assert notes["autoscaling.knative.dev/min-scale"] == str(spec.min_scale)
     assert notes["autoscaling.knative.dev/max-scale"] == str(spec.max_scale)
-    assert float(notes["autoscaling.knative.dev/target"]) == pytest.approx(spec.autoscale_target)
-    assert notes["autoscaling.knative.dev/window"] == f"{min(3600, max(6, math.ceil(spec.scale_down_after)))}s"
+    # Knative's effective target is target x utilization: the embedded autoscaler's target, 0.7 applied once.
+    effective = float(notes["autoscaling.knative.dev/target"]) * float(notes["autoscaling.knative.dev/target-utilization-percentage"]) / 100
+    expected = spec.target or (spec.concurrency * 0.7 if spec.concurrency else spec.autoscale_target)
+    assert effective == pytest.approx(expected)
+    assert notes["autoscaling.knative.dev/scale-to-zero-pod-retention-period"] == f"{math.ceil(spec.scale_down_after)}s"
+    assert "autoscaling.knative.dev/window" not in notes
     assert notes["autoscaling.knative.dev/class"] == "kpa.autoscaling.knative.dev"
     assert pod["containerConcurrency"] == spec.concurrency
     assert pod["timeoutSeconds"] == math.ceil(spec.timeout)
@@ -72,12 +77,16 @@ def test_every_option_lands_in_the_right_field(seed):
     assert container["resources"]["requests"] == {"cpu": spec.cpu, "memory": spec.memory}
     assert container["resources"]["limits"].get("nvidia.com/gpu") == (str(spec.gpu) if spec.gpu else None)
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz" and container["livenessProbe"]["httpGet"]["path"] == "/healthz"
-    env = {e["name"]: e["value"] for e in container["env"]}
-    assert env["LEPTON_ARTIFACT_URL"] == TARGET.artifact_url and env["LEPTON_ARTIFACT_DIGEST"] == TARGET.digest
-    assert env["LEPTON_FUNCTION"] == spec.name and env["LEPTON_REVISION"] == template["metadata"]["name"]
+    assert container["startupProbe"]["httpGet"]["path"] == "/readyz"
+    assert container["startupProbe"]["periodSeconds"] * container["startupProbe"]["failureThreshold"] >= 600
+    env = {e["name"]: e.get("value", e.get("valueFrom")) for e in container["env"]}
+    assert env["LEPTON_ARTIFACT_DIGEST"] == TARGET.digest and env["LEPTON_FUNCTION"] == spec.name
+    assert env["LEPTON_URL"] == {"secretKeyRef": {"name": f"lepton-fn-{spec.name}", "key": "url"}}
+    assert env["LEPTON_TOKEN"] == {"secretKeyRef": {"name": f"lepton-fn-{spec.name}", "key": token_key(spec, TARGET.digest, TARGET.image)}}
     assert {k: env[k] for k in spec.env} == spec.env
-    assert env.get("LEPTON_BUCKETS") == (",".join(spec.buckets) if spec.buckets else None)
-    assert [s["secretRef"]["name"] for s in container["envFrom"]] == [f"lepton-{spec.name}", *spec.secrets]
+    assert not any(name.startswith(("AWS_", "LEPTON_S3")) for name in env), "pods hold no S3 credentials"
+    assert [s["secretRef"]["name"] for s in container.get("envFrom", [])] == list(spec.secrets)
+    assert svc["spec"]["traffic"] == [{"latestRevision": True, "percent": 100}]
     assert (svc["metadata"]["labels"].get("networking.knative.dev/visibility") == "cluster-local") is not spec.public
     for obj in objects:
         assert obj["metadata"]["labels"]["lepton.dev/function"] == spec.name
@@ -89,7 +98,10 @@ def test_every_option_lands_in_the_right_field(seed):
         if trig.kind == "cron":
             assert obj["kind"] == "PingSource"
             assert obj["spec"]["schedule"] == trig.schedule and obj["spec"]["timezone"] == trig.timezone
-            assert (json.loads(obj["spec"]["data"]) if "data" in obj["spec"] else None) == trig.data
+            if isinstance(trig.data, dict):
+                assert obj["spec"]["contentType"] == "application/json" and json.loads(obj["spec"]["data"]) == trig.data
+            else:
+                assert obj["spec"].get("data") == trig.data
             assert obj["spec"]["sink"]["ref"]["name"] == spec.name
             continue
         assert obj["kind"] == "Trigger" and obj["spec"]["broker"] == "events"
@@ -104,17 +116,69 @@ def test_every_option_lands_in_the_right_field(seed):
             assert obj["spec"]["filter"] == {"attributes": dict(trig.attributes)}
         d = obj["spec"]["delivery"]
         assert d["retry"] == trig.delivery.retry and d["backoffPolicy"] == trig.delivery.backoff
-        assert d["backoffDelay"] == iso_duration(trig.delivery.delay)
-        assert d.get("timeout") == (iso_duration(trig.delivery.timeout) if trig.delivery.timeout else None)
+        assert d["backoffDelay"] == iso_duration(trig.delivery.delay, "delay")
+        assert d.get("timeout") == (iso_duration(trig.delivery.timeout, "timeout") if trig.delivery.timeout else None)
         assert d.get("deadLetterSink", {}).get("ref", {}).get("name") == trig.delivery.dead_letter
 
 
-def test_rendering_is_deterministic_and_revisions_follow_content():
+def revision(spec, target=TARGET) -> str:
+    return render(spec, target)[0]["spec"]["template"]["metadata"]["name"]
+
+
+def test_rendering_is_deterministic_and_revision_names_follow_every_template_change():
     fn = random_function(random.Random(1), 1)
     assert render(fn.spec, TARGET) == render(fn.spec, TARGET)
-    other = Target(**{**TARGET.__dict__, "digest": "sha256:" + "cd" * 32})
-    assert render(fn.spec, TARGET)[0]["spec"]["template"]["metadata"]["name"] != render(fn.spec, other)[0]["spec"]["template"]["metadata"]["name"]
-    assert iso_duration(0.2) == "PT0.2S" and iso_duration(30) == "PT30S" and iso_duration(1.25) == "PT1.25S"
+    names = {revision(fn.spec)}
+    for change in ({"digest": "sha256:" + "cd" * 32}, {"image": "registry.example/lepton:2"}):
+        names.add(revision(fn.spec, Target(**{**TARGET.__dict__, **change})))
+    for option in ({"buckets": ("other",)}, {"env": {"X": "1"}}, {"memory": "3Gi"}, {"timeout": 17}):
+        names.add(revision(fn.spec.model_copy(update=option)))
+    assert len(names) == 7, "each template change gets a new name (Knative refuses a change under an old name)"
+    # The platform URL lives in the Secret, so moving the platform creates no revision.
+    assert revision(fn.spec, Target(**{**TARGET.__dict__, "platform_url": "http://elsewhere:1"})) == revision(fn.spec)
+
+
+def test_trigger_names_cover_the_broker_which_knative_cannot_change():
+    @lepton.function(name="svc", triggers=[lepton.on_event("t"), lepton.on_cron("*/5 * * * *")])
+    def svc(event: lepton.CloudEvent) -> None:
+        return None
+
+    one = [o["metadata"]["name"] for o in render(svc.spec, TARGET)[1:]]
+    other = [o["metadata"]["name"] for o in render(svc.spec, Target(**{**TARGET.__dict__, "broker": "other"}))[1:]]
+    assert one[0] != other[0] and all(len(n) <= 63 for n in one + other)
+
+
+def test_durations_keep_one_decimal_like_knative_or_are_refused():
+    assert iso_duration(0.2, "d") == "PT0.2S" and iso_duration(30, "d") == "PT30S" and iso_duration(1.5, "d") == "PT1.5S"
+    for bad in (0.05, 1.25):
+        with pytest.raises(RenderError, match="one decimal of a second"):
+            iso_duration(bad, "function 'f': triggers[0] delivery.delay")
+
+    @lepton.function(name="fast", triggers=[lepton.on_event("t", delivery=lepton.Delivery(delay=0.05))])
+    def fast(event: lepton.CloudEvent) -> None:
+        return None
+
+    with pytest.raises(RenderError) as caught:
+        render(fast.spec, TARGET)
+    assert str(caught.value).startswith("function 'fast': triggers[0] delivery.delay: 0.05 s cannot be said to Knative")
+
+
+def test_cron_data_must_be_an_object_or_text():
+    @lepton.function(name="ticks", triggers=[lepton.on_cron("* * * * *", data=[1, 2])])
+    def ticks(event: lepton.CloudEvent) -> None:
+        return None
+
+    with pytest.raises(RenderError, match=r"function 'ticks': triggers\[0\] on_cron data: .* not list \[1, 2\]; wrap it in a dict"):
+        render(ticks.spec, TARGET)
+
+
+def test_secret_carries_the_url_and_one_token_per_revision_and_traffic_can_be_pinned():
+    fn = random_function(random.Random(2), 2)
+    obj = secret(fn.spec.name, TARGET, {"token-abc": "rev.fn-2-00001.x"}, "fn-2-1234abcd")
+    assert obj["metadata"]["name"] == "lepton-fn-fn-2" and obj["type"] == "Opaque" and "stringData" not in obj
+    assert obj["data"] == {"token-abc": "cmV2LmZuLTItMDAwMDEueA==", "url": "aHR0cDovL2xlcHRvbi1wbGF0Zm9ybS5tbC5zdmM6ODc2NQ=="}
+    assert pinned("fn-2-1234abcd") == [{"revisionName": "fn-2-1234abcd", "percent": 100}]
+    assert render(fn.spec, TARGET, pinned("fn-2-1234abcd"))[0]["spec"]["traffic"] == pinned("fn-2-1234abcd")
 
 
 def broken(mutate, kind: str = "Service"):
@@ -187,3 +251,12 @@ def test_ensure_valid_reports_every_problem_on_one_line():
     with pytest.raises(ManifestError) as caught:
         ensure_valid([obj])
     assert "\n" not in str(caught.value) and "containerConcurrency" in str(caught.value) and "timeoutSeconds" in str(caught.value)
+
+
+def test_a_retention_knative_cannot_keep_is_refused():
+    @lepton.function(name="lazy", scale_down_after=7200)
+    def lazy() -> None:
+        return None
+
+    with pytest.raises(RenderError, match=r"^function 'lazy': scale_down_after 7200 s: Knative keeps a last pod at most 3600 s"):
+        render(lazy.spec, TARGET)

@@ -1,11 +1,13 @@
-"""The platform service with `backend: knative`: the same /v1 API, with deploys applied to a
-(fake) Kubernetes API, artifacts on a (moto) S3, the Service's pod played by the runtime
-image's entrypoint, and events forwarded to the Knative Broker's ingress."""
+"""The platform service with `backend: knative`, as `knative/install` runs it: a real platform
+process talking to the fake Kubernetes API (tests/knative/fake_api.py) as its service
+account, so every request is checked against the Role in knative/install/rbac.yaml. Function
+pods are played by the runtime image's entrypoint with exactly the env of the rendered
+Service, its Secret values read from the fake API."""
 
 from __future__ import annotations
 
 import signal
-import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
@@ -13,82 +15,231 @@ import httpx
 import pytest
 
 import lepton
+from lepton.loader import load_functions
 from tests.embedded.conftest import PlatformProcess, start_platform
 from tests.embedded.test_events import STRUCTURED, wait_for
-from tests.helpers import Process, free_port, start_process
-from tests.knative.fake_api import FakeCluster, FakeServer
-from tests.knative.test_cluster import S3, objects
+from tests.helpers import FUNCTIONS, ROOT, Process, free_port
+from tests.knative.fake_api import PLATFORM_USER, FakeCluster, FakeServer
+from tests.knative.pods import pod_env, start_pod
 from tests.test_cli_run import lepton_cli
 
-HELLO = Path(__file__).resolve().parents[2] / "examples" / "hello.py"
+HELLO = ROOT / "examples" / "hello.py"
+NS = "lepton"
+
+
+@dataclass
+class Knative:
+    platform: PlatformProcess
+    server: FakeServer
+    env: dict[str, str]
+    tmp: Path
+    pods: list[Process]
+
+    @property
+    def cluster(self) -> FakeCluster:
+        return self.server.cluster
+
+    def service(self, name: str) -> dict:
+        return self.cluster.get("services", NS, name)
+
+    def address(self, name: str) -> None:
+        """Give the Service a loopback URL (its status.url) where its pod will listen."""
+        self.cluster.urls[name] = f"http://127.0.0.1:{free_port()}"
+
+    def pod(self, name: str) -> Process:
+        """Start the Service's pod at its URL."""
+        port = int(self.cluster.urls[name].rsplit(":", 1)[1])
+        pod = start_pod(self.cluster, self.service(name), port, self.tmp / f"pod-{port}.log")
+        self.pods.append(pod)
+        return pod
+
+    def restart(self) -> None:
+        self.platform.process.stop(signal.SIGTERM)
+        port = int(self.platform.url.rsplit(":", 1)[1])
+        self.platform.process = start_platform(self.platform.home, self.tmp / "platform-2.log", port, env=self.env)
 
 
 @pytest.fixture
-def knative(tmp_path: Path, moto_server: str) -> Iterator[tuple[PlatformProcess, FakeServer, dict[str, str]]]:
+def knative(tmp_path: Path) -> Iterator[Knative]:
     fake = FakeCluster()
     with FakeServer(fake, free_port()) as server:
-        env = {**S3, "KUBECONFIG": str(server.kubeconfig(tmp_path / "kubeconfig")), "LEPTON_BACKEND": "knative",
-               "LEPTON_STORAGE": "s3", "LEPTON_S3_ENDPOINT_URL": moto_server, "LEPTON_S3_BUCKET_PREFIX": f"k{uuid.uuid4().hex[:8]}-",
-               "LEPTON_ARTIFACT_BUCKET": f"artifacts-{uuid.uuid4().hex[:8]}", "LEPTON_KNATIVE_BROKER_URL": f"{server.url}/broker"}
+        port = free_port()
+        env = {"KUBECONFIG": str(server.kubeconfig(tmp_path / "kubeconfig", as_platform=True)), "LEPTON_BACKEND": "knative",
+               "LEPTON_KNATIVE_NAMESPACE": NS, "LEPTON_KNATIVE_BROKER_URL": f"{server.url}/broker",
+               "LEPTON_KNATIVE_PLATFORM_URL": f"http://127.0.0.1:{port}", "LEPTON_KNATIVE_READY_TIMEOUT": "30"}
         home = tmp_path / "home"
-        platform = PlatformProcess(start_platform(home, tmp_path / "platform.log", env=env), home, tmp_path / "src")
+        platform = PlatformProcess(start_platform(home, tmp_path / "platform.log", port, env=env), home, tmp_path / "src")
+        running = Knative(platform, server, env, tmp_path, [])
         try:
-            yield platform, server, env
+            yield running
         finally:
-            platform.process.stop(signal.SIGTERM)
+            for pod in running.pods:
+                pod.stop()
+            running.platform.process.stop(signal.SIGTERM)
+    refused = [r for r in fake.requests if r[0] == PLATFORM_USER and r[3] in (401, 403)]
+    assert not refused, f"the platform did something its Role does not grant: {refused}"
 
 
-def start_pod(service: dict, env: dict[str, str], port: int, log: Path) -> Process:
-    """Run what the Service's container would run: the runtime image's entrypoint."""
-    container = service["spec"]["template"]["spec"]["containers"][0]
-    pod_env = {**S3, **{e["name"]: e["value"] for e in container["env"]}, "PORT": str(port), "HOST": "127.0.0.1",
-               "LEPTON_HOME": str(log.parent / f"pod-{port}")}
-    return start_process(["-m", "lepton_knative.entrypoint"], log, f"http://127.0.0.1:{port}", env=pod_env, ready_path="/readyz")
+def source(tmp: Path, name: str, text: str) -> Path:
+    path = tmp / name / "main.py"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
 
 
-def test_the_v1_api_deploys_to_knative(knative, tmp_path):
-    platform, server, env = knative
-    pod_port = free_port()
-    server.cluster.urls["hello"] = f"http://127.0.0.1:{pod_port}"
-    (deployed,) = platform.deploy(HELLO)
-    assert deployed["revision"] == "hello-00001" and deployed["status"] == "ready"
-    service = objects(server, "services")["hello"]
-    pod = start_pod(service, env, pod_port, tmp_path / "pod.log")
-    try:
-        with platform.http() as http:
-            answer = http.post("/fn/hello", json={"name": "cluster", "excited": True})
-            assert answer.json() == {"greeting": "Hello, cluster!"} and answer.headers["x-lepton-revision"] == "hello-00001"
-            info = http.get("/v1/functions/hello").json()
-            assert info["backend"] == "knative" and info["service_url"] == f"http://127.0.0.1:{pod_port}"
+def test_a_pod_gets_its_credentials_from_the_secret_and_uses_buckets_through_the_platform(knative):
+    knative.address("touch")
+    (deployed,) = knative.platform.deploy(FUNCTIONS / "platform" / "buckets.py", "touch")
+    assert deployed["revision"] == "touch-00001" and deployed["status"] == "ready"
+    service = knative.service("touch")
+    env = pod_env(knative.cluster, service)
+    assert env["LEPTON_URL"] == knative.platform.url and env["LEPTON_TOKEN"].startswith("rev.touch-00001.")
+    assert not any(k.startswith(("AWS_", "LEPTON_S3")) for k in env), "no S3 credentials in a pod"
+    secret = knative.cluster.get("secrets", NS, "lepton-fn-touch")
+    assert secret["metadata"]["labels"]["lepton.dev/function"] == "touch"
+    assert PLATFORM_USER.rsplit(":", 1)[1] not in str(env)
 
-            server.cluster.fail["hello"] = "Container failed with: exec format error"
-            changed = HELLO.read_text().replace("Hello,", "Hi,")
-            (tmp_path / "v2").mkdir()
-            (tmp_path / "v2" / "hello.py").write_text(changed)
-            with pytest.raises(lepton.InvocationError) as failed:
-                platform.deploy(tmp_path / "v2" / "hello.py")
-            assert failed.value.status_code == 422
-            assert "failed on Knative; the previous revision keeps serving" in str(failed.value)
-            assert "RevisionFailed: Container failed with: exec format error" in str(failed.value)
-            assert http.post("/fn/hello", json={"name": "still"}).json() == {"greeting": "Hello, still."}
-            assert [r["status"] for r in http.get("/v1/functions/hello/revisions").json()] == ["ready", "failed"]
-
-            assert http.post("/v1/events", json={"specversion": "1.0", "id": "k-1", "source": "/t", "type": "com.example"},
-                             headers=STRUCTURED).status_code == 202
-            forwarded = wait_for(lambda: [e for e in server.cluster.broker_events if e["id"] == "k-1"], message="event reached the Broker")
-            assert forwarded[0]["type"] == "com.example"
-
-            assert http.delete("/v1/functions/hello").status_code == 200
-            assert objects(server, "services") == {}
-    finally:
-        pod.stop()
-    assert httpx.get(f"{platform.url}/v1/functions", headers={"Authorization": f"Bearer {platform.token}"}).json() == []
+    knative.pod("touch")
+    with knative.platform.http() as http:
+        answer = http.post("/fn/touch", json={"bucket": "allowed"})
+        assert answer.json() == {"status": 200, "body": "written by touch-00001"}
+        assert http.post("/fn/touch", json={"bucket": "elsewhere"}).json()["status"] == 403
+        assert http.get("/v1/buckets/allowed/objects/from-function.txt").content == b"written by touch-00001"
+        # The pod's token reads its own function's artifact and nothing under /v1 beyond it.
+        pod_token = {"Authorization": f"Bearer {env['LEPTON_TOKEN']}"}
+        assert httpx.get(f"{knative.platform.url}/v1/functions", headers=pod_token).status_code == 403
+        assert httpx.get(f"{knative.platform.url}/v1/artifacts/sha256:{'0' * 64}", headers=pod_token).status_code == 403
 
 
-def test_knative_backend_needs_s3_storage(tmp_path, monkeypatch):
-    monkeypatch.setenv("LEPTON_BACKEND", "knative")
-    monkeypatch.setenv("LEPTON_HOME", str(tmp_path / "home"))
-    result = lepton_cli("up", "--port", str(free_port()))
-    assert result.returncode == 2
-    assert result.stderr.strip() == ("error: configuration backend: knative needs storage.backend: s3 "
-                                     "(the cluster fetches artifacts and buckets from S3)")
+def test_a_failed_revision_never_takes_traffic_and_rollback_pins_an_older_one(knative, tmp_path):
+    knative.address("hello")
+    (v1,) = knative.platform.deploy(HELLO)
+    first = knative.service("hello")["spec"]["template"]["metadata"]["name"]
+    knative.pod("hello")
+    knative.cluster.fail["hello"] = "Container failed with: exec format error"
+    v2 = source(tmp_path, "v2", HELLO.read_text().replace("Hello,", "Hi,"))
+    with knative.platform.http() as http:
+        with pytest.raises(lepton.InvocationError) as failed:
+            knative.platform.deploy(v2)
+        assert failed.value.status_code == 422
+        assert "failed on Knative; the previous revision keeps serving" in str(failed.value)
+        assert "Service hello is not ready: RevisionFailed: Revision \"hello-" in str(failed.value)
+        assert "failed with message: Container failed with: exec format error." in str(failed.value)
+        svc = knative.service("hello")
+        assert svc["spec"]["traffic"] == [{"revisionName": first, "percent": 100}], "traffic stayed on the old revision"
+        assert svc["status"]["traffic"][0]["revisionName"] == first
+        assert http.post("/fn/hello", json={"name": "still"}).json() == {"greeting": "Hello, still."}
+        assert [r["status"] for r in http.get("/v1/functions/hello/revisions").json()] == ["ready", "failed"]
+
+        # After a restart the platform still routes to status.url: the Service is Ready=False,
+        # but Knative serves its previous revision there.
+        knative.restart()
+        assert http.post("/fn/hello", json={"name": "again"}).json() == {"greeting": "Hello, again."}
+
+        del knative.cluster.fail["hello"]
+        (v3,) = knative.platform.deploy(source(tmp_path, "v3", HELLO.read_text().replace("Hello,", "Hey,")))
+        third = knative.service("hello")["spec"]["template"]["metadata"]["name"]
+        assert v3["revision"] == "hello-00003" and knative.service("hello")["spec"]["traffic"] == [{"revisionName": third, "percent": 100}]
+        revisions = set(knative.cluster.of("revisions", NS))
+        assert http.post("/v1/functions/hello/rollback", json={"revision": "hello-00001"}).json()["revision"] == "hello-00001"
+        svc = knative.service("hello")
+        assert svc["spec"]["traffic"] == [{"revisionName": first, "percent": 100}]
+        assert svc["spec"]["template"]["metadata"]["name"] == third, "a rollback creates no revision"
+        assert set(knative.cluster.of("revisions", NS)) == revisions
+        assert http.get("/v1/functions/hello").json()["knative_revision"] == first
+
+
+def test_redeploys_with_a_new_image_pass_knatives_name_check(knative):
+    knative.platform.deploy(HELLO)
+    first = knative.service("hello")["spec"]["template"]["metadata"]["name"]
+    artifact = lepton.package(HELLO, load_functions(str(HELLO)))
+    with knative.platform.client() as api:
+        answer = api.request("POST", "/v1/functions", json={"artifact": artifact.digest, "function": "hello",
+                                                               "image": "registry.example/hello:2"}).json()
+    assert answer["revision"] == "hello-00002" and answer["changed"]
+    template = knative.service("hello")["spec"]["template"]
+    assert template["metadata"]["name"] != first and template["spec"]["containers"][0]["image"] == "registry.example/hello:2"
+
+
+def test_a_new_revision_prunes_the_triggers_and_schedules_it_dropped(knative, tmp_path):
+    code = ("import lepton\n\n@lepton.function(triggers=[lepton.on_event('com.example.order'), lepton.on_cron('0 3 * * *', data={'k': 1})])\n"
+            "def worker(event: lepton.CloudEvent) -> None:\n    return None\n")
+    knative.platform.deploy(source(tmp_path, "v1", code))
+    assert len(knative.cluster.of("triggers", NS)) == 1 and len(knative.cluster.of("pingsources", NS)) == 1
+    knative.platform.deploy(source(tmp_path, "v2", code.replace(", lepton.on_cron('0 3 * * *', data={'k': 1})", "")))
+    assert len(knative.cluster.of("triggers", NS)) == 1 and knative.cluster.of("pingsources", NS) == {}, "a deleted on_cron stops firing"
+    knative.platform.deploy(source(tmp_path, "v3", code.replace("triggers=[lepton.on_event('com.example.order'), lepton.on_cron('0 3 * * *', data={'k': 1})]", "")))
+    assert knative.cluster.of("triggers", NS) == {} and knative.cluster.of("pingsources", NS) == {}
+    with knative.platform.http() as http:
+        assert http.post("/v1/functions/worker/rollback", json={"revision": "worker-00001"}).status_code == 200
+    assert len(knative.cluster.of("triggers", NS)) == 1 and len(knative.cluster.of("pingsources", NS)) == 1, "a rollback brings them back"
+
+
+def test_ls_info_and_logs_come_from_the_cluster(knative):
+    knative.platform.deploy(HELLO)
+    revision = knative.service("hello")["spec"]["template"]["metadata"]["name"]
+    knative.cluster.scale(revision, 2)
+    knative.cluster.add_pod(revision, f"{revision}-deployment-a-1", log="loading model\nready\n")
+    knative.cluster.add_pod(revision, f"{revision}-deployment-b-2", log="<b>served</b> 7\n", ready=False)
+    info = knative.platform.info("hello")
+    assert (info["backend"], info["replicas"], info["desired"], info["ready"]) == ("knative", 2, 2, 1)
+    assert [p["id"] for p in info["replica_details"]] == [f"{revision}-deployment-a-1", f"{revision}-deployment-b-2"]
+    env = {"LEPTON_URL": knative.platform.url, "LEPTON_TOKEN": knative.platform.token}
+    listed = lepton_cli("ls", env=env)
+    assert listed.returncode == 0 and "1/2" in listed.stdout
+    shown = lepton_cli("info", "hello", env=env)
+    assert f"pod:       {revision}-deployment-b-2  Running  not ready  revision {revision}" in shown.stdout
+    logs = lepton_cli("logs", "hello", "--tail", "1", env=env)
+    assert logs.returncode == 0, logs.stderr
+    assert logs.stdout.splitlines() == [f"[{revision}-deployment-a-1] ready", f"[{revision}-deployment-b-2] <b>served</b> 7"]
+
+
+def test_remove_deletes_every_object_and_events_go_to_the_broker(knative, tmp_path):
+    code = "import lepton\n\n@lepton.function(triggers=[lepton.on_cron('*/5 * * * *')])\ndef ticker(event: lepton.CloudEvent) -> None:\n    return None\n"
+    knative.platform.deploy(source(tmp_path, "ticker", code))
+    with knative.platform.http() as http:
+        assert http.post("/v1/events", json={"specversion": "1.0", "id": "k-1", "source": "/t", "type": "com.example"},
+                         headers=STRUCTURED).status_code == 202
+        forwarded = wait_for(lambda: [e for e in knative.cluster.broker_events if e["id"] == "k-1"], message="event reached the Broker")
+        assert forwarded[0]["type"] == "com.example"
+        assert http.delete("/v1/functions/ticker").status_code == 200
+        assert http.get("/v1/functions").json() == []
+    for plural in ("services", "revisions", "pingsources", "triggers", "secrets"):
+        assert knative.cluster.of(plural, NS) == {}, plural
+
+
+def test_what_the_runtime_image_lacks_is_refused_with_the_way_out(knative):
+    with pytest.raises(lepton.InvocationError) as refused:
+        knative.platform.deploy(FUNCTIONS / "platform" / "needs_package.py", "needy")
+    assert refused.value.status_code == 422
+    assert str(refused.value.detail) == ("function 'needy': requirement 'definitely-not-installed-pkg>=1' is not in the runtime image "
+                                         "ghcr.io/lepton-dev/lepton-runtime:0.1.0; run `lepton build FILE --tag IMAGE` and deploy with --image IMAGE")
+    assert knative.cluster.of("services", NS) == {}, "nothing applied"
+
+
+def test_webhook_denials_and_hand_edits(knative, tmp_path):
+    knative.cluster.reject["hello"] = ("spec.template.spec.containers[0].image", "image must be pinned by digest")
+    with pytest.raises(lepton.InvocationError) as denied:
+        knative.platform.deploy(HELLO)
+    assert "Service hello: spec.template.spec.containers[0].image: image must be pinned by digest" in str(denied.value.detail)
+    assert "\n" not in str(denied.value.detail)
+    del knative.cluster.reject["hello"]
+    knative.platform.deploy(HELLO)
+    # Someone pins the traffic by hand; the next deploy takes the field back (apply with force).
+    first = knative.service("hello")["spec"]["template"]["metadata"]["name"]
+    knative.cluster.edit_as("kubectl-edit", "services", NS, "hello", {"spec": {"traffic": [{"latestRevision": True, "percent": 100}]}})
+    assert "kubectl-edit" in knative.cluster.managers("services", NS, "hello")
+    knative.platform.deploy(source(tmp_path, "v2", HELLO.read_text().replace("Hello,", "Hi,")))
+    svc = knative.service("hello")
+    assert svc["spec"]["traffic"] == [{"revisionName": svc["spec"]["template"]["metadata"]["name"], "percent": 100}]
+    assert svc["spec"]["template"]["metadata"]["name"] != first
+
+
+def test_the_cli_deploys_through_the_platform_and_checks_its_backend(knative):
+    env = {"LEPTON_URL": knative.platform.url, "LEPTON_TOKEN": knative.platform.token}
+    deployed = lepton_cli("deploy", str(HELLO), "--target", "knative", env=env)
+    assert deployed.returncode == 0, deployed.stderr
+    assert deployed.stdout.startswith("hello  hello-00001  ready  ")
+    wrong = lepton_cli("deploy", str(HELLO), env=env)
+    assert wrong.returncode == 1
+    assert wrong.stderr.strip() == f"error: the platform at {knative.platform.url} runs the knative backend, not embedded; use --target knative"

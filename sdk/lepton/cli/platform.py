@@ -9,11 +9,16 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from lepton.cli.knative import BrokerOpt, BucketOpt, ImageOpt, KubeconfigOpt, NamespaceOpt
+from lepton.cli.knative import ImageOpt
+from lepton.errors import LeptonError
 
 PlatformOpt = Annotated[Optional[str], typer.Option("--platform", envvar="LEPTON_URL", help="Platform URL [default: http://127.0.0.1:8765].")]
 TokenOpt = Annotated[Optional[str], typer.Option("--token", envvar="LEPTON_TOKEN", help="API token [default: $LEPTON_HOME/token].", show_default=False)]
 OutputOpt = Annotated[str, typer.Option("--output", "-o", help="'table' or 'json' (for scripts).")]
+
+
+class TargetMismatch(LeptonError):
+    """`--target` names a backend the platform does not run."""
 
 
 def client(platform: str | None, token: str | None):  # noqa: ANN201 - lepton.Client
@@ -67,20 +72,12 @@ def register(app: typer.Typer) -> None:
         target: Annotated[str, typer.Argument(metavar="FILE[:NAME]")],
         target_kind: Annotated[str, typer.Option("--target", help="'embedded' or 'knative'.")] = "embedded",
         no_wait: Annotated[bool, typer.Option("--no-wait", help="Return once the deploy has started.")] = False,
-        platform: PlatformOpt = None, token: TokenOpt = None, output: OutputOpt = "table",
-        namespace: NamespaceOpt = "default", broker: BrokerOpt = "default", image: ImageOpt = None,
-        bucket: BucketOpt = "lepton-artifacts", kubeconfig: KubeconfigOpt = None,
+        platform: PlatformOpt = None, token: TokenOpt = None, output: OutputOpt = "table", image: ImageOpt = None,
     ) -> None:
-        """Package and deploy every function in FILE (or just NAME): to the embedded platform,
-        or to a Knative cluster with --target knative."""
+        """Package and deploy every function in FILE (or just NAME) through the platform: the
+        embedded one, or (--target knative) the one installed on a cluster with knative/install."""
         as_json = check_output(output)
-        if target_kind == "knative":
-            from lepton.cli.knative import deploy_knative
-
-            deploy_knative(target, wait=not no_wait, as_json=as_json, namespace=namespace, broker=broker, image=image,
-                           bucket=bucket, kubeconfig=kubeconfig)
-            return
-        if target_kind != "embedded":
+        if target_kind not in ("embedded", "knative"):
             raise typer.BadParameter(f"{target_kind!r}; use 'embedded' or 'knative'", param_hint="--target")
         from lepton.loader import load_functions, split_target
         from lepton.packaging import package
@@ -88,13 +85,19 @@ def register(app: typer.Typer) -> None:
         con = console()
         results = []
         with client(platform, token) as api, con.status("packaging...") as status:
+            backend = api.request("GET", "/healthz").json().get("backend", "embedded")
+            if backend != target_kind:
+                raise TargetMismatch(f"the platform at {api.url} runs the {backend} backend, not {target_kind}; "
+                                     + ("point --platform (LEPTON_URL) at the platform installed on the cluster (knative/install)"
+                                        if target_kind == "knative" else "use --target knative"))
             functions = load_functions(target)
             artifact = package(split_target(target)[0], functions)
             status.update(f"uploading {len(artifact.data) / 1024:.0f} KiB ({artifact.digest[:19]}...)")
             api.request("PUT", f"/v1/artifacts/{artifact.digest}", content=artifact.data)
             for name in sorted(functions):
                 status.update(f"deploying {name}: starting the new revision and waiting until it is ready...")
-                response = api.request("POST", "/v1/functions", json={"artifact": artifact.digest, "function": name, "wait": not no_wait})
+                request = {"artifact": artifact.digest, "function": name, "wait": not no_wait, "image": image or ""}
+                response = api.request("POST", "/v1/functions", json=request)
                 results.append(response.json())
         if as_json:
             emit_json(results)
@@ -127,7 +130,15 @@ def register(app: typer.Typer) -> None:
         typer.echo(f"replicas:  {fn['ready']} ready / {fn['replicas']} / desired {fn['desired']}  (in flight {fn['in_flight']})")
         typer.echo(f"scaling:   min {scale['min']}, max {scale['max']}, target {scale['target']:g}, concurrency {scale['concurrency']}, "
                    f"to zero after {scale['scale_down_after']:g}s, timeout {scale['timeout']:g}s")
+        if fn.get("backend") == "knative":
+            typer.echo(f"knative:   revision {fn.get('knative_revision') or '-'} at {fn.get('service_url')}")
+            if fn.get("error"):
+                typer.echo(f"cluster:   {fn['error']}")
         for replica in fn.get("replica_details", []):
+            if fn.get("backend") == "knative":
+                typer.echo(f"pod:       {replica['id']}  {replica['state']}  {'ready' if replica['ready'] else 'not ready'}  "
+                           f"revision {replica['revision']}  restarts {replica['restarts']}")
+                continue
             cores = ",".join(map(str, replica["cpus"])) or "any"
             typer.echo(f"replica:   {replica['id']}  {replica['state']}  pid {replica['pid']}  cpus {cores}  "
                        f"in flight {replica['in_flight']}  {'forked' if replica['forked'] else 'fresh process'}")

@@ -1,0 +1,64 @@
+"""The operations a backend provides. A deploy is two steps, so that a revision takes
+traffic only once it is ready: `prove` starts it and waits (the previous revision keeps
+serving, whatever happens), then `route` moves the traffic and the triggers to it."""
+
+from __future__ import annotations
+
+from typing import Any, AsyncIterator, Protocol
+
+from lepton.spec import FunctionSpec
+from lepton_platform.store import Revision
+
+
+class Serving(Protocol):
+    """What the router and activator need of a function, whichever backend runs it."""
+
+    revision: Revision
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def spec(self) -> FunctionSpec: ...
+
+    async def acquire(self, timeout: float) -> tuple[Any, bool]: ...
+
+    def release(self, replica: Any) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class Backend(Protocol):
+    name: str
+
+    async def start(self) -> None:
+        """Begin background work (the embedded template process)."""
+
+    async def stop(self) -> None: ...
+
+    def health(self) -> dict[str, Any]:
+        """Backend facts for GET /healthz."""
+
+    def check(self, spec: FunctionSpec, image: str) -> list[str]:
+        """Refuse (DeployFailed) what this backend cannot run; returns requirements to install first."""
+
+    async def install(self, revision: Revision, missing: list[str]) -> None:
+        """Install what `check` said is missing (DeployFailed when it cannot be)."""
+
+    async def restore(self, revision: Revision) -> Serving:
+        """Serve a function that was routed before the platform restarted."""
+
+    async def prove(self, revision: Revision, current: Revision | None, *, rollback: bool = False) -> Any:
+        """Start `revision` without routing to it and wait until it is ready; DeployFailed if
+        it is not. `current` is the revision serving now; a rollback may reuse what runs."""
+
+    async def route(self, revision: Revision, proof: Any, serving: Serving | None) -> Serving:
+        """Send all traffic, and the function's triggers, to a proven revision."""
+
+    async def remove(self, function: str, serving: Serving) -> None: ...
+
+    async def status(self, serving: Serving) -> dict[str, Any]:
+        """Replicas and their state, for `lepton ls` and `lepton info`."""
+
+    def logs(self, function: str, tail: int, follow: bool) -> AsyncIterator[bytes]:
+        """The function's replica logs: the last `tail` lines, then new ones while `follow`."""

@@ -1,0 +1,184 @@
+"""The embedded backend: each function's replicas are worker processes on this machine,
+forked from a template process, scaled by the function's `Fleet`; replica logs are files
+under `$LEPTON_HOME/logs`; triggers are delivered by the platform's own broker."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, AsyncIterator
+
+from lepton.spec import FunctionSpec
+from lepton_platform.cpus import CpuPlacement
+from lepton_platform.errors import DeployFailed
+from lepton_platform.fleet import Fleet
+from lepton_platform.packages import Packages, RequirementError, missing_requirements
+from lepton_platform.replicas import Replica, ReplicaFactory, ReplicaFailed
+from lepton_platform.store import Revision
+from lepton_platform.zygote import Zygote, ZygoteUnavailable
+
+if TYPE_CHECKING:
+    from lepton_platform.service import Platform
+
+logger = logging.getLogger("lepton.platform")
+READY_TIMEOUT = 300.0
+TAIL_BLOCK = 64 << 10
+
+
+class EmbeddedBackend:
+    name = "embedded"
+
+    def __init__(self, platform: Platform, *, fork: bool) -> None:
+        self.platform = platform
+        self.logs_dir = platform.logs
+        self.packages = Packages(platform.home / "packages")
+        self._package_dirs: dict[str, Path | None] = {}  # by revision id, for replica starts
+        self.zygote = Zygote(platform.run_dir, self.logs_dir / "zygote.log", self._on_exit) if fork else None
+        self.factory = ReplicaFactory(self.zygote, platform.run_dir, self.logs_dir, platform.unpacked, self._replica_env,
+                                      CpuPlacement() if platform.config.cpu_affinity else None)
+        self._zygote_task: asyncio.Task[None] | None = None
+
+    def _on_exit(self, pid: int, status: int) -> None:
+        self.factory.on_exit(pid, status)
+
+    def _replica_env(self, revision: Revision) -> dict[str, str]:
+        """Replicas reach the platform with a token scoped to their revision's buckets, and
+        find the packages installed for it (packages.py) in LEPTON_PACKAGES."""
+        env = {"LEPTON_URL": self.platform.url, "LEPTON_TOKEN": self.platform.credentials.scoped_token(revision.id)}
+        if revision.id not in self._package_dirs:  # once per revision: the metadata lookups cost ~1 ms each
+            try:
+                missing = missing_requirements(revision.spec.requirements)
+            except RequirementError:  # checked at deploy; the environment changed since: the replica's log will say
+                missing = []
+            self._package_dirs[revision.id] = self.packages.installed(missing) if missing else None
+        folder = self._package_dirs[revision.id]
+        if folder is not None:
+            env["LEPTON_PACKAGES"] = str(folder)
+        return env
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self.zygote is not None:
+            self._zygote_task = asyncio.create_task(self._keep_zygote())
+
+    async def _keep_zygote(self) -> None:
+        """Start the template process, and start it again if it dies."""
+        assert self.zygote is not None
+        while True:
+            try:
+                await self.zygote.start()
+                await self.zygote.process.wait()
+                logger.warning("template process exited with %s; restarting it", self.zygote.process.returncode)
+            except ZygoteUnavailable as exc:
+                logger.error("%s", exc)
+            await asyncio.sleep(1)
+
+    async def stop(self) -> None:
+        if self._zygote_task:
+            self._zygote_task.cancel()
+        if self.zygote is not None:
+            await self.zygote.stop()
+
+    def health(self) -> dict[str, Any]:
+        return {"template_process": bool(self.zygote and self.zygote.available)}
+
+    # -- deploys -----------------------------------------------------------------------------
+
+    def check(self, spec: FunctionSpec, image: str) -> list[str]:
+        """What must be installed for `spec`; refuses what cannot be (or, in `check` mode, is missing)."""
+        if image:
+            raise DeployFailed(f"function {spec.name!r}: an image ({image}) applies to the knative backend only; "
+                               "the embedded platform runs functions in its own environment")
+        try:
+            missing = missing_requirements(spec.requirements)
+        except RequirementError as exc:
+            raise DeployFailed(f"function {spec.name!r}: {exc}") from None
+        if missing and self.platform.config.requirements == "check":
+            raise DeployFailed(f"function {spec.name!r}: requirement {missing[0]!r} is not installed on the platform "
+                               "(`requirements: install` in config.yaml installs what is missing, per revision)")
+        return missing
+
+    async def install(self, revision: Revision, missing: list[str]) -> None:
+        try:
+            await self.packages.install(missing)
+        except RequirementError as exc:
+            raise DeployFailed(f"function {revision.function!r}: {exc}; the previous revision keeps serving") from None
+
+    async def restore(self, revision: Revision) -> Fleet:
+        fleet = self._fleet(revision)
+        await self.platform.broker.set_function_triggers(revision.spec)
+        return fleet
+
+    def _fleet(self, revision: Revision) -> Fleet:
+        fleet = Fleet(revision, self.factory, metrics=self.platform.metrics)
+        fleet.start()
+        return fleet
+
+    async def prove(self, revision: Revision, current: Revision | None, *, rollback: bool = False) -> Replica | None:
+        """One replica of the new revision, ready; a rollback needs none (its fleet starts
+        replicas as traffic comes)."""
+        if rollback:
+            return None
+        replica = await self.factory.start(revision)
+        try:
+            await replica.wait_ready(READY_TIMEOUT)
+        except ReplicaFailed as exc:
+            await replica.stop(grace=0)
+            raise DeployFailed(f"revision {revision.id} failed to start; the previous revision keeps serving. {exc}") from None
+        self.platform.metrics.replica_ready(revision.function, replica)
+        return replica
+
+    async def route(self, revision: Revision, proof: Replica | None, serving: Any) -> Fleet:
+        fleet = serving if isinstance(serving, Fleet) else self._fleet(revision)
+        fleet.switch(revision, proof)
+        await self.platform.broker.set_function_triggers(revision.spec)
+        return fleet
+
+    async def remove(self, function: str, serving: Any) -> None:
+        await serving.close()
+
+    async def status(self, serving: Any) -> dict[str, Any]:
+        return serving.status()
+
+    # -- logs --------------------------------------------------------------------------------
+
+    def log_files(self, function: str) -> list[Path]:
+        folder = self.logs_dir / function
+        return sorted(folder.glob("*.log"), key=lambda p: p.stat().st_mtime) if folder.exists() else []
+
+    async def logs(self, function: str, tail: int, follow: bool) -> AsyncIterator[bytes]:
+        lines: list[bytes] = []
+        offsets = {}
+        for path in self.log_files(function):
+            found, offsets[path] = await asyncio.to_thread(last_lines, path, tail)
+            lines.extend(found)
+        for line in lines[-tail:] if tail else []:
+            yield line
+        while follow and function in self.platform.fleets:
+            await asyncio.sleep(0.2)
+            for path in self.log_files(function):
+                size = path.stat().st_size
+                start = offsets.get(path, 0)
+                if size > start:
+                    with path.open("rb") as fh:
+                        fh.seek(start)
+                        chunk = fh.read(min(size - start, TAIL_BLOCK * 16))
+                    yield chunk
+                    offsets[path] = start + len(chunk)
+
+
+def last_lines(path: Path, count: int) -> tuple[list[bytes], int]:
+    """The last `count` lines of a file, read backwards a block at a time (a replica that
+    floods stdout can leave a log of gigabytes), and the file's size at that moment."""
+    with path.open("rb") as fh:
+        size = fh.seek(0, 2)
+        data, position = b"", size
+        while position > 0 and data.count(b"\n") <= count:
+            step = min(TAIL_BLOCK, position)
+            position -= step
+            fh.seek(position)
+            data = fh.read(step) + data
+    lines = data.splitlines(keepends=True)
+    return (lines[-count:] if count else []), size
