@@ -83,3 +83,27 @@ def test_a_file_changed_inside_the_archive_is_caught(project, tmp_path):
     path.write_bytes(forged.getvalue())
     with pytest.raises(ArtifactError, match="main.py does not match"):
         unpack(path, tmp_path / "unpacked")
+
+
+@pytest.mark.parametrize("has_data_filter", [True, False])
+def test_links_and_escaping_paths_are_refused_on_every_python_3_11(project, tmp_path, monkeypatch, has_data_filter):
+    """Python 3.11 before 3.11.4 (Debian bookworm's 3.11.2) has no tar extraction filters."""
+    if not has_data_filter:
+        monkeypatch.delattr(tarfile, "data_filter")
+    artifact = lepton.package(project)
+    good = tmp_path / "good.tar.gz"
+    good.write_bytes(artifact.data)
+    folder, manifest = unpack(good, tmp_path / "out", artifact.digest)
+    assert (folder / "src" / "weights.bin").read_bytes() == b"\x00\x01" * 1000 and manifest["functions"]
+    for name, kind in (("../escape.txt", tarfile.REGTYPE), ("src/link", tarfile.SYMTYPE)):
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+            member = tarfile.TarInfo(name)
+            member.type = kind
+            member.linkname = "/etc/passwd" if kind == tarfile.SYMTYPE else ""
+            tar.addfile(member, io.BytesIO(b"") if kind == tarfile.REGTYPE else None)
+        bad = tmp_path / f"bad-{kind!r}.tar.gz"
+        bad.write_bytes(buffer.getvalue())
+        with pytest.raises(ArtifactError, match="not a valid Lepton artifact"):
+            unpack(bad, tmp_path / "bad-out")
+    assert not (tmp_path / "escape.txt").exists()

@@ -143,6 +143,20 @@ def verify(path: Path, digest: str | None) -> str:
     return actual
 
 
+def _extract(tar: tarfile.TarFile, dest: Path) -> None:
+    """Extract with the "data" filter (no links out, no devices, no absolute or `..` paths).
+    Python 3.11 has it from 3.11.4 on; on older patch releases (Debian bookworm's 3.11.2)
+    the same checks are made here, for the only members an artifact has: files and folders."""
+    if hasattr(tarfile, "data_filter"):
+        tar.extractall(dest, filter="data")
+        return
+    for member in tar.getmembers():
+        parts = Path(member.name).parts
+        if not (member.isfile() or member.isdir()) or member.name.startswith("/") or ".." in parts:
+            raise tarfile.TarError(f"refusing member {member.name!r}")
+    tar.extractall(dest)
+
+
 def unpack(path: Path, dest_root: Path, digest: str | None = None) -> tuple[Path, dict[str, Any]]:
     """Verify and extract an artifact once into dest_root/<hex>/; returns (folder, manifest)."""
     actual = verify(path, digest)
@@ -153,7 +167,7 @@ def unpack(path: Path, dest_root: Path, digest: str | None = None) -> tuple[Path
     tmp = Path(tempfile.mkdtemp(prefix=".unpack-", dir=dest_root))
     try:
         with tarfile.open(path, "r:gz") as tar:
-            tar.extractall(tmp, filter="data")
+            _extract(tar, tmp)
         manifest = json.loads((tmp / MANIFEST).read_text())
         if manifest.get("format") != FORMAT:
             raise ArtifactError(f"{path}: unknown artifact format {manifest.get('format')!r}")
