@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install test demo bench clean
+.PHONY: install test test-images demo bench clean
 
 install: $(STAMP)
 
@@ -17,6 +17,10 @@ $(STAMP): pyproject.toml
 
 test: install
 	$(PY) -m pytest
+
+# The slow image check: `lepton build` of functions/digits with buildah, served from the image.
+test-images: install
+	LEPTON_IMAGE_TESTS=1 $(PY) -m pytest -m images
 
 demo: install
 	$(PY) examples/demo.py

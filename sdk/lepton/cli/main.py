@@ -56,6 +56,10 @@ from lepton.cli.events import events_app, triggers_app  # noqa: E402
 app.add_typer(events_app, name="events")
 app.add_typer(triggers_app, name="triggers")
 
+from lepton.cli import build as _build_command  # noqa: E402
+
+_build_command.register(app)
+
 
 def main(argv: Optional[list[str]] = None) -> None:
     try:
