@@ -91,7 +91,7 @@ class Cluster:
         except OSError as exc:
             raise ClusterError(f"cannot reach the Kubernetes API: {exc}") from None
 
-    def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
+    def apply(self, obj: dict[str, Any]) -> None:
         """Server-side apply as Lepton's field manager: creates the object or updates the
         fields Lepton owns, and drops the ones it owned and no longer sets. `force` takes
         back fields someone changed by hand (`kubectl edit`): the platform is the source
@@ -99,10 +99,10 @@ class Cluster:
         meta = obj["metadata"]
         options = {"field_manager": FIELD_MANAGER, "force": True, "_content_type": APPLY}
         if obj["kind"] == "Secret":
-            result = self._call(obj, self.core.patch_namespaced_secret, meta["name"], meta["namespace"], obj, **options)
-            return self.core.api_client.sanitize_for_serialization(result)
+            self._call(obj, self.core.patch_namespaced_secret, meta["name"], meta["namespace"], obj, **options)
+            return
         group, version, plural = KINDS[obj["kind"]]
-        return self._call(obj, self.api.patch_namespaced_custom_object, group, version, meta["namespace"], plural, meta["name"], obj, **options)
+        self._call(obj, self.api.patch_namespaced_custom_object, group, version, meta["namespace"], plural, meta["name"], obj, **options)
 
     def get(self, obj: dict[str, Any]) -> dict[str, Any]:
         group, version, plural = KINDS[obj["kind"]]

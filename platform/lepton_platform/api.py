@@ -27,6 +27,7 @@ class DeployRequest(BaseModel):
     wait: bool = True
     image: str = Field("", max_length=512, pattern=r"^[^\s]*$",
                        description="knative: the container image to run it in (from `lepton build`); default: the platform's runtime image")
+    dry_run: bool = Field(False, description="only check that it can be deployed (a deploy of many functions checks them all first)")
 
 
 class RollbackRequest(BaseModel):
@@ -84,6 +85,8 @@ def build_api(platform: Platform) -> FastAPI:
     async def deploy(body: DeployRequest, request: Request) -> JSONResponse:
         spec, unchanged = platform.prepare(body.function, body.artifact, body.image)
         base = str(request.base_url).rstrip("/")
+        if body.dry_run:
+            return JSONResponse({"function": spec.name, "revision": None, "changed": unchanged is None, "status": "valid", "url": f"{base}/fn/{spec.name}"})
         if unchanged is not None:
             return JSONResponse({"function": spec.name, "revision": unchanged.id, "changed": False, "status": "ready", "url": f"{base}/fn/{spec.name}"})
         if not body.wait:

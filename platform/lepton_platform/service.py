@@ -129,7 +129,7 @@ class Platform:
         if function not in specs:
             raise NotFound(f"artifact {digest[:19]}... has no function {function!r}; it has {', '.join(sorted(specs))}")
         spec = FunctionSpec.model_validate(specs[function])
-        self.backend.check(spec, image)
+        self.backend.check(spec, digest, image)
         fleet = self.fleets.get(function)
         if fleet is not None and fleet.revision.content == content_id(digest, spec, image):
             return spec, fleet.revision
@@ -145,7 +145,7 @@ class Platform:
             started = time.perf_counter()
             current = self.fleets.get(spec.name)
             try:
-                missing = self.backend.check(spec, image)
+                missing = self.backend.check(spec, digest, image)
                 if missing:
                     await self.backend.install(revision, missing)
                 proof = await self.backend.prove(revision, current.revision if current else None)

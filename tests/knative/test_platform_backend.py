@@ -243,3 +243,15 @@ def test_the_cli_deploys_through_the_platform_and_checks_its_backend(knative):
     wrong = lepton_cli("deploy", str(HELLO), env=env)
     assert wrong.returncode == 1
     assert wrong.stderr.strip() == f"error: the platform at {knative.platform.url} runs the knative backend, not embedded; use --target knative"
+
+
+def test_a_file_is_checked_whole_before_anything_is_applied(knative, tmp_path):
+    code = ("import lepton\n\n@lepton.function()\ndef first() -> int:\n    return 1\n\n"
+            "@lepton.function(triggers=[lepton.on_event('t', delivery=lepton.Delivery(delay=0.05))])\n"
+            "def second(event: lepton.CloudEvent) -> None:\n    return None\n")
+    env = {"LEPTON_URL": knative.platform.url, "LEPTON_TOKEN": knative.platform.token}
+    result = lepton_cli("deploy", str(source(tmp_path, "two", code)), "--target", "knative", env=env)
+    assert result.returncode == 1
+    assert result.stderr.strip().startswith("error: HTTP 422 from /v1/functions: function 'second' cannot run on Knative: "
+                                            "function 'second': triggers[0] delivery.delay: 0.05 s cannot be said to Knative")
+    assert knative.cluster.of("services", NS) == {} and knative.cluster.of("secrets", NS) == {}, "nothing applied"

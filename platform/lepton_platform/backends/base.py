@@ -39,8 +39,9 @@ class Backend(Protocol):
     def health(self) -> dict[str, Any]:
         """Backend facts for GET /healthz."""
 
-    def check(self, spec: FunctionSpec, image: str) -> list[str]:
-        """Refuse (DeployFailed) what this backend cannot run; returns requirements to install first."""
+    def check(self, spec: FunctionSpec, digest: str, image: str) -> list[str]:
+        """Refuse (DeployFailed) what this backend cannot run, before anything changes;
+        returns the requirements to install first."""
 
     async def install(self, revision: Revision, missing: list[str]) -> None:
         """Install what `check` said is missing (DeployFailed when it cannot be)."""

@@ -86,7 +86,7 @@ class EmbeddedBackend:
 
     # -- deploys -----------------------------------------------------------------------------
 
-    def check(self, spec: FunctionSpec, image: str) -> list[str]:
+    def check(self, spec: FunctionSpec, digest: str, image: str) -> list[str]:
         """What must be installed for `spec`; refuses what cannot be (or, in `check` mode, is missing)."""
         if image:
             raise DeployFailed(f"function {spec.name!r}: an image ({image}) applies to the knative backend only; "

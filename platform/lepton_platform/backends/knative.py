@@ -155,15 +155,14 @@ class KnativeBackend:
 
     # -- deploys -----------------------------------------------------------------------------
 
-    def check(self, spec: FunctionSpec, image: str) -> list[str]:
+    def check(self, spec: FunctionSpec, digest: str, image: str) -> list[str]:
         """The default runtime image holds lepton and its dependencies, nothing more: a
         function that needs more runs in an image of its own (`lepton build`)."""
-        if image:
-            return []  # the user's image: `lepton build` installed its requirements
-        missing = unmet(spec.requirements, self.packages)
+        missing = [] if image else unmet(spec.requirements, self.packages)  # an image of the user's: `lepton build` installed them
         if missing:
             raise DeployFailed(f"function {spec.name!r}: requirement {missing[0]!r} is not in the runtime image "
                                f"{self.config.image}; run `lepton build FILE --tag IMAGE` and deploy with --image IMAGE")
+        self._plan(Revision(f"{spec.name}-check", spec.name, 0, "", digest, spec, 0.0, "checking", image=image))
         return []
 
     async def install(self, revision: Revision, missing: list[str]) -> None:

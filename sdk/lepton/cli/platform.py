@@ -94,9 +94,12 @@ def register(app: typer.Typer) -> None:
             artifact = package(split_target(target)[0], functions)
             status.update(f"uploading {len(artifact.data) / 1024:.0f} KiB ({artifact.digest[:19]}...)")
             api.request("PUT", f"/v1/artifacts/{artifact.digest}", content=artifact.data)
-            for name in sorted(functions):
-                status.update(f"deploying {name}: starting the new revision and waiting until it is ready...")
-                request = {"artifact": artifact.digest, "function": name, "wait": not no_wait, "image": image or ""}
+            requests = [{"artifact": artifact.digest, "function": name, "wait": not no_wait, "image": image or ""} for name in sorted(functions)]
+            for request in requests:  # every function is checked before any is deployed
+                status.update(f"checking {request['function']}...")
+                api.request("POST", "/v1/functions", json={**request, "dry_run": True})
+            for request in requests:
+                status.update(f"deploying {request['function']}: starting the new revision and waiting until it is ready...")
                 response = api.request("POST", "/v1/functions", json=request)
                 results.append(response.json())
         if as_json:
