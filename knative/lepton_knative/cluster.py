@@ -3,7 +3,8 @@ one call, fields owned by Lepton's field manager), waiting for Ready, pruning a 
 labelled objects, and reading Revisions, pods and their logs. API server and admission
 webhook errors come back as one line naming the object and the field.
 
-Every call here is one the platform's Role in `knative/install/rbac.yaml` grants.
+Every call here is one the platform's Role in `knative/install/rbac.yaml` grants, and the
+Role grants nothing else.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ KINDS = {
 }
 REVISIONS = ("serving.knative.dev", "v1", "revisions")
 FIELD_MANAGER = "lepton"
+REQUEST_TIMEOUT = 30  # seconds per API call: a hung server must not outlive a deploy's deadline
 APPLY = "application/apply-patch+yaml"
 # What a function owns, in the order `rm` deletes it: the Service last, so nothing is left
 # pointing at a missing subscriber.
@@ -68,28 +70,22 @@ class Cluster:
         self.api = client.CustomObjectsApi(api_client)
         self.core = client.CoreV1Api(api_client)
 
-    def _call(self, obj: dict[str, Any], method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        from kubernetes.client.exceptions import ApiException
+    def _call(self, obj: dict[str, Any], method: Callable[..., Any], *args: Any, missing_ok: bool = False, **kwargs: Any) -> Any:
+        """One API call; every way it can fail becomes a one-line ClusterError (an
+        unreachable server raises urllib3's errors, which are not OSErrors). With
+        `missing_ok`, a 404 returns None."""
+        from kubernetes.client.exceptions import ApiException, ApiValueError
+        from urllib3.exceptions import HTTPError
 
+        kwargs.setdefault("_request_timeout", REQUEST_TIMEOUT)
         try:
             return method(*args, **kwargs)
         except ApiException as exc:
-            raise ClusterError(describe_api_error(obj, exc)) from None
-        except OSError as exc:
-            raise ClusterError(f"cannot reach the Kubernetes API: {exc}") from None
-
-    def _missing(self, obj: dict[str, Any], method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        """The call's result, or None when the object is not there (404)."""
-        from kubernetes.client.exceptions import ApiException
-
-        try:
-            return method(*args, **kwargs)
-        except ApiException as exc:
-            if exc.status == 404:
+            if missing_ok and exc.status == 404:
                 return None
             raise ClusterError(describe_api_error(obj, exc)) from None
-        except OSError as exc:
-            raise ClusterError(f"cannot reach the Kubernetes API: {exc}") from None
+        except (OSError, HTTPError, ApiValueError) as exc:
+            raise ClusterError(f"cannot reach the Kubernetes API: {' '.join(str(exc).split())}") from None
 
     def apply(self, obj: dict[str, Any]) -> None:
         """Server-side apply as Lepton's field manager: creates the object or updates the
@@ -113,7 +109,31 @@ class Cluster:
         """The object, or None if it does not exist."""
         probe = {"kind": kind, "metadata": {"name": name}}
         group, version, plural = REVISIONS if kind == "Revision" else KINDS[kind]
-        return self._missing(probe, self.api.get_namespaced_custom_object, group, version, namespace, plural, name)
+        return self._call(probe, self.api.get_namespaced_custom_object, group, version, namespace, plural, name, missing_ok=True)
+
+    def wait_traffic(self, svc: dict[str, Any], revision: str, timeout: float = 300,
+                     progress: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
+        """Poll until the Service's route sends all traffic to `revision`. Not `Ready`: that
+        also needs the newest template's revision ready, which a rollback away from a failed
+        one never is."""
+        name = f"Service {svc['metadata']['name']}"
+        deadline = time.monotonic() + timeout
+        delay = 0.05
+        while True:
+            current = self.get(svc)
+            routes = condition(current, "RoutesReady")
+            status = current.get("status", {})
+            fresh = status.get("observedGeneration") == current.get("metadata", {}).get("generation")
+            serving = [t for t in status.get("traffic") or [] if t.get("percent")]
+            if fresh and routes and routes.get("status") == "True" and [t.get("revisionName") for t in serving] == [revision]:
+                return current
+            if fresh and routes and routes.get("status") == "False":
+                raise ClusterError(f"{name} cannot route to {revision}: {routes.get('reason', '')}: {routes.get('message', '')}".rstrip(": "))
+            progress(f"{name}: moving traffic to {revision}")
+            if time.monotonic() > deadline:
+                raise ClusterError(f"{name} did not route to {revision} within {timeout:g}s")
+            time.sleep(delay)
+            delay = min(delay * 2, 1.0)
 
     def wait_ready(self, obj: dict[str, Any], timeout: float = 300, progress: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
         """Poll until the object's Ready condition is True for its latest generation; a
@@ -150,9 +170,9 @@ class Cluster:
         """Delete one object; False when it was already gone."""
         probe = {"kind": kind, "metadata": {"name": name}}
         if kind == "Secret":
-            return self._missing(probe, self.core.delete_namespaced_secret, name, namespace) is not None
+            return self._call(probe, self.core.delete_namespaced_secret, name, namespace, missing_ok=True) is not None
         group, version, plural = KINDS[kind]
-        return self._missing(probe, self.api.delete_namespaced_custom_object, group, version, namespace, plural, name) is not None
+        return self._call(probe, self.api.delete_namespaced_custom_object, group, version, namespace, plural, name, missing_ok=True) is not None
 
     def prune(self, namespace: str, function: str, keep: set[tuple[str, str]], kinds: tuple[str, ...] = ("Trigger", "PingSource")) -> list[str]:
         """Delete the function's labelled objects of `kinds` that are not in `keep` (kind,
@@ -168,11 +188,6 @@ class Cluster:
     def delete_function(self, namespace: str, function: str) -> list[str]:
         """Delete every object labelled with the function; returns what went."""
         return self.prune(namespace, function, set(), OWNED)
-
-    def revisions(self, namespace: str, function: str) -> dict[str, dict[str, Any]]:
-        """The Service's Knative Revisions by name."""
-        items = self._list("Revision", namespace, f"serving.knative.dev/service={function}")
-        return {item["metadata"]["name"]: item for item in items}
 
     def pods(self, namespace: str, function: str) -> list[dict[str, Any]]:
         """The Service's pods: name, revision, phase, readiness and restarts."""
@@ -190,7 +205,13 @@ class Cluster:
             })
         return sorted(pods, key=lambda p: p["id"])
 
-    def pod_log(self, namespace: str, pod: str, container: str, tail: int | None) -> str:
+    def pod_log(self, namespace: str, pod: str, container: str, *, tail: int | None = None, since: int | None = None) -> str:
+        """The container's log (its last `tail` lines, or the last `since` seconds), each
+        line prefixed with its RFC 3339 timestamp, so polls can be stitched together."""
         probe = {"kind": "Pod", "metadata": {"name": pod}}
-        text = self._missing(probe, self.core.read_namespaced_pod_log, pod, namespace, container=container, tail_lines=tail)
-        return text or ""
+        options: dict[str, Any] = {"container": container, "timestamps": True}
+        if tail is not None:
+            options["tail_lines"] = tail
+        if since is not None:
+            options["since_seconds"] = since
+        return self._call(probe, self.core.read_namespaced_pod_log, pod, namespace, missing_ok=True, **options) or ""

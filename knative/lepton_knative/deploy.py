@@ -1,11 +1,13 @@
 """A revision onto a cluster in two steps, so that it takes traffic only once it is ready.
 
-1. `start`: the function's Secret (with the new revision's token) and the Service with the
-   new template, its traffic still pinned to the revision serving now. Knative creates the
-   new Revision; we wait until the Service is Ready, which needs that Revision ready. If it
-   fails, nothing routes to it: the previous revision keeps every request.
-2. `route`: the Service's traffic pinned to the new Revision, its Triggers and PingSources
-   applied, the ones it no longer declares deleted, the old revision's token dropped.
+1. `start`: the function's Secret (with the new revision's token beside the serving one's)
+   and the Service with the new template, its traffic still pinned to the revision serving
+   now. Knative creates the new Revision; we wait until the Service is Ready, which needs
+   that Revision ready. If it fails, nothing routes to it: the previous revision keeps every
+   request, and its pods keep finding their token.
+2. `move`: the Service's traffic pinned to the new Revision, waiting until the route says
+   so; then `attach`: its Triggers and PingSources applied, the ones it no longer declares
+   deleted.
 
 Everything is rendered and validated before the first object is applied.
 """
@@ -17,7 +19,7 @@ from typing import Any, Callable
 
 from lepton.spec import FunctionSpec
 from lepton_knative.cluster import Cluster
-from lepton_knative.manifests import LATEST, Target, pinned, render, secret, service, token_key
+from lepton_knative.manifests import LATEST, Target, pinned, render, secret, service
 from lepton_knative.validation import ensure_valid
 
 Progress = Callable[[str], None]
@@ -37,10 +39,6 @@ class Plan:
         """The Knative Revision's name."""
         return self.service["spec"]["template"]["metadata"]["name"]
 
-    @property
-    def token_key(self) -> str:
-        return token_key(self.spec, self.target.digest, self.target.image)
-
 
 def plan(spec: FunctionSpec, target: Target) -> Plan:
     objects = render(spec, target)
@@ -51,7 +49,8 @@ def plan(spec: FunctionSpec, target: Target) -> Plan:
 def start(cluster: Cluster, new: Plan, serving: str | None, tokens: dict[str, str], *, timeout: float,
           progress: Progress = lambda _: None) -> dict[str, Any]:
     """Step 1: create the new Revision beside the serving one (`serving`, a Knative Revision
-    name, or None for a first deploy); returns the Service once the new Revision is ready."""
+    name, or None for a first deploy); returns the Service once the new Revision is ready.
+    `tokens` (key -> token) must hold the serving revision's as well as the new one's."""
     cluster.apply(secret(new.spec.name, new.target, tokens, new.revision))
     svc = service(new.spec, new.target, pinned(serving) if serving else LATEST)
     ensure_valid([svc])
@@ -59,22 +58,26 @@ def start(cluster: Cluster, new: Plan, serving: str | None, tokens: dict[str, st
     return cluster.wait_ready(svc, timeout, progress)
 
 
-def route(cluster: Cluster, new: Plan, tokens: dict[str, str], *, template: dict[str, Any] | None = None,
-          timeout: float, progress: Progress = lambda _: None) -> dict[str, Any]:
-    """Step 2: all traffic to the new Revision, its triggers and sources in place, and the
-    function's objects it no longer declares pruned. `template` keeps the Service's current
-    template (a rollback moves traffic to an older Revision without creating one)."""
-    svc = service(new.spec, new.target, pinned(new.revision), template)
-    ensure_valid([svc, *new.others])
-    cluster.apply(secret(new.spec.name, new.target, tokens, new.revision))
+def move(cluster: Cluster, new: Plan, revision: str, tokens: dict[str, str], *, template: dict[str, Any] | None = None,
+         timeout: float, progress: Progress = lambda _: None) -> dict[str, Any]:
+    """Step 2: all traffic to `revision` (the new one, or an older one for a rollback, with
+    `template` keeping the Service's newest template as it is). `tokens` keeps the revision
+    that served until now beside it: its pods may still start while traffic moves."""
+    svc = service(new.spec, new.target, pinned(revision), template)
+    ensure_valid([svc])
+    cluster.apply(secret(new.spec.name, new.target, tokens, revision))
     cluster.apply(svc)
+    return cluster.wait_traffic(svc, revision, timeout, progress)
+
+
+def attach(cluster: Cluster, new: Plan, *, timeout: float, progress: Progress = lambda _: None) -> list[str]:
+    """The revision's Triggers and PingSources in place, and every labelled one of the
+    function it no longer declares deleted (a removed `on_cron` stops firing); returns
+    what was deleted."""
     for obj in new.others:
         cluster.apply(obj)
     keep = {(obj["kind"], obj["metadata"]["name"]) for obj in new.others}
     gone = cluster.prune(new.target.namespace, new.spec.name, keep)
-    if gone:
-        progress(f"removed {', '.join(gone)}")
-    final = cluster.wait_ready(svc, timeout, progress)
     for obj in new.others:
         cluster.wait_ready(obj, timeout, progress)
-    return final
+    return gone

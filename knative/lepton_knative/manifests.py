@@ -55,6 +55,7 @@ class Target:
     image: str = DEFAULT_IMAGE
     digest: str = ""
     platform_url: str = DEFAULT_PLATFORM_URL
+    revision: str = ""  # the platform's revision id: names the revision's token (and so its template)
 
 
 def iso_duration(seconds: float, where: str) -> str:
@@ -73,11 +74,12 @@ def secret_name(function: str) -> str:
     return SECRET_PREFIX + function
 
 
-def token_key(spec: FunctionSpec, digest: str, image: str) -> str:
-    """The key of a revision's scoped token in the function's Secret: fixed by what the
-    revision runs, so re-rendering it (for a rollback) finds the same key."""
-    content = hashlib.sha256(f"{digest}\n{spec.model_dump_json()}\n{image}".encode()).hexdigest()
-    return f"token-{content[:12]}"
+def token_key(revision: str) -> str:
+    """The key of a platform revision's scoped token in its function's Secret. Named by the
+    revision's id, never re-derived from a render: a revision's pods find their token
+    whatever the platform's settings have become since. Each platform revision so has a
+    template of its own, and a failed one can be retried as a new revision."""
+    return f"token-{revision}" if revision else "token"
 
 
 def labels(spec: FunctionSpec, revision: str) -> dict[str, str]:
@@ -128,7 +130,7 @@ def template(spec: FunctionSpec, target: Target) -> dict[str, Any]:
         {"name": "LEPTON_FUNCTION", "value": spec.name},
         {"name": "LEPTON_ARTIFACT_DIGEST", "value": target.digest},
         _secret_env("LEPTON_URL", URL_KEY, spec.name),
-        _secret_env("LEPTON_TOKEN", token_key(spec, target.digest, target.image), spec.name),
+        _secret_env("LEPTON_TOKEN", token_key(target.revision), spec.name),
     ]
     env += [{"name": k, "value": v} for k, v in sorted(spec.env.items())]
     requests = {"cpu": spec.cpu, "memory": spec.memory}
@@ -205,10 +207,11 @@ def delivery(policy: Delivery, where: str) -> dict[str, Any]:
     return out
 
 
-def _short_id(trigger: Any, broker: str) -> str:
+def _short_id(function: str, trigger: Any, broker: str) -> str:
     """Trigger names cover the Broker: `spec.broker` is immutable, so another Broker must
-    mean another Trigger, not an update Knative refuses."""
-    body = {"trigger": trigger.model_dump(mode="json"), "broker": broker}
+    mean another Trigger, not an update Knative refuses. The whole function name is in the
+    hash too: two long names with one prefix keep Triggers of their own."""
+    body = {"function": function, "trigger": trigger.model_dump(mode="json"), "broker": broker}
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:8]
 
 
@@ -226,7 +229,7 @@ def _ping_payload(spec: FunctionSpec, index: int, data: Any) -> dict[str, Any]:
 def trigger_objects(spec: FunctionSpec, target: Target, revision: str) -> list[dict[str, Any]]:
     out = []
     for index, trig in enumerate(spec.triggers):
-        name = f"{spec.name[:52]}-{_short_id(trig, target.broker)}"
+        name = f"{spec.name[:52]}-{_short_id(spec.name, trig, target.broker)}"
         meta = {"name": name, "namespace": target.namespace, "labels": labels(spec, revision)}
         where = f"function {spec.name!r}: triggers[{index}]"
         if isinstance(trig, CronTrigger):
@@ -251,8 +254,8 @@ def trigger_objects(spec: FunctionSpec, target: Target, revision: str) -> list[d
     return out
 
 
-def render(spec: FunctionSpec, target: Target, traffic: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+def render(spec: FunctionSpec, target: Target) -> list[dict[str, Any]]:
     """The Service first, then its Triggers and PingSources (they refer to it). The Secret is
     the platform's to write: only it holds the tokens."""
-    svc = service(spec, target, traffic)
+    svc = service(spec, target)
     return [svc, *trigger_objects(spec, target, svc["spec"]["template"]["metadata"]["name"])]

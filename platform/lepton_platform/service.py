@@ -190,8 +190,14 @@ class Platform:
     async def remove(self, function: str) -> None:
         fleet = self.fleet(function)
         async with self._lock(function):
-            await self.backend.remove(function, fleet)
+            # Unroutable first (new calls get 404, the broker stops delivering), then stopped;
+            # if the backend cannot remove it, it stays as it was.
             del self.fleets[function]
+            try:
+                await self.backend.remove(function, fleet)
+            except DeployFailed:
+                self.fleets[function] = fleet
+                raise
             await self.broker.remove_function(function)
             self.store.delete_function(function)
             self.metrics.forget(function)

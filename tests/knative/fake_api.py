@@ -1203,7 +1203,8 @@ class FakeCluster:
         latest = state["created"][-1] if state["created"] else None
         if latest:
             status["latestCreatedRevisionName"] = latest
-        status["address"] = {"url": f"http://{name}.{ns}.svc.cluster.local"}
+        # `urls[name]` is where a test's stand-in pod answers: both addresses point there.
+        status["address"] = {"url": self.urls.get(name, f"http://{name}.{ns}.svc.cluster.local")}
         # ConfigurationsReady
         if state.get("creation_failed"):
             config = ("False", "RevisionFailed", f"Revision creation failed with message: {state['creation_failed']}.")

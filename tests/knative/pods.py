@@ -22,11 +22,9 @@ def _secret(cluster: FakeCluster, namespace: str, name: str) -> dict[str, str]:
     return {k: base64.b64decode(v).decode() for k, v in (stored.get("data") or {}).items()}
 
 
-def pod_env(cluster: FakeCluster, service: dict[str, Any]) -> dict[str, str]:
-    """The container's environment as Kubernetes builds it: `envFrom` Secrets first, then
+def container_env(cluster: FakeCluster, namespace: str, container: dict[str, Any]) -> dict[str, str]:
+    """A container's environment as Kubernetes builds it: `envFrom` Secrets first, then
     `env` (literal values and `secretKeyRef`s); a missing Secret or key fails like the kubelet."""
-    namespace = service["metadata"]["namespace"]
-    (container,) = service["spec"]["template"]["spec"]["containers"]
     env: dict[str, str] = {}
     for source in container.get("envFrom", []):
         env.update(_secret(cluster, namespace, source["secretRef"]["name"]))
@@ -40,6 +38,25 @@ def pod_env(cluster: FakeCluster, service: dict[str, Any]) -> dict[str, str]:
             raise MissingSecret(f"couldn't find key {ref['key']} in Secret {namespace}/{ref['name']}")
         env[entry["name"]] = values[ref["key"]]
     return env
+
+
+def pod_env(cluster: FakeCluster, service: dict[str, Any]) -> dict[str, str]:
+    """The env of a pod of the Service's newest template."""
+    (container,) = service["spec"]["template"]["spec"]["containers"]
+    return container_env(cluster, service["metadata"]["namespace"], container)
+
+
+def routed_envs(cluster: FakeCluster, namespace: str, name: str) -> dict[str, dict[str, str]]:
+    """The env a new pod of each Revision the Service routes to would get now (by Revision):
+    whatever was deployed, failed or rolled back since, every serving Revision must still be
+    able to start a pod."""
+    service = cluster.get("services", namespace, name)
+    out = {}
+    for target in service["status"].get("traffic") or []:
+        revision = cluster.get("revisions", namespace, target["revisionName"])
+        (container,) = revision["spec"]["containers"]
+        out[target["revisionName"]] = container_env(cluster, namespace, container)
+    return out
 
 
 def start_pod(cluster: FakeCluster, service: dict[str, Any], port: int, log: Path) -> Process:

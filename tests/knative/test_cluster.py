@@ -40,26 +40,43 @@ def test_two_steps_then_prune_then_delete(fake):
     cluster, client = fake
     first = deploy.plan(ticker(triggers=[lepton.on_cron("0 3 * * *", timezone="Europe/Paris")]), TARGET)
     seen: list[str] = []
-    deploy.start(client, first, None, {first.token_key: "t1"}, timeout=10, progress=seen.append)
+    deploy.start(client, first, None, {"token-ticker-00001": "t1"}, timeout=10, progress=seen.append)
     assert any("waiting" in s or "Unknown" in s or "Deploying" in s for s in seen), seen
     assert cluster.of("pingsources", "lepton") == {}, "nothing routes or fires before the revision is ready"
-    final = deploy.route(client, first, {first.token_key: "t1"}, timeout=10)
-    assert final["status"]["url"] == "http://ticker.lepton.example.com"
+    final = deploy.move(client, first, first.revision, {"token-ticker-00001": "t1"}, timeout=10)
+    assert final["status"]["traffic"] == [{"revisionName": first.revision, "percent": 100, "latestRevision": False}] or \
+        [t["revisionName"] for t in final["status"]["traffic"]] == [first.revision]
+    assert deploy.attach(client, first, timeout=10) == []
     assert [(s["spec"]["schedule"], s["spec"]["timezone"]) for s in cluster.of("pingsources", "lepton").values()] == [("0 3 * * *", "Europe/Paris")]
 
-    second = deploy.plan(ticker(triggers=[lepton.on_event("com.example")]), TARGET)
-    deploy.start(client, second, first.revision, {first.token_key: "t1", second.token_key: "t2"}, timeout=10)
+    second = deploy.plan(ticker(triggers=[lepton.on_event("com.example")]), Target(**{**TARGET.__dict__, "revision": "ticker-00002"}))
+    both = {"token-ticker-00001": "t1", "token-ticker-00002": "t2"}
+    deploy.start(client, second, first.revision, both, timeout=10)
     assert cluster.get("services", "lepton", "ticker")["status"]["traffic"][0]["revisionName"] == first.revision
-    assert set(cluster.get("secrets", "lepton", "lepton-fn-ticker")["data"]) == {"url", first.token_key, second.token_key}
-    deploy.route(client, second, {second.token_key: "t2"}, timeout=10)
-    assert cluster.of("pingsources", "lepton") == {} and len(cluster.of("triggers", "lepton")) == 1
-    assert set(cluster.get("secrets", "lepton", "lepton-fn-ticker")["data"]) == {"url", second.token_key}, "the old token is dropped"
+    assert set(cluster.get("secrets", "lepton", "lepton-fn-ticker")["data"]) == {"url", *both}
+    deploy.move(client, second, second.revision, both, timeout=10)
+    gone = deploy.attach(client, second, timeout=10)
+    assert [g.split()[0] for g in gone] == ["PingSource"] and cluster.of("pingsources", "lepton") == {}
+    assert len(cluster.of("triggers", "lepton")) == 1
+
+    # A third revision: the Secret keeps the serving one's token and the new one's, nothing older.
+    third = deploy.plan(ticker(), Target(**{**TARGET.__dict__, "revision": "ticker-00003"}))
+    deploy.start(client, third, second.revision, {"token-ticker-00002": "t2", "token-ticker-00003": "t3"}, timeout=10)
+    assert set(cluster.get("secrets", "lepton", "lepton-fn-ticker")["data"]) == {"url", "token-ticker-00002", "token-ticker-00003"}
 
     gone = client.delete_function("lepton", "ticker")
     assert sorted(g.split()[0] for g in gone) == ["Secret", "Service", "Trigger"]
     assert not cluster.of("services", "lepton") and not cluster.of("secrets", "lepton")
     with pytest.raises(ClusterError, match="not found"):
         client.get(second.service)
+
+
+def test_an_unreachable_api_server_is_one_line(tmp_path):
+    server = FakeServer(FakeCluster(), free_port())
+    client = Cluster(kubeconfig=str(server.kubeconfig(tmp_path / "kubeconfig", as_platform=True)))  # nothing listens there
+    with pytest.raises(ClusterError) as caught:
+        client.find("Service", "lepton", "hello")
+    assert str(caught.value).startswith("cannot reach the Kubernetes API: ") and "\n" not in str(caught.value)
 
 
 def test_a_denial_is_one_line_naming_the_object_and_field(fake):

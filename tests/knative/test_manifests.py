@@ -11,11 +11,11 @@ import random
 import pytest
 
 import lepton
-from lepton_knative.manifests import RenderError, Target, iso_duration, pinned, render, secret, token_key
+from lepton_knative.manifests import RenderError, Target, iso_duration, pinned, render, secret, service, token_key
 from lepton_knative.validation import ManifestError, ensure_valid, problems
 
 TARGET = Target(namespace="ml", broker="events", image="registry.example/lepton:1", digest="sha256:" + "ab" * 32,
-                platform_url="http://lepton-platform.ml.svc:8765")
+                platform_url="http://lepton-platform.ml.svc:8765", revision="fn-00007")
 
 
 def random_function(rng: random.Random, i: int) -> lepton.Function:
@@ -82,7 +82,7 @@ def test_every_option_lands_in_the_right_field(seed):
     env = {e["name"]: e.get("value", e.get("valueFrom")) for e in container["env"]}
     assert env["LEPTON_ARTIFACT_DIGEST"] == TARGET.digest and env["LEPTON_FUNCTION"] == spec.name
     assert env["LEPTON_URL"] == {"secretKeyRef": {"name": f"lepton-fn-{spec.name}", "key": "url"}}
-    assert env["LEPTON_TOKEN"] == {"secretKeyRef": {"name": f"lepton-fn-{spec.name}", "key": token_key(spec, TARGET.digest, TARGET.image)}}
+    assert env["LEPTON_TOKEN"] == {"secretKeyRef": {"name": f"lepton-fn-{spec.name}", "key": token_key("fn-00007")}}
     assert {k: env[k] for k in spec.env} == spec.env
     assert not any(name.startswith(("AWS_", "LEPTON_S3")) for name in env), "pods hold no S3 credentials"
     assert [s["secretRef"]["name"] for s in container.get("envFrom", [])] == list(spec.secrets)
@@ -129,11 +129,12 @@ def test_rendering_is_deterministic_and_revision_names_follow_every_template_cha
     fn = random_function(random.Random(1), 1)
     assert render(fn.spec, TARGET) == render(fn.spec, TARGET)
     names = {revision(fn.spec)}
-    for change in ({"digest": "sha256:" + "cd" * 32}, {"image": "registry.example/lepton:2"}):
+    for change in ({"digest": "sha256:" + "cd" * 32}, {"image": "registry.example/lepton:2"}, {"revision": "fn-00008"}):
         names.add(revision(fn.spec, Target(**{**TARGET.__dict__, **change})))
-    for option in ({"buckets": ("other",)}, {"env": {"X": "1"}}, {"memory": "3Gi"}, {"timeout": 17}):
+    for option in ({"env": {"X": "1"}}, {"memory": "3Gi"}, {"timeout": 17}):
         names.add(revision(fn.spec.model_copy(update=option)))
     assert len(names) == 7, "each template change gets a new name (Knative refuses a change under an old name)"
+    # (A platform revision retried after a failure is a new one: a new name, not the failed Revision again.)
     # The platform URL lives in the Secret, so moving the platform creates no revision.
     assert revision(fn.spec, Target(**{**TARGET.__dict__, "platform_url": "http://elsewhere:1"})) == revision(fn.spec)
 
@@ -178,7 +179,7 @@ def test_secret_carries_the_url_and_one_token_per_revision_and_traffic_can_be_pi
     assert obj["metadata"]["name"] == "lepton-fn-fn-2" and obj["type"] == "Opaque" and "stringData" not in obj
     assert obj["data"] == {"token-abc": "cmV2LmZuLTItMDAwMDEueA==", "url": "aHR0cDovL2xlcHRvbi1wbGF0Zm9ybS5tbC5zdmM6ODc2NQ=="}
     assert pinned("fn-2-1234abcd") == [{"revisionName": "fn-2-1234abcd", "percent": 100}]
-    assert render(fn.spec, TARGET, pinned("fn-2-1234abcd"))[0]["spec"]["traffic"] == pinned("fn-2-1234abcd")
+    assert service(fn.spec, TARGET, pinned("fn-2-1234abcd"))["spec"]["traffic"] == pinned("fn-2-1234abcd")
 
 
 def broken(mutate, kind: str = "Service"):

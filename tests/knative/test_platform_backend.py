@@ -20,7 +20,7 @@ from tests.embedded.conftest import PlatformProcess, start_platform
 from tests.embedded.test_events import STRUCTURED, wait_for
 from tests.helpers import FUNCTIONS, ROOT, Process, free_port
 from tests.knative.fake_api import PLATFORM_USER, FakeCluster, FakeServer
-from tests.knative.pods import pod_env, start_pod
+from tests.knative.pods import pod_env, routed_envs, start_pod
 from tests.test_cli_run import lepton_cli
 
 HELLO = ROOT / "examples" / "hello.py"
@@ -53,10 +53,16 @@ class Knative:
         self.pods.append(pod)
         return pod
 
-    def restart(self) -> None:
+    def restart(self, **env: str) -> None:
         self.platform.process.stop(signal.SIGTERM)
+        self.env.update(env)
         port = int(self.platform.url.rsplit(":", 1)[1])
         self.platform.process = start_platform(self.platform.home, self.tmp / "platform-2.log", port, env=self.env)
+
+    def serving(self, name: str) -> dict[str, str]:
+        """The one Revision the Service routes to, and the env its new pods would get."""
+        (routed,) = routed_envs(self.cluster, NS, name).items()
+        return {"revision": routed[0], **routed[1]}
 
 
 @pytest.fixture
@@ -255,3 +261,54 @@ def test_a_file_is_checked_whole_before_anything_is_applied(knative, tmp_path):
     assert result.stderr.strip().startswith("error: HTTP 422 from /v1/functions: function 'second' cannot run on Knative: "
                                             "function 'second': triggers[0] delivery.delay: 0.05 s cannot be said to Knative")
     assert knative.cluster.of("services", NS) == {} and knative.cluster.of("secrets", NS) == {}, "nothing applied"
+
+
+def test_rollback_right_after_a_failed_deploy(knative, tmp_path):
+    knative.platform.deploy(HELLO)
+    first = knative.service("hello")["spec"]["template"]["metadata"]["name"]
+    knative.platform.deploy(source(tmp_path, "v2", HELLO.read_text().replace("Hello,", "Hi,")))
+    knative.cluster.fail["hello"] = "Container failed with: exec format error"
+    with pytest.raises(lepton.InvocationError):
+        knative.platform.deploy(source(tmp_path, "v3", HELLO.read_text().replace("Hello,", "Hey,")))
+    assert knative.serving("hello")["LEPTON_TOKEN"].startswith("rev.hello-00002."), "the serving revision keeps its token"
+    with knative.platform.http() as http:
+        # The Service stays Ready=False (its newest template failed): the rollback waits for
+        # the route, not for Ready.
+        assert http.post("/v1/functions/hello/rollback", json={"revision": "hello-00001"}).json()["revision"] == "hello-00001"
+        assert http.get("/v1/functions/hello").json()["knative_revision"] == first
+    serving = knative.serving("hello")
+    assert serving["revision"] == first and serving["LEPTON_TOKEN"].startswith("rev.hello-00001.")
+
+
+def test_a_failed_revision_can_be_retried_unchanged(knative):
+    knative.cluster.fail["hello"] = "ImagePullBackOff: the image is not pushed yet"
+    with pytest.raises(lepton.InvocationError):
+        knative.platform.deploy(HELLO)
+    failed = knative.service("hello")["spec"]["template"]["metadata"]["name"]
+    del knative.cluster.fail["hello"]  # the image is pushed now; the same code is deployed again
+    (again,) = knative.platform.deploy(HELLO)
+    assert again["revision"] == "hello-00002" and again["status"] == "ready"
+    assert knative.serving("hello")["revision"] != failed
+
+
+def test_a_new_default_image_leaves_the_serving_revision_its_token(knative, tmp_path):
+    knative.platform.deploy(HELLO)
+    first = knative.serving("hello")
+    knative.restart(LEPTON_KNATIVE_IMAGE="registry.example/lepton-runtime:0.2.0")
+    knative.cluster.fail["hello"] = "Container failed with: exec format error"
+    with pytest.raises(lepton.InvocationError):
+        knative.platform.deploy(source(tmp_path, "v2", HELLO.read_text().replace("Hello,", "Hi,")))
+    assert knative.serving("hello") == first, "a pod of the serving revision still starts with its own token"
+
+
+def test_logs_follow_new_lines(knative):
+    knative.platform.deploy(HELLO)
+    revision = knative.service("hello")["spec"]["template"]["metadata"]["name"]
+    pod = f"{revision}-deployment-a-1"
+    knative.cluster.add_pod(revision, pod, log="first\n")
+    with httpx.stream("GET", f"{knative.platform.url}/v1/functions/hello/logs", params={"follow": "true", "tail": 10},
+                      headers={"Authorization": f"Bearer {knative.platform.token}"}, timeout=30) as response:
+        lines = response.iter_lines()
+        assert next(lines) == f"[{pod}] first"
+        knative.cluster.pod_logs[(NS, pod, "function")] = "first\nsecond\n"
+        assert next(lines) == f"[{pod}] second"

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, AsyncIterator
 
 import aiohttp
 from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from lepton.spec import FunctionSpec
 from lepton_platform.errors import DeployFailed
@@ -50,6 +51,7 @@ class KnativeFleet:
     def __init__(self, revision: Revision, url: str) -> None:
         self.revision = revision
         self.remote = RemoteService(revision, url)
+        self.problem: str | None = None  # set when it serves but its triggers are not in place
 
     @property
     def name(self) -> str:
@@ -82,8 +84,9 @@ class KnativeFleet:
 
 def runtime_packages() -> dict[str, str]:
     """What the default runtime image holds: lepton and everything its core dependencies
-    pull in (no extras), at the versions installed with this platform (both come from the
-    same lock). knative/Dockerfile records the same list in /opt/lepton/packages.txt."""
+    pull in (no extras), at the versions installed with this platform. The images install
+    the same pinned direct dependencies; a transitive one may differ in its patch version.
+    knative/Dockerfile records the image's own list in /opt/lepton/packages.txt."""
     found: dict[str, str] = {}
     pending = ["lepton"]
     while pending:
@@ -92,7 +95,7 @@ def runtime_packages() -> dict[str, str]:
             dist = metadata.distribution(name)
         except metadata.PackageNotFoundError:
             continue
-        key = dist.metadata["Name"].lower().replace("_", "-")
+        key = canonicalize_name(dist.metadata["Name"])
         if key in found:
             continue
         found[key] = dist.version
@@ -104,14 +107,23 @@ def runtime_packages() -> dict[str, str]:
 
 
 def unmet(requirements: tuple[str, ...], packages: dict[str, str]) -> list[str]:
-    """The requirements `packages` (name -> version) do not satisfy."""
+    """The requirements (for this Python, by their markers) that `packages` does not satisfy."""
     out = []
     for line in requirements:
         req = Requirement(line)
-        version = packages.get(req.name.lower().replace("_", "-"))
+        if req.marker is not None and not req.marker.evaluate():
+            continue
+        version = packages.get(canonicalize_name(req.name))
         if version is None or (req.specifier and not req.specifier.contains(version, prereleases=True)):
             out.append(line)
     return out
+
+
+def service_url(service: dict[str, Any] | None) -> str | None:
+    """Where the platform reaches a Service: its cluster-local address (a public Service's
+    status.url is an external domain the platform's pod may not resolve)."""
+    status = (service or {}).get("status", {})
+    return (status.get("address") or {}).get("url") or status.get("url")
 
 
 class KnativeBackend:
@@ -132,13 +144,13 @@ class KnativeBackend:
         """Nothing runs here."""
 
     def health(self) -> dict[str, Any]:
-        return {"backend": "knative", "namespace": self.config.namespace}
+        return {"namespace": self.config.namespace}
 
     def _target(self, revision: Revision) -> Any:
         from lepton_knative.manifests import Target
 
         return Target(namespace=self.config.namespace, broker=self.config.broker, image=revision.image or self.config.image,
-                      digest=revision.digest, platform_url=self.config.platform_url)
+                      digest=revision.digest, platform_url=self.config.platform_url, revision=revision.id)
 
     def _plan(self, revision: Revision) -> Plan:
         from lepton_knative.deploy import plan
@@ -150,15 +162,28 @@ class KnativeBackend:
         except (RenderError, ManifestError) as exc:
             raise DeployFailed(f"function {revision.function!r} cannot run on Knative: {exc}") from None
 
-    def _tokens(self, *revisions: tuple[Revision, Plan]) -> dict[str, str]:
-        return {p.token_key: self.platform.credentials.scoped_token(r.id) for r, p in revisions}
+    def _tokens(self, *revisions: Revision | None) -> dict[str, str]:
+        """Secret entries (key -> scoped token) for these revisions."""
+        from lepton_knative.manifests import token_key
+
+        return {token_key(r.id): self.platform.credentials.scoped_token(r.id) for r in revisions if r is not None}
+
+    async def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        """Run a blocking cluster step in a thread; its ClusterError becomes DeployFailed."""
+        from lepton_knative.cluster import ClusterError
+
+        try:
+            return await asyncio.to_thread(fn, *args, **kwargs)
+        except ClusterError as exc:
+            raise DeployFailed(f"{what}: {exc}") from None
 
     # -- deploys -----------------------------------------------------------------------------
 
     def check(self, spec: FunctionSpec, digest: str, image: str) -> list[str]:
         """The default runtime image holds lepton and its dependencies, nothing more: a
-        function that needs more runs in an image of its own (`lepton build`)."""
-        missing = [] if image else unmet(spec.requirements, self.packages)  # an image of the user's: `lepton build` installed them
+        function that needs more runs in an image of its own (`lepton build`), which is
+        trusted to hold what its function needs."""
+        missing = [] if image else unmet(spec.requirements, self.packages)
         if missing:
             raise DeployFailed(f"function {spec.name!r}: requirement {missing[0]!r} is not in the runtime image "
                                f"{self.config.image}; run `lepton build FILE --tag IMAGE` and deploy with --image IMAGE")
@@ -169,8 +194,8 @@ class KnativeBackend:
         """Images carry their packages; nothing is installed at deploy time."""
 
     async def restore(self, revision: Revision) -> KnativeFleet:
-        """Route to the Service's URL whatever its Ready condition: a Service whose newest
-        revision failed still serves the previous one there."""
+        """Route to the Service's address whatever its Ready condition: a Service whose
+        newest revision failed still serves the previous one there."""
         from lepton_knative.cluster import ClusterError
 
         try:
@@ -178,66 +203,69 @@ class KnativeBackend:
         except ClusterError as exc:
             logger.error("function %s: cannot read its Knative Service: %s", revision.function, exc)
             current = None
-        url = (current or {}).get("status", {}).get("url")
+        url = service_url(current)
         if not url:
-            logger.error("function %s: its Knative Service has no URL; calls fail until it is redeployed", revision.function)
+            logger.error("function %s: its Knative Service has no address; calls fail until it is redeployed", revision.function)
         return KnativeFleet(revision, url or UNAVAILABLE)
+
+    async def _exists(self, knative_revision: str) -> bool:
+        if not knative_revision:
+            return False
+        found = await self._call("cannot read the cluster", self.cluster.find, "Revision", self.config.namespace, knative_revision)
+        return found is not None
 
     async def prove(self, revision: Revision, current: Revision | None, *, rollback: bool = False) -> str:
         """Create the revision's Knative Revision beside the serving one and wait until it is
         ready; returns its name. A rollback to a Revision the cluster still has creates
         nothing."""
         from lepton_knative import deploy
-        from lepton_knative.cluster import ClusterError
 
+        if rollback and await self._exists(revision.backend_ref):
+            return revision.backend_ref
         new = self._plan(revision)
-        if rollback:
-            existing = await asyncio.to_thread(self.cluster.find, "Revision", self.config.namespace, new.revision)
-            if existing is not None:
-                return new.revision
-        pairs = [(revision, new)]
-        serving = None
-        if current is not None and current.backend_ref:
-            serving = current.backend_ref
-            pairs.append((current, self._plan(current)))
-        try:
-            await asyncio.to_thread(deploy.start, self.cluster, new, serving, self._tokens(*pairs), timeout=self.config.ready_timeout)
-        except ClusterError as exc:
-            raise DeployFailed(f"revision {revision.id} failed on Knative; the previous revision keeps serving. {exc}") from None
+        # Pin the traffic where it is while the new revision starts; if the serving Revision
+        # is gone (deleted by hand), there is nothing to keep serving.
+        serving = current.backend_ref if current is not None and await self._exists(current.backend_ref) else None
+        await self._call(f"revision {revision.id} failed on Knative; the previous revision keeps serving", deploy.start,
+                         self.cluster, new, serving, self._tokens(revision, current if serving else None),
+                         timeout=self.config.ready_timeout)
         self.platform.store.set_backend_ref(revision.id, new.revision)
         return new.revision
 
     async def route(self, revision: Revision, proof: str, serving: Any) -> KnativeFleet:
+        """Move the traffic to the proven Knative Revision, then put the revision's triggers
+        in place. Once the route has moved, the revision serves: a trigger that does not
+        become ready is reported on the function, not as a failed deploy."""
         from lepton_knative import deploy
-        from lepton_knative.cluster import ClusterError
 
         new = self._plan(revision)
-        try:
-            current = await asyncio.to_thread(self.cluster.find, "Service", self.config.namespace, revision.function)
-            template = None
-            if current is not None and current["spec"]["template"]["metadata"].get("name") != new.revision:
-                template = current["spec"]["template"]  # a rollback: keep the newest template as it is
-            final = await asyncio.to_thread(deploy.route, self.cluster, new, self._tokens((revision, new)), template=template,
-                                            timeout=self.config.ready_timeout)
-        except ClusterError as exc:
-            raise DeployFailed(f"revision {revision.id} is ready on Knative but could not take its traffic: {exc}") from None
-        self.platform.store.set_backend_ref(revision.id, new.revision)
+        previous = serving.revision if isinstance(serving, KnativeFleet) else None
+        current = await self._call("cannot read the cluster", self.cluster.find, "Service", self.config.namespace, revision.function)
+        template = (current or {}).get("spec", {}).get("template")
+        if not template or template.get("metadata", {}).get("name") == proof:
+            template = None  # a deploy: the template is the proven revision's own
+        # else a rollback to an older Revision: the newest template stays as it is
+        final = await self._call(f"revision {revision.id} is ready on Knative but could not take its traffic", deploy.move,
+                                 self.cluster, new, proof, self._tokens(revision, previous), template=template,
+                                 timeout=self.config.ready_timeout)
+        self.platform.store.set_backend_ref(revision.id, proof)
         revision = self.platform.store.revision(revision.id) or revision
-        url = final.get("status", {}).get("url")
-        if not url:
-            raise DeployFailed(f"Service {revision.function} is ready but has no status.url")
-        if isinstance(serving, KnativeFleet):
-            serving.switch(revision, url)
-            return serving
-        return KnativeFleet(revision, url)
+        url = service_url(final) or UNAVAILABLE
+        fleet = serving if isinstance(serving, KnativeFleet) else KnativeFleet(revision, url)
+        fleet.switch(revision, url)
+        try:
+            gone = await self._call("its triggers", deploy.attach, self.cluster, new, timeout=self.config.ready_timeout)
+            fleet.problem = None
+            if gone:
+                logger.info("%s: removed %s", revision.function, ", ".join(gone))
+        except DeployFailed as exc:
+            fleet.problem = f"revision {revision.id} serves, but {exc}"
+            logger.error("%s", fleet.problem)
+        return fleet
 
     async def remove(self, function: str, serving: Any) -> None:
-        from lepton_knative.cluster import ClusterError
-
-        try:
-            gone = await asyncio.to_thread(self.cluster.delete_function, self.config.namespace, function)
-        except ClusterError as exc:
-            raise DeployFailed(f"function {function!r}: could not delete it from the cluster: {exc}") from None
+        gone = await self._call(f"function {function!r}: could not delete it from the cluster", self.cluster.delete_function,
+                                self.config.namespace, function)
         logger.info("removed %s from the cluster: %s", function, ", ".join(gone) or "nothing was there")
         await serving.close()
 
@@ -250,11 +278,12 @@ class KnativeBackend:
         revision: Revision = serving.revision
         out: dict[str, Any] = {"revision": revision.id, "knative_revision": revision.backend_ref or None,
                                "service_url": serving.remote.url, "in_flight": 0, "panic": False}
+        if serving.problem:
+            out["error"] = serving.problem
         try:
-            found, pods = await asyncio.gather(
-                asyncio.to_thread(self.cluster.find, "Revision", self.config.namespace, revision.backend_ref) if revision.backend_ref
-                else asyncio.sleep(0, None),
-                asyncio.to_thread(self.cluster.pods, self.config.namespace, revision.function))
+            found = await asyncio.to_thread(self.cluster.find, "Revision", self.config.namespace, revision.backend_ref) \
+                if revision.backend_ref else None
+            pods = await asyncio.to_thread(self.cluster.pods, self.config.namespace, revision.function)
         except ClusterError as exc:
             return {**out, "ready": 0, "replicas": 0, "desired": 0, "replica_details": [], "error": str(exc)}
         status = (found or {}).get("status", {})
@@ -266,25 +295,39 @@ class KnativeBackend:
 
     async def logs(self, function: str, tail: int, follow: bool) -> AsyncIterator[bytes]:
         """The function container's log of every pod of the Service, each line prefixed with
-        its pod; with `follow`, polled (the API's follow streams one pod at a time)."""
+        its pod: the last `tail` lines of each, then (with `follow`) new lines every
+        LOG_POLL seconds. A pod that cannot give its log now (still starting: the API
+        answers 400) is asked again at the next poll."""
         from lepton_knative.cluster import ClusterError
         from lepton_knative.manifests import CONTAINER
 
-        seen: dict[str, int] = {}
+        seen: dict[str, set[bytes]] = {}
         first = True
         while first or (follow and function in self.platform.fleets):
             if not first:
                 await asyncio.sleep(LOG_POLL)
             try:
                 pods = await asyncio.to_thread(self.cluster.pods, self.config.namespace, function)
-                for pod in pods:
-                    text = await asyncio.to_thread(self.cluster.pod_log, self.config.namespace, pod["id"], CONTAINER, None)
-                    lines = text.splitlines(keepends=True)
-                    start = seen.get(pod["id"], max(0, len(lines) - tail) if first else 0)
-                    for line in lines[start:]:
-                        yield f"[{pod['id']}] ".encode() + line.encode()
-                    seen[pod["id"]] = len(lines)
             except ClusterError as exc:
                 yield f"error: {exc}\n".encode()
                 return
+            for pod in pods:
+                known = pod["id"] in seen
+                try:
+                    text = await asyncio.to_thread(self.cluster.pod_log, self.config.namespace, pod["id"], CONTAINER,
+                                                   tail=None if known else tail, since=int(LOG_POLL * 3) if known else None)
+                except ClusterError:
+                    continue
+                window = text.encode().splitlines(keepends=True)
+                for line in window:
+                    if line not in seen.get(pod["id"], ()):
+                        yield f"[{pod['id']}] ".encode() + strip_timestamp(line)
+                # Lines carry their timestamps: the overlap between polls is dropped by value.
+                seen[pod["id"]] = set(window)
             first = False
+
+
+def strip_timestamp(line: bytes) -> bytes:
+    """A log line without the RFC 3339 timestamp the API put in front of it."""
+    stamp, _, rest = line.partition(b" ")
+    return rest if stamp[:4].isdigit() and stamp.endswith(b"Z") else line
