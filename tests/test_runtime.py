@@ -78,14 +78,18 @@ def test_timeout_is_504_and_sync_handlers_do_not_block_the_loop(serve):
 def test_a_call_that_timed_out_waiting_for_a_thread_never_runs(serve, tmp_path):
     fn = serve("kinds/main.py:mark", env={"MARKS": str(tmp_path)})
     with concurrent.futures.ThreadPoolExecutor(41) as pool:
-        busy = [pool.submit(httpx.post, fn.url, json={"seconds": 2, "name": f"busy-{i}"}, timeout=10) for i in range(40)]
+        # Each busy call holds its thread 5 s and times out after 3 s: the 40 calls have 3 s to
+        # be in flight together, wide enough for a loaded 2-core machine.
+        busy = [pool.submit(httpx.post, fn.url, json={"seconds": 5, "name": f"busy-{i}"}, timeout=15) for i in range(40)]
         deadline = time.monotonic() + 10
         while "lepton_in_flight_requests{function=\"mark\"} 40.0" not in httpx.get(fn.url + "/metrics").text:
             assert time.monotonic() < deadline, "the 40 calls never were in flight together"
             time.sleep(0.02)  # until all 40 of the replica's handler threads are asleep
-        queued = httpx.post(fn.url, json={"seconds": 0, "name": "queued"}, timeout=10)
+        queued = httpx.post(fn.url, json={"seconds": 0, "name": "queued"}, timeout=15)
         assert queued.status_code == 504 and {f.result().status_code for f in busy} == {504}
-    time.sleep(2.5)  # the threads are free again
+    deadline = time.monotonic() + 10
+    while len(list(tmp_path.glob("busy-*"))) < 40 and time.monotonic() < deadline:
+        time.sleep(0.1)  # the threads finish their 5 s and leave their marks
     assert len(list(tmp_path.glob("busy-*"))) == 40
     assert not (tmp_path / "queued").exists()
 

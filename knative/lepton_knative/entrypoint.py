@@ -45,14 +45,14 @@ def download(platform: str, token: str, digest: str, dest: Path, deadline: float
     while True:
         try:
             with httpx.stream("GET", url, headers={"Authorization": f"Bearer {token}"}, timeout=60) as response:
-                if response.status_code < 400:
+                if response.is_success:
                     with dest.open("wb") as out:
                         for chunk in response.iter_bytes(1 << 20):
                             out.write(chunk)
                     return
                 response.read()
                 problem = f"{response.status_code} {response.text.strip()[:300]}"
-                if response.status_code < 500:
+                if response.status_code < 500:  # a 3xx or 4xx: not something a retry changes
                     raise FetchFailed(f"the platform refused artifact {digest[:19]}...: {problem}")
         except httpx.TransportError as exc:
             problem = f"{type(exc).__name__}: {exc}"

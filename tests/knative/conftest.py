@@ -23,6 +23,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip)
 
 
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """When image tests are selected, their images start building now, in the background."""
+    if any({"runtime_image", "platform_image"} & set(getattr(item, "fixturenames", ())) for item in session.items):
+        images.prebuild()
+
+
 @pytest.fixture(scope="session")
 def runtime_image() -> str:
     return images.runtime_image()

@@ -31,6 +31,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -301,6 +302,24 @@ def platform_image() -> str:
         with build_lock():
             subprocess.run([*_buildah(), "rmi", "--prune"], capture_output=True)
     return tag
+
+
+def prebuild() -> threading.Thread | None:
+    """Start building the images in a background thread at the lowest CPU priority, so the
+    slow part (debootstrap and pip downloads, mostly waiting on the network) overlaps the
+    tests that run before the image tests. The fixtures take the result, or build again and
+    report the error themselves."""
+    if any(_which(tool) is None for tool in ("buildah", "debootstrap")) or os.geteuid() != 0:
+        return None
+
+    def work() -> None:
+        os.nice(19)  # per thread on Linux: this thread and the builders it starts yield to the tests
+        with contextlib.suppress(BaseException):
+            platform_image()
+
+    thread = threading.Thread(target=work, name="image-prebuild", daemon=True)
+    thread.start()
+    return thread
 
 
 # --- running an image ----------------------------------------------------------------------------

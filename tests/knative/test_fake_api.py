@@ -123,14 +123,17 @@ def test_the_backend_client_calls_work_with_the_platform_rbac(cluster):
     assert created["metadata"]["generation"] == 1 and created["metadata"]["managedFields"][0]["manager"] == "lepton"
     listed = objects.list_namespaced_custom_object(*SERVING, NS, "services", label_selector="lepton.dev/function=hello")
     assert listed["kind"] == "ServiceList" and [i["metadata"]["name"] for i in listed["items"]] == ["hello"]
-    assert objects.list_namespaced_custom_object(*SERVING, NS, "revisions", label_selector="serving.knative.dev/service=hello")["items"]
+    assert cluster.objects("admin").list_namespaced_custom_object(*SERVING, NS, "revisions", label_selector="serving.knative.dev/service=hello")["items"]
+    assert objects.get_namespaced_custom_object(*SERVING, NS, "revisions", "hello-00001")["metadata"]["name"] == "hello-00001"
 
     secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "fn-hello", "labels": {"lepton.dev/function": "hello"}},
               "stringData": {"token": "s3cret"}}
     stored = core.patch_namespaced_secret("fn-hello", NS, secret, **APPLY)
     assert stored.type == "Opaque" and base64.b64decode(stored.data["token"]) == b"s3cret" and stored.string_data is None
     assert [s.metadata.name for s in core.list_namespaced_secret(NS, label_selector="lepton.dev/function=hello").items] == ["fn-hello"]
-    assert core.read_namespaced_secret("fn-hello", NS).data == stored.data
+    assert cluster.core("admin").read_namespaced_secret("fn-hello", NS).data == stored.data
+    code, status = refused(core.read_namespaced_secret, "fn-hello", NS)  # the platform never reads a Secret back
+    assert code == 403 and status["reason"] == "Forbidden"
 
     cluster.fake.add_pod("hello-00001", "hello-00001-deployment-5d8f-abcde", log="starting\nready\nserved 1\n")
     pods = core.list_namespaced_pod(NS, label_selector="serving.knative.dev/service=hello")
@@ -585,7 +588,7 @@ def test_a_failed_new_revision_leaves_the_previous_one_serving(cluster):
     assert failed["status"]["latestCreatedRevisionName"] == "hello-00002" and failed["status"]["latestReadyRevisionName"] == "hello-00001"
     assert failed["status"]["url"] == ready["status"]["url"] and failed["status"]["traffic"] == ready["status"]["traffic"]
 
-    revisions = cluster.objects().list_namespaced_custom_object(*SERVING, NS, "revisions", label_selector="serving.knative.dev/service=hello")
+    revisions = cluster.objects("admin").list_namespaced_custom_object(*SERVING, NS, "revisions", label_selector="serving.knative.dev/service=hello")
     by_name = {r["metadata"]["name"]: r for r in revisions["items"]}
     assert condition(by_name["hello-00002"], "Ready")["status"] == "False"
     assert by_name["hello-00001"]["metadata"]["labels"]["lepton.dev/function"] == "hello"
@@ -626,7 +629,7 @@ def test_pods_and_logs(cluster):
     cluster.get("services", "hello", reads=2)
     cluster.fake.add_pod("hello-00001", "hello-00001-deployment-7f9c-aaaaa", log="a\nb\nc\n", queue_proxy_log="qp\n")
     core = cluster.core()
-    pod = core.read_namespaced_pod("hello-00001-deployment-7f9c-aaaaa", NS)
+    pod = cluster.core("admin").read_namespaced_pod("hello-00001-deployment-7f9c-aaaaa", NS)
     assert pod.metadata.labels["serving.knative.dev/revision"] == "hello-00001" and pod.metadata.labels["app"] == "hello-00001"
     assert pod.status.phase == "Running" and all(s.ready for s in pod.status.container_statuses)
     code, status = refused(core.read_namespaced_pod_log, "hello-00001-deployment-7f9c-aaaaa", NS)

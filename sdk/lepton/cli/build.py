@@ -16,7 +16,7 @@ def register(app: typer.Typer) -> None:
     def build(
         target: Annotated[str, typer.Argument(metavar="FILE[:NAME]", help="Python file and optional function name.")],
         tag: Annotated[str, typer.Option("--tag", "-t", help="Image name, e.g. registry.example.com/team/classify:1.0.")],
-        base: Annotated[Optional[str], typer.Option("--base", envvar="LEPTON_IMAGE", show_default=False,
+        base: Annotated[Optional[str], typer.Option("--base", envvar="LEPTON_BASE_IMAGE", show_default=False,
                                                     help="Runtime image to build FROM (default: the release's runtime image).")] = None,
         dockerfile_only: Annotated[bool, typer.Option("--dockerfile-only", help="Write the build context and print its Dockerfile; build nothing.")] = False,
         context: Annotated[Optional[Path], typer.Option("--context", file_okay=False, show_default=False,

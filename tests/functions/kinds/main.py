@@ -55,7 +55,7 @@ def sleepy(seconds: float) -> float:
     return seconds
 
 
-@lepton.function(timeout=1)
+@lepton.function(timeout=3)
 def mark(seconds: float, name: str) -> str:
     """Leaves a file named `name` in $MARKS once it has run."""
     time.sleep(seconds)
