@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 from lepton.spec import FunctionSpec
 from lepton_knative.cluster import Cluster
-from lepton_knative.manifests import LATEST, Target, pinned, render, secret, service
+from lepton_knative.manifests import LATEST, Target, pinned, render, secret, secret_name, service
 from lepton_knative.validation import ensure_valid
 
 Progress = Callable[[str], None]
@@ -71,13 +71,13 @@ def move(cluster: Cluster, new: Plan, revision: str, tokens: dict[str, str], *, 
 
 
 def attach(cluster: Cluster, new: Plan, *, timeout: float, progress: Progress = lambda _: None) -> list[str]:
-    """The revision's Triggers and PingSources in place, and every labelled one of the
-    function it no longer declares deleted (a removed `on_cron` stops firing); returns
-    what was deleted."""
+    """The revision's Triggers and PingSources in place, and every labelled Trigger,
+    PingSource and Secret of the function that it no longer declares deleted (a removed
+    `on_cron` stops firing); returns what was deleted."""
     for obj in new.others:
         cluster.apply(obj)
-    keep = {(obj["kind"], obj["metadata"]["name"]) for obj in new.others}
-    gone = cluster.prune(new.target.namespace, new.spec.name, keep)
+    keep = {(obj["kind"], obj["metadata"]["name"]) for obj in new.others} | {("Secret", secret_name(new.spec.name))}
+    gone = cluster.prune(new.target.namespace, new.spec.name, keep, ("Trigger", "PingSource", "Secret"))
     for obj in new.others:
         cluster.wait_ready(obj, timeout, progress)
     return gone

@@ -803,9 +803,10 @@ class FakeCluster:
             self._touch(key)
 
     def add_pod(self, revision: str, pod_name: str | None = None, log: str = "", ready: bool = True,
-                namespace: str | None = None, queue_proxy_log: str = "") -> dict[str, Any]:
+                namespace: str | None = None, queue_proxy_log: str = "", waiting: bool = False) -> dict[str, Any]:
         """A running pod of `revision`, labelled as Knative labels them, whose user container
-        logs `log`; its containers are the revision's and `queue-proxy`."""
+        logs `log`; its containers are the revision's and `queue-proxy`. With `waiting`, a
+        pod still starting (Pending, ContainerCreating): the API refuses its logs with 400."""
         with self.lock:
             key = self._find("revisions", revision, namespace)
             rev = self.objects[key]
@@ -843,12 +844,13 @@ class FakeCluster:
                                                   "name": pod_name.rsplit("-", 1)[0]}]},
                 "spec": {"containers": containers, "enableServiceLinks": False, "restartPolicy": "Always",
                          "serviceAccountName": rev["spec"].get("serviceAccountName") or "default"},
-                "status": {"phase": "Running", "startTime": started,
+                "status": {"phase": "Pending" if waiting else "Running", "startTime": started,
                            "conditions": [{"type": t, "status": "True" if ready or t in ("Initialized", "PodScheduled") else "False",
                                            "lastTransitionTime": started} for t in ("Initialized", "Ready", "ContainersReady", "PodScheduled")],
-                           "containerStatuses": [{"name": c["name"], "image": c["image"], "imageID": "", "ready": ready,
-                                                  "restartCount": 0, "started": True,
-                                                  "state": {"running": {"startedAt": started}}} for c in containers]},
+                           "containerStatuses": [{"name": c["name"], "image": c["image"], "imageID": "", "ready": ready and not waiting,
+                                                  "restartCount": 0, "started": not waiting,
+                                                  "state": {"waiting": {"reason": "ContainerCreating"}} if waiting else
+                                                  {"running": {"startedAt": started}}} for c in containers]},
             }
             pkey = ("pods", ns, pod_name)
             self.objects[pkey] = pod
@@ -1401,6 +1403,11 @@ class FakeCluster:
             container = default or names[0]
         if container not in names:
             raise bad_request(f"container {container} is not valid for pod {name}")
+        waiting = next((c["state"]["waiting"] for c in pod["status"].get("containerStatuses", [])
+                        if c["name"] == container and "waiting" in c.get("state", {})), None)
+        if waiting is not None:
+            # https://github.com/kubernetes/kubernetes/blob/master/pkg/registry/core/pod/strategy.go  validateContainer
+            raise bad_request(f'container "{container}" in pod "{name}" is waiting to start: {waiting["reason"]}')
         text = self.pod_logs.get((namespace, name, container), "")
         if "tailLines" in query:
             try:
