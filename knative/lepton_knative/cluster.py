@@ -24,13 +24,18 @@ REVISIONS = ("serving.knative.dev", "v1", "revisions")
 FIELD_MANAGER = "lepton"
 REQUEST_TIMEOUT = 30  # seconds per API call: a hung server must not outlive a deploy's deadline
 APPLY = "application/apply-patch+yaml"
-# What a function owns, in the order `rm` deletes it: the Service last, so nothing is left
-# pointing at a missing subscriber.
-OWNED = ("Trigger", "PingSource", "Secret", "Service")
+# What a function owns, in the order `rm` deletes it: its triggers first, so nothing is left
+# pointing at a missing subscriber; the Secret last, so a Service that cannot be deleted
+# keeps what its pods need.
+OWNED = ("Trigger", "PingSource", "Service", "Secret")
 
 
 class ClusterError(LeptonError):
     """The API server refused an object, or it did not become Ready."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status  # the API server's HTTP status, when it answered
 
 
 def describe_api_error(obj: dict[str, Any], exc: Exception) -> str:
@@ -83,7 +88,7 @@ class Cluster:
         except ApiException as exc:
             if missing_ok and exc.status == 404:
                 return None
-            raise ClusterError(describe_api_error(obj, exc)) from None
+            raise ClusterError(describe_api_error(obj, exc), exc.status) from None
         except (OSError, HTTPError, ApiValueError) as exc:
             raise ClusterError(f"cannot reach the Kubernetes API: {' '.join(str(exc).split())}") from None
 
@@ -175,11 +180,14 @@ class Cluster:
         return self._call(probe, self.api.delete_namespaced_custom_object, group, version, namespace, plural, name, missing_ok=True) is not None
 
     def prune(self, namespace: str, function: str, keep: set[tuple[str, str]], kinds: tuple[str, ...] = ("Trigger", "PingSource")) -> list[str]:
-        """Delete the function's labelled objects of `kinds` that are not in `keep` (kind,
-        name): a trigger or schedule the new revision no longer declares stops at once."""
+        """Delete the function's objects of `kinds` that Lepton manages and that are not in
+        `keep` (kind, name): a trigger or schedule the new revision no longer declares stops
+        at once. Objects without Lepton's managed-by label (a user's own Secret, labelled
+        for `kubectl get -l`) are never touched."""
         gone = []
+        selector = f"lepton.dev/function={function},app.kubernetes.io/managed-by=lepton"
         for kind in kinds:
-            for item in self._list(kind, namespace, f"lepton.dev/function={function}"):
+            for item in self._list(kind, namespace, selector):
                 name = item["metadata"]["name"]
                 if (kind, name) not in keep and self.delete(kind, namespace, name):
                     gone.append(f"{kind} {name}")

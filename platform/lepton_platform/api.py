@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Query, Request, Response
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from lepton.errors import ArtifactError
 from lepton_platform import auth
@@ -22,6 +22,8 @@ MAX_ARTIFACT = 1 << 30
 
 
 class DeployRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a misspelt field is refused, not ignored (`dry_run` must never deploy)
+
     artifact: str = Field(pattern=DIGEST.pattern, description="sha256:<hex> of an uploaded artifact")
     function: str
     wait: bool = True
@@ -94,7 +96,11 @@ def build_api(platform: Platform) -> FastAPI:
             task.add_done_callback(lambda t: t.exception())  # failures are recorded on the revision
             return JSONResponse({"function": spec.name, "revision": None, "changed": True, "status": "deploying", "url": f"{base}/fn/{spec.name}"}, status_code=202)
         revision = await platform.deploy(spec, body.artifact, body.image)
-        return JSONResponse({"function": spec.name, "revision": revision.id, "changed": True, "status": "ready", "url": f"{base}/fn/{spec.name}"})
+        answer = {"function": spec.name, "revision": revision.id, "changed": True, "status": "ready", "url": f"{base}/fn/{spec.name}"}
+        problem = getattr(platform.fleets.get(spec.name), "problem", None)
+        if problem:
+            answer["warning"] = problem
+        return JSONResponse(answer)
 
     @v1.get("/functions", summary="List functions")
     async def list_functions(request: Request) -> list[dict[str, Any]]:

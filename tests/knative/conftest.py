@@ -24,9 +24,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
-    """When image tests are selected, their images start building now, in the background."""
-    if any({"runtime_image", "platform_image"} & set(getattr(item, "fixturenames", ())) for item in session.items):
+    """When image tests will run, their images start building now, in the background."""
+    if session.config.option.collectonly:
+        return
+    if any({"runtime_image", "platform_image"} & set(getattr(item, "fixturenames", ()))
+           and not item.get_closest_marker("skip") for item in session.items):
         images.prebuild()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    images.stop_prebuild()
 
 
 @pytest.fixture(scope="session")

@@ -126,16 +126,32 @@ def build_lock() -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
+# The long builds running now, each in a process group of its own: `hurry` raises their
+# priority when a test waits for them, `stop_prebuild` ends them with the session.
+_BUILDS: set[subprocess.Popen] = set()
+_PREBUILD: list[threading.Thread] = []
+
+
 def _run_logged(args: Sequence[str], log: Path, *, timeout: float, env: Mapping[str, str] | None = None) -> None:
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as out:
         out.write(f"$ {' '.join(args)}\n".encode())
         out.flush()
-        result = subprocess.run(list(args), stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, timeout=timeout,
-                                env={**os.environ, **(env or {})})
-    if result.returncode != 0:
+        proc = subprocess.Popen(list(args), stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                env={**os.environ, **(env or {})}, start_new_session=True)
+        _BUILDS.add(proc)
+        try:
+            returncode = proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            raise
+        finally:
+            _BUILDS.discard(proc)
+    if returncode != 0:
         tail = log.read_text(errors="replace")[-6000:]
-        raise AssertionError(f"{args[0]} exited {result.returncode} (log: {log}):\n{tail}")
+        raise AssertionError(f"{args[0]} exited {returncode} (log: {log}):\n{tail}")
 
 
 def _log_dir() -> Path:
@@ -290,6 +306,7 @@ def _remove_other_tags(name: str, keep: str) -> None:
 
 def runtime_image() -> str:
     """What function pods run: core dependencies only, uid 10001."""
+    hurry()
     return build_image("runtime", RUNTIME)
 
 
@@ -319,7 +336,30 @@ def prebuild() -> threading.Thread | None:
 
     thread = threading.Thread(target=work, name="image-prebuild", daemon=True)
     thread.start()
+    _PREBUILD.append(thread)
     return thread
+
+
+def hurry() -> None:
+    """A test needs the images now: the background build runs at normal priority from here."""
+    for thread in _PREBUILD:
+        if thread.is_alive() and thread.native_id is not None:
+            with contextlib.suppress(OSError):
+                os.setpriority(os.PRIO_PROCESS, thread.native_id, 0)
+    for proc in list(_BUILDS):
+        with contextlib.suppress(OSError):
+            os.setpriority(os.PRIO_PGRP, proc.pid, 0)
+
+
+def stop_prebuild() -> None:
+    """End a background build the session no longer needs (no build outlives its session)."""
+    if not any(thread.is_alive() for thread in _PREBUILD):
+        return
+    for proc in list(_BUILDS):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+    for thread in _PREBUILD:
+        thread.join(60)
 
 
 # --- running an image ----------------------------------------------------------------------------

@@ -153,6 +153,12 @@ def test_a_failed_revision_never_takes_traffic_and_rollback_pins_an_older_one(kn
         assert svc["spec"]["template"]["metadata"]["name"] == third, "a rollback creates no revision"
         assert set(knative.cluster.of("revisions", NS)) == revisions
         assert http.get("/v1/functions/hello").json()["knative_revision"] == first
+        assert knative.serving("hello")["LEPTON_TOKEN"].startswith("rev.hello-00001."), "its pods find their token again"
+        # And a deploy after the rollback starts from the revision that serves.
+        (v4,) = knative.platform.deploy(source(tmp_path, "v4", HELLO.read_text().replace("Hello,", "Howdy,")))
+        serving = knative.serving("hello")
+        assert v4["revision"] == "hello-00004" and serving["LEPTON_TOKEN"].startswith("rev.hello-00004.")
+        assert serving["revision"] == knative.service("hello")["spec"]["template"]["metadata"]["name"]
 
 
 def test_redeploys_with_a_new_image_pass_knatives_name_check(knative):
@@ -207,9 +213,13 @@ def test_remove_deletes_every_object_and_events_go_to_the_broker(knative, tmp_pa
     # A labelled Secret the function no longer uses (say, from an older Lepton) goes at the next apply.
     knative.cluster.objects[("secrets", NS, "lepton-ticker")] = {
         "apiVersion": "v1", "kind": "Secret", "type": "Opaque", "data": {},
-        "metadata": {"name": "lepton-ticker", "namespace": NS, "labels": {"lepton.dev/function": "ticker"}}}
+        "metadata": {"name": "lepton-ticker", "namespace": NS, "labels": {"lepton.dev/function": "ticker", "app.kubernetes.io/managed-by": "lepton"}}}
+    # A user's own Secret with the function's label, not managed by Lepton, is never touched.
+    knative.cluster.objects[("secrets", NS, "ticker-keys")] = {
+        "apiVersion": "v1", "kind": "Secret", "type": "Opaque", "data": {},
+        "metadata": {"name": "ticker-keys", "namespace": NS, "labels": {"lepton.dev/function": "ticker"}}}
     knative.platform.deploy(source(tmp_path, "ticker", code))
-    assert set(knative.cluster.of("secrets", NS)) == {"lepton-fn-ticker"}
+    assert set(knative.cluster.of("secrets", NS)) == {"lepton-fn-ticker", "ticker-keys"}
     with knative.platform.http() as http:
         assert http.post("/v1/events", json={"specversion": "1.0", "id": "k-1", "source": "/t", "type": "com.example"},
                          headers=STRUCTURED).status_code == 202
@@ -217,8 +227,9 @@ def test_remove_deletes_every_object_and_events_go_to_the_broker(knative, tmp_pa
         assert forwarded[0]["type"] == "com.example"
         assert http.delete("/v1/functions/ticker").status_code == 200
         assert http.get("/v1/functions").json() == []
-    for plural in ("services", "revisions", "pingsources", "triggers", "secrets"):
+    for plural in ("services", "revisions", "pingsources", "triggers"):
         assert knative.cluster.of(plural, NS) == {}, plural
+    assert set(knative.cluster.of("secrets", NS)) == {"ticker-keys"}, "only what Lepton made is removed"
 
 
 def test_what_the_runtime_image_lacks_is_refused_with_the_way_out(knative):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from importlib import metadata
 from typing import TYPE_CHECKING, Any, AsyncIterator
 
@@ -171,10 +172,12 @@ class KnativeBackend:
     async def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
         """Run a blocking cluster step in a thread; its ClusterError becomes DeployFailed."""
         from lepton_knative.cluster import ClusterError
+        from lepton_knative.manifests import RenderError
+        from lepton_knative.validation import ManifestError
 
         try:
             return await asyncio.to_thread(fn, *args, **kwargs)
-        except ClusterError as exc:
+        except (ClusterError, RenderError, ManifestError) as exc:
             raise DeployFailed(f"{what}: {exc}") from None
 
     # -- deploys -----------------------------------------------------------------------------
@@ -242,9 +245,9 @@ class KnativeBackend:
         previous = serving.revision if isinstance(serving, KnativeFleet) else None
         current = await self._call("cannot read the cluster", self.cluster.find, "Service", self.config.namespace, revision.function)
         template = (current or {}).get("spec", {}).get("template")
-        if not template or template.get("metadata", {}).get("name") == proof:
-            template = None  # a deploy: the template is the proven revision's own
-        # else a rollback to an older Revision: the newest template stays as it is
+        if not template or template.get("metadata", {}).get("name") == new.revision:
+            template = None  # a deploy: the template on the cluster is this revision's own
+        # else a rollback to an older Revision: the newest template stays exactly as it is
         final = await self._call(f"revision {revision.id} is ready on Knative but could not take its traffic", deploy.move,
                                  self.cluster, new, proof, self._tokens(revision, previous), template=template,
                                  timeout=self.config.ready_timeout)
@@ -302,6 +305,7 @@ class KnativeBackend:
         from lepton_knative.manifests import CONTAINER
 
         seen: dict[str, set[bytes]] = {}
+        fetched: dict[str, float] = {}
         first = True
         while first or (follow and function in self.platform.fleets):
             if not first:
@@ -312,18 +316,24 @@ class KnativeBackend:
                 yield f"error: {exc}\n".encode()
                 return
             for pod in pods:
-                known = pod["id"] in seen
+                name = pod["id"]
+                # After the first read, ask for the time since the last one (with a margin):
+                # the overlap is dropped by value, since each line carries its timestamp.
+                since = None if name not in seen else int(time.monotonic() - fetched[name]) + 5
+                started = time.monotonic()
                 try:
-                    text = await asyncio.to_thread(self.cluster.pod_log, self.config.namespace, pod["id"], CONTAINER,
-                                                   tail=None if known else tail, since=int(LOG_POLL * 3) if known else None)
-                except ClusterError:
+                    text = await asyncio.to_thread(self.cluster.pod_log, self.config.namespace, name, CONTAINER,
+                                                   tail=tail if name not in seen else None, since=since)
+                except ClusterError as exc:
+                    if exc.status not in (400, 404):  # 400: still starting; 404: just gone
+                        yield f"error: {exc}\n".encode()
                     continue
-                window = text.encode().splitlines(keepends=True)
+                fetched[name] = started
+                window = [line + b"\n" for line in text.encode().split(b"\n") if line]
                 for line in window:
-                    if line not in seen.get(pod["id"], ()):
-                        yield f"[{pod['id']}] ".encode() + strip_timestamp(line)
-                # Lines carry their timestamps: the overlap between polls is dropped by value.
-                seen[pod["id"]] = set(window)
+                    if line not in seen.get(name, ()):
+                        yield f"[{name}] ".encode() + strip_timestamp(line)
+                seen[name] = set(window)
             first = False
 
 

@@ -108,6 +108,8 @@ def register(app: typer.Typer) -> None:
         for r in results:
             note = "unchanged" if not r["changed"] else r["status"]
             typer.echo(f"{r['function']}  {r['revision'] or '-'}  {note}  {r['url']}")
+            if r.get("warning"):
+                typer.echo(f"warning: {r['warning']}", err=True)
 
     @app.command("ls")
     def list_functions(platform: PlatformOpt = None, token: TokenOpt = None, output: OutputOpt = "table") -> None:
