@@ -46,10 +46,12 @@ def describe_api_error(obj: dict[str, Any], exc: Exception) -> str:
         body = json.loads(getattr(exc, "body", "") or "{}")
     except ValueError:
         body = {}
-    causes = body.get("details", {}).get("causes") or [] if isinstance(body, dict) else []
+    if not isinstance(body, dict):
+        body = {}
+    causes = body.get("details", {}).get("causes") or []
     if causes:
         return f"{name}: " + "; ".join(f"{c.get('field', '?')}: {c.get('message', '')}" for c in causes)
-    message = (body.get("message") if isinstance(body, dict) else None) or getattr(exc, "reason", None) or str(exc)
+    message = body.get("message") or getattr(exc, "reason", None) or str(exc)
     return f"{name}: {' '.join(str(message).split())}" + (f" (HTTP {status})" if status else "")
 
 
@@ -116,58 +118,66 @@ class Cluster:
         group, version, plural = REVISIONS if kind == "Revision" else KINDS[kind]
         return self._call(probe, self.api.get_namespaced_custom_object, group, version, namespace, plural, name, missing_ok=True)
 
+    def _until(self, obj: dict[str, Any], judge: Callable[[dict[str, Any]], str | None], timeout: float,
+               progress: Callable[[str], None], late: str) -> dict[str, Any]:
+        """Read `obj` until `judge` (None when done, else what it waits for, or a
+        ClusterError when it failed) is satisfied, backing off from 50 ms to 1 s."""
+        deadline = time.monotonic() + timeout
+        delay = 0.05
+        while True:
+            current = self.get(obj)
+            waiting = judge(current)
+            if waiting is None:
+                return current
+            progress(waiting)
+            if time.monotonic() > deadline:
+                raise ClusterError(late)
+            time.sleep(delay)
+            delay = min(delay * 2, 1.0)
+
     def wait_traffic(self, svc: dict[str, Any], revision: str, timeout: float = 300,
                      progress: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
         """Poll until the Service's route sends all traffic to `revision`. Not `Ready`: that
         also needs the newest template's revision ready, which a rollback away from a failed
         one never is."""
         name = f"Service {svc['metadata']['name']}"
-        deadline = time.monotonic() + timeout
-        delay = 0.05
-        while True:
-            current = self.get(svc)
+
+        def judge(current: dict[str, Any]) -> str | None:
             routes = condition(current, "RoutesReady")
             status = current.get("status", {})
             fresh = status.get("observedGeneration") == current.get("metadata", {}).get("generation")
-            serving = [t for t in status.get("traffic") or [] if t.get("percent")]
-            if fresh and routes and routes.get("status") == "True" and [t.get("revisionName") for t in serving] == [revision]:
-                return current
+            serving = [t.get("revisionName") for t in status.get("traffic") or [] if t.get("percent")]
+            if fresh and routes and routes.get("status") == "True" and serving == [revision]:
+                return None
             if fresh and routes and routes.get("status") == "False":
                 raise ClusterError(f"{name} cannot route to {revision}: {routes.get('reason', '')}: {routes.get('message', '')}".rstrip(": "))
-            progress(f"{name}: moving traffic to {revision}")
-            if time.monotonic() > deadline:
-                raise ClusterError(f"{name} did not route to {revision} within {timeout:g}s")
-            time.sleep(delay)
-            delay = min(delay * 2, 1.0)
+            return f"{name}: moving traffic to {revision}"
+
+        return self._until(svc, judge, timeout, progress, f"{name} did not route to {revision} within {timeout:g}s")
 
     def wait_ready(self, obj: dict[str, Any], timeout: float = 300, progress: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
         """Poll until the object's Ready condition is True for its latest generation; a
         False one fails with its message."""
         name = f"{obj['kind']} {obj['metadata']['name']}"
-        deadline = time.monotonic() + timeout
-        delay = 0.05
-        while True:
-            current = self.get(obj)
+
+        def judge(current: dict[str, Any]) -> str | None:
             ready = condition(current)
             generation = current.get("metadata", {}).get("generation")
-            observed = current.get("status", {}).get("observedGeneration")
-            fresh = generation is None or observed == generation
+            fresh = generation is None or current.get("status", {}).get("observedGeneration") == generation
             if ready and fresh and ready.get("status") == "True":
-                return current
+                return None
             if ready and fresh and ready.get("status") == "False":
                 raise ClusterError(f"{name} is not ready: {ready.get('reason', '')}: {ready.get('message', '')}".rstrip(": "))
-            progress(f"{name}: {ready.get('reason') or 'waiting'}" if ready else f"{name}: waiting for the controller")
-            if time.monotonic() > deadline:
-                raise ClusterError(f"{name} not ready after {timeout:g}s")
-            time.sleep(delay)
-            delay = min(delay * 2, 1.0)
+            return f"{name}: {ready.get('reason') or 'waiting'}" if ready else f"{name}: waiting for the controller"
+
+        return self._until(obj, judge, timeout, progress, f"{name} not ready after {timeout:g}s")
 
     def _list(self, kind: str, namespace: str, selector: str) -> list[dict[str, Any]]:
         probe = {"kind": kind, "metadata": {"name": selector}}
         if kind == "Secret":
             result = self._call(probe, self.core.list_namespaced_secret, namespace, label_selector=selector)
             return [{"kind": "Secret", "metadata": {"name": item.metadata.name}} for item in result.items]
-        group, version, plural = REVISIONS if kind == "Revision" else KINDS[kind]
+        group, version, plural = KINDS[kind]
         items = self._call(probe, self.api.list_namespaced_custom_object, group, version, namespace, plural, label_selector=selector)
         return [{**item, "kind": kind} for item in items.get("items", [])]
 

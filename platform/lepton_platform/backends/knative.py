@@ -254,8 +254,11 @@ class KnativeBackend:
         self.platform.store.set_backend_ref(revision.id, proof)
         revision = self.platform.store.revision(revision.id) or revision
         url = service_url(final) or UNAVAILABLE
-        fleet = serving if isinstance(serving, KnativeFleet) else KnativeFleet(revision, url)
-        fleet.switch(revision, url)
+        if isinstance(serving, KnativeFleet):
+            fleet = serving
+            fleet.switch(revision, url)
+        else:
+            fleet = KnativeFleet(revision, url)
         try:
             gone = await self._call("its triggers", deploy.attach, self.cluster, new, timeout=self.config.ready_timeout)
             fleet.problem = None
