@@ -17,6 +17,14 @@ ROOT = Path(__file__).resolve().parent.parent
 FUNCTIONS = ROOT / "tests" / "functions"
 
 
+def log_records(home: Path | str, tag: str) -> list[str]:
+    """What functions wrote as `TAG payload` lines to their logs, in file order: the one place
+    a sandboxed replica writes that a test can read."""
+    prefix = tag + " "
+    return [line[len(prefix):] for log in sorted((Path(home) / "logs").rglob("*.log"))
+            for line in log.read_text(errors="replace").splitlines() if line.startswith(prefix)]
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

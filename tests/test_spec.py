@@ -28,7 +28,7 @@ def test_every_option_is_recorded_and_round_trips():
     @lepton.function(
         name="classify", cpu="500m", memory="2Gi", gpu=1, min_scale=1, max_scale=3, concurrency=8,
         target=4, scale_down_after=30, timeout=20, buckets=["images", "predictions"], env={"MODE": "fast"},
-        secrets=["hf-token"], requirements=["torch>=2"], public=True,
+        secrets=["HF_TOKEN"], requirements=["torch>=2"], public=True,
         triggers=[
             lepton.on_event(type="com.example.order", region="eu",
                             delivery=lepton.Delivery(retry=5, backoff="linear", delay=0.5, dead_letter="failed")),

@@ -189,6 +189,33 @@ class Cluster:
         group, version, plural = KINDS[kind]
         return self._call(probe, self.api.delete_namespaced_custom_object, group, version, namespace, plural, name, missing_ok=True) is not None
 
+    def _secret_labels(self, namespace: str, name: str) -> dict[str, str] | None:
+        """The labels of Secret `name`, or None when there is none: found by listing, since
+        the Role grants no `get` on Secrets (a real server filters by the field selector)."""
+        probe = {"kind": "Secret", "metadata": {"name": name}}
+        result = self._call(probe, self.core.list_namespaced_secret, namespace, field_selector=f"metadata.name={name}")
+        return next((item.metadata.labels or {} for item in result.items if item.metadata.name == name), None)
+
+    def _refuse_unmanaged(self, namespace: str, name: str, label: str) -> bool:
+        """True when Lepton's Secret `name` exists; ClusterError 409 when a Secret of that
+        name exists that Lepton does not manage (managed-by=lepton and `label`): never
+        overwrite or delete a user's own."""
+        labels = self._secret_labels(namespace, name)
+        if labels is not None and not (labels.get("app.kubernetes.io/managed-by") == "lepton" and label in labels):
+            raise ClusterError(f"Secret {name} already exists in namespace {namespace} and Lepton does not manage it "
+                               f"(no labels app.kubernetes.io/managed-by=lepton and {label}); delete or rename it first", 409)
+        return labels is not None
+
+    def apply_named_secret(self, obj: dict[str, Any], label: str) -> None:
+        """Create or update a Secret Lepton owns by name (not by function), unless someone
+        else's has that name."""
+        self._refuse_unmanaged(obj["metadata"]["namespace"], obj["metadata"]["name"], label)
+        self.apply(obj)
+
+    def delete_named_secret(self, namespace: str, name: str, label: str) -> bool:
+        """Delete a Secret Lepton owns by name; False when it was not there."""
+        return self._refuse_unmanaged(namespace, name, label) and self.delete("Secret", namespace, name)
+
     def prune(self, namespace: str, function: str, keep: set[tuple[str, str]], kinds: tuple[str, ...] = ("Trigger", "PingSource")) -> list[str]:
         """Delete the function's objects of `kinds` that Lepton manages and that are not in
         `keep` (kind, name): a trigger or schedule the new revision no longer declares stops

@@ -3,6 +3,8 @@
 - the function        -> serving.knative.dev/v1 Service (one Knative Revision per template)
 - its credentials     -> a v1 Secret `lepton-fn-NAME`: the platform's in-cluster URL and one
                          scoped token per revision that may run (pods read theirs by key)
+- `secrets=["HF_TOKEN"]` -> env HF_TOKEN from key HF_TOKEN of the v1 Secret `lepton-secret-hf-token`,
+                         which `lepton secret set` writes (one per Lepton secret, shared by functions)
 - `on_event`, `on_bucket` -> eventing.knative.dev/v1 Trigger on the platform's Broker
 - `on_cron`           -> sources.knative.dev/v1 PingSource
 
@@ -30,6 +32,8 @@ SERVICE_API = {"apiVersion": "serving.knative.dev/v1", "kind": "Service"}
 DEFAULT_IMAGE = "ghcr.io/lepton-dev/lepton-runtime:0.1.0"
 DEFAULT_PLATFORM_URL = "http://lepton-platform.lepton.svc.cluster.local:8765"
 SECRET_PREFIX = "lepton-fn-"
+USER_SECRET_PREFIX = "lepton-secret-"
+USER_SECRET_LABEL = "lepton.dev/secret"
 URL_KEY = "url"
 CONTAINER = "function"
 # Knative's progress deadline (600 s by default): a revision that is not ready by then has
@@ -72,6 +76,31 @@ def iso_duration(seconds: float, where: str) -> str:
 
 def secret_name(function: str) -> str:
     return SECRET_PREFIX + function
+
+
+def user_secret_name(name: str) -> str:
+    """The Kubernetes Secret of Lepton secret `name` (HF_TOKEN -> lepton-secret-hf-token):
+    secret names are upper case with no '-', so the lower-case form is unique."""
+    return USER_SECRET_PREFIX + name.lower().replace("_", "-")
+
+
+def _label_value(text: str) -> str:
+    """`text` as a label value (at most 63 characters), a hash standing in for the tail."""
+    if len(text) <= 63:
+        return text
+    return f"{text[:54].rstrip('-')}-{hashlib.sha256(text.encode()).hexdigest()[:8]}"
+
+
+def user_secret(name: str, value: str, namespace: str) -> dict[str, Any]:
+    """The Secret holding one Lepton secret, under its own name as the key (`data`, like
+    the function Secret). Not labelled with a function: pruning never touches it."""
+    kube_name = user_secret_name(name)
+    return {
+        "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+        "metadata": {"name": kube_name, "namespace": namespace,
+                     "labels": {**MANAGED_BY, USER_SECRET_LABEL: _label_value(kube_name.removeprefix(USER_SECRET_PREFIX))}},
+        "data": {name: base64.b64encode(value.encode()).decode()},
+    }
 
 
 def token_key(revision: str) -> str:
@@ -133,6 +162,7 @@ def template(spec: FunctionSpec, target: Target) -> dict[str, Any]:
         _secret_env("LEPTON_TOKEN", token_key(target.revision), spec.name),
     ]
     env += [{"name": k, "value": v} for k, v in sorted(spec.env.items())]
+    env += [{"name": s, "valueFrom": {"secretKeyRef": {"name": user_secret_name(s), "key": s}}} for s in spec.secrets]
     requests = {"cpu": spec.cpu, "memory": spec.memory}
     limits: dict[str, Any] = {"cpu": spec.cpu, "memory": spec.memory}
     if spec.gpu:
@@ -148,8 +178,6 @@ def template(spec: FunctionSpec, target: Target) -> dict[str, Any]:
         "readinessProbe": {"httpGet": {"path": "/readyz"}, "periodSeconds": 1},
         "livenessProbe": {"httpGet": {"path": "/healthz"}, "periodSeconds": 10},
     }
-    if spec.secrets:
-        container["envFrom"] = [{"secretRef": {"name": s}} for s in spec.secrets]
     body = {
         "metadata": {"labels": labels(spec, ""), "annotations": annotations},
         "spec": {"containerConcurrency": spec.concurrency, "timeoutSeconds": math.ceil(spec.timeout), "containers": [container]},

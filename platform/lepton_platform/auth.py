@@ -1,6 +1,7 @@
 """Tokens and callers: the admin token `lepton up` writes (mode 0600) guards /v1 and private
-functions; a revision's scoped token reaches only its declared buckets (and the event
-ingress); a signed URL reaches one object.
+functions; a revision's scoped token reaches only its declared buckets, the event ingress and
+the private functions in its `calls=[...]`; an access key (keys.py) invokes the functions it
+names and sends events; a signed URL reaches one object.
 """
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ from __future__ import annotations
 import hmac
 import os
 import secrets
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -15,9 +17,11 @@ from typing import TYPE_CHECKING, Annotated
 from fastapi import Depends, Header, HTTPException, Request
 
 from lepton.names import check_bucket_name
+from lepton_platform.keys import PREFIX as KEY_PREFIX
 
 if TYPE_CHECKING:
     from lepton_platform.service import Platform
+    from lepton_platform.store import Revision
 
 
 def load_or_create_token(home: Path) -> str:
@@ -62,6 +66,8 @@ class Access:
     who: str
     buckets: frozenset[str] | None = None
     revision: str | None = None  # the revision a scoped token was issued to
+    key: str | None = None  # the id of an access key
+    functions: frozenset[str] | None = None  # what an access key may invoke; None: every function
 
     def bucket(self, bucket: str) -> str:
         try:
@@ -89,22 +95,104 @@ def access(request: Request, authorization: Annotated[str | None, Header()] = No
         if problem:
             raise HTTPException(403, problem)
         return Access("a signed URL", frozenset({bucket}))
-    return identify(platform, authorization)
+    return identify(platform, authorization, what=f"use {request.method} {request.url.path}")
 
 
-def identify(platform: Platform, authorization: str | None) -> Access:
-    """The caller behind an Authorization header: the admin, or a revision's scoped token."""
+def identify(platform: Platform, authorization: str | None, *, keys: bool = False, what: str = "use this route") -> Access:
+    """The caller behind an Authorization header: the admin, a revision's scoped token, or
+    (only where `keys`: the routes a caller of functions needs) an access key. An access key
+    anywhere else gets a 403 that says it may not `what`."""
     token = bearer(authorization)
+    if token is not None and hmac.compare_digest(token.encode(), platform.token.encode()):
+        return Access("admin")
+    if token is not None and token.startswith(KEY_PREFIX):
+        key = platform.keys.find(token)
+        if key is None:
+            raise HTTPException(403, "invalid key")
+        now = time.time()
+        problem = key.problem(now)
+        if problem:
+            raise HTTPException(401, problem, headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+        if not keys:
+            raise HTTPException(403, f"a key may not {what} (key {key.id}): keys invoke functions (/fn/NAME) "
+                                     "and send events (POST /v1/events); the rest needs the admin token")
+        platform.keys.used(key, now)
+        return Access(f"key {key.id}", frozenset(), key=key.id, functions=key.functions or None)
     if token is not None and token.startswith("rev."):
-        revision = platform.credentials.revision_of(token)
+        revision = platform.credentials.claimed_revision(token)
         record = platform.store.revision(revision) if revision else None
-        if record is None:
+        if record is None or not platform.credentials.issued_to(token, record):
             raise HTTPException(403, "invalid scoped token")
         return Access(f"function {record.function} ({record.id})", frozenset(record.spec.buckets), record.id)
-    status = check(platform.token, authorization)
-    if status:
-        raise HTTPException(status, "missing bearer token" if status == 401 else "invalid token", headers={"WWW-Authenticate": "Bearer"})
-    return Access("admin")
+    if token is None:
+        raise HTTPException(401, "missing bearer token", headers={"WWW-Authenticate": "Bearer"})
+    raise HTTPException(403, "invalid token", headers={"WWW-Authenticate": "Bearer"})
 
 
 Caller = Annotated[Access, Depends(access)]
+
+
+@dataclass(frozen=True)
+class _Scoped:
+    who: str
+    calls: frozenset[str]
+    function: str
+    fleet: object  # the function's fleet when this was looked up: a removed function's is gone
+
+
+class Callers:
+    """Who may invoke a private function: the decision `router.admit` asks of every
+    invocation, whichever way it came (socket fast path or ASGI, embedded or Knative).
+
+    In order, cheapest and commonest first: the admin token (one constant-time comparison,
+    as before keys existed); an access key that names the function, or names none, and is
+    neither revoked nor expired (a hash and a dict lookup); a revision's scoped token whose
+    spec lists the function in `calls=[...]` (a dict lookup; an HMAC and the revision's spec
+    the first time)."""
+
+    def __init__(self, platform: Platform) -> None:
+        self.platform = platform
+        self._admin = platform.token.encode()
+        self._scoped: dict[str, _Scoped] = {}  # by token; only valid ones, so at most one per revision
+
+    def refusal(self, function: str, authorization: str | None) -> tuple[int, str] | None:
+        """None when the caller may invoke private `function`, else the status and reason."""
+        token = bearer(authorization)
+        if token is None:
+            return 401, f"missing bearer token for function {function!r}"
+        if hmac.compare_digest(token.encode(), self._admin):
+            return None
+        if token.startswith(KEY_PREFIX):
+            return self.platform.keys.refusal(token, function)
+        if token.startswith("rev."):
+            caller = self._scoped_caller(token)
+            if caller is None:
+                return 403, f"invalid scoped token for function {function!r}"
+            if function in caller.calls:
+                return None
+            return 403, (f"{caller.who} may not invoke function {function!r}: it is not in the caller's "
+                         f"calls=[{', '.join(repr(c) for c in sorted(caller.calls))}]")
+        return 403, f"invalid token for function {function!r}"
+
+    def _scoped_caller(self, token: str) -> _Scoped | None:
+        cached = self._scoped.get(token)
+        # Revisions are immutable, but their ids come back when a function is removed and
+        # deployed again: an entry lasts as long as the fleet it was looked up with.
+        if cached is not None and self.platform.fleets.get(cached.function) is cached.fleet:
+            return cached
+        revision_id = self.platform.credentials.claimed_revision(token)
+        if revision_id is None:
+            return None
+        function = revision_id.rsplit("-", 1)[0]
+        fleet = self.platform.fleets.get(function)
+        record: Revision | None = fleet.revision if fleet is not None and fleet.revision.id == revision_id else None
+        if record is None:  # a revision that no longer takes traffic (its replicas may still be draining)
+            record = self.platform.store.revision(revision_id)
+            if record is None:
+                return None
+        if not self.platform.credentials.issued_to(token, record):
+            return None
+        caller = _Scoped(f"function {record.function} ({record.id})", frozenset(record.spec.calls), record.function,
+                         self.platform.fleets.get(record.function))
+        self._scoped[token] = caller
+        return caller

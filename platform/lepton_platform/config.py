@@ -3,6 +3,9 @@
     backend: embedded              # or knative: functions run as Knative Services
     cpu_affinity: true             # embedded: each replica on ceil(cpu) cores of its own (cpus.py)
     requirements: check            # or install: pip installs what a function needs and the platform lacks
+    sandbox: auto                  # Landlock per replica where the kernel has it; required: refuse replicas without; off
+    sandbox_user: nobody           # when the platform runs as root, replicas run as this user
+    gpus: "0,1"                    # the GPUs replicas may use; default: every GPU NVML finds ("none": no GPUs)
     knative:
       namespace: lepton
       broker: default
@@ -21,15 +24,16 @@
       max_object_bytes: 5368709120     # one bucket upload
       max_event_bytes: 33554432        # one CloudEvent (or batch) at /v1/events
       max_invocation_bytes: 33554432   # one request body to /fn/NAME
+      max_secret_bytes: 65536          # one secret's value
 
 The Kubernetes API is found from KUBECONFIG, or from the pod's service account in a cluster.
 Credentials for S3 come from boto3's usual chain (AWS_ACCESS_KEY_ID, ...) or from
 `access_key_id` / `secret_access_key` under `s3:`. Environment twins: LEPTON_STORAGE,
 LEPTON_S3_ENDPOINT_URL, LEPTON_S3_REGION, LEPTON_S3_BUCKET_PREFIX,
 LEPTON_S3_MULTIPART_THRESHOLD, LEPTON_S3_NOTIFICATIONS, LEPTON_MAX_OBJECT_BYTES,
-LEPTON_MAX_EVENT_BYTES, LEPTON_MAX_INVOCATION_BYTES, LEPTON_BACKEND, LEPTON_KNATIVE_NAMESPACE, LEPTON_KNATIVE_BROKER,
+LEPTON_MAX_EVENT_BYTES, LEPTON_MAX_INVOCATION_BYTES, LEPTON_MAX_SECRET_BYTES, LEPTON_BACKEND, LEPTON_KNATIVE_NAMESPACE, LEPTON_KNATIVE_BROKER,
 LEPTON_KNATIVE_BROKER_URL, LEPTON_KNATIVE_IMAGE, LEPTON_KNATIVE_PLATFORM_URL, LEPTON_KNATIVE_READY_TIMEOUT, LEPTON_CPU_AFFINITY,
-LEPTON_REQUIREMENTS. pip reads its own configuration (pip.conf, PIP_INDEX_URL, PIP_FIND_LINKS).
+LEPTON_REQUIREMENTS, LEPTON_SANDBOX, LEPTON_SANDBOX_USER, LEPTON_GPUS. pip reads its own configuration (pip.conf, PIP_INDEX_URL, PIP_FIND_LINKS).
 """
 
 from __future__ import annotations
@@ -81,12 +85,16 @@ class Limits(_Section):
     max_object_bytes: int = Field(5 << 30, gt=0)
     max_event_bytes: int = Field(32 << 20, gt=0)
     max_invocation_bytes: int = Field(32 << 20, gt=0)
+    max_secret_bytes: int = Field(64 << 10, gt=0)
 
 
 class Config(_Section):
     backend: Literal["embedded", "knative"] = "embedded"
     cpu_affinity: bool = True
     requirements: Literal["check", "install"] = "check"
+    sandbox: Literal["auto", "required", "off"] = "auto"
+    sandbox_user: str = Field("nobody", min_length=1)
+    gpus: str | None = Field(None, pattern=r"^(none|\d+(,\d+)*)$")
     knative: KnativeConfig = KnativeConfig()
     storage: StorageConfig = StorageConfig()
     limits: Limits = Limits()
@@ -96,6 +104,9 @@ ENV = {
     "LEPTON_BACKEND": ("backend",),
     "LEPTON_CPU_AFFINITY": ("cpu_affinity",),
     "LEPTON_REQUIREMENTS": ("requirements",),
+    "LEPTON_SANDBOX": ("sandbox",),
+    "LEPTON_SANDBOX_USER": ("sandbox_user",),
+    "LEPTON_GPUS": ("gpus",),
     "LEPTON_KNATIVE_NAMESPACE": ("knative", "namespace"),
     "LEPTON_KNATIVE_BROKER": ("knative", "broker"),
     "LEPTON_KNATIVE_BROKER_URL": ("knative", "broker_url"),
@@ -111,6 +122,7 @@ ENV = {
     "LEPTON_MAX_OBJECT_BYTES": ("limits", "max_object_bytes"),
     "LEPTON_MAX_EVENT_BYTES": ("limits", "max_event_bytes"),
     "LEPTON_MAX_INVOCATION_BYTES": ("limits", "max_invocation_bytes"),
+    "LEPTON_MAX_SECRET_BYTES": ("limits", "max_secret_bytes"),
 }
 
 

@@ -10,9 +10,17 @@ import hashlib
 import hmac
 import re
 import time
+from typing import Protocol
 
 SCOPED = re.compile(r"^rev\.(?P<revision>[a-z0-9-]+)\.(?P<mac>[0-9a-f]{64})$")
 MAX_URL_SECONDS = 7 * 24 * 3600
+
+
+class Issued(Protocol):
+    """What a scoped token is issued to: a revision, in one incarnation of its function."""
+
+    id: str
+    created_at: float
 
 
 class Credentials:
@@ -23,15 +31,20 @@ class Credentials:
         key = hmac.new(self._root, purpose.encode(), hashlib.sha256).digest()
         return hmac.new(key, message.encode(), hashlib.sha256).hexdigest()
 
-    def scoped_token(self, revision: str) -> str:
-        return f"rev.{revision}.{self._mac('scoped-token', revision)}"
+    def scoped_token(self, revision: Issued) -> str:
+        """Signed over the revision's id and creation time: revision ids start again at 00001
+        when a function is removed and deployed again, and the old tokens must not work then."""
+        incarnation = f"{revision.id}\n{revision.created_at!r}"
+        return f"rev.{revision.id}.{self._mac('scoped-token', incarnation)}"
 
-    def revision_of(self, token: str) -> str | None:
-        """The revision a scoped token was issued to, or None if it is not a valid one."""
+    @staticmethod
+    def claimed_revision(token: str) -> str | None:
+        """The revision id a token claims to be for (check it with `issued_to`), or None."""
         match = SCOPED.match(token)
-        if match and hmac.compare_digest(match["mac"], self._mac("scoped-token", match["revision"])):
-            return match["revision"]
-        return None
+        return match["revision"] if match else None
+
+    def issued_to(self, token: str, revision: Issued) -> bool:
+        return hmac.compare_digest(token, self.scoped_token(revision))
 
     def url_signature(self, method: str, bucket: str, key: str, expires: int) -> str:
         return self._mac("signed-url", f"{method}\n{bucket}\n{key}\n{expires}")

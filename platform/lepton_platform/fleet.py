@@ -10,7 +10,7 @@ import time
 from typing import Any
 
 from lepton_platform.autoscaler import ConcurrencyWindow, decide, stable_window
-from lepton_platform.replicas import DEAD, DRAINING, READY, STARTING, Replica, ReplicaFactory, ReplicaFailed
+from lepton_platform.replicas import DEAD, DRAINING, READY, STARTING, NoCapacity, Replica, ReplicaFactory, ReplicaFailed
 from lepton_platform.store import Revision
 
 logger = logging.getLogger("lepton.platform.fleet")
@@ -165,6 +165,8 @@ class Fleet:
         alive = [r for r in self.replicas if r.state in (STARTING, READY)]
         if len(alive) < self.desired and now >= self._next_start:
             for _ in range(self.desired - len(alive)):
+                if not self.factory.gpus.fits(self.spec.gpu):
+                    break  # requests wait in the activator until a GPU is free
                 self._spawn(self._launch())
         elif len(alive) > self.desired and not any(r.state == STARTING for r in alive):
             extra = sorted((r for r in alive if r.state == READY), key=lambda r: r.in_flight)[: len(alive) - self.desired]
@@ -187,6 +189,8 @@ class Fleet:
                 self.replicas.append(placeholder)  # counts as starting while we spawn
                 try:
                     replica = await self.factory.start(revision)
+                except NoCapacity:
+                    return None  # another fleet took the GPUs first; the next tick looks again
                 finally:
                     self.replicas.remove(placeholder)
                 self.replicas.append(replica)
@@ -244,6 +248,26 @@ class Fleet:
         self.failure = None
         self._kick.set()
         self._spawn(self._notify())
+
+    def recycle(self) -> None:
+        """Replace every replica, keeping the revision (a secret in their environment changed):
+        ready ones drain now (in-flight requests finish on them) and new requests start fresh
+        ones; those still starting, with the environment of before, drain once ready."""
+        cutoff = time.perf_counter()
+        for replica in [r for r in self.replicas if r.state == READY]:
+            self._retire(replica)
+        if self.replicas:
+            self._spawn(self._retire_started_before(cutoff))
+        self._kick.set()
+        self._spawn(self._notify())
+
+    async def _retire_started_before(self, cutoff: float) -> None:
+        # A placeholder (no `started_at`) becomes a replica whose environment was read when it
+        # was put in the list: before the cutoff if it is there now.
+        while any(r.state == STARTING and getattr(r, "started_at", 0.0) < cutoff for r in self.replicas):
+            await asyncio.sleep(TICK)
+        for replica in [r for r in self.replicas if r.state == READY and r.started_at < cutoff]:
+            self._retire(replica)
 
     def status(self) -> dict[str, Any]:
         ready = sum(1 for r in self.replicas if r.state == READY)

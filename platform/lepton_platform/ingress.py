@@ -76,7 +76,7 @@ class Ingress:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
-            identify(self.platform, header(scope, b"authorization"))
+            identify(self.platform, header(scope, b"authorization"), keys=True)  # a caller with a key may send events
             headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
             too_large = declared_too_large(scope, self.limit)
             if too_large:

@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import secrets
+import shutil
 import signal
 import sys
 import time
@@ -23,9 +24,13 @@ from typing import Any, Callable
 
 import aiohttp
 
+from lepton_platform import isolation
 from lepton_platform.cpus import CpuPlacement
+from lepton_platform.gpus import GpuPlacement
+from lepton_platform.isolation import Isolation
 from lepton_platform.store import Revision
-from lepton_platform.upstream import ReplicaPool
+from lepton_platform.upstream import ReplicaConnector, ReplicaPool
+from lepton_platform.watchdog import private_bytes
 from lepton_platform.zygote import Zygote, ZygoteUnavailable, die_with_parent
 
 logger = logging.getLogger("lepton.platform.replicas")
@@ -33,6 +38,17 @@ logger = logging.getLogger("lepton.platform.replicas")
 STARTING, READY, DRAINING, DEAD = "starting", "ready", "draining", "dead"
 SETUP_FAILED = 3
 ZYGOTE_WAIT = 15.0
+
+
+def socket_address(name: str) -> str:
+    """A replica listens on an abstract Unix socket ('@name' is written as in `ss`): no file
+    for another replica to find, and Landlock keeps sandboxed replicas from connecting to any
+    abstract socket but their own (isolation.py)."""
+    return "\0" + name[1:] if name.startswith("@") else name
+
+
+class NoCapacity(Exception):
+    """Not enough free GPUs for another replica now; the fleet tries again on its next tick."""
 
 
 class ReplicaFailed(Exception):
@@ -45,6 +61,7 @@ class Replica:
     revision: Revision
     uds: str
     log: Path
+    scratch: Path | None = None
     pid: int | None = None
     state: str = STARTING
     in_flight: int = 0
@@ -55,6 +72,8 @@ class Replica:
     exited: asyncio.Event = field(default_factory=asyncio.Event)
     idle: asyncio.Event = field(default_factory=asyncio.Event)
     cpus: list[int] = field(default_factory=list)
+    gpus: list[int] = field(default_factory=list)
+    ended_because: str | None = None  # why the platform stopped it, for the callers it fails
     session: aiohttp.ClientSession | None = None
     pool: ReplicaPool | None = None
     reply_headers: tuple[bytes, bytes] = field(init=False)  # what connection.py adds to a reply: warm, cold
@@ -65,9 +84,9 @@ class Replica:
         self.reply_headers = (head + b"0\r\n", head + b"1\r\n")
         # Invocations on the platform's port come through `pool` (connection.py); the ASGI
         # request path (broker deliveries, HEAD, HTTP/1.0) and readiness checks use aiohttp.
-        self.pool = ReplicaPool(self.uds)
+        self.pool = ReplicaPool(socket_address(self.uds))
         self.session = aiohttp.ClientSession(
-            "http://replica", connector=aiohttp.UnixConnector(path=self.uds, limit=0),
+            "http://replica", connector=ReplicaConnector(path=socket_address(self.uds), limit=0),
             auto_decompress=False, skip_auto_headers=("User-Agent", "Accept-Encoding"),
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=5),
         )
@@ -75,7 +94,8 @@ class Replica:
     def to_json(self) -> dict[str, Any]:
         return {
             "id": self.id, "revision": self.revision.id, "pid": self.pid, "state": self.state,
-            "in_flight": self.in_flight, "forked": self.forked, "socket": self.uds, "cpus": self.cpus,
+            "in_flight": self.in_flight, "forked": self.forked, "socket": self.uds, "cpus": self.cpus, "gpus": self.gpus,
+            "memory_bytes": private_bytes(self.pid) if self.pid and not self.exited.is_set() else None,
             "ready_ms": round(self.ready_after * 1000, 1) if self.ready_after is not None else None,
         }
 
@@ -154,26 +174,33 @@ class Replica:
 
 
 def replica_environment() -> dict[str, str]:
-    """The platform's environment minus its own secrets: replicas never see the admin token or
-    the platform's storage credentials, only the scoped token their revision gets."""
-    keep = {"LEPTON_HOME", "LEPTON_PRELOAD", "LEPTON_LOG_LEVEL"}
+    """The platform's environment minus its own secrets and whereabouts: replicas never see the
+    admin token, the platform's storage credentials or $LEPTON_HOME, only the scoped token
+    their revision gets."""
+    keep = {"LEPTON_PRELOAD", "LEPTON_LOG_LEVEL"}
     return {k: v for k, v in os.environ.items() if not k.startswith(("LEPTON_", "AWS_")) or k in keep}
 
 
-def become_replica(cpus: list[int]) -> None:
-    """In a fresh replica process before it runs Python: die with the platform, on its cores."""
+def become_replica(cpus: list[int], plan: dict[str, Any]) -> None:
+    """In a fresh replica process before it runs Python: die with the platform, on its cores,
+    confined as isolation.py says."""
     die_with_parent()
     if cpus:
         os.sched_setaffinity(0, cpus)
+    os.chdir(isolation.enter(plan)["app"])
 
 
 class ReplicaFactory:
     """Starts replicas: forked from the zygote, or as a fresh process when it is not there."""
 
-    def __init__(self, zygote: Zygote | None, run_dir: Path, logs_dir: Path, unpacked: Path,
+    def __init__(self, zygote: Zygote | None, run_dir: Path, logs_dir: Path, unpacked: Path, sandbox: Isolation,
                  platform_env: Callable[[Revision], dict[str, str]] = lambda revision: {},
-                 placement: CpuPlacement | None = None) -> None:
+                 placement: CpuPlacement | None = None, gpus: GpuPlacement | None = None) -> None:
         self.zygote = zygote
+        self.gpus = gpus or GpuPlacement([])
+        self.sandbox = sandbox
+        self.scratch = run_dir / "scratch"
+        self.scratch.mkdir(exist_ok=True)
         self.placement = placement
         self.platform_env = platform_env
         self.run_dir = run_dir
@@ -186,6 +213,8 @@ class ReplicaFactory:
         replica = self.by_pid.pop(pid, None)
         if replica is not None:
             self._give_back_cpus(replica)
+            if replica.scratch is not None:
+                asyncio.get_running_loop().run_in_executor(None, shutil.rmtree, replica.scratch, True)
             replica.mark_exited(status)
             if replica.state != DRAINING:
                 logger.info("replica %s [%s] exited with status %s", replica.id, pid, status)
@@ -197,11 +226,17 @@ class ReplicaFactory:
                 **self.platform_env(revision)}
 
     async def start(self, revision: Revision) -> Replica:
-        env = self.environment(revision)
+        problem = self.sandbox.problem()
+        if problem:
+            raise ReplicaFailed(problem)
+        gpus = self.gpus.take(revision.spec.gpu)
+        if gpus is None:
+            raise NoCapacity(f"{revision.spec.gpu} GPU(s) for {revision.function}")
+        env = {**self.environment(revision), **self.gpus.visible_devices(gpus)}
         replica_id = f"{revision.id}-{secrets.token_hex(2)}{next(self._seq)}"
         folder = self.logs_dir / revision.function
         folder.mkdir(parents=True, exist_ok=True)
-        replica = Replica(replica_id, revision, str(self.run_dir / f"{replica_id}.sock"), folder / f"{replica_id}.log")
+        replica = Replica(replica_id, revision, f"@lepton-{secrets.token_hex(16)}", folder / f"{replica_id}.log", gpus=gpus)
         if self.placement is not None:
             replica.cpus = self.placement.take(revision.spec.cpu)
         try:
@@ -211,30 +246,35 @@ class ReplicaFactory:
             raise
 
     def _give_back_cpus(self, replica: Replica) -> None:
+        """Its cores and GPUs are free again."""
         if self.placement is not None:
             self.placement.give_back(replica.cpus)
-        replica.cpus = []
+        self.gpus.give_back(replica.gpus)
+        replica.cpus, replica.gpus = [], []
 
     async def _start(self, replica: Replica, env: dict[str, str]) -> Replica:
         revision, replica_id = replica.revision, replica.id
         src = self.unpacked / revision.digest.removeprefix("sha256:") / "src"
         manifest = json.loads((src.parent / "lepton.json").read_text())
+        packages = env.pop("LEPTON_PACKAGES", None)
+        replica.scratch = self.scratch / replica_id
+        plan = self.sandbox.plan(src, Path(packages) if packages else None, replica.scratch)
         request = {
-            "id": replica_id, "cwd": str(src), "entry": str(src / manifest["entrypoint"]),
-            "function": revision.function, "uds": replica.uds, "log": str(replica.log),
-            "env": {**env, "LEPTON_REPLICA": replica_id}, "cpus": replica.cpus,
+            "id": replica_id, "entrypoint": manifest["entrypoint"], "isolation": plan,
+            "function": revision.function, "uds": replica.uds, "log": str(replica.log), "cpus": replica.cpus,
             "threads": env.get("LEPTON_THREADS") or len(replica.cpus) or "",
         }
+        env["LEPTON_REPLICA"] = replica_id
         if self.zygote is not None and await self.zygote.wait_available(ZYGOTE_WAIT):
             try:
-                replica.pid = await self.zygote.spawn(request)
+                replica.pid = await self.zygote.spawn(request, env)
                 replica.forked = True
                 self._watch_forked(replica.pid)
             except ZygoteUnavailable:
                 replica.pid = None
         if replica.pid is None:
             logger.info("forking is not possible (no template process); starting %s as a fresh process", replica_id)
-            replica.pid = await self._fresh(replica, request)
+            replica.pid = await self._fresh(replica, request, env)
         self.by_pid[replica.pid] = replica
         return replica
 
@@ -255,12 +295,14 @@ class ReplicaFactory:
 
         loop.add_reader(fd, ended)
 
-    async def _fresh(self, replica: Replica, request: dict[str, Any]) -> int:
+    async def _fresh(self, replica: Replica, request: dict[str, Any], env: dict[str, str]) -> int:
+        plan = request["isolation"]
+        seen = isolation.paths(plan)
         log = open(replica.log, "ab")
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "lepton.runtime", f"{request['entry']}:{request['function']}", "--uds", replica.uds,
-            cwd=request["cwd"], env={**replica_environment(), **request["env"]}, stdout=log, stderr=log,
-            preexec_fn=functools.partial(become_replica, replica.cpus), start_new_session=True,
+            sys.executable, "-m", "lepton.runtime", f"{seen['app']}/{request['entrypoint']}:{request['function']}",
+            "--uds", replica.uds, env={**replica_environment(), **env, **isolation.environment(seen)}, stdout=log, stderr=log,
+            preexec_fn=functools.partial(become_replica, replica.cpus, plan), start_new_session=True,
         )
         log.close()
 

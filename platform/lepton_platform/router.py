@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from lepton_platform import auth
 from lepton_platform.asgi import ASGIApp, Receive, Refusal, Scope, Send, header, send_refusal, too_large
 
 if TYPE_CHECKING:
@@ -24,10 +23,10 @@ def admit(platform: Platform, name: str, authorization: str | None, content_leng
     if fleet is None:
         return Refusal(404, f"function {name!r} not found; `lepton ls` lists the deployed ones")
     if not fleet.spec.public:
-        status = auth.check(platform.token, authorization)
-        if status:
-            reason = "missing bearer token" if status == 401 else "invalid token"
-            return Refusal(status, f"{reason} for function {name!r}", BEARER)
+        denied = platform.callers.refusal(name, authorization)
+        if denied is not None:
+            status, reason = denied
+            return Refusal(status, reason, BEARER)
     refused = too_large(content_length, platform.config.limits.max_invocation_bytes)
     if refused:
         return Refusal(413, f"{refused} for function {name!r}")

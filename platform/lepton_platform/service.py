@@ -19,16 +19,18 @@ from typing import Any, AsyncIterator
 from lepton.errors import ArtifactError
 from lepton.packaging import unpack
 from lepton.spec import FunctionSpec
-from lepton_platform.auth import load_or_create_token
+from lepton_platform.auth import Callers, load_or_create_token
 from lepton_platform.backends import Backend, open_backend
 from lepton_platform.backends.base import Serving
 from lepton_platform.broker import Broker
 from lepton_platform.config import load_config
 from lepton_platform.credentials import Credentials
 from lepton_platform.errors import DeployFailed, NotFound
+from lepton_platform.keys import Keys
 from lepton_platform.metrics import PlatformMetrics
 from lepton_platform.storage import open_store
 from lepton_platform.store import Revision, Store, content_id
+from lepton_platform.vault import SecretError, Vault
 
 logger = logging.getLogger("lepton.platform")
 
@@ -44,6 +46,8 @@ class Platform:
         self.token = load_or_create_token(home)
         self.credentials = Credentials(self.token)
         self.store = Store(home / "state.db")
+        self.vault = Vault(home / "state.db", home)
+        self.keys = Keys(home / "state.db")
         self.storage = open_store(self.config.storage, home / "buckets")
         self.artifacts = home / "artifacts"
         self.unpacked = home / "unpacked"
@@ -54,6 +58,7 @@ class Platform:
         self.run_dir = Path(tempfile.mkdtemp(prefix="lepton-"))
         self.metrics = PlatformMetrics()
         self.fleets: dict[str, Serving] = {}
+        self.callers = Callers(self)  # who may invoke a private function (router.admit asks it)
         forward = self.config.knative.broker_url if self.config.backend == "knative" else None
         self.broker = Broker(home / "events.db", self.token, self.metrics, self.storage.outbox, self._spec_of, forward_to=forward)
         self.backend: Backend = open_backend(self, fork=fork)
@@ -91,6 +96,8 @@ class Platform:
         await asyncio.gather(*(fleet.close() for fleet in self.fleets.values()), return_exceptions=True)
         await self.backend.stop()
         self.store.close()
+        self.vault.close()
+        self.keys.close()
         self.storage.close()
         shutil.rmtree(self.run_dir, ignore_errors=True)
 
@@ -130,6 +137,7 @@ class Platform:
             raise NotFound(f"artifact {digest[:19]}... has no function {function!r}; it has {', '.join(sorted(specs))}")
         spec = FunctionSpec.model_validate(specs[function])
         self.backend.check(spec, digest, image)
+        self.check_secrets(spec)
         fleet = self.fleets.get(function)
         if fleet is not None and fleet.revision.content == content_id(digest, spec, image):
             return spec, fleet.revision
@@ -145,6 +153,7 @@ class Platform:
             started = time.perf_counter()
             current = self.fleets.get(spec.name)
             try:
+                self.check_secrets(spec)
                 missing = self.backend.check(spec, digest, image)
                 if missing:
                     await self.backend.install(revision, missing)
@@ -184,6 +193,7 @@ class Platform:
                 if revision.status != "ready":
                     raise DeployFailed(f"revision {rev_id} is {revision.status}; only ready revisions can take traffic")
             self._unpacked(revision.digest)
+            self.check_secrets(revision.spec)
             proof = await self.backend.prove(revision, fleet.revision, rollback=True)
             return await self._route(revision, proof)
 
@@ -203,6 +213,34 @@ class Platform:
             self.metrics.forget(function)
             shutil.rmtree(self.logs / function, ignore_errors=True)
 
+    def check_secrets(self, spec: FunctionSpec) -> None:
+        """Every secret the function declares is set and readable with the current key."""
+        if not spec.secrets:
+            return
+        if missing := self.vault.missing(spec.secrets):
+            raise DeployFailed(f"function {spec.name!r} declares secret{'s' if len(missing) > 1 else ''} {', '.join(missing)}, "
+                               f"which {'are' if len(missing) > 1 else 'is'} not set: `lepton secret set NAME` first; "
+                               "nothing was deployed")
+        try:
+            self.vault.values(spec.secrets)
+        except SecretError as exc:
+            raise DeployFailed(f"function {spec.name!r}: {exc}; nothing was deployed") from None
+
+    async def secrets_changed(self, name: str) -> list[str]:
+        """Replace the replicas of every function whose serving revision declares secret
+        `name`: in-flight requests finish on the old ones, new requests start new ones (on
+        Knative, new pods read the new value; running ones keep theirs)."""
+        users = {f for f, fleet in self.fleets.items() if name in fleet.spec.secrets}
+        deploying = {f for f, lock in self._locks.items() if lock.locked()}  # their new replica may hold the old value
+        replaced = []
+        for function in sorted(users | deploying):
+            async with self._lock(function):
+                fleet = self.fleets.get(function)
+                if fleet is not None and name in fleet.spec.secrets and hasattr(fleet, "recycle"):
+                    fleet.recycle()
+                    replaced.append(function)
+        return replaced
+
     def fleet(self, function: str) -> Serving:
         fleet = self.fleets.get(function)
         if fleet is None:
@@ -214,7 +252,7 @@ class Platform:
         spec = fleet.spec
         return {
             "name": function, "url": f"{base_url}/fn/{function}", "public": spec.public, "kind": spec.handler.kind if spec.handler else None,
-            "backend": self.backend.name, **await self.backend.status(fleet),
+            "backend": self.backend.name, "memory": spec.memory, "gpu": spec.gpu, **await self.backend.status(fleet),
             "triggers": [t.model_dump(mode="json") for t in spec.triggers],
             "scale": {"min": spec.min_scale, "max": spec.max_scale, "target": spec.autoscale_target,
                       "concurrency": spec.concurrency, "scale_down_after": spec.scale_down_after, "timeout": spec.timeout},

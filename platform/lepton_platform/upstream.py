@@ -9,9 +9,12 @@ that parses every header, as aiohttp does, costs about as much CPU as the replic
 from __future__ import annotations
 
 import asyncio
-from typing import Protocol
+import socket
+from typing import Any, Callable, Protocol
 
+import aiohttp
 import httptools
+from aiohttp.client_exceptions import UnixClientConnectorError
 
 
 class Sink(Protocol):
@@ -113,8 +116,7 @@ class ReplicaPool:
         return None
 
     async def connect(self) -> ReplicaConnection:
-        loop = asyncio.get_running_loop()
-        _, connection = await loop.create_unix_connection(lambda: ReplicaConnection(self), self.path)
+        _, connection = await open_unix(lambda: ReplicaConnection(self), self.path)
         self.open.add(connection)
         return connection
 
@@ -130,3 +132,30 @@ class ReplicaPool:
         for connection in list(self.open):
             connection.transport.close()
         self.idle.clear()
+
+
+async def open_unix(factory: Callable[[], asyncio.BaseProtocol], address: str) -> tuple[asyncio.BaseTransport, Any]:
+    """`loop.create_unix_connection` for any address: uvloop refuses abstract socket names
+    (EINVAL), where replicas listen, so the socket is connected here and handed over."""
+    loop = asyncio.get_running_loop()
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.setblocking(False)
+    try:
+        await loop.sock_connect(sock, address)
+        return await loop.create_unix_connection(factory, sock=sock)
+    except BaseException:
+        sock.close()
+        raise
+
+
+class ReplicaConnector(aiohttp.UnixConnector):
+    """aiohttp's Unix connector, connecting through `open_unix` (it overrides the one method
+    aiohttp documents for connectors to implement, and raises the same error)."""
+
+    async def _create_connection(self, req: Any, traces: Any, timeout: aiohttp.ClientTimeout) -> Any:
+        try:
+            async with asyncio.timeout(timeout.sock_connect):
+                _, protocol = await open_unix(self._factory, self.path)
+        except OSError as exc:
+            raise UnixClientConnectorError(self.path, req.connection_key, exc) from exc
+        return protocol

@@ -5,8 +5,11 @@ installed) once, then forks a child per replica on request. The child only impor
 function's own module and runs `setup()`. torch runs one thread at fork time (forking a
 multi-threaded torch deadlocks the child); each child restores its own thread count.
 
-Protocol: JSON lines over a Unix socket. The platform sends {"op": "spawn", ...}; the zygote
-answers {"event": "spawned", "id", "pid"} and reports {"event": "exit", "pid", "status"}.
+Protocol: one JSON message per packet on a SOCK_SEQPACKET socket pair. The platform sends a
+spawn request with a memfd attached that holds the replica's environment (its scoped token and
+secrets): the zygote passes the descriptor to the child without reading it, so no secret ever
+sits in the template process's memory for a later child to inherit. The zygote answers
+{"event": "spawned", "id", "pid"} and reports {"event": "exit", "pid", "status"}.
 This module is both sides: `main()` runs in the zygote, `Zygote` is the platform's client.
 """
 
@@ -34,6 +37,7 @@ PRELOAD = (
 SHARED_HEAVY = ("numpy", "torch")
 PR_SET_PDEATHSIG = 1
 LIFELINE_ENV = "LEPTON_LIFELINE"
+MAX_REQUEST = 1 << 20
 
 
 def die_with_parent(sig: int = signal.SIGKILL) -> None:
@@ -77,6 +81,13 @@ def _warm_up() -> None:
     build_app(warm_up).openapi()
 
 
+def cuda_initialized() -> bool:
+    """Whether CUDA was initialised here, which must never happen: CUDA reads
+    CUDA_VISIBLE_DEVICES once, when it initialises, and a child cannot undo its parent's."""
+    torch = sys.modules.get("torch")
+    return bool(torch is not None and torch.cuda.is_initialized())
+
+
 def hold_lifeline() -> None:
     """Exit when the platform does, however it ends, but outlive the template process.
 
@@ -97,7 +108,15 @@ def hold_lifeline() -> None:
     threading.Thread(target=watch, name="lifeline", daemon=True).start()
 
 
-def run_child(request: dict[str, Any]) -> None:
+def read_environment(fd: int) -> dict[str, str]:
+    """The replica's environment from the platform's memfd, which is then closed."""
+    try:
+        return json.loads(os.pread(fd, os.fstat(fd).st_size, 0))
+    finally:
+        os.close(fd)
+
+
+def run_child(request: dict[str, Any], env_fd: int) -> None:
     """In the forked child: become the replica. Never returns."""
     code = 1
     try:
@@ -106,13 +125,17 @@ def run_child(request: dict[str, Any]) -> None:
         os.setsid()
         for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, signal.SIG_DFL)
-        hold_lifeline()
         fd = os.open(request["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         os.dup2(fd, 1)
         os.dup2(fd, 2)
         os.close(fd)
-        os.environ.update(request["env"])
-        os.chdir(request["cwd"])
+        os.environ.update(read_environment(env_fd))
+        from lepton_platform import isolation
+
+        seen = isolation.enter(request["isolation"])  # single-threaded still: before the lifeline's thread
+        os.environ.update(isolation.environment(seen))
+        os.chdir(seen["app"])
+        hold_lifeline()
         if "torch" in sys.modules:
             sys.modules["torch"].set_num_threads(int(request.get("threads") or os.cpu_count() or 1))
         from lepton.errors import LeptonError
@@ -122,7 +145,7 @@ def run_child(request: dict[str, Any]) -> None:
         configure_logging(request.get("log_level", "info"))
         add_platform_packages()
         try:
-            fn = load_function(f"{request['entry']}:{request['function']}")
+            fn = load_function(f"{seen['app']}/{request['entrypoint']}:{request['function']}")
         except LeptonError as exc:
             print(f"error: {exc}", file=sys.stderr, flush=True)
             code = exc.exit_code
@@ -138,7 +161,7 @@ def run_child(request: dict[str, Any]) -> None:
         os._exit(code)
 
 
-def main(control_path: str) -> None:
+def main(control_fd: int) -> None:
     die_with_parent(signal.SIGTERM)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C on `lepton up` is the platform's to handle
     loaded = preload()
@@ -147,44 +170,37 @@ def main(control_path: str) -> None:
     signal.set_wakeup_fd(wake_w)
     signal.signal(signal.SIGCHLD, lambda *_: None)  # queue only; the loop reaps
 
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    listener.bind(control_path)
-    listener.listen(1)
-    conn, _ = listener.accept()
-    listener.close()
-    send = lambda msg: conn.sendall((json.dumps(msg) + "\n").encode())  # noqa: E731
-    send({"event": "ready", "pid": os.getpid(), "preloaded": loaded})
+    conn = socket.socket(fileno=control_fd)
+    send = lambda msg: conn.send(json.dumps(msg).encode())  # noqa: E731 - one packet per message
+    send({"event": "ready", "pid": os.getpid(), "preloaded": loaded, "cuda_initialized": cuda_initialized()})
 
     children: set[int] = set()
     selector = selectors.DefaultSelector()
     selector.register(conn, selectors.EVENT_READ, "control")
     selector.register(wake_r, selectors.EVENT_READ, "signal")
-    buffer = b""
     while True:
         for key, _ in selector.select():
             if key.data == "signal":
                 os.read(wake_r, 512)
                 _reap(children, send)
                 continue
-            data = conn.recv(65536)
+            data, fds, _, _ = socket.recv_fds(conn, MAX_REQUEST, 1)
             if not data:  # the platform is gone: take the replicas with us
                 for pid in children:
                     _kill(pid, signal.SIGTERM)
                 return
-            buffer += data
-            while b"\n" in buffer:
-                line, buffer = buffer.split(b"\n", 1)
-                request = json.loads(line)
-                pid = os.fork()
-                if pid == 0:
-                    selector.close()
-                    conn.close()
-                    os.close(wake_r)
-                    os.close(wake_w)
-                    signal.set_wakeup_fd(-1)
-                    run_child(request)
-                children.add(pid)
-                send({"event": "spawned", "id": request["id"], "pid": pid})
+            request = json.loads(data)
+            pid = os.fork()
+            if pid == 0:
+                selector.close()
+                conn.close()
+                os.close(wake_r)
+                os.close(wake_w)
+                signal.set_wakeup_fd(-1)
+                run_child(request, fds[0])
+            os.close(fds[0])
+            children.add(pid)
+            send({"event": "spawned", "id": request["id"], "pid": pid})
         _reap(children, send)
 
 
@@ -217,16 +233,17 @@ class ZygoteUnavailable(RuntimeError):
 class Zygote:
     """The platform's handle on the template process: spawn replicas, hear of their exits."""
 
-    def __init__(self, run_dir: Path, log_path: Path, on_exit: Callable[[int, int], None]) -> None:
-        self.control_path = str(run_dir / "zygote.sock")
+    def __init__(self, log_path: Path, environment: dict[str, str], on_exit: Callable[[int, int], None]) -> None:
         self.log_path = log_path
+        self.environment = environment
         self.on_exit = on_exit
         self.process: asyncio.subprocess.Process | None = None
         self.preloaded: list[str] = []
-        self._writer: asyncio.StreamWriter | None = None
+        self.cuda_initialized = False
+        self._sock: socket.socket | None = None
         self._pending: dict[str, asyncio.Future[int]] = {}
         self._ready = asyncio.Event()
-        self._reader_task: asyncio.Task[None] | None = None
+        self._hello: asyncio.Future[dict[str, Any]] | None = None
         self._closing = False
         # The platform keeps the write end for its whole life; see hold_lifeline().
         self._lifeline, self._lifeline_keep = os.pipe()
@@ -247,38 +264,59 @@ class Zygote:
 
     async def start(self, timeout: float = 120) -> None:
         self._ready.clear()
-        if os.path.exists(self.control_path):
-            os.unlink(self.control_path)
+        self._close_socket()
+        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         log = open(self.log_path, "ab")
-        from lepton_platform.replicas import replica_environment
-
-        self.process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "lepton_platform.zygote", self.control_path, stdout=log, stderr=log,
-            env={**replica_environment(), LIFELINE_ENV: str(self._lifeline)}, pass_fds=(self._lifeline,),
-        )
-        log.close()
+        try:
+            self.process = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "lepton_platform.zygote", str(theirs.fileno()), stdout=log, stderr=log,
+                env={**self.environment, LIFELINE_ENV: str(self._lifeline)}, pass_fds=(self._lifeline, theirs.fileno()),
+            )
+        finally:
+            log.close()
+            theirs.close()
+        mine.setblocking(False)
+        self._sock = mine
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while not os.path.exists(self.control_path):
-            if self.process.returncode is not None or loop.time() > deadline:
-                raise ZygoteUnavailable(f"template process did not start; see {self.log_path}")
-            await asyncio.sleep(0.02)
-        reader, self._writer = await asyncio.open_unix_connection(self.control_path)
-        hello = json.loads(await asyncio.wait_for(reader.readline(), max(1.0, deadline - loop.time())))
+        self._hello = loop.create_future()
+        loop.add_reader(mine, self._read)
+        exited = asyncio.ensure_future(self.process.wait())
+        done, _ = await asyncio.wait({self._hello, exited}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        if self._hello not in done:
+            exited.cancel()
+            raise ZygoteUnavailable(f"template process did not start; see {self.log_path}")
+        exited.cancel()
+        hello = self._hello.result()
         self.preloaded = hello.get("preloaded", [])
+        self.cuda_initialized = hello.get("cuda_initialized", False)
+        if self.cuda_initialized:
+            logger.error("the template process initialised CUDA: forked replicas cannot be given their own GPUs")
         self._ready.set()
-        self._reader_task = asyncio.create_task(self._read(reader))
         logger.info("template process [%s] ready; preloaded %s", hello["pid"], ", ".join(self.preloaded) or "nothing extra")
 
-    async def _read(self, reader: asyncio.StreamReader) -> None:
-        while line := await reader.readline():
-            msg = json.loads(line)
-            if msg["event"] == "spawned":
-                future = self._pending.pop(msg["id"], None)
-                if future and not future.done():
-                    future.set_result(msg["pid"])
-            elif msg["event"] == "exit":
-                self.on_exit(msg["pid"], msg["status"])
+    def _read(self) -> None:
+        try:
+            data = self._sock.recv(65536)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._gone()
+            return
+        msg = json.loads(data)
+        if msg["event"] == "ready":
+            if self._hello is not None and not self._hello.done():
+                self._hello.set_result(msg)
+        elif msg["event"] == "spawned":
+            future = self._pending.pop(msg["id"], None)
+            if future and not future.done():
+                future.set_result(msg["pid"])
+        elif msg["event"] == "exit":
+            self.on_exit(msg["pid"], msg["status"])
+
+    def _gone(self) -> None:
+        self._close_socket()
         self._ready.clear()
         if self._closing:
             return
@@ -288,28 +326,45 @@ class Zygote:
         self._pending.clear()
         logger.warning("template process exited; replicas start as fresh processes until it is back")
 
-    async def spawn(self, request: dict[str, Any]) -> int:
-        if not self.available or self._writer is None:
+    def _close_socket(self) -> None:
+        if self._sock is not None:
+            asyncio.get_running_loop().remove_reader(self._sock)
+            self._sock.close()
+            self._sock = None
+
+    async def spawn(self, request: dict[str, Any], environment: dict[str, str]) -> int:
+        """Fork a replica; `environment` reaches it through a memfd the zygote never reads."""
+        if not self.available or self._sock is None:
             raise ZygoteUnavailable("template process is not running")
         future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._pending[request["id"]] = future
-        self._writer.write((json.dumps(request) + "\n").encode())
-        await self._writer.drain()
+        env_fd = os.memfd_create("lepton-env", os.MFD_CLOEXEC)
+        try:
+            os.write(env_fd, json.dumps(environment).encode())
+            packet = [json.dumps(request).encode()]
+            while True:
+                try:
+                    socket.send_fds(self._sock, packet, [env_fd])
+                    break
+                except BlockingIOError:  # the zygote is busy forking: its queue is full
+                    await asyncio.sleep(0.001)
+                except OSError as exc:
+                    self._pending.pop(request["id"], None)
+                    raise ZygoteUnavailable(f"template process is not reachable: {exc}") from exc
+        finally:
+            os.close(env_fd)
         return await future
 
     async def stop(self) -> None:
         self._closing = True
-        if self._writer is not None:
-            self._writer.close()
+        self._close_socket()
         if self.process is not None and self.process.returncode is None:
             self.process.terminate()
             try:
                 await asyncio.wait_for(self.process.wait(), 5)
             except asyncio.TimeoutError:
                 self.process.kill()
-        if self._reader_task:
-            self._reader_task.cancel()
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(int(sys.argv[1]))

@@ -72,10 +72,19 @@ class Function:
         """Invoke the deployed function through the platform; a generator for streaming kinds."""
         from lepton.client import Client
 
-        client = client or Client()
+        if client is not None:
+            return client.stream(self.name, kwargs) if self.signature.kind == "stream" else client.invoke(self.name, kwargs)
         if self.signature.kind == "stream":
-            return client.stream(self.name, kwargs)
-        return client.invoke(self.name, kwargs)
+            return self._stream_once(kwargs)
+        with Client() as own:
+            return own.invoke(self.name, kwargs)
+
+    def _stream_once(self, kwargs: dict[str, Any]) -> Any:
+        """Stream on a client of its own, closed when the stream ends."""
+        from lepton.client import Client
+
+        with Client() as own:
+            yield from own.stream(self.name, kwargs)
 
 
 def function(
@@ -94,6 +103,7 @@ def function(
     buckets: Sequence[str] = (),
     env: dict[str, str] | None = None,
     secrets: Sequence[str] = (),
+    calls: Sequence[str] = (),
     requirements: Sequence[str] = (),
     public: bool = False,
     triggers: Sequence[Any] = (),
@@ -131,7 +141,8 @@ def function(
             name=fn_name, cpu=str(cpu), memory=memory, gpu=gpu, min_scale=min_scale,
             max_scale=max_scale, concurrency=concurrency, target=target,
             scale_down_after=scale_down_after, timeout=timeout, buckets=tuple(buckets),
-            env=dict(env or {}), secrets=tuple(secrets), requirements=tuple(requirements),
+            env=dict(env or {}), secrets=tuple(secrets), calls=tuple(calls),
+            requirements=tuple(requirements),
             public=public, triggers=tuple(triggers), batch=batch, handler=handler,
         )
         return Function(target_obj, spec, signature)

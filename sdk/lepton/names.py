@@ -20,6 +20,20 @@ def check_function_name(name: str) -> str:
     return name
 
 
+# A secret is one value, seen by a function as the environment variable of the same name.
+# Upper case, so its Kubernetes Secret's name (lower case, '_' as '-') is unique and valid.
+SECRET_NAME = re.compile(r"^[A-Z]([A-Z0-9_]{0,98}[A-Z0-9])?$")
+
+
+def check_secret_name(name: str) -> str:
+    if not isinstance(name, str) or not SECRET_NAME.match(name) or name.startswith("LEPTON_"):
+        raise ValueError(
+            f"{name!r} is not a valid secret name: use 1-100 upper-case letters, digits and '_', starting "
+            "with a letter and not ending with '_' (the environment variable a function reads; LEPTON_ is reserved)"
+        )
+    return name
+
+
 def check_bucket_name(name: str) -> str:
     if (
         not isinstance(name, str)

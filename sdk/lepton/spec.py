@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from lepton.names import check_bucket_name, check_function_name
+from lepton.names import check_bucket_name, check_function_name, check_secret_name
 from lepton.triggers import Options, Trigger, spec_error
 
 # Kubernetes resource quantities: "1", "0.5", "500m" for CPU; "512Mi", "1Gi", "128M" for memory.
@@ -64,6 +64,7 @@ class FunctionSpec(BaseModel):
     buckets: tuple[str, ...] = ()
     env: dict[str, str] = Field(default_factory=dict)
     secrets: tuple[str, ...] = ()
+    calls: tuple[str, ...] = ()  # private functions this one may invoke with its scoped token
     requirements: tuple[str, ...] = ()
     public: bool = False
     triggers: tuple[Trigger, ...] = ()
@@ -111,8 +112,15 @@ class FunctionSpec(BaseModel):
     @classmethod
     def _secrets(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         for name in value:
+            check_secret_name(name)
+        return tuple(dict.fromkeys(value))
+
+    @field_validator("calls")
+    @classmethod
+    def _calls(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for name in value:
             check_function_name(name)
-        return value
+        return tuple(dict.fromkeys(value))
 
     @field_validator("requirements")
     @classmethod
@@ -131,6 +139,8 @@ class FunctionSpec(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> FunctionSpec:
+        if clash := sorted(set(self.secrets) & set(self.env)):
+            raise ValueError(f"{clash[0]!r} is both in env= and in secrets=; a secret sets that variable")
         if self.min_scale > self.max_scale:
             raise ValueError(f"min_scale ({self.min_scale}) must not exceed max_scale ({self.max_scale})")
         if self.concurrency and self.target and self.target > self.concurrency:

@@ -23,6 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from tests.bench.load import Platform, run_load  # noqa: E402
+from tests.helpers import log_records  # noqa: E402
 
 SINK = Path(__file__).resolve().parent / "apps" / "event_sink.py"
 BATCH = 100
@@ -119,16 +120,18 @@ def main() -> None:
         single, single_p50 = ingest(platform, args.seconds, batched=False, clients=16)
         batched, batched_p50 = ingest(platform, args.seconds, batched=True, clients=8)
 
-        latency_file = Path(platform.home) / "latency.txt"
         asyncio.run(send_at_rate(platform.url, platform.api.token, 50, 1.0, "warm"))  # warm the path
         time.sleep(1)
-        latency_file.write_text("")
         acks = sorted(asyncio.run(send_at_rate(platform.url, platform.api.token, args.rate, args.seconds * 2, "measured")))
         sent = len(acks)
+
+        def measured() -> list[str]:  # the sink logs `LATENCY <id> <seconds>` for each event
+            return [line.split()[1] for line in log_records(platform.home, "LATENCY") if line.startswith("measured")]
+
         deadline = time.time() + 30
-        while time.time() < deadline and len(latency_file.read_text().splitlines()) < sent:
+        while time.time() < deadline and len(measured()) < sent:
             time.sleep(0.1)
-        lat = sorted(float(x) * 1000 for x in latency_file.read_text().split())
+        lat = sorted(float(x) * 1000 for x in measured())
     finally:
         platform.close()
 

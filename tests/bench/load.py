@@ -166,7 +166,7 @@ def free_port() -> int:
 class Platform:
     """A real `lepton up` in a temporary LEPTON_HOME, for benchmarks."""
 
-    def __init__(self, *extra: str) -> None:
+    def __init__(self, *extra: str, env: dict[str, str] | None = None) -> None:
         import os
         import tempfile
 
@@ -174,7 +174,7 @@ class Platform:
         self.url = f"http://127.0.0.1:{free_port()}"
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "lepton.cli", "up", "--port", self.url.rsplit(":", 1)[1], "--log-level", "warning", *extra],
-            cwd=ROOT, env={**os.environ, "LEPTON_HOME": self.home}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            cwd=ROOT, env={**os.environ, **(env or {}), "LEPTON_HOME": self.home}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         wait_ready(self.url + "/healthz", self.proc)
         while not httpx.get(self.url + "/healthz").json()["template_process"] and "--no-fork" not in extra:

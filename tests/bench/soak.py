@@ -20,6 +20,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from tests.bench.load import Platform  # noqa: E402
+from tests.helpers import log_records  # noqa: E402
 
 FUNCTIONS = Path(__file__).resolve().parents[2] / "tests" / "functions" / "platform"
 
@@ -99,10 +100,7 @@ def uploads(url: str, token: str, stop: threading.Event, tally: Tally) -> None:
 
 
 def delivered(home: str) -> list[str]:
-    path = Path(home) / "received.jsonl"
-    if not path.exists():
-        return []
-    return [json.loads(line)["attrs"]["id"] for line in path.read_text().splitlines() if line]
+    return [json.loads(line)["attrs"]["id"] for line in log_records(home, "RECEIVED")]
 
 
 def soak(seconds: float, *, clients: int = 8, burst: float = 3.0) -> dict:

@@ -1,5 +1,5 @@
 """The broker end to end: events in through /v1/events, out to deployed functions that record
-what they receive in $LEPTON_HOME/received.jsonl."""
+what they receive as `RECEIVED` lines in their replicas' logs."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from tests.embedded.conftest import PlatformProcess, start_platform
-from tests.helpers import FUNCTIONS
+from tests.helpers import log_records, FUNCTIONS
 from tests.test_cli_run import lepton_cli
 
 EVENTS = FUNCTIONS / "platform" / "events.py"
@@ -23,11 +23,8 @@ STRUCTURED = {"content-type": "application/cloudevents+json"}
 
 
 def received(platform: PlatformProcess, fn: str | None = None) -> list[dict]:
-    path = platform.home / "received.jsonl"
-    if not path.exists():
-        return []
-    lines = [json.loads(line) for line in path.read_text().splitlines() if line]
-    return [r for r in lines if fn is None or r["fn"] == fn]
+    lines = [json.loads(line) for line in log_records(platform.home, "RECEIVED")]
+    return sorted((r for r in lines if fn is None or r["fn"] == fn), key=lambda r: r["at"])
 
 
 def wait_for(condition: Callable[[], object], timeout: float = 15, message: str = "") -> object:

@@ -41,3 +41,21 @@ def test_exposed_without_tls_is_warned_about(tmp_path):
         assert "listening on 0.0.0.0 without TLS" in exposed.output()
     finally:
         exposed.stop(signal.SIGTERM)
+
+
+def test_a_scoped_token_dies_with_its_function(platform):
+    """Revision ids start again at 00001 after `lepton rm`: the old function's token must not
+    work for the new one."""
+    path = FUNCTIONS / "platform" / "buckets.py"
+    platform.deploy(path)
+    with platform.http() as http:
+        old = http.post("/fn/environment").json()["LEPTON_TOKEN"]
+        known = httpx.get(f"{platform.url}/v1/buckets/allowed/objects", headers={"Authorization": f"Bearer {old}"})
+        assert "it is not in the function's buckets" in known.json()["detail"]  # recognised, and held to its buckets
+        for name in ("touch", "environment"):
+            assert http.delete(f"/v1/functions/{name}").status_code in (200, 204)
+        platform.deploy(path)
+        new = http.post("/fn/environment").json()["LEPTON_TOKEN"]
+    assert new != old and new.split(".")[1] == old.split(".")[1]  # same revision id, another incarnation
+    refused = httpx.get(f"{platform.url}/v1/buckets/allowed/objects", headers={"Authorization": f"Bearer {old}"})
+    assert refused.status_code == 403 and "invalid scoped token" in refused.json()["detail"]

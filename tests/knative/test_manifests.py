@@ -11,7 +11,9 @@ import random
 import pytest
 
 import lepton
-from lepton_knative.manifests import RenderError, Target, iso_duration, pinned, render, secret, service, token_key
+from lepton_knative.manifests import (
+    RenderError, Target, iso_duration, pinned, render, secret, service, token_key, user_secret, user_secret_name,
+)
 from lepton_knative.validation import ManifestError, ensure_valid, problems
 
 TARGET = Target(namespace="ml", broker="events", image="registry.example/lepton:1", digest="sha256:" + "ab" * 32,
@@ -44,7 +46,7 @@ def random_function(rng: random.Random, i: int) -> lepton.Function:
         min_scale=(low := rng.randint(0, 2)), max_scale=rng.randint(max(low, 1), 20), concurrency=(cc := rng.choice([0, 1, 8, 100])),
         target=rng.choice([t for t in (None, 0.5, 3, 50) if t is None or not cc or t <= cc]), scale_down_after=rng.choice([1, 30, 60, 600, 3600]), timeout=rng.choice([0.5, 30, 300, 599.5]),
         buckets=rng.choice([[], ["images"], ["images", "predictions"]]), env=rng.choice([{}, {"MODE": "fast", "B": "2"}]),
-        secrets=rng.choice([[], ["hf-token"]]), public=rng.choice([True, False]), triggers=triggers,
+        secrets=rng.choice([[], ["HF_TOKEN"]]), public=rng.choice([True, False]), triggers=triggers,
     )(handler)
 
 
@@ -85,7 +87,9 @@ def test_every_option_lands_in_the_right_field(seed):
     assert env["LEPTON_TOKEN"] == {"secretKeyRef": {"name": f"lepton-fn-{spec.name}", "key": token_key("fn-00007")}}
     assert {k: env[k] for k in spec.env} == spec.env
     assert not any(name.startswith(("AWS_", "LEPTON_S3")) for name in env), "pods hold no S3 credentials"
-    assert [s["secretRef"]["name"] for s in container.get("envFrom", [])] == list(spec.secrets)
+    assert "envFrom" not in container, "secrets are named one by one, never a whole Secret's keys"
+    for name in spec.secrets:  # HF_TOKEN is key HF_TOKEN of the Secret `lepton secret set` writes
+        assert env[name] == {"secretKeyRef": {"name": f"lepton-secret-{name.lower().replace('_', '-')}", "key": name}}
     assert svc["spec"]["traffic"] == [{"latestRevision": True, "percent": 100}]
     assert (svc["metadata"]["labels"].get("networking.knative.dev/visibility") == "cluster-local") is not spec.public
     for obj in objects:
@@ -180,6 +184,18 @@ def test_secret_carries_the_url_and_one_token_per_revision_and_traffic_can_be_pi
     assert obj["data"] == {"token-abc": "cmV2LmZuLTItMDAwMDEueA==", "url": "aHR0cDovL2xlcHRvbi1wbGF0Zm9ybS5tbC5zdmM6ODc2NQ=="}
     assert pinned("fn-2-1234abcd") == [{"revisionName": "fn-2-1234abcd", "percent": 100}]
     assert service(fn.spec, TARGET, pinned("fn-2-1234abcd"))["spec"]["traffic"] == pinned("fn-2-1234abcd")
+
+
+def test_a_lepton_secret_is_a_secret_of_its_own_named_by_its_lower_case_form():
+    obj = user_secret("HF_TOKEN", "hf_abc", "ml")
+    assert obj["metadata"]["name"] == user_secret_name("HF_TOKEN") == "lepton-secret-hf-token"
+    assert obj["metadata"]["labels"] == {"app.kubernetes.io/managed-by": "lepton", "lepton.dev/secret": "hf-token"}
+    assert "lepton.dev/function" not in obj["metadata"]["labels"], "a function's prune must never select it"
+    assert obj["data"] == {"HF_TOKEN": "aGZfYWJj"} and obj["type"] == "Opaque" and "stringData" not in obj
+    longest = "A" + "_B" * 49 + "C"
+    labels = user_secret(longest, "", "ml")["metadata"]["labels"]
+    assert len(labels["lepton.dev/secret"]) <= 63 and labels["lepton.dev/secret"][-1].isalnum()
+    assert user_secret_name(longest) == "lepton-secret-a" + "-b" * 49 + "c"
 
 
 def broken(mutate, kind: str = "Service"):

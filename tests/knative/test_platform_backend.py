@@ -6,7 +6,9 @@ Service, its Secret values read from the fake API."""
 
 from __future__ import annotations
 
+import base64
 import signal
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -230,6 +232,43 @@ def test_remove_deletes_every_object_and_events_go_to_the_broker(knative, tmp_pa
     for plural in ("services", "revisions", "pingsources", "triggers"):
         assert knative.cluster.of(plural, NS) == {}, plural
     assert set(knative.cluster.of("secrets", NS)) == {"ticker-keys"}, "only what Lepton made is removed"
+
+
+def test_a_secret_is_a_kubernetes_secret_of_its_own_that_services_refer_to(knative, tmp_path):
+    value, changed = "s3cr3t-" + uuid.uuid4().hex, "s3cr3t-" + uuid.uuid4().hex
+    code = "import os\nimport lepton\n\n@lepton.function(secrets=['HF_TOKEN'])\ndef reader() -> bool:\n    return 'HF_TOKEN' in os.environ\n"
+    with knative.platform.http() as http:
+        with pytest.raises(lepton.InvocationError) as refused:
+            knative.platform.deploy(source(tmp_path, "reader", code))
+        assert refused.value.status_code == 422 and "declares secret HF_TOKEN, which is not set" in str(refused.value)
+        assert knative.cluster.of("services", NS) == {}, "nothing applied"
+
+        assert http.put("/v1/secrets/HF_TOKEN", json={"value": value}).json() == {"name": "HF_TOKEN", "changed": True, "replaced": []}
+        stored = knative.cluster.get("secrets", NS, "lepton-secret-hf-token")
+        assert stored["metadata"]["labels"] == {"app.kubernetes.io/managed-by": "lepton", "lepton.dev/secret": "hf-token"}
+        assert base64.b64decode(stored["data"]["HF_TOKEN"]).decode() == value
+        knative.platform.deploy(source(tmp_path, "reader", code))
+        (container,) = knative.service("reader")["spec"]["template"]["spec"]["containers"]
+        assert {"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": "lepton-secret-hf-token", "key": "HF_TOKEN"}}} in container["env"]
+        assert pod_env(knative.cluster, knative.service("reader"))["HF_TOKEN"] == value
+        assert http.put("/v1/secrets/HF_TOKEN", json={"value": changed}).json()["changed"] is True
+        assert knative.serving("reader")["HF_TOKEN"] == changed, "a pod started from now on reads the new value"
+
+        # A Secret of that name that Lepton does not manage is neither overwritten nor deleted.
+        theirs = {"apiVersion": "v1", "kind": "Secret", "type": "Opaque", "data": {"OTHER": "eA=="},
+                  "metadata": {"name": "lepton-secret-other", "namespace": NS, "labels": {"team": "ml"}}}
+        knative.cluster.objects[("secrets", NS, "lepton-secret-other")] = theirs
+        clash = http.put("/v1/secrets/OTHER", json={"value": "mine"})
+        assert clash.status_code == 409 and "Secret lepton-secret-other already exists" in clash.json()["detail"]
+        assert knative.cluster.get("secrets", NS, "lepton-secret-other") == theirs and http.get("/v1/secrets/OTHER").status_code == 404
+
+        assert http.delete("/v1/secrets/HF_TOKEN").status_code == 409, "reader declares it"
+        assert http.delete("/v1/functions/reader").status_code == 200
+        assert "lepton-secret-hf-token" in knative.cluster.of("secrets", NS), "removing a function leaves the secrets it used"
+        assert http.delete("/v1/secrets/HF_TOKEN").json() == {"name": "HF_TOKEN", "removed": True, "used_by": []}
+        assert set(knative.cluster.of("secrets", NS)) == {"lepton-secret-other"}
+    for secret_value in (value, changed):
+        assert secret_value not in (tmp_path / "platform.log").read_text()
 
 
 def test_what_the_runtime_image_lacks_is_refused_with_the_way_out(knative):

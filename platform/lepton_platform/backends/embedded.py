@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, AsyncIterator
 
@@ -13,9 +14,14 @@ from lepton.spec import FunctionSpec
 from lepton_platform.cpus import CpuPlacement
 from lepton_platform.errors import DeployFailed
 from lepton_platform.fleet import Fleet
+from lepton_platform.gpus import GpuPlacement
+from lepton_platform.gpus import discover as discover_gpus
+from lepton_platform.isolation import Isolation
 from lepton_platform.packages import Packages, RequirementError, missing_requirements
-from lepton_platform.replicas import Replica, ReplicaFactory, ReplicaFailed
+from lepton_platform.replicas import Replica, ReplicaFactory, ReplicaFailed, replica_environment
 from lepton_platform.store import Revision
+from lepton_platform.vault import SecretError
+from lepton_platform.watchdog import MemoryWatchdog, machine_memory, memory_bytes
 from lepton_platform.zygote import Zygote, ZygoteUnavailable
 
 if TYPE_CHECKING:
@@ -34,10 +40,18 @@ class EmbeddedBackend:
         self.logs_dir = platform.logs
         self.packages = Packages(platform.home / "packages")
         self._package_dirs: dict[str, Path | None] = {}  # by revision id, for replica starts
-        self.zygote = Zygote(platform.run_dir, self.logs_dir / "zygote.log", self._on_exit) if fork else None
-        self.factory = ReplicaFactory(self.zygote, platform.run_dir, self.logs_dir, platform.unpacked, self._replica_env,
-                                      CpuPlacement() if platform.config.cpu_affinity else None)
+        config = platform.config
+        self.sandbox = Isolation.configure(config.sandbox, config.sandbox_user, [platform.home, platform.run_dir])
+        self.zygote = Zygote(self.logs_dir / "zygote.log", replica_environment(), self._on_exit) if fork else None
+        self.gpus = GpuPlacement(discover_gpus(config.gpus))
+        self.factory = ReplicaFactory(self.zygote, platform.run_dir, self.logs_dir, platform.unpacked, self.sandbox,
+                                      self._replica_env, CpuPlacement() if config.cpu_affinity else None, self.gpus)
+        self.memory_kills: Counter[str] = Counter()
+        self.watchdog = MemoryWatchdog(lambda: self.factory.by_pid.values(), self._killed_for_memory)
         self._zygote_task: asyncio.Task[None] | None = None
+
+    def _killed_for_memory(self, replica: Replica, used: int) -> None:
+        self.memory_kills[replica.revision.function] += 1
 
     def _on_exit(self, pid: int, status: int) -> None:
         self.factory.on_exit(pid, status)
@@ -45,7 +59,7 @@ class EmbeddedBackend:
     def _replica_env(self, revision: Revision) -> dict[str, str]:
         """Replicas reach the platform with a token scoped to their revision's buckets, and
         find the packages installed for it (packages.py) in LEPTON_PACKAGES."""
-        env = {"LEPTON_URL": self.platform.url, "LEPTON_TOKEN": self.platform.credentials.scoped_token(revision.id)}
+        env = {"LEPTON_URL": self.platform.url, "LEPTON_TOKEN": self.platform.credentials.scoped_token(revision)}
         if revision.id not in self._package_dirs:  # once per revision: the metadata lookups cost ~1 ms each
             try:
                 missing = missing_requirements(revision.spec.requirements)
@@ -55,11 +69,23 @@ class EmbeddedBackend:
         folder = self._package_dirs[revision.id]
         if folder is not None:
             env["LEPTON_PACKAGES"] = str(folder)
+        if revision.spec.secrets:  # read at each start: a replica replaced after `secret set` gets the new value
+            try:
+                env.update(self.platform.vault.values(revision.spec.secrets))
+            except SecretError as exc:
+                raise ReplicaFailed(f"replica of {revision.id} cannot start: {exc}") from None
         return env
 
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def start(self) -> None:
+        problem = self.sandbox.problem()
+        if problem:
+            logger.error("%s", problem)
+        elif not self.sandbox.confined:
+            logger.warning("SANDBOX OFF: replicas are not confined (%s); a function can read everything the "
+                           "platform's user can, including $LEPTON_HOME", self.sandbox.describe())
+        self.watchdog.start()
         if self.zygote is not None:
             self._zygote_task = asyncio.create_task(self._keep_zygote())
 
@@ -76,13 +102,16 @@ class EmbeddedBackend:
             await asyncio.sleep(1)
 
     async def stop(self) -> None:
+        self.watchdog.stop()
         if self._zygote_task:
             self._zygote_task.cancel()
         if self.zygote is not None:
             await self.zygote.stop()
 
     def health(self) -> dict[str, Any]:
-        return {"template_process": bool(self.zygote and self.zygote.available)}
+        return {"template_process": bool(self.zygote and self.zygote.available), "sandbox": self.sandbox.describe(),
+                "memory_limits": "watchdog", "gpus": self.gpus.gpus,
+                "template_cuda_initialized": bool(self.zygote and self.zygote.cuda_initialized)}
 
     # -- deploys -----------------------------------------------------------------------------
 
@@ -91,6 +120,14 @@ class EmbeddedBackend:
         if image:
             raise DeployFailed(f"function {spec.name!r}: an image ({image}) applies to the knative backend only; "
                                "the embedded platform runs functions in its own environment")
+        if problem := self.sandbox.problem():
+            raise DeployFailed(f"function {spec.name!r}: {problem}")
+        if spec.gpu > len(self.gpus.gpus):
+            raise DeployFailed(f"function {spec.name!r} asks for gpu={spec.gpu}, but this machine has {len(self.gpus.gpus)} GPU(s) "
+                               "for functions (NVML, or `gpus:` / LEPTON_GPUS)")
+        if memory_bytes(spec.memory) > machine_memory():
+            raise DeployFailed(f"function {spec.name!r} asks for memory={spec.memory}, more than this machine's "
+                               f"{machine_memory() / 2**30:.1f} GiB")
         try:
             missing = missing_requirements(spec.requirements)
         except RequirementError as exc:
@@ -140,7 +177,7 @@ class EmbeddedBackend:
         await serving.close()
 
     async def status(self, serving: Any) -> dict[str, Any]:
-        return serving.status()
+        return {**serving.status(), "sandbox": self.sandbox.describe(), "memory_kills": self.memory_kills[serving.name]}
 
     # -- logs --------------------------------------------------------------------------------
 

@@ -24,6 +24,7 @@ from packaging.utils import canonicalize_name
 from lepton.spec import FunctionSpec
 from lepton_platform.errors import DeployFailed
 from lepton_platform.store import Revision
+from lepton_platform.vault import SecretError
 
 if TYPE_CHECKING:
     from lepton_knative.deploy import Plan
@@ -167,7 +168,7 @@ class KnativeBackend:
         """Secret entries (key -> scoped token) for these revisions."""
         from lepton_knative.manifests import token_key
 
-        return {token_key(r.id): self.platform.credentials.scoped_token(r.id) for r in revisions if r is not None}
+        return {token_key(r.id): self.platform.credentials.scoped_token(r) for r in revisions if r is not None}
 
     async def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
         """Run a blocking cluster step in a thread; its ClusterError becomes DeployFailed."""
@@ -274,6 +275,29 @@ class KnativeBackend:
                                 self.config.namespace, function)
         logger.info("removed %s from the cluster: %s", function, ", ".join(gone) or "nothing was there")
         await serving.close()
+
+    # -- secrets -----------------------------------------------------------------------------
+
+    async def put_secret(self, name: str, value: str) -> None:
+        """Write Lepton secret `name` as its Kubernetes Secret (`lepton-secret-...`), which the
+        Services declaring it refer to. Pods started from now on read the new value; running
+        ones keep the one they started with (the Service is not rolled)."""
+        from lepton_knative.manifests import USER_SECRET_LABEL, user_secret
+
+        await self._secret_call(name, self.cluster.apply_named_secret, user_secret(name, value, self.config.namespace), USER_SECRET_LABEL)
+
+    async def delete_secret(self, name: str) -> None:
+        from lepton_knative.manifests import USER_SECRET_LABEL, user_secret_name
+
+        await self._secret_call(name, self.cluster.delete_named_secret, self.config.namespace, user_secret_name(name), USER_SECRET_LABEL)
+
+    async def _secret_call(self, name: str, fn: Any, *args: Any) -> Any:
+        from lepton_knative.cluster import ClusterError
+
+        try:
+            return await asyncio.to_thread(fn, *args)
+        except ClusterError as exc:
+            raise SecretError(f"secret {name}: {exc}", 409 if exc.status == 409 else 502) from None
 
     # -- what runs ---------------------------------------------------------------------------
 

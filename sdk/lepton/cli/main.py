@@ -56,6 +56,14 @@ from lepton.cli.events import events_app, triggers_app  # noqa: E402
 app.add_typer(events_app, name="events")
 app.add_typer(triggers_app, name="triggers")
 
+from lepton.cli.secrets import secret_app  # noqa: E402
+
+app.add_typer(secret_app, name="secret")
+
+from lepton.cli.keys import keys_app  # noqa: E402
+
+app.add_typer(keys_app, name="keys")
+
 from lepton.cli import build as _build_command  # noqa: E402
 
 _build_command.register(app)

@@ -139,13 +139,19 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"knative:   revision {fn.get('knative_revision') or '-'} at {fn.get('service_url')}")
             if fn.get("error"):
                 typer.echo(f"cluster:   {fn['error']}")
+        if fn.get("sandbox"):
+            typer.echo(f"sandbox:   {fn['sandbox']}")
+        if fn.get("memory_kills"):
+            typer.echo(f"memory:    {fn['memory_kills']} replica(s) stopped for going over memory={fn['memory']}")
         for replica in fn.get("replica_details", []):
             if fn.get("backend") == "knative":
                 typer.echo(f"pod:       {replica['id']}  {replica['state']}  {'ready' if replica['ready'] else 'not ready'}  "
                            f"revision {replica['revision']}  restarts {replica['restarts']}")
                 continue
             cores = ",".join(map(str, replica["cpus"])) or "any"
-            typer.echo(f"replica:   {replica['id']}  {replica['state']}  pid {replica['pid']}  cpus {cores}  "
+            gpus = f"  gpus {','.join(map(str, replica['gpus']))}" if replica.get("gpus") else ""
+            memory = f"  {replica['memory_bytes'] / 2**20:.0f} MiB" if replica.get("memory_bytes") is not None else ""
+            typer.echo(f"replica:   {replica['id']}  {replica['state']}  pid {replica['pid']}  cpus {cores}{gpus}{memory}  "
                        f"in flight {replica['in_flight']}  {'forked' if replica['forked'] else 'fresh process'}")
         for trig in fn["triggers"]:
             typer.echo(f"trigger:   {json.dumps(trig)}")

@@ -34,7 +34,11 @@ def serve(
     log_level: str = "info",
     access_log: bool = False,
 ) -> int:
-    """Run until stopped; returns the process exit code."""
+    """Run until stopped; returns the process exit code. A `uds` of '@name' is an abstract
+    Unix socket (Linux), the way the embedded platform's replicas listen."""
+    if uds and uds.startswith("@"):
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.bind("\0" + uds[1:])
     failures: list[BaseException] = []
     server: uvicorn.Server | None = None
 
@@ -45,7 +49,7 @@ def serve(
 
     app = build_app(fn, on_fatal=on_fatal)
     config = uvicorn.Config(
-        app, host=host, port=port, uds=uds, loop="uvloop", http="httptools", lifespan="on",
+        app, host=host, port=port, uds=None if sock is not None else uds, loop="uvloop", http="httptools", lifespan="on",
         log_level=log_level, access_log=access_log, log_config=None, timeout_graceful_shutdown=30,
         # On a Unix socket the platform is the only client: keep its pooled connections open.
         timeout_keep_alive=3600 if uds else 5,
