@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 from lepton_platform import sandbox
-from lepton_platform.config import ConfigError
 
 logger = logging.getLogger("lepton.platform")
 
@@ -58,6 +57,8 @@ class Isolation:
 
     @classmethod
     def configure(cls, mode: str, user: str, protected: list[Path]) -> Isolation:
+        from lepton_platform.config import ConfigError  # here: replicas import this module, and config is slow to import
+
         abi = 0 if mode == "off" or os.environ.get(NO_LANDLOCK_ENV) else sandbox.landlock_abi()
         try:
             ids = sandbox.resolve_user(user) if os.geteuid() == 0 and mode != "off" else None

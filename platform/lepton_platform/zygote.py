@@ -32,12 +32,13 @@ from typing import Any, Callable
 logger = logging.getLogger("lepton.platform.zygote")
 PRELOAD = (
     "lepton.runtime.app", "lepton.runtime.server", "lepton.loader", "packaging.requirements",
-    "uvicorn.protocols.http.httptools_impl", "uvicorn.lifespan.on", "uvloop",
+    "uvicorn.protocols.http.httptools_impl", "uvicorn.lifespan.on", "uvloop", "lepton_platform.isolation",
 )
 SHARED_HEAVY = ("numpy", "torch")
 PR_SET_PDEATHSIG = 1
 LIFELINE_ENV = "LEPTON_LIFELINE"
 MAX_REQUEST = 1 << 20
+SPARE_AFTER = 0.05
 
 
 def die_with_parent(sig: int = signal.SIGKILL) -> None:
@@ -178,8 +179,37 @@ def main(control_fd: int) -> None:
     selector = selectors.DefaultSelector()
     selector.register(conn, selectors.EVENT_READ, "control")
     selector.register(wake_r, selectors.EVENT_READ, "signal")
+
+    def fork_child() -> tuple[int, socket.socket]:
+        """A child that waits for its spawn request on a channel of its own. One is forked
+        ahead of time, so a cold start does not wait for fork(): copying the page tables of
+        a template process holding torch takes ~15 ms."""
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        pid = os.fork()
+        if pid == 0:
+            selector.close()
+            conn.close()
+            ours.close()
+            os.close(wake_r)
+            os.close(wake_w)
+            signal.set_wakeup_fd(-1)
+            data, fds, _, _ = socket.recv_fds(theirs, MAX_REQUEST, 1)
+            if not data:  # the template process is gone, or never needed this one
+                os._exit(0)
+            theirs.close()
+            run_child(json.loads(data), fds[0])
+        theirs.close()
+        children.add(pid)
+        return pid, ours
+
+    spare: tuple[int, socket.socket] | None = None
     while True:
-        for key, _ in selector.select():
+        # The next spare is forked once nothing has happened for a moment, not while a
+        # replica that was just handed one is starting on a shared core.
+        ready = selector.select(None if spare else SPARE_AFTER)
+        if not ready and spare is None:
+            spare = fork_child()
+        for key, _ in ready:
             if key.data == "signal":
                 os.read(wake_r, 512)
                 _reap(children, send)
@@ -190,16 +220,11 @@ def main(control_fd: int) -> None:
                     _kill(pid, signal.SIGTERM)
                 return
             request = json.loads(data)
-            pid = os.fork()
-            if pid == 0:
-                selector.close()
-                conn.close()
-                os.close(wake_r)
-                os.close(wake_w)
-                signal.set_wakeup_fd(-1)
-                run_child(request, fds[0])
+            pid, channel = spare or fork_child()
+            spare = None
+            socket.send_fds(channel, [data], fds)
+            channel.close()
             os.close(fds[0])
-            children.add(pid)
             send({"event": "spawned", "id": request["id"], "pid": pid})
         _reap(children, send)
 
