@@ -29,7 +29,7 @@ from lepton_platform.cpus import CpuPlacement
 from lepton_platform.gpus import GpuPlacement
 from lepton_platform.isolation import Isolation
 from lepton_platform.store import Revision
-from lepton_platform.upstream import ReplicaConnector, ReplicaPool
+from lepton_platform.upstream import ReplicaConnector, ReplicaPool, socket_address
 from lepton_platform.watchdog import private_bytes
 from lepton_platform.zygote import Zygote, ZygoteUnavailable, die_with_parent
 
@@ -38,13 +38,6 @@ logger = logging.getLogger("lepton.platform.replicas")
 STARTING, READY, DRAINING, DEAD = "starting", "ready", "draining", "dead"
 SETUP_FAILED = 3
 ZYGOTE_WAIT = 15.0
-
-
-def socket_address(name: str) -> str:
-    """A replica listens on an abstract Unix socket ('@name' is written as in `ss`): no file
-    for another replica to find, and Landlock keeps sandboxed replicas from connecting to any
-    abstract socket but their own (isolation.py)."""
-    return "\0" + name[1:] if name.startswith("@") else name
 
 
 class NoCapacity(Exception):

@@ -134,6 +134,13 @@ class ReplicaPool:
         self.idle.clear()
 
 
+def socket_address(name: str) -> str:
+    """A replica listens on an abstract Unix socket ('@name' is written as in `ss`): no file
+    for another replica to find, and Landlock keeps sandboxed replicas from connecting to any
+    abstract socket but their own (isolation.py)."""
+    return "\0" + name[1:] if name.startswith("@") else name
+
+
 async def open_unix(factory: Callable[[], asyncio.BaseProtocol], address: str) -> tuple[asyncio.BaseTransport, Any]:
     """`loop.create_unix_connection` for any address: uvloop refuses abstract socket names
     (EINVAL), where replicas listen, so the socket is connected here and handed over."""

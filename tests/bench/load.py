@@ -19,6 +19,8 @@ import httptools
 import httpx
 import uvloop
 
+from lepton_platform.upstream import open_unix, socket_address
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -84,7 +86,7 @@ async def _client(host: str, port: int | None, uds: str | None, request: Callabl
                   out: list[float], errors: list[int]) -> None:
     loop = asyncio.get_running_loop()
     if uds:
-        _, client = await loop.create_unix_connection(lambda: _Client(request, deadline, out, errors), uds)
+        _, client = await open_unix(lambda: _Client(request, deadline, out, errors), socket_address(uds))
     else:
         _, client = await loop.create_connection(lambda: _Client(request, deadline, out, errors), host, port)
     await client.closed

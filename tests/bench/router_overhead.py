@@ -6,7 +6,8 @@ event loop, the fastest and steadiest a replica gets, so what changes is the hop
 (apps/lepton_add.py) is sync, so each call also hops to a thread in the replica, which costs
 more when the replica idles between requests, as it does behind any relay. For scale, each is
 also called through `apps/byte_pipe.py`, a relay with no logic at all: the least any extra hop
-in Python costs on this machine. Many short rounds, as this machine's speed drifts from second
+in Python costs on this machine. The router is also called with an access key instead of the
+admin token (`lepton keys create`), to show what checking a key costs. Many short rounds, as this machine's speed drifts from second
 to second; each router round's ratio to the direct round just before it is printed too.
 
 Goal: at most +0.3 ms p50 and at least 0.85x the requests/s.
@@ -26,7 +27,7 @@ from tests.bench.load import free_port, load_parser, Platform, python, Result, r
 APPS = Path(__file__).resolve().parent / "apps"
 FUNCTIONS = {"add-async": APPS / "lepton_add_async.py", "add": APPS / "lepton_add.py"}
 BODY = b'{"a": 40, "b": 2}'
-WAYS = ("direct", "router", "pipe")
+WAYS = ("direct", "router", "key", "pipe")
 
 
 def main() -> None:
@@ -40,6 +41,7 @@ def main() -> None:
     cpus: dict[str, list[int]] = {}
     try:
         auth = {"Authorization": f"Bearer {platform.api.token}"}
+        key = None
         for name, app in FUNCTIONS.items():
             platform.deploy(app)
             run_load(f"{platform.url}/fn/{name}", BODY, clients=1, seconds=0.3, headers=auth)  # wake it
@@ -50,6 +52,8 @@ def main() -> None:
             wait_ready(f"http://127.0.0.1:{port}/healthz", pipes[-1])
             targets[name, "direct"] = dict(url="http://replica/", uds=replica["socket"])
             targets[name, "router"] = dict(url=f"{platform.url}/fn/{name}", headers=auth)
+            key = key or platform.api.request("POST", "/v1/keys", json={}).json()["key"]
+            targets[name, "key"] = dict(url=f"{platform.url}/fn/{name}", headers={"Authorization": f"Bearer {key}"})
             targets[name, "pipe"] = dict(url=f"http://127.0.0.1:{port}/")
         results: dict[tuple[str, str], list[Result]] = {key: [] for key in targets}
         for target in targets.values():  # warm-up
@@ -72,15 +76,17 @@ def main() -> None:
 def report(name: str, cpus: list[int], rounds: dict[str, list[Result]]) -> None:
     merged = {way: Result([x for r in v for x in r.latencies], sum(r.seconds for r in v), sum(r.errors for r in v))
               for way, v in rounds.items()}
-    direct, router, floor = merged["direct"], merged["router"], merged["pipe"]
+    direct, router, keyed, floor = merged["direct"], merged["router"], merged["key"], merged["pipe"]
     paired = sorted(r.rps / d.rps for r, d in zip(rounds["router"], rounds["direct"]))
     print(f"{name}: one replica on cpus {cpus}")
     print(direct.line("  replica directly (uds)"))
     print(router.line(f"  through /fn/{name}"))
+    print(keyed.line(f"  through /fn/{name}, key"))
     print(floor.line("  through a bare byte pipe"))
     print(f"  router adds p50 {router.pct(50) - direct.pct(50):+.3f} ms, p99 {router.pct(99) - direct.pct(99):+.3f} ms; "
           f"req/s ratio {router.rps / direct.rps:.3f}x   (goals: <= +0.3 ms p50, >= 0.85x)")
     print(f"  req/s ratio by round: {' '.join(f'{x:.2f}' for x in paired)}")
+    print(f"  an access key instead of the admin token: p50 {keyed.pct(50) - router.pct(50):+.3f} ms, req/s {keyed.rps / router.rps:.3f}x")
     print(f"  byte pipe adds p50 {floor.pct(50) - direct.pct(50):+.3f} ms; req/s ratio {floor.rps / direct.rps:.3f}x; "
           f"router vs byte pipe {router.rps / floor.rps:.3f}x")
 

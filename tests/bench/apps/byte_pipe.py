@@ -12,6 +12,8 @@ import sys
 
 import uvloop
 
+from lepton_platform.upstream import open_unix, socket_address
+
 
 class Upstream(asyncio.Protocol):
     def __init__(self, client: asyncio.Transport) -> None:
@@ -36,7 +38,7 @@ class Client(asyncio.Protocol):
 
     async def connect(self) -> None:
         loop = asyncio.get_running_loop()
-        self.upstream, _ = await loop.create_unix_connection(lambda: Upstream(self.transport), self.path)
+        self.upstream, _ = await open_unix(lambda: Upstream(self.transport), socket_address(self.path))
         self.upstream.write(b"".join(self.early))
 
     def data_received(self, data: bytes) -> None:
