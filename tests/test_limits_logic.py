@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -21,11 +23,15 @@ def test_memory_quantities_read_as_kubernetes_reads_them():
 
 
 def test_private_memory_of_a_live_process_and_of_none():
-    before = private_bytes(os.getpid())
-    blob = b"x" * (32 << 20)
-    after = private_bytes(os.getpid())
-    assert before is not None and after is not None and after - before >= 30 << 20
-    del blob
+    code = "import sys; blob = b'x' * (int(sys.argv[1]) << 20); print('ready', flush=True); sys.stdin.read()"
+    sizes = {}
+    for mb in (0, 64):
+        with subprocess.Popen([sys.executable, "-c", code, str(mb)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) as child:
+            assert child.stdout.readline() == "ready\n"
+            sizes[mb] = private_bytes(child.pid)
+            child.stdin.close()
+    assert sizes[0] is not None and sizes[64] is not None
+    assert sizes[64] - sizes[0] >= 60 << 20, sizes
     assert private_bytes(2**22 + 12345) is None  # no such process
 
 
