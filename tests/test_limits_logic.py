@@ -5,9 +5,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
+from lepton_platform.cgroups import CgroupLimits, delegated
 from lepton_platform.gpus import GpuPlacement, discover
 from lepton_platform.watchdog import memory_bytes, private_bytes
 
@@ -58,3 +60,55 @@ def test_gpu_discovery_from_config_or_nvml():
     assert discover("none") == []
     if not os.path.exists("/dev/nvidiactl"):
         assert discover(None) == []  # NVML is installed (nvidia-ml-py), but there is no driver
+
+
+def fake_cgroup(tmp_path, controllers: str = "cpu memory pids") -> tuple[Path, Path]:
+    """A directory shaped like a cgroup v2 service cgroup (the tests never touch real cgroups)."""
+    root = tmp_path / "cgroup"
+    service = root / "system.slice" / "lepton.service"
+    service.mkdir(parents=True)
+    (service / "cgroup.controllers").write_text(controllers + "\n")
+    (service / "cgroup.subtree_control").write_text("")
+    (service / "cgroup.procs").write_text("101\n102\n")
+    membership = tmp_path / "self-cgroup"
+    membership.write_text("0::/system.slice/lepton.service\n")
+    return root, membership
+
+
+def can_mark(folder: Path) -> bool:
+    try:
+        os.setxattr(folder, "user.delegate", b"1")
+        return True
+    except OSError:
+        return False
+
+
+def test_only_a_delegated_cgroup_with_memory_is_used(tmp_path):
+    root, membership = fake_cgroup(tmp_path)
+    service = root / "system.slice" / "lepton.service"
+    assert delegated(root, membership) is None  # writable (root can write anywhere) but not handed over
+    assert delegated(root, membership, marked=False) == service  # `memory_limits: cgroup`: the operator says so
+    if not can_mark(service):
+        pytest.skip("this filesystem keeps no user.* extended attributes")
+    assert delegated(root, membership) == service
+    other_root, other_membership = fake_cgroup(tmp_path / "nomem", controllers="cpu pids")
+    assert delegated(other_root, other_membership, marked=False) is None
+    (tmp_path / "v1").write_text("4:memory:/x\n")
+    assert delegated(root, tmp_path / "v1", marked=False) is None
+
+
+def test_replicas_get_leaf_cgroups_with_their_limit(tmp_path):
+    root, _ = fake_cgroup(tmp_path)
+    service = root / "system.slice" / "lepton.service"
+    limits = CgroupLimits(service)
+    assert (service / "cgroup.subtree_control").read_text() == "+memory"
+    assert (service / "platform" / "cgroup.procs").read_text() == "102"  # each pid written in turn; the fake keeps the last
+    folder = limits.prepare("fn-00001-ab1", 128 << 20)
+    assert (folder / "memory.max").read_text() == str(128 << 20)
+    assert CgroupLimits.oom_kills(folder) == 0
+    (folder / "memory.events").write_text("low 0\nhigh 0\nmax 4\noom 1\noom_kill 1\n")
+    assert CgroupLimits.oom_kills(folder) == 1
+    (folder / "memory.events").unlink()
+    (folder / "memory.max").unlink()
+    CgroupLimits.remove(folder)
+    assert not folder.exists()

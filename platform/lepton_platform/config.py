@@ -6,6 +6,7 @@
     sandbox: auto                  # Landlock per replica where the kernel has it; required: refuse replicas without; off
     sandbox_user: nobody           # when the platform runs as root, replicas run as this user
     gpus: "0,1"                    # the GPUs replicas may use; default: every GPU NVML finds ("none": no GPUs)
+    memory_limits: auto            # cgroup v2 where the platform's cgroup was delegated to it, else watchdog; or cgroup, watchdog
     knative:
       namespace: lepton
       broker: default
@@ -33,7 +34,7 @@ LEPTON_S3_ENDPOINT_URL, LEPTON_S3_REGION, LEPTON_S3_BUCKET_PREFIX,
 LEPTON_S3_MULTIPART_THRESHOLD, LEPTON_S3_NOTIFICATIONS, LEPTON_MAX_OBJECT_BYTES,
 LEPTON_MAX_EVENT_BYTES, LEPTON_MAX_INVOCATION_BYTES, LEPTON_MAX_SECRET_BYTES, LEPTON_BACKEND, LEPTON_KNATIVE_NAMESPACE, LEPTON_KNATIVE_BROKER,
 LEPTON_KNATIVE_BROKER_URL, LEPTON_KNATIVE_IMAGE, LEPTON_KNATIVE_PLATFORM_URL, LEPTON_KNATIVE_READY_TIMEOUT, LEPTON_CPU_AFFINITY,
-LEPTON_REQUIREMENTS, LEPTON_SANDBOX, LEPTON_SANDBOX_USER, LEPTON_GPUS. pip reads its own configuration (pip.conf, PIP_INDEX_URL, PIP_FIND_LINKS).
+LEPTON_REQUIREMENTS, LEPTON_SANDBOX, LEPTON_SANDBOX_USER, LEPTON_GPUS, LEPTON_MEMORY_LIMITS. pip reads its own configuration (pip.conf, PIP_INDEX_URL, PIP_FIND_LINKS).
 """
 
 from __future__ import annotations
@@ -95,6 +96,7 @@ class Config(_Section):
     sandbox: Literal["auto", "required", "off"] = "auto"
     sandbox_user: str = Field("nobody", min_length=1)
     gpus: str | None = Field(None, pattern=r"^(none|\d+(,\d+)*)$")
+    memory_limits: Literal["auto", "cgroup", "watchdog"] = "auto"
     knative: KnativeConfig = KnativeConfig()
     storage: StorageConfig = StorageConfig()
     limits: Limits = Limits()
@@ -107,6 +109,7 @@ ENV = {
     "LEPTON_SANDBOX": ("sandbox",),
     "LEPTON_SANDBOX_USER": ("sandbox_user",),
     "LEPTON_GPUS": ("gpus",),
+    "LEPTON_MEMORY_LIMITS": ("memory_limits",),
     "LEPTON_KNATIVE_NAMESPACE": ("knative", "namespace"),
     "LEPTON_KNATIVE_BROKER": ("knative", "broker"),
     "LEPTON_KNATIVE_BROKER_URL": ("knative", "broker_url"),

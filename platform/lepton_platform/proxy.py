@@ -20,7 +20,8 @@ DROP_RESPONSE = {b"connection", b"keep-alive", b"transfer-encoding", b"date", b"
 
 
 def replica_failed(fleet: Any, replica: Any, exc: BaseException) -> Refusal:
-    why = f": {replica.ended_because}" if replica.ended_because else f" ({type(exc).__name__})"
+    ended = replica.why_ended()
+    why = f": {ended}" if ended else f" ({type(exc).__name__})"
     return Refusal(502, f"function {fleet.name!r}: replica {replica.id} failed while handling the request{why}")
 
 

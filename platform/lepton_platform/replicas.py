@@ -25,12 +25,14 @@ from typing import Any, Callable
 import aiohttp
 
 from lepton_platform import isolation
+from lepton_platform.cgroups import CgroupLimits
+from lepton_platform.cgroups import join as join_cgroup
 from lepton_platform.cpus import CpuPlacement
 from lepton_platform.gpus import GpuPlacement
 from lepton_platform.isolation import Isolation
 from lepton_platform.store import Revision
 from lepton_platform.upstream import ReplicaConnector, ReplicaPool, socket_address
-from lepton_platform.watchdog import private_bytes
+from lepton_platform.watchdog import memory_bytes, private_bytes
 from lepton_platform.zygote import Zygote, ZygoteUnavailable, die_with_parent
 
 logger = logging.getLogger("lepton.platform.replicas")
@@ -67,6 +69,7 @@ class Replica:
     cpus: list[int] = field(default_factory=list)
     gpus: list[int] = field(default_factory=list)
     ended_because: str | None = None  # why the platform stopped it, for the callers it fails
+    cgroup: Path | None = None  # its own cgroup, where memory= is held by the kernel (cgroups.py)
     session: aiohttp.ClientSession | None = None
     pool: ReplicaPool | None = None
     reply_headers: tuple[bytes, bytes] = field(init=False)  # what connection.py adds to a reply: warm, cold
@@ -100,6 +103,13 @@ class Replica:
         self.in_flight -= 1
         if self.in_flight == 0:
             self.idle.set()
+
+    def why_ended(self) -> str | None:
+        """Why the platform or the kernel stopped it, if they did (for its callers)."""
+        if self.ended_because is None and self.cgroup is not None and CgroupLimits.oom_kills(self.cgroup):
+            self.ended_because = (f"it went over its memory limit of {self.revision.spec.memory} "
+                                  "and the kernel stopped it")
+        return self.ended_because
 
     def mark_exited(self, status: int) -> None:
         self.exit_status = status
@@ -174,9 +184,11 @@ def replica_environment() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith(("LEPTON_", "AWS_")) or k in keep}
 
 
-def become_replica(cpus: list[int], plan: dict[str, Any]) -> None:
-    """In a fresh replica process before it runs Python: die with the platform, on its cores,
-    confined as isolation.py says."""
+def become_replica(cpus: list[int], plan: dict[str, Any], cgroup: str | None) -> None:
+    """In a fresh replica process before it runs Python: die with the platform, in its
+    cgroup, on its cores, confined as isolation.py says."""
+    if cgroup:
+        join_cgroup(cgroup)
     die_with_parent()
     if cpus:
         os.sched_setaffinity(0, cpus)
@@ -188,8 +200,11 @@ class ReplicaFactory:
 
     def __init__(self, zygote: Zygote | None, run_dir: Path, logs_dir: Path, unpacked: Path, sandbox: Isolation,
                  platform_env: Callable[[Revision], dict[str, str]] = lambda revision: {},
-                 placement: CpuPlacement | None = None, gpus: GpuPlacement | None = None) -> None:
+                 placement: CpuPlacement | None = None, gpus: GpuPlacement | None = None,
+                 cgroups: CgroupLimits | None = None, on_memory_kill: Callable[[Replica], None] = lambda replica: None) -> None:
         self.zygote = zygote
+        self.cgroups = cgroups
+        self.on_memory_kill = on_memory_kill
         self.gpus = gpus or GpuPlacement([])
         self.sandbox = sandbox
         self.scratch = run_dir / "scratch"
@@ -208,6 +223,10 @@ class ReplicaFactory:
             self._give_back_cpus(replica)
             if replica.scratch is not None:
                 asyncio.get_running_loop().run_in_executor(None, shutil.rmtree, replica.scratch, True)
+            if replica.cgroup is not None:
+                if replica.why_ended():
+                    self.on_memory_kill(replica)
+                CgroupLimits.remove(replica.cgroup)
             replica.mark_exited(status)
             if replica.state != DRAINING:
                 logger.info("replica %s [%s] exited with status %s", replica.id, pid, status)
@@ -252,8 +271,11 @@ class ReplicaFactory:
         packages = env.pop("LEPTON_PACKAGES", None)
         replica.scratch = self.scratch / replica_id
         plan = self.sandbox.plan(src, Path(packages) if packages else None, replica.scratch)
+        if self.cgroups is not None:
+            replica.cgroup = self.cgroups.prepare(replica_id, memory_bytes(revision.spec.memory))
         request = {
             "id": replica_id, "entrypoint": manifest["entrypoint"], "isolation": plan,
+            "cgroup": str(replica.cgroup) if replica.cgroup else None,
             "function": revision.function, "uds": replica.uds, "log": str(replica.log), "cpus": replica.cpus,
             "threads": env.get("LEPTON_THREADS") or len(replica.cpus) or "",
         }
@@ -295,7 +317,7 @@ class ReplicaFactory:
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "lepton.runtime", f"{seen['app']}/{request['entrypoint']}:{request['function']}",
             "--uds", replica.uds, env={**replica_environment(), **env, **isolation.environment(seen)}, stdout=log, stderr=log,
-            preexec_fn=functools.partial(become_replica, replica.cpus, plan), start_new_session=True,
+            preexec_fn=functools.partial(become_replica, replica.cpus, plan, request["cgroup"]), start_new_session=True,
         )
         log.close()
 

@@ -33,6 +33,7 @@ logger = logging.getLogger("lepton.platform.zygote")
 PRELOAD = (
     "lepton.runtime.app", "lepton.runtime.server", "lepton.loader", "packaging.requirements",
     "uvicorn.protocols.http.httptools_impl", "uvicorn.lifespan.on", "uvloop", "lepton_platform.isolation",
+    "lepton_platform.cgroups",
 )
 SHARED_HEAVY = ("numpy", "torch")
 PR_SET_PDEATHSIG = 1
@@ -121,7 +122,11 @@ def run_child(request: dict[str, Any], env_fd: int) -> None:
     """In the forked child: become the replica. Never returns."""
     code = 1
     try:
-        if request.get("cpus"):  # first, so every thread the replica starts inherits it
+        if request.get("cgroup"):  # first, so the kernel charges it all that it allocates
+            from lepton_platform.cgroups import join
+
+            join(request["cgroup"])
+        if request.get("cpus"):  # so every thread the replica starts inherits it
             os.sched_setaffinity(0, request["cpus"])
         os.setsid()
         for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT):

@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, AsyncIterator
 
 from lepton.spec import FunctionSpec
+from lepton_platform.cgroups import CgroupLimits, delegated
+from lepton_platform.config import ConfigError
 from lepton_platform.cpus import CpuPlacement
 from lepton_platform.errors import DeployFailed
 from lepton_platform.fleet import Fleet
@@ -32,6 +34,17 @@ READY_TIMEOUT = 300.0
 TAIL_BLOCK = 64 << 10
 
 
+def memory_limits(mode: str) -> CgroupLimits | None:
+    """cgroup v2 where the platform's cgroup was delegated to it; None: the watchdog holds them."""
+    base = None if mode == "watchdog" else delegated(marked=mode == "auto")
+    if mode == "cgroup" and base is None:
+        raise ConfigError("configuration memory_limits: cgroup, but this platform's cgroup v2 directory is not writable "
+                          "or has no memory controller (run it with systemd's Delegate=yes); use auto or watchdog")
+    if base is not None:
+        logger.info("memory limits: cgroup v2 under %s", base)
+    return CgroupLimits(base) if base is not None else None
+
+
 class EmbeddedBackend:
     name = "embedded"
 
@@ -44,13 +57,16 @@ class EmbeddedBackend:
         self.sandbox = Isolation.configure(config.sandbox, config.sandbox_user, [platform.home, platform.run_dir])
         self.zygote = Zygote(self.logs_dir / "zygote.log", replica_environment(), self._on_exit) if fork else None
         self.gpus = GpuPlacement(discover_gpus(config.gpus))
+        self.cgroups = memory_limits(config.memory_limits)
         self.factory = ReplicaFactory(self.zygote, platform.run_dir, self.logs_dir, platform.unpacked, self.sandbox,
-                                      self._replica_env, CpuPlacement() if config.cpu_affinity else None, self.gpus)
+                                      self._replica_env, CpuPlacement() if config.cpu_affinity else None, self.gpus,
+                                      self.cgroups, lambda replica: self._killed_for_memory(replica, 0))
         self.memory_kills: Counter[str] = Counter()
         self.watchdog = MemoryWatchdog(lambda: self.factory.by_pid.values(), self._killed_for_memory)
         self._zygote_task: asyncio.Task[None] | None = None
 
     def _killed_for_memory(self, replica: Replica, used: int) -> None:
+        """Counted for `lepton info`, whichever of the watchdog or the kernel stopped it."""
         self.memory_kills[replica.revision.function] += 1
 
     def _on_exit(self, pid: int, status: int) -> None:
@@ -85,7 +101,8 @@ class EmbeddedBackend:
         elif not self.sandbox.confined:
             logger.warning("SANDBOX OFF: replicas are not confined (%s); a function can read everything the "
                            "platform's user can, including $LEPTON_HOME", self.sandbox.describe())
-        self.watchdog.start()
+        if self.cgroups is None:
+            self.watchdog.start()
         if self.zygote is not None:
             self._zygote_task = asyncio.create_task(self._keep_zygote())
 
@@ -110,7 +127,7 @@ class EmbeddedBackend:
 
     def health(self) -> dict[str, Any]:
         return {"template_process": bool(self.zygote and self.zygote.available), "sandbox": self.sandbox.describe(),
-                "memory_limits": "watchdog", "gpus": self.gpus.gpus,
+                "memory_limits": f"cgroup v2 ({self.cgroups.base})" if self.cgroups else "watchdog", "gpus": self.gpus.gpus,
                 "template_cuda_initialized": bool(self.zygote and self.zygote.cuda_initialized)}
 
     # -- deploys -----------------------------------------------------------------------------
