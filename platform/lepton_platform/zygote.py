@@ -227,7 +227,12 @@ def main(control_fd: int) -> None:
             request = json.loads(data)
             pid, channel = spare or fork_child()
             spare = None
-            socket.send_fds(channel, [data], fds)
+            try:
+                socket.send_fds(channel, [data], fds)
+            except OSError:  # the spare died while it waited: fork one now
+                channel.close()
+                pid, channel = fork_child()
+                socket.send_fds(channel, [data], fds)
             channel.close()
             os.close(fds[0])
             send({"event": "spawned", "id": request["id"], "pid": pid})
