@@ -68,6 +68,8 @@ class CgroupLimits:
             except ProcessLookupError:
                 continue  # it ended meanwhile
         (base / "cgroup.subtree_control").write_text("+memory")
+        for left in base.glob("replica-*"):  # from an earlier run whose replicas were not reaped in time
+            self.remove(left)
 
     def prepare(self, replica: str, limit: int) -> Path:
         """The replica's cgroup, with its limit; the replica moves itself in (`join`) before it
@@ -94,7 +96,7 @@ class CgroupLimits:
     def remove(folder: Path) -> None:
         try:
             folder.rmdir()
-        except OSError as exc:  # a process of it not reaped yet: the next start of the platform sweeps it
+        except OSError as exc:  # a process of it not reaped yet: the platform's next start sweeps it
             logger.debug("cgroup %s not removed: %s", folder, exc)
 
 

@@ -17,6 +17,7 @@ directories at their real paths.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import sys
@@ -34,8 +35,11 @@ VIEW_ROOTS = ("/mnt", "/media", "/srv")
 SYSTEM_READ = ("/usr", "/lib", "/lib64", "/lib32", "/bin", "/sbin", "/etc", "/sys", "/dev", "/opt")
 # Of /proc, a replica reads its own process and the machine-wide files libraries look at, not
 # other processes: Landlock alone would let it read their /proc/PID/environ.
+# What CUDA opens read-write, besides /dev/nvidiaN of the replica's own GPUs (no others).
+GPU_DEVICES = ("/dev/nvidiactl", "/dev/nvidia-uvm", "/dev/nvidia-uvm-tools", "/dev/nvidia-modeset")
 PROC_READ = ("/proc/self", "/proc/cpuinfo", "/proc/meminfo", "/proc/stat", "/proc/loadavg", "/proc/sys",
              "/proc/filesystems", "/proc/version", "/proc/uptime")
+SCOPED_ABI = 6  # signals and abstract Unix sockets scoped to the replica's own domain
 # Pretend the kernel has no Landlock: how the tests check `sandbox: required` and the warning.
 NO_LANDLOCK_ENV = "LEPTON_NO_LANDLOCK"
 
@@ -75,22 +79,26 @@ class Isolation:
 
     def problem(self) -> str | None:
         """Why replicas may not start, or None."""
-        if self.mode == "required" and not self.confined:
-            return ("`sandbox: required` in config.yaml, but this kernel offers no Landlock "
-                    "(Linux 5.13+ with landlock in the `lsm=` boot list); replicas are not started")
+        if self.mode == "required" and self.abi < SCOPED_ABI:
+            found = f"only Landlock ABI {self.abi}, without signal and socket scoping" if self.abi else "no Landlock"
+            return (f"`sandbox: required` in config.yaml, but this kernel offers {found} (Linux 6.12+ with "
+                    "landlock in the `lsm=` boot list has ABI 6); replicas are not started")
         return None
 
     def describe(self) -> str:
         """One line for `lepton info` and the platform's health."""
         if not self.confined:
             return "off" + (" (sandbox: off in config.yaml)" if self.mode == "off" else " (no Landlock in this kernel)")
-        return f"on (Landlock ABI {self.abi}" + (f", user {self.user_name})" if self.user else ")")
+        partial = "" if self.abi >= SCOPED_ABI else ", partial: replicas may signal and connect to processes of the same user"
+        return f"on (Landlock ABI {self.abi}{partial}" + (f", user {self.user_name})" if self.user else ")")
 
-    def plan(self, app: Path, packages: Path | None, scratch: Path) -> dict[str, Any]:
+    def plan(self, app: Path, packages: Path | None, scratch: Path, gpus: list[int]) -> dict[str, Any]:
         """What one replica applies (JSON, it travels to the template process)."""
         scratch.mkdir(mode=0o700)
+        devices = [*GPU_DEVICES, *(f"/dev/nvidia{i}" for i in gpus)] if gpus else []
         plan = {"app": str(app), "packages": str(packages) if packages else None, "scratch": str(scratch),
-                "landlock": self.confined, "read": list(self.read), "user": list(self.user) if self.user else None}
+                "landlock": self.confined, "read": list(self.read), "user": list(self.user) if self.user else None,
+                "devices": devices}
         if self.user:
             os.chown(scratch, *self.user)
             plan["root"] = view_root(self.read)
@@ -100,13 +108,27 @@ class Isolation:
 def python_paths(protected: tuple[str, ...]) -> list[str]:
     """The interpreter, its libraries and the system's, minus any folder holding the
     platform's state: `lepton up` started from ~ has ~ on sys.path, and ~/.lepton under it."""
+    # Not the working directory that `python -m` puts on sys.path: `lepton up` started in ~
+    # would open ~/.ssh to every function.
+    # Lepton's own packages are added by where they are: an editable install finds them
+    # through an import hook, not a sys.path entry.
+    cwd = os.getcwd()
     candidates = [*SYSTEM_READ, sys.prefix, sys.base_prefix, sys.exec_prefix, os.path.dirname(sys.executable),
-                  *(p for p in sys.path if p)]
+                  *(p for p in sys.path if p and os.path.realpath(p) != os.path.realpath(cwd)), *package_folders()]
     found = []
     for path in dict.fromkeys(os.path.realpath(p) for p in candidates):
         if not os.path.exists(path) or any(_within(guarded, path) for guarded in protected):
             continue
         found.append(path)
+    return found
+
+
+def package_folders(names: tuple[str, ...] = ("lepton", "lepton_platform", "lepton_knative")) -> list[str]:
+    found = []
+    for name in names:
+        spec = importlib.util.find_spec(name)
+        if spec is not None and spec.submodule_search_locations:
+            found.extend(spec.submodule_search_locations)
     return found
 
 
@@ -143,7 +165,7 @@ def enter(plan: dict[str, Any]) -> dict[str, str | None]:
         sandbox.reveal(plan["read"], *plan["user"])
     if plan["landlock"]:
         readable = [*plan["read"], *PROC_READ, seen["app"]] + ([seen["packages"]] if seen["packages"] else [])
-        sandbox.confine(readable, [seen["scratch"], "/dev/null"])
+        sandbox.confine(readable, [seen["scratch"], "/dev/null", *plan.get("devices", [])])
     if plan.get("user"):
         sandbox.drop_privileges(*plan["user"])
     return seen

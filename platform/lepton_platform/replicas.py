@@ -187,12 +187,15 @@ def replica_environment() -> dict[str, str]:
 def become_replica(cpus: list[int], plan: dict[str, Any], cgroup: str | None) -> None:
     """In a fresh replica process before it runs Python: die with the platform, in its
     cgroup, on its cores, confined as isolation.py says."""
+    parent = os.getppid()
     if cgroup:
         join_cgroup(cgroup)
-    die_with_parent()
     if cpus:
         os.sched_setaffinity(0, cpus)
     os.chdir(isolation.enter(plan)["app"])
+    die_with_parent()  # after the switch of user, which clears it
+    if os.getppid() != parent:  # the platform ended before it was set
+        os._exit(1)
 
 
 class ReplicaFactory:
@@ -255,6 +258,11 @@ class ReplicaFactory:
             return await self._start(replica, env)
         except BaseException:
             self._give_back_cpus(replica)
+            if replica.pid is None:  # never started: nothing will report its end
+                if replica.scratch is not None:
+                    shutil.rmtree(replica.scratch, ignore_errors=True)
+                if replica.cgroup is not None:
+                    CgroupLimits.remove(replica.cgroup)
             raise
 
     def _give_back_cpus(self, replica: Replica) -> None:
@@ -270,7 +278,7 @@ class ReplicaFactory:
         manifest = json.loads((src.parent / "lepton.json").read_text())
         packages = env.pop("LEPTON_PACKAGES", None)
         replica.scratch = self.scratch / replica_id
-        plan = self.sandbox.plan(src, Path(packages) if packages else None, replica.scratch)
+        plan = self.sandbox.plan(src, Path(packages) if packages else None, replica.scratch, replica.gpus)
         if self.cgroups is not None:
             replica.cgroup = self.cgroups.prepare(replica_id, memory_bytes(revision.spec.memory))
         request = {
@@ -280,6 +288,7 @@ class ReplicaFactory:
             "threads": env.get("LEPTON_THREADS") or len(replica.cpus) or "",
         }
         env["LEPTON_REPLICA"] = replica_id
+        env["LEPTON_PLATFORM_UID"] = str(os.getuid())  # the only user its socket answers
         if self.zygote is not None and await self.zygote.wait_available(ZYGOTE_WAIT):
             try:
                 replica.pid = await self.zygote.spawn(request, env)

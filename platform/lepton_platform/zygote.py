@@ -347,6 +347,8 @@ class Zygote:
             future = self._pending.pop(msg["id"], None)
             if future and not future.done():
                 future.set_result(msg["pid"])
+            elif future is not None:  # its start was cancelled meanwhile: nobody would track it
+                _kill(msg["pid"], signal.SIGKILL)
         elif msg["event"] == "exit":
             self.on_exit(msg["pid"], msg["status"])
 
@@ -378,6 +380,9 @@ class Zygote:
             os.write(env_fd, json.dumps(environment).encode())
             packet = [json.dumps(request).encode()]
             while True:
+                if self._sock is None:
+                    self._pending.pop(request["id"], None)
+                    raise ZygoteUnavailable("template process exited")
                 try:
                     socket.send_fds(self._sock, packet, [env_fd])
                     break

@@ -7,6 +7,7 @@ import errno
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -144,3 +145,41 @@ def test_an_unknown_replica_user_is_one_line(tmp_path):
     assert result.stderr.strip().splitlines() == [
         "error: configuration sandbox_user: unknown user 'no-such-user-here': no such entry in the password database "
         "(from config.yaml or LEPTON_SANDBOX_USER)"]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs another user to connect as")
+def test_a_replica_answers_no_other_user_on_its_socket(platform):
+    """An abstract socket has no file permissions; the replica itself closes connections that do
+    not come from the platform's user."""
+    platform.deploy(ISOLATION / "neighbour.py")
+    with platform.http() as http:
+        name = http.get("/v1/functions/neighbour").json()["replica_details"][0]["socket"]
+    assert ask(name, uid=None).startswith(b"HTTP/1.1 200")
+    assert ask(name, uid=65534) == b""  # closed unanswered
+
+
+def ask(name: str, uid: int | None) -> bytes:
+    """GET /healthz on a replica's abstract socket from a forked child, as `uid` if given."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(read_end)
+            if uid is not None:
+                os.setresgid(uid, uid, uid)
+                os.setresuid(uid, uid, uid)
+            with socket.socket(socket.AF_UNIX) as sock:
+                sock.settimeout(10)
+                sock.connect("\0" + name[1:])
+                sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+                try:
+                    os.write(write_end, sock.recv(100))
+                except ConnectionResetError:
+                    pass
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as answer:
+        data = answer.read()
+    os.waitpid(pid, 0)
+    return data

@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import struct
+from typing import Any
 
 import uvicorn
 
@@ -12,6 +14,7 @@ from lepton.functions import Function
 from lepton.runtime.app import build_app
 
 SETUP_FAILED = 3
+PEER_UID_ENV = "LEPTON_PLATFORM_UID"
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -22,6 +25,24 @@ def configure_logging(level: str = "info") -> None:
     fmt = f"%(asctime)s {replica} %(levelname)s %(name)s: %(message)s" if replica else LOG_FORMAT
     logging.basicConfig(level=level.upper(), format=fmt, force=True)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per proxied request is noise
+
+
+def only_from(uid: int) -> type:
+    """uvicorn's HTTP protocol, closing connections from processes of any other user. An
+    abstract socket has no file permissions: any process on the machine may connect to it."""
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    peer = struct.Struct("3i")  # struct ucred: pid, uid, gid
+
+    class PeerChecked(HttpToolsProtocol):
+        def connection_made(self, transport: Any) -> None:
+            super().connection_made(transport)
+            sock = transport.get_extra_info("socket")
+            _, peer_uid, _ = peer.unpack(sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, peer.size))
+            if peer_uid != uid:
+                transport.abort()
+
+    return PeerChecked
 
 
 def serve(
@@ -36,9 +57,12 @@ def serve(
 ) -> int:
     """Run until stopped; returns the process exit code. A `uds` of '@name' is an abstract
     Unix socket (Linux), the way the embedded platform's replicas listen."""
+    http: Any = "httptools"
     if uds and uds.startswith("@"):
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.bind("\0" + uds[1:])
+        if os.environ.get(PEER_UID_ENV):
+            http = only_from(int(os.environ[PEER_UID_ENV]))
     failures: list[BaseException] = []
     server: uvicorn.Server | None = None
 
@@ -49,7 +73,7 @@ def serve(
 
     app = build_app(fn, on_fatal=on_fatal)
     config = uvicorn.Config(
-        app, host=host, port=port, uds=None if sock is not None else uds, loop="uvloop", http="httptools", lifespan="on",
+        app, host=host, port=port, uds=None if sock is not None else uds, loop="uvloop", http=http, lifespan="on",
         log_level=log_level, access_log=access_log, log_config=None, timeout_graceful_shutdown=30,
         # On a Unix socket the platform is the only client: keep its pooled connections open.
         timeout_keep_alive=3600 if uds else 5,
