@@ -25,6 +25,18 @@ def log_records(home: Path | str, tag: str) -> list[str]:
             for line in log.read_text(errors="replace").splitlines() if line.startswith(prefix)]
 
 
+def children_of(parent: int) -> set[int]:
+    """The pids of a process's children, from /proc."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == parent:
+                found.add(int(entry.name))
+        except (OSError, ValueError):
+            continue
+    return found
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

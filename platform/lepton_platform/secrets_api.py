@@ -77,8 +77,7 @@ def build_secrets_router(platform: Platform) -> APIRouter:
     router = APIRouter(prefix="/v1", tags=["secrets"])
     vault = platform.vault
     limit = platform.config.limits.max_secret_bytes
-    # The knative backend also keeps each secret as a Kubernetes Secret its Services refer to.
-    cluster = platform.backend if hasattr(platform.backend, "put_secret") else None
+    backend = platform.backend  # on Knative, each secret is also a Kubernetes Secret its Services refer to
     # One change at a time: the vault and the cluster see the same order of values.
     changing = asyncio.Lock()
 
@@ -94,8 +93,7 @@ def build_secrets_router(platform: Platform) -> APIRouter:
         value = await read_value(request, name, limit)
         try:
             async with changing:
-                if cluster is not None:
-                    await cluster.put_secret(name, value)  # first: a refusal there changes nothing
+                await backend.put_secret(name, value)  # first: a refusal there changes nothing
                 changed = await asyncio.to_thread(vault.set, name, value)
         except SecretError as exc:
             raise HTTPException(exc.status, str(exc)) from None
@@ -124,8 +122,7 @@ def build_secrets_router(platform: Platform) -> APIRouter:
                                      "remove or redeploy them without it first, or use force")
         try:
             async with changing:
-                if cluster is not None:
-                    await cluster.delete_secret(name)
+                await backend.delete_secret(name)
                 await asyncio.to_thread(vault.remove, name)
         except SecretError as exc:
             raise HTTPException(exc.status, str(exc)) from None

@@ -236,8 +236,7 @@ class Platform:
         for function in sorted(users | deploying):
             async with self._lock(function):
                 fleet = self.fleets.get(function)
-                if fleet is not None and name in fleet.spec.secrets and hasattr(fleet, "recycle"):
-                    fleet.recycle()
+                if fleet is not None and name in fleet.spec.secrets and self.backend.renew(fleet):
                     replaced.append(function)
         return replaced
 

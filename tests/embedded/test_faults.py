@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 
 from tests.embedded.test_events import wait_for
-from tests.helpers import FUNCTIONS
+from tests.helpers import FUNCTIONS, children_of
 
 FAULTS = FUNCTIONS / "platform" / "faults.py"
 
@@ -33,17 +33,6 @@ def test_replica_killed_mid_request_gives_502_then_recovers(platform):
         assert result["r"].status_code == 502 and "function 'slow'" in result["r"].json()["detail"]
         again = http.post("/fn/slow", json={"seconds": 0})
         assert again.status_code == 200 and again.headers["x-lepton-cold-start"] == "1"
-
-
-def children_of(parent: int) -> set[int]:
-    found = set()
-    for entry in Path("/proc").iterdir():
-        try:
-            if entry.name.isdigit() and int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == parent:
-                found.add(int(entry.name))
-        except (OSError, ValueError):
-            continue
-    return found
 
 
 def test_template_process_killed_is_restarted_and_cold_starts_go_on(platform):

@@ -18,22 +18,16 @@ import pytest
 import lepton
 from lepton.loader import load_functions
 from tests.embedded.conftest import start_platform
-from tests.helpers import FUNCTIONS
+from tests.helpers import FUNCTIONS, children_of
 
 ISOLATION = FUNCTIONS / "isolation"
 REFUSED = {errno.EACCES, errno.EPERM, errno.EROFS}
 
 
 def zygote_pid(platform_pid: int) -> int:
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                cmdline = (entry / "cmdline").read_bytes()
-                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, ValueError):
-                continue
-            if parent == platform_pid and b"lepton_platform.zygote" in cmdline:
-                return int(entry.name)
+    for pid in children_of(platform_pid):
+        if b"lepton_platform.zygote" in Path(f"/proc/{pid}/cmdline").read_bytes():
+            return pid
     raise AssertionError("no template process")
 
 

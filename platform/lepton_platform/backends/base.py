@@ -58,6 +58,15 @@ class Backend(Protocol):
 
     async def remove(self, function: str, serving: Serving) -> None: ...
 
+    async def put_secret(self, name: str, value: str) -> None:
+        """Keep a secret where the backend's replicas read it (the platform's vault has it already)."""
+
+    async def delete_secret(self, name: str) -> None: ...
+
+    def renew(self, serving: Serving) -> bool:
+        """Replace the function's replicas, so they read their environment again; False when
+        running ones cannot be replaced (they keep what they started with)."""
+
     async def status(self, serving: Serving) -> dict[str, Any]:
         """Replicas and their state, for `lepton ls` and `lepton info`."""
 

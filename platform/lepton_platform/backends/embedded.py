@@ -193,6 +193,18 @@ class EmbeddedBackend:
     async def remove(self, function: str, serving: Any) -> None:
         await serving.close()
 
+    # -- secrets: replicas read them from the platform's vault when they start ----------------
+
+    async def put_secret(self, name: str, value: str) -> None:
+        pass
+
+    async def delete_secret(self, name: str) -> None:
+        pass
+
+    def renew(self, serving: Any) -> bool:
+        serving.recycle()
+        return True
+
     async def status(self, serving: Any) -> dict[str, Any]:
         return {**serving.status(), "sandbox": self.sandbox.describe(), "memory_kills": self.memory_kills[serving.name]}
 

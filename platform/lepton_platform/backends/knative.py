@@ -286,6 +286,9 @@ class KnativeBackend:
 
         await self._secret_call(name, self.cluster.apply_named_secret, user_secret(name, value, self.config.namespace), USER_SECRET_LABEL)
 
+    def renew(self, serving: Any) -> bool:
+        return False  # the Service is not rolled: pods started from now on read the new value
+
     async def delete_secret(self, name: str) -> None:
         from lepton_knative.manifests import USER_SECRET_LABEL, user_secret_name
 
