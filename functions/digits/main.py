@@ -1,11 +1,13 @@
 """Digit recognition: a residual CNN trained on scikit-learn's digits (see train.py and
-metrics.json), served three ways.
+metrics.json), served four ways.
 
 - `digits`: POST {"image": [[...8 rows of 8 values 0..16...]]} or {"image": "<base64 PNG>"};
   concurrent requests share one forward pass (batch=).
 - `digits-single`: the same model without batching, for tests/bench/batching.py.
 - `digits-upload`: a PNG uploaded under `images/` in the `images` bucket gets its prediction
   written as JSON to `predictions/<key>.json`.
+- `digits-form`: a PNG posted as the multipart form field `image`, the way a browser form or
+  `curl -F image=@seven.png` sends it.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 from typing import Annotated, Union
 
 from annotated_types import Len
+from fastapi import HTTPException
 from pydantic import Base64Bytes, BaseModel, Field
 
 import lepton
@@ -67,3 +70,12 @@ class DigitsUpload(Classifier):
         key = event.get_subject()
         prediction = self.predict([lepton.bucket("images").get(key)])[0]
         lepton.bucket("predictions").put(f"{key}.json", prediction.model_dump_json(), content_type="application/json")
+
+
+@lepton.function(name="digits-form", max_scale=2, requirements=["torch", "pillow"], public=True)
+class DigitsForm(Classifier):
+    def __call__(self, request: lepton.Request) -> Prediction:
+        upload = request.files.get("image")
+        if upload is None:
+            raise HTTPException(422, "send the PNG as the multipart form field 'image'")
+        return self.predict([upload.data])[0]

@@ -171,12 +171,13 @@ def template(spec: FunctionSpec, target: Target) -> dict[str, Any]:
         "name": CONTAINER, "image": target.image, "env": env,
         "ports": [{"containerPort": 8080, "name": "http1"}],
         "resources": {"requests": requests, "limits": limits},
-        # The artifact fetch and setup() run before /readyz answers: the startup probe holds
+        # The artifact fetch and setup() run before readyz answers: the startup probe holds
         # the liveness probe off until then, so a slow model load is not restarted in a loop.
-        "startupProbe": {"httpGet": {"path": "/readyz", "port": 8080}, "periodSeconds": STARTUP_PERIOD,
+        # The probes live under /_lepton/, which no function's own paths reach.
+        "startupProbe": {"httpGet": {"path": "/_lepton/readyz", "port": 8080}, "periodSeconds": STARTUP_PERIOD,
                          "failureThreshold": STARTUP_SECONDS // STARTUP_PERIOD},
-        "readinessProbe": {"httpGet": {"path": "/readyz"}, "periodSeconds": 1},
-        "livenessProbe": {"httpGet": {"path": "/healthz"}, "periodSeconds": 10},
+        "readinessProbe": {"httpGet": {"path": "/_lepton/readyz"}, "periodSeconds": 1},
+        "livenessProbe": {"httpGet": {"path": "/_lepton/healthz"}, "periodSeconds": 10},
     }
     body = {
         "metadata": {"labels": labels(spec, ""), "annotations": annotations},

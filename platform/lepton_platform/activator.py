@@ -39,7 +39,7 @@ class Activator:
         started = time.perf_counter()
         acquired = await acquire(fleet, self.metrics)
         if isinstance(acquired, Refusal):
-            await send_refusal(send, acquired)
+            await send_refusal(send, acquired, scope)
             return
         replica, cold = acquired
         scope["lepton.replica"] = replica
@@ -48,8 +48,10 @@ class Activator:
 
         async def send_status(message: dict) -> None:
             nonlocal status
-            if message["type"] == "http.response.start":
+            if message["type"] in ("http.response.start", "websocket.http.response.start"):
                 status = message["status"]
+            elif message["type"] == "websocket.accept":
+                status = 101
             await send(message)
 
         try:

@@ -14,6 +14,7 @@ from lepton.errors import ArtifactError
 from lepton_platform import auth
 from lepton_platform.buckets_api import build_bucket_router
 from lepton_platform.events_api import build_events_router
+from lepton_platform.jobs_api import build_jobs_router
 from lepton_platform.keys_api import build_keys_router
 from lepton_platform.secrets_api import build_secrets_router
 from lepton_platform.service import DeployFailed, NotFound, Platform
@@ -148,6 +149,7 @@ def build_api(platform: Platform) -> FastAPI:
         return FileResponse(path, media_type="application/gzip")
     app.include_router(build_bucket_router(platform))
     app.include_router(build_events_router(platform))
+    app.include_router(build_jobs_router(platform))
     app.include_router(build_keys_router(platform))
     app.include_router(build_secrets_router(platform))
     return app

@@ -24,11 +24,11 @@ def build_app(home: Path, *, fork: bool = True, url: str = "http://127.0.0.1:876
     api = build_api(platform)
     invoke = build_request_path(platform)
     ingress = Ingress(platform)
-    platform.broker.app = invoke
+    platform.broker.app = platform.jobs.app = invoke
     api.openapi_schema = document(api.openapi())
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"].startswith(PREFIX):
+        if scope["type"] in ("http", "websocket") and scope["path"].startswith(PREFIX):
             await invoke(scope, receive, send)
         elif scope["type"] == "http" and scope["path"] == INGRESS and scope["method"] == "POST":
             await ingress(scope, receive, send)

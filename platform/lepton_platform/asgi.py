@@ -25,7 +25,15 @@ def error_body(detail: Any) -> bytes:
     return json.dumps({"detail": detail}).encode()
 
 
-async def send_refusal(send: Send, refusal: Refusal) -> None:
+async def send_refusal(send: Send, refusal: Refusal, scope: Scope | None = None) -> None:
+    """The refusal as a response; for a WebSocket, as the answer to its handshake (ASGI's
+    denial response, which the platform's uvicorn supports)."""
+    if scope is not None and scope["type"] == "websocket":
+        body = error_body(refusal.detail)
+        await send({"type": "websocket.http.response.start", "status": refusal.status,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *refusal.headers]})
+        await send({"type": "websocket.http.response.body", "body": body})
+        return
     await send_json(send, refusal.status, refusal.detail, list(refusal.headers))
 
 
@@ -75,18 +83,27 @@ def header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
-async def call(app: ASGIApp, method: str, path: str, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, str], bytes]:
+class ResponseTooLarge(Exception):
+    """A response body over the limit given to `call`."""
+
+
+async def call(app: ASGIApp, method: str, target: str, headers: dict[str, str], body: bytes, *,
+               scope: dict[str, Any] | None = None, limit: int | None = None) -> tuple[int, dict[str, str], bytes]:
     """One request through an ASGI app in this process (no socket); returns status, headers
-    and the whole body. The broker delivers events through the request path this way."""
-    scope: Scope = {
+    and the whole body (ResponseTooLarge past `limit` bytes). The broker delivers events and
+    the job runner runs jobs through the request path this way; `scope` adds to the scope."""
+    path, _, query = target.partition("?")
+    request: Scope = {
         "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method, "scheme": "http",
-        "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "", "client": None, "server": None,
-        "headers": [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()],
+        "path": path, "raw_path": path.encode(), "query_string": query.encode("latin-1"), "root_path": "", "client": None,
+        "server": None, "headers": [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()],
+        **(scope or {}),
     }
     sent = False
     status = 500
     response_headers: dict[str, str] = {}
     chunks: list[bytes] = []
+    size = 0
 
     async def receive() -> dict[str, Any]:
         nonlocal sent
@@ -96,12 +113,16 @@ async def call(app: ASGIApp, method: str, path: str, headers: dict[str, str], bo
         return {"type": "http.request", "body": body, "more_body": False}
 
     async def send(message: dict[str, Any]) -> None:
-        nonlocal status
+        nonlocal status, size
         if message["type"] == "http.response.start":
             status = message["status"]
             response_headers.update((k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in message.get("headers", []))
         elif message["type"] == "http.response.body":
-            chunks.append(message.get("body", b""))
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if limit is not None and size > limit:
+                raise ResponseTooLarge(f"the response is over the {limit} byte limit")
+            chunks.append(chunk)
 
-    await app(scope, receive, send)
+    await app(request, receive, send)
     return status, response_headers, b"".join(chunks)

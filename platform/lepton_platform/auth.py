@@ -114,8 +114,8 @@ def identify(platform: Platform, authorization: str | None, *, keys: bool = Fals
         if problem:
             raise HTTPException(401, problem, headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
         if not keys:
-            raise HTTPException(403, f"a key may not {what} (key {key.id}): keys invoke functions (/fn/NAME) "
-                                     "and send events (POST /v1/events); the rest needs the admin token")
+            raise HTTPException(403, f"a key may not {what} (key {key.id}): keys invoke functions (/fn/NAME), "
+                                     "use their jobs (/v1/jobs) and send events (POST /v1/events); the rest needs the admin token")
         platform.keys.used(key, now)
         return Access(f"key {key.id}", frozenset(), key=key.id, functions=key.functions or None)
     if token is not None and token.startswith("rev."):

@@ -7,6 +7,10 @@ request hands the connection over to uvicorn's own protocol and the ASGI app: th
 event ingress, and the ASGI request path, which also serves HEAD, HTTP/1.0, the Knative
 backend and the broker's deliveries.
 
+`Prefer: respond-async` makes the request an async job, answered 202 once it is stored. A
+WebSocket upgrade to an ASGI function becomes a tunnel (`tunnel.py`): the bytes pass both
+ways untouched, and the socket holds one of the replica's slots until it closes.
+
 Pipelining: a request that arrives in the same read as the end of the one before it is not
 answered; the reply to the first says `Connection: close` and the client sends it again
 (RFC 9112, section 9.3.2).
@@ -16,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 import time
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
@@ -28,7 +33,9 @@ from lepton_platform.activator import acquire
 from lepton_platform.asgi import Refusal, error_body
 from lepton_platform.fleet import Fleet
 from lepton_platform.proxy import DROP_REQUEST, no_answer, replica_failed
-from lepton_platform.router import PREFIX, admit
+from lepton_platform.router import NOT_KEPT, PREFIX, accepted, admit, job_not_stored, wants_async
+from lepton_platform.tunnel import Tunnel
+from lepton_platform.upstream import open_unix
 
 if TYPE_CHECKING:
     from lepton_platform.service import Platform
@@ -38,7 +45,7 @@ logger = logging.getLogger("lepton.platform.connection")
 METHODS = {b"GET", b"POST", b"PUT", b"PATCH", b"DELETE", b"OPTIONS"}
 MAX_REQUEST_LINE = 8192
 STATUS_LINES = {s.value: b"HTTP/1.1 %d %s\r\n" % (s.value, s.phrase.encode()) for s in HTTPStatus}
-IDLE, READING, BUSY = "idle", "reading", "busy"
+IDLE, READING, BUSY, TUNNEL = "idle", "reading", "busy", "tunnel"
 
 
 class Stop(Exception):
@@ -124,6 +131,9 @@ class PlatformConnection(asyncio.Protocol):
         self.unsent = b""  # the start of a reply whose status line is not all here yet
         self.spliced = False
         self.started = 0.0
+        self.job = False  # `Prefer: respond-async`
+        self.websocket = False
+        self.upgraded = b""  # what came after the upgrade request's head, for the tunnel
         self.exchange += 1
 
     # -- asyncio.Protocol, reading side ---------------------------------------------------
@@ -139,13 +149,18 @@ class PlatformConnection(asyncio.Protocol):
         self.server_state.connections.discard(self)
         if self.state != BUSY:
             self.deadlines.discard(self)  # a busy one keeps its timeout until the replica answers
-        if self.state == BUSY and self.upstream is not None and self.status is not None:
+        if self.state == TUNNEL:
+            self.upstream.close()  # its connection_lost finishes the exchange
+        elif self.state == BUSY and self.upstream is not None and self.status is not None:
             self.upstream.abort()  # a reply streaming to nobody: stop it
             self._finish()
         # Otherwise the exchange runs to its end (or timeout) and frees the replica then.
 
     def data_received(self, data: bytes) -> None:
         self.idle_since = None
+        if self.state == TUNNEL:
+            self.upstream.write(data)
+            return
         if self.state == READING:
             self._feed(data)
             return
@@ -158,7 +173,7 @@ class PlatformConnection(asyncio.Protocol):
     def shutdown(self) -> None:
         """uvicorn's graceful shutdown: finish the reply in flight, then close."""
         self.closing = True
-        if self.state == IDLE:
+        if self.state in (IDLE, TUNNEL):
             self.transport.close()
 
     def pause_writing(self) -> None:
@@ -212,8 +227,9 @@ class PlatformConnection(asyncio.Protocol):
     def _feed(self, data: bytes) -> None:
         try:
             self.parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
-            self.keep_alive = False  # no protocol switch through /fn: plain HTTP, then close
+        except httptools.HttpParserUpgrade as exc:
+            self.keep_alive = False  # after a tunnel, or an upgrade that is not a WebSocket's (plain HTTP), close
+            self.upgraded = data[exc.args[0]:] if self.websocket else b""
         except httptools.HttpParserError as exc:
             if self.complete:
                 self.keep_alive = False  # a pipelined request follows: see the module docstring
@@ -243,12 +259,15 @@ class PlatformConnection(asyncio.Protocol):
             self.dropped[lowered] = value
         else:
             self.forwarded.append(b"%s: %s\r\n" % (name, value))
+            if lowered == b"prefer" and wants_async(value.decode("latin-1")):
+                self.job = True
 
     def on_headers_complete(self) -> None:
         authorization, content_length = self.dropped.get(b"authorization"), self.dropped.get(b"content-length")
         expect = self.dropped.get(b"expect", b"").lower()
-        admitted = admit(self.platform, self.name, authorization and authorization.decode("latin-1"),
-                         content_length and content_length.decode("latin-1"))
+        self.websocket = self.dropped.get(b"upgrade", b"").lower() == b"websocket"
+        admitted = admit(self.platform, self.name, self.method.decode("latin-1"), authorization and authorization.decode("latin-1"),
+                         content_length and content_length.decode("latin-1"), websocket=self.websocket)
         if isinstance(admitted, Refusal):
             self.refusal = admitted
             if admitted.status == 413 or expect == b"100-continue":
@@ -278,6 +297,9 @@ class PlatformConnection(asyncio.Protocol):
         if self.refusal is not None:
             self._refuse(self.refusal)
             return
+        if self.job and not self.websocket:
+            self._spawn(self._submit())
+            return
         self.started = time.perf_counter()
         replica = self.fleet.try_acquire()
         if replica is not None:
@@ -295,13 +317,35 @@ class PlatformConnection(asyncio.Protocol):
         else:
             self._forward(*acquired)
 
+    async def _submit(self) -> None:
+        """Store the request as an async job; 202 once it is stored."""
+        kept = [line[:-2].decode("latin-1").split(": ", 1) for line in self.forwarded]
+        headers = [(name.lower(), value) for name, value in kept if name.lower() not in NOT_KEPT]
+        path, mark, query = self.url.decode("latin-1").partition("?")
+        try:
+            job = await self.platform.jobs.submit(self.fleet.spec, self.method.decode("latin-1"), unquote(path) + mark + query,
+                                                  headers, b"".join(self.received))
+        except (OSError, sqlite3.Error) as exc:
+            self._refuse(job_not_stored(exc))
+            return
+        head, body = accepted(job)
+        if not self.lost:
+            close = [] if self.keep_alive and not self.closing else [b"connection: close\r\n"]
+            self.transport.write(b"".join([status_line(202), *(b"%s: %s\r\n" % h for h in head), *close, b"\r\n", body]))
+        self._done()
+
+    def _head(self, replica: Any) -> bytes:
+        """The request line and headers as the replica gets them."""
+        return b"".join([b"%s %s HTTP/1.1\r\nhost: replica\r\nx-forwarded-prefix: %s%s\r\n"
+                         % (self.method, replica_target(self.url), PREFIX.encode(), self.name.encode()), *self.forwarded])
+
     def _forward(self, replica: Any, cold: bool) -> None:
         self.replica, self.cold = replica, cold
+        if self.websocket:
+            self._spawn(self._open_tunnel(replica, self.exchange))
+            return
         body = b"".join(self.received)
-        request = b"".join([
-            b"%s %s HTTP/1.1\r\nhost: replica\r\ncontent-length: %d\r\n" % (self.method, replica_target(self.url), len(body)),
-            *self.forwarded, b"\r\n", body,
-        ])
+        request = b"".join([self._head(replica), b"content-length: %d\r\n\r\n" % len(body), body])
         self.deadline = self.loop.time() + self.fleet.spec.timeout + 5
         upstream = replica.pool.take()
         if upstream is not None:
@@ -309,6 +353,44 @@ class PlatformConnection(asyncio.Protocol):
             upstream.send(request, self)
         else:
             self._spawn(self._connect(replica, request, self.exchange))
+
+    async def _open_tunnel(self, replica: Any, exchange: int) -> None:
+        upgrade = self.dropped[b"upgrade"]
+        try:
+            _, tunnel = await open_unix(lambda: Tunnel(self), replica.pool.path)
+        except OSError as exc:
+            if self.exchange == exchange:
+                self.failed(exc)
+            return
+        if self.exchange != exchange or self.lost:  # timed out, or the caller went away, meanwhile
+            tunnel.close()
+            return
+        self.upstream = tunnel
+        self.state = TUNNEL
+        self.deadline = self.loop.time() + self.fleet.spec.timeout + 5  # for the answer to the upgrade
+        # With what the caller sent after its request, and while we connected (reading paused).
+        tunnel.write(b"".join([self._head(replica), b"connection: Upgrade\r\nupgrade: %s\r\n\r\n" % upgrade,
+                               self.upgraded, self.pending]))
+        self.upgraded = self.pending = b""
+        self.transport.resume_reading()
+
+    # -- tunnel.Peer: a WebSocket's bytes from the replica ------------------------------------
+
+    def tunnel_data(self, data: bytes) -> None:
+        if self.status is None:  # the replica's answer to the upgrade: 101, or a refusal
+            self.deadline = None
+            self.status = int(data[9:12]) if data[9:12].isdigit() else 502
+        if not self.lost:
+            self.transport.write(data)
+
+    def tunnel_closed(self) -> None:
+        if self.state != TUNNEL:
+            return
+        self.upstream = None
+        if self.status is None:
+            self._reply(replica_failed(self.fleet, self.replica, ConnectionResetError("closed before answering the upgrade")))
+            return
+        self._finish()
 
     async def _connect(self, replica: Any, request: bytes, exchange: int) -> None:
         try:

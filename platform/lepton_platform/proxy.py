@@ -14,8 +14,10 @@ from lepton_platform.asgi import BodyTooLarge, Receive, Refusal, Scope, Send, re
 
 # Hop-by-hop headers, and the caller's credentials: a function never sees the platform token.
 # The platform has the whole body before it forwards, so `Expect: 100-continue` stops here.
+# What the platform sets itself is dropped too: the prefix a function is served under, and
+# the id and attempt of the async job a call runs for.
 DROP_REQUEST = {b"host", b"connection", b"keep-alive", b"transfer-encoding", b"authorization", b"content-length", b"te",
-                b"upgrade", b"expect"}
+                b"upgrade", b"expect", b"x-forwarded-prefix", b"lepton-job-id", b"lepton-job-attempt"}
 DROP_RESPONSE = {b"connection", b"keep-alive", b"transfer-encoding", b"date", b"server"}  # uvicorn sets its own
 
 
@@ -33,12 +35,19 @@ class ReplicaProxy:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         replica = scope["lepton.replica"]
         fleet = scope["lepton.fleet"]
+        if scope["type"] == "websocket":
+            await proxy_websocket(scope, receive, send)
+            return
         try:
             body = await read_body(receive, scope["lepton.limit"])
         except BodyTooLarge as exc:
             await send_json(send, 413, f"{exc} for function {fleet.name!r}")
             return
         headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"] if k not in DROP_REQUEST]
+        headers.append(("x-forwarded-prefix", f"/fn/{fleet.name}"))
+        job = scope.get("lepton.job")
+        if job is not None:
+            headers += [("lepton-job-id", job[0]), ("lepton-job-attempt", str(job[1]))]
         try:
             async with asyncio.timeout(fleet.spec.timeout + 5):
                 response = await replica.session.request(
@@ -60,3 +69,53 @@ class ReplicaProxy:
             await send({"type": "http.response.body", "body": b""})
         finally:
             response.release()
+
+
+async def proxy_websocket(scope: Scope, receive: Receive, send: Send) -> None:
+    """A WebSocket on the ASGI path (a Knative Service's, where the socket fast path does not
+    go): one to the replica with the caller's headers, then messages both ways until either
+    side closes."""
+    replica, fleet = scope["lepton.replica"], scope["lepton.fleet"]
+    await receive()  # websocket.connect
+    # aiohttp makes the handshake's own headers; subprotocols pass as `protocols`.
+    skip = DROP_REQUEST | {b"sec-websocket-key", b"sec-websocket-version", b"sec-websocket-extensions", b"sec-websocket-protocol"}
+    headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"] if k not in skip]
+    headers.append(("x-forwarded-prefix", f"/fn/{fleet.name}"))
+    try:
+        upstream = await replica.session.ws_connect(scope["lepton.path"], headers=headers, protocols=scope.get("subprotocols", ()),
+                                                    autoclose=False, max_msg_size=0)
+    except aiohttp.WSServerHandshakeError as exc:
+        await send_refusal(send, Refusal(exc.status, f"function {fleet.name!r} refused the WebSocket: {exc.message}"), scope)
+        return
+    except aiohttp.ClientError as exc:
+        await send_refusal(send, replica_failed(fleet, replica, exc), scope)
+        return
+    await send({"type": "websocket.accept", "subprotocol": upstream.protocol})
+
+    async def from_replica() -> None:
+        async for message in upstream:
+            if message.type == aiohttp.WSMsgType.TEXT:
+                await send({"type": "websocket.send", "text": message.data})
+            elif message.type == aiohttp.WSMsgType.BINARY:
+                await send({"type": "websocket.send", "bytes": message.data})
+        await send({"type": "websocket.close", "code": upstream.close_code or 1000})
+
+    async def from_caller() -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "websocket.disconnect":
+                await upstream.close(code=message.get("code", 1000))
+                return
+            if message.get("text") is not None:
+                await upstream.send_str(message["text"])
+            else:
+                await upstream.send_bytes(message.get("bytes") or b"")
+
+    pumps = [asyncio.create_task(from_replica()), asyncio.create_task(from_caller())]
+    try:
+        await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for pump in pumps:
+            pump.cancel()
+        await asyncio.gather(*pumps, return_exceptions=True)
+        await upstream.close()

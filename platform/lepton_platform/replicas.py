@@ -125,13 +125,14 @@ class Replica:
         return "\n".join(text.rstrip().splitlines()[-lines:])
 
     async def wait_ready(self, timeout: float) -> None:
-        """Poll /readyz every 2 ms until 200; fail fast if the process exits."""
+        """Poll /_lepton/readyz (the runtime's own route, whatever paths the function serves)
+        every 2 ms until 200; fail fast if the process exits."""
         deadline = time.perf_counter() + timeout
         while True:
             if self.exited.is_set():
                 raise ReplicaFailed(self._failure_message())
             try:
-                async with self.session.get("/readyz") as response:
+                async with self.session.get("/_lepton/readyz") as response:
                     if response.status == 200:
                         self.ready_after = time.perf_counter() - self.started_at
                         self.state = READY

@@ -2,35 +2,74 @@
 
 `admit` is the whole decision; the ASGI `Router` here and the socket-level fast path in
 `connection.py` both ask it, so an invocation is judged the same whichever way it came.
+A request with `Prefer: respond-async` becomes an async job (`jobs/`) instead: `accepted`
+is the answer both paths give once the job is stored.
 """
 
 from __future__ import annotations
 
+import json
+import sqlite3
 from typing import TYPE_CHECKING, Any
 
-from lepton_platform.asgi import ASGIApp, Receive, Refusal, Scope, Send, header, send_refusal, too_large
+from lepton_platform.asgi import ASGIApp, BodyTooLarge, Receive, Refusal, Scope, Send, header, read_body, send_refusal, too_large
+from lepton_platform.proxy import DROP_REQUEST
 
 if TYPE_CHECKING:
+    from lepton_platform.jobs.store import Job
     from lepton_platform.service import Platform
 
 PREFIX = "/fn/"
 BEARER = ((b"www-authenticate", b"Bearer"),)
+ASGI = "asgi"
+# Headers kept with a job for its attempts: what the replica would have had, less `Prefer`.
+NOT_KEPT = {"prefer"}
 
 
-def admit(platform: Platform, name: str, authorization: str | None, content_length: str | None) -> Any:
+def admit(platform: Platform, name: str, method: str, authorization: str | None, content_length: str | None, *,
+          websocket: bool = False) -> Any:
     """The function's fleet, or the Refusal that answers the request instead."""
     fleet = platform.fleets.get(name)
     if fleet is None:
         return Refusal(404, f"function {name!r} not found; `lepton ls` lists the deployed ones")
-    if not fleet.spec.public:
+    spec = fleet.spec
+    if not spec.public:
         denied = platform.callers.refusal(name, authorization)
         if denied is not None:
             status, reason = denied
             return Refusal(status, reason, BEARER)
+    asgi = spec.handler is not None and spec.handler.kind == ASGI
+    if websocket:
+        if not asgi:
+            return Refusal(400, f"function {name!r} is not an ASGI app: WebSockets reach only functions deployed with @lepton.asgi")
+    elif not asgi and method not in spec.methods and not (method == "HEAD" and "GET" in spec.methods):
+        allowed = [*spec.methods, *(["HEAD"] if "GET" in spec.methods else [])]
+        return Refusal(405, f"function {name!r} allows {', '.join(allowed)}; not {method}",
+                       ((b"allow", ", ".join(allowed).encode()),))
     refused = too_large(content_length, platform.config.limits.max_invocation_bytes)
     if refused:
         return Refusal(413, f"{refused} for function {name!r}")
     return fleet
+
+
+def wants_async(prefer: str | None) -> bool:
+    """Whether a `Prefer` header asks for `respond-async` (RFC 7240: comma-separated
+    preferences, each `token[=value][; params]`, tokens case-insensitive; others ignored)."""
+    if not prefer:
+        return False
+    return any(item.split(";", 1)[0].split("=", 1)[0].strip().lower() == "respond-async" for item in prefer.split(","))
+
+
+def accepted(job: Job) -> tuple[list[tuple[bytes, bytes]], bytes]:
+    """Headers and body of the 202 that says a job was stored."""
+    url = f"/v1/jobs/{job.id}"
+    body = json.dumps({"id": job.id, "function": job.function, "state": job.state, "url": url}).encode()
+    return [(b"location", url.encode()), (b"preference-applied", b"respond-async"), (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode())], body
+
+
+def job_not_stored(exc: Exception) -> Refusal:
+    return Refusal(503, f"job not stored ({exc}); nothing was accepted, send it again")
 
 
 class Router:
@@ -41,12 +80,34 @@ class Router:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         name, _, rest = scope["path"][len(PREFIX):].partition("/")
-        fleet = admit(self.platform, name, header(scope, b"authorization"), header(scope, b"content-length"))
+        websocket = scope["type"] == "websocket"
+        fleet = admit(self.platform, name, scope.get("method", "GET"), header(scope, b"authorization"), header(scope, b"content-length"),
+                      websocket=websocket)
         if isinstance(fleet, Refusal):
-            await send_refusal(send, fleet)
+            await send_refusal(send, fleet, scope)
             return
         query = scope.get("query_string", b"")
+        if not websocket and wants_async(header(scope, b"prefer")):
+            await self._submit(fleet, scope, receive, send, "?" + query.decode("latin-1") if query else "")
+            return
         scope["lepton.fleet"] = fleet
         scope["lepton.limit"] = self.limit
         scope["lepton.path"] = "/" + rest + ("?" + query.decode("latin-1") if query else "")
         await self.app(scope, receive, send)
+
+    async def _submit(self, fleet: Any, scope: Scope, receive: Receive, send: Send, query: str) -> None:
+        try:
+            body = await read_body(receive, self.limit)
+        except BodyTooLarge as exc:
+            await send_refusal(send, Refusal(413, f"{exc} for function {fleet.name!r}"))
+            return
+        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]
+                   if k not in DROP_REQUEST and k.decode("latin-1") not in NOT_KEPT]
+        try:
+            job = await self.platform.jobs.submit(fleet.spec, scope["method"], scope["path"] + query, headers, body)
+        except (OSError, sqlite3.Error) as exc:
+            await send_refusal(send, job_not_stored(exc))
+            return
+        head, payload = accepted(job)
+        await send({"type": "http.response.start", "status": 202, "headers": head})
+        await send({"type": "http.response.body", "body": payload})

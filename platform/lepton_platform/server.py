@@ -32,6 +32,6 @@ def run(host: str = "127.0.0.1", port: int = 8765, *, fork: bool = True, log_lev
         logger.warning("listening on %s without TLS: tokens cross the network in clear text; put a TLS proxy in front", host)
     logger.info("state in %s; admin token in %s", home, home / "token")
     uvicorn.run(
-        app, host=host, port=port, loop="uvloop", http=partial(PlatformConnection, platform, Deadlines()), lifespan="on",
+        app, host=host, port=port, loop="uvloop", http=partial(PlatformConnection, platform, Deadlines()), ws="websockets-sansio", lifespan="on",
         log_level=log_level, access_log=False, log_config=None, timeout_graceful_shutdown=30,
     )

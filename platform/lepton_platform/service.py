@@ -26,6 +26,8 @@ from lepton_platform.broker import Broker
 from lepton_platform.config import load_config
 from lepton_platform.credentials import Credentials
 from lepton_platform.errors import DeployFailed, NotFound
+from lepton_platform.jobs.runner import JobRunner
+from lepton_platform.jobs.store import JobStore
 from lepton_platform.keys import Keys
 from lepton_platform.metrics import PlatformMetrics
 from lepton_platform.storage import open_store
@@ -61,6 +63,8 @@ class Platform:
         self.callers = Callers(self)  # who may invoke a private function (router.admit asks it)
         forward = self.config.knative.broker_url if self.config.backend == "knative" else None
         self.broker = Broker(home / "events.db", self.token, self.metrics, self.storage.outbox, self._spec_of, forward_to=forward)
+        self.jobs = JobRunner(JobStore(home / "jobs.db"), self.broker, self.token, self._spec_of, ttl=self.config.job_ttl,
+                              max_result_bytes=self.config.limits.max_job_result_bytes)
         self.backend: Backend = open_backend(self, fork=fork)
         self._locks: dict[str, asyncio.Lock] = {}
 
@@ -86,12 +90,14 @@ class Platform:
                 continue
             self.fleets[name] = await self.backend.restore(revision)
         await self.broker.start()
+        await self.jobs.start()
         # Everything imported and built so far lives as long as the process: keep it out of
         # the cyclic garbage collector's scans, which otherwise show up on the request path.
         gc.freeze()
         logger.info("platform ready: %d functions restored from %s", len(self.fleets), self.home)
 
     async def stop(self) -> None:
+        await self.jobs.stop()
         await self.broker.stop()
         await asyncio.gather(*(fleet.close() for fleet in self.fleets.values()), return_exceptions=True)
         await self.backend.stop()

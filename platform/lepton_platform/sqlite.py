@@ -4,11 +4,14 @@ one connection shared by threads behind a lock, explicit immediate transactions.
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import threading
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator, TypeVar
+
+T = TypeVar("T")
 
 
 class Database:
@@ -47,3 +50,61 @@ class Database:
                 self.db.execute("ROLLBACK")
                 raise
             self.db.execute("COMMIT")
+
+
+class GroupCommit:
+    """Many coroutines' writes, one transaction: callers queue a function of the connection;
+    one writer runs everything queued so far in a single transaction (one fsync under
+    `synchronous=FULL`) and answers all those callers at once. Each function runs in its own
+    savepoint, so one that raises fails alone. At low rates a lone write commits at once."""
+
+    def __init__(self, database: Database) -> None:
+        self.database = database
+        self._queue: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]] = []
+        self._queued = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._writer(), name=f"commit-{self.database.path.name}")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def run(self, write: Callable[[sqlite3.Connection], T]) -> T:
+        """`write(db)`'s result once its transaction has committed."""
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._queue.append((write, future))
+        self._queued.set()
+        return await future
+
+    async def _writer(self) -> None:
+        while True:
+            await self._queued.wait()
+            self._queued.clear()
+            queued, self._queue = self._queue, []
+            try:
+                outcomes = await asyncio.to_thread(self._commit, [write for write, _ in queued])
+            except Exception as exc:  # the commit itself failed: nobody's write is stored
+                outcomes = [(None, exc)] * len(queued)
+            for (_, future), (result, exc) in zip(queued, outcomes):
+                if future.done():
+                    continue
+                if exc is None:
+                    future.set_result(result)
+                else:
+                    future.set_exception(exc)
+
+    def _commit(self, writes: list[Callable[[sqlite3.Connection], Any]]) -> list[tuple[Any, BaseException | None]]:
+        outcomes: list[tuple[Any, BaseException | None]] = []
+        with self.database.transaction() as db:
+            for write in writes:
+                db.execute("SAVEPOINT one")
+                try:
+                    outcomes.append((write(db), None))
+                except Exception as exc:
+                    db.execute("ROLLBACK TO one")
+                    outcomes.append((None, exc))
+                db.execute("RELEASE one")
+        return outcomes

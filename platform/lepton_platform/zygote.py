@@ -54,11 +54,16 @@ def die_with_parent(sig: int = signal.SIGKILL) -> None:
 
 
 def preload() -> list[str]:
+    """Import what every replica needs, then the heavy modules replicas share: numpy and
+    torch when installed, plus `LEPTON_PRELOAD=mod1,mod2`. `LEPTON_PRELOAD=none` skips the
+    heavy ones: a platform whose functions use no torch saves its import (about 3 s before
+    the first replica can fork) and the template process's memory."""
     loaded = []
     for name in PRELOAD:
         importlib.import_module(name)
-    extra = [m for m in os.environ.get("LEPTON_PRELOAD", "").split(",") if m]
-    for name in (*SHARED_HEAVY, *extra):
+    extra = [m.strip() for m in os.environ.get("LEPTON_PRELOAD", "").split(",") if m.strip()]
+    heavy = () if extra == ["none"] else (*SHARED_HEAVY, *extra)
+    for name in heavy:
         try:
             importlib.import_module(name)
             loaded.append(name)

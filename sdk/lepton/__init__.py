@@ -17,12 +17,15 @@ from lepton.errors import (
     ArtifactError,
     ConnectError,
     InvocationError,
+    JobCancelled,
+    JobFailed,
+    JobTimeout,
     LeptonError,
     LoadError,
     SpecError,
 )
-from lepton.functions import Function, function
-from lepton.spec import Batch, FunctionSpec
+from lepton.functions import Function, asgi, function
+from lepton.spec import Batch, FunctionSpec, Retries
 from lepton.triggers import Delivery, on_bucket, on_cron, on_event
 
 if TYPE_CHECKING:
@@ -30,15 +33,19 @@ if TYPE_CHECKING:
 
     from lepton.buckets import Bucket, bucket
     from lepton.client import Client
+    from lepton.jobs import Job
     from lepton.optimize import optimize
     from lepton.packaging import Artifact, package
+    from lepton.web import Request, Response, UploadedFile, job_id
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Artifact", "ArtifactError", "Batch", "Bucket", "Client", "CloudEvent", "ConnectError", "Delivery",
     "Function", "FunctionSpec", "InvocationError", "LeptonError", "LoadError", "SpecError",
-    "bucket", "function", "optimize", "on_bucket", "on_cron", "on_event", "package",
+    "Job", "JobCancelled", "JobFailed", "JobTimeout",
+    "Request", "Response", "Retries", "UploadedFile",
+    "asgi", "bucket", "function", "job_id", "optimize", "on_bucket", "on_cron", "on_event", "package",
 ]
 
 # Imported on first use: they pull in httpx and tarfile, which a replica that only serves
@@ -46,11 +53,16 @@ __all__ = [
 _LAZY = {
     "CloudEvent": ("cloudevents.core.v1.event", "CloudEvent"),
     "Client": ("lepton.client", "Client"),
+    "Job": ("lepton.jobs", "Job"),
     "Bucket": ("lepton.buckets", "Bucket"),
     "bucket": ("lepton.buckets", "bucket"),
     "optimize": ("lepton.optimize", "optimize"),
     "Artifact": ("lepton.packaging", "Artifact"),
     "package": ("lepton.packaging", "package"),
+    "Request": ("lepton.web", "Request"),
+    "Response": ("lepton.web", "Response"),
+    "UploadedFile": ("lepton.web", "UploadedFile"),
+    "job_id": ("lepton.web", "job_id"),
 }
 
 

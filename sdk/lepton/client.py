@@ -5,26 +5,46 @@ Example:
     client.invoke("add", {"a": 1, "b": 2})        # -> 3, through POST /fn/add
     for chunk in client.stream("count", {"n": 3}):
         print(chunk)
+    job = client.spawn("add", a=1, b=2)           # an async job: job.result() -> 3
+    list(client.map("add", [{"a": 1, "b": 2}]))   # [3], many calls at once
 """
 
 from __future__ import annotations
 
 import json
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
 import httpx
 
 from lepton import settings
-from lepton.errors import ConnectError, InvocationError
+from lepton.errors import ConnectError, InvocationError, LeptonError
+
+if TYPE_CHECKING:
+    from lepton.jobs import Job
+
+MAP_CONCURRENCY = 16
 
 
 class Client:
-    def __init__(self, url: str | None = None, token: str | None = None, timeout: float = 330.0) -> None:
+    def __init__(self, url: str | None = None, token: str | None = None, timeout: float = 330.0,
+                 connections: int = 20) -> None:
+        """`connections`: keep-alive connections kept open, enough for that many calls at once
+        (`map` sets it; 20 is httpx's default)."""
         self.url = settings.platform_url(url)
         self.token = settings.token(token)
+        self.timeout = timeout
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
-        self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
+        limits = httpx.Limits(max_connections=max(100, connections), max_keepalive_connections=connections)
+        self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout, limits=limits)
+
+    @property
+    def closed(self) -> bool:
+        return self._http.is_closed
+
+    def sibling(self, connections: int = 20) -> Client:
+        """A new client to the same platform with the same token, keeping `connections` open."""
+        return Client(self.url, self.token, self.timeout, connections)
 
     def close(self) -> None:
         self._http.close()
@@ -46,6 +66,34 @@ class Client:
     def stream(self, name: str, payload: dict[str, Any] | None = None, **kwargs: Any) -> Iterator[Any]:
         """Yield a streaming function's items as they arrive (JSON lines decoded)."""
         return self.call_stream(self.function_path(name), {**(payload or {}), **kwargs})
+
+    def spawn(self, name: str, payload: dict[str, Any] | None = None, **kwargs: Any) -> Job:
+        """Start function `name` as an async job; returns once the platform has stored it."""
+        from lepton.jobs import Job
+
+        response = self.request("POST", self.function_path(name), json={**(payload or {}), **kwargs},
+                                headers={"Prefer": "respond-async"})
+        if response.status_code != 202:
+            raise LeptonError(f"the platform at {self.url} ran {name!r} at once instead of as a job "
+                              f"(HTTP {response.status_code}): it predates async jobs; upgrade it")
+        job = response.json()
+        return Job(job["id"], job["function"], self, state=job["state"])
+
+    def job(self, job_id: str) -> Job:
+        """A job started earlier, by its id (raises `InvocationError` 404 if there is none)."""
+        from lepton.jobs import Job
+
+        job = self.request("GET", f"/v1/jobs/{job_id}").json()
+        return Job(job["id"], job["function"], self, state=job["state"])
+
+    def map(self, name: str, inputs: Iterable[dict[str, Any]], *, concurrency: int = MAP_CONCURRENCY, ordered: bool = True,
+            return_exceptions: bool = False) -> Iterator[Any]:
+        """Call function `name` once per dict of parameters, `concurrency` calls at a time,
+        yielding results as they come (see `Function.map`)."""
+        from lepton.jobs import dict_payloads, fan_out
+
+        return fan_out(self, self.function_path(name), dict_payloads(inputs), concurrency=concurrency,
+                       ordered=ordered, return_exceptions=return_exceptions)
 
     def call(self, path: str, payload: Any) -> Any:
         response = self.request("POST", path, json=payload)

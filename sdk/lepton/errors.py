@@ -46,6 +46,31 @@ class InvocationError(LeptonError):
         super().__init__(f"HTTP {status_code}{where}: {_detail_text(detail)}")
 
 
+class JobFailed(InvocationError):
+    """An async job ended in failure: `status_code` is its last attempt's HTTP status (None when
+    no answer came, e.g. a timeout) and `detail` the platform's account of it."""
+
+    def __init__(self, job_id: str, function: str, status_code: int | None, error: str | None, attempts: int) -> None:
+        super().__init__(status_code or 0, error, f"/v1/jobs/{job_id}")
+        self.status_code = status_code
+        self.job_id = job_id
+        self.attempts = attempts
+        # The platform's error already starts with the status code ("422: ...").
+        self.args = (f"job {job_id} ({function}) failed after {attempts} attempt(s): {error or 'no error recorded'}",)
+
+
+class JobCancelled(LeptonError):
+    """An async job was cancelled before it finished; it has no result."""
+
+    def __init__(self, job_id: str, function: str) -> None:
+        self.job_id = job_id
+        super().__init__(f"job {job_id} ({function}) was cancelled")
+
+
+class JobTimeout(LeptonError, TimeoutError):
+    """`Job.result(timeout=...)` ran out of time; the job itself goes on."""
+
+
 class ConnectError(LeptonError):
     """The platform or function server could not be reached."""
 

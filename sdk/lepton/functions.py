@@ -1,4 +1,5 @@
-"""`@lepton.function`: records a handler and its options as a `Function`.
+"""`@lepton.function` and `@lepton.asgi`: record a handler (or an ASGI app) and its options as a
+`Function`.
 
 The decorator only records. Nothing is registered globally: the loader finds `Function`
 objects by scanning the user's module, so importing a module twice (or two modules in one
@@ -11,8 +12,8 @@ import inspect
 import threading
 from typing import Any, Sequence
 
-from lepton.handlers import Signature, inspect_handler
-from lepton.spec import Batch, FunctionSpec, HandlerInfo
+from lepton.handlers import ASGI_SIGNATURE, Signature, inspect_handler
+from lepton.spec import Batch, FunctionSpec, HandlerInfo, Retries
 from lepton.triggers import BucketTrigger, CronTrigger, EventTrigger
 
 _TRIGGER_TYPES = (EventTrigger, CronTrigger, BucketTrigger)
@@ -86,6 +87,37 @@ class Function:
         with Client() as own:
             yield from own.stream(self.name, kwargs)
 
+    def spawn(self, *, client: Any = None, **kwargs: Any) -> Any:
+        """Start the deployed function as an async job and return its `lepton.Job` at once,
+        as soon as the platform has stored it; collect the result later with `job.result()`."""
+        from lepton.client import Client
+
+        if client is not None:
+            return client.spawn(self.name, kwargs)
+        with Client() as own:  # the job opens a client like it when it is next asked
+            return own.spawn(self.name, kwargs)
+
+    def map(self, inputs: Any, *, concurrency: int | None = None, ordered: bool = True,
+            return_exceptions: bool = False, client: Any = None) -> Any:
+        """Call the deployed function once per input, many at a time, yielding the results.
+
+        An input is a dict of parameters, a tuple of them in order, or the value of the only
+        parameter. Results come in input order (`ordered=False`: as they finish); inputs are
+        read only as results are taken, so a generator of millions streams. A failed call
+        raises its `InvocationError` at its place, or with `return_exceptions=True` is
+        yielded instead. `concurrency` defaults to what the replicas take (at most 64).
+
+        Example:
+            for square in squares.map(range(100_000), concurrency=32):
+                total += square
+        """
+        from lepton.client import Client
+        from lepton.jobs import default_concurrency, fan_out, function_payloads
+
+        return fan_out(client, Client.function_path(self.name), function_payloads(self, inputs),
+                       concurrency=concurrency or default_concurrency(self.spec),
+                       ordered=ordered, return_exceptions=return_exceptions)
+
 
 def function(
     obj: Any = None,
@@ -108,48 +140,137 @@ def function(
     public: bool = False,
     triggers: Sequence[Any] = (),
     batch: Batch | None = None,
+    methods: Sequence[str] = ("POST",),
+    retries: int | Retries = 0,
 ) -> Any:
     """Make a handler a Lepton function. See ARCHITECTURE.md, contract 1, for every option.
 
     Works bare (`@lepton.function`) or with options (`@lepton.function(max_scale=4)`).
+    `methods` are the HTTP methods it answers (GET validates the parameters from the query
+    string); `retries` is how often an async job's failed attempt is tried again.
     """
+    options = {key: value for key, value in locals().items() if key != "obj"}  # every option, as given
+    return _decorator(obj, options, asgi=False)
+
+
+def asgi(obj: Any = None, **options: Any) -> Any:
+    """Deploy a whole ASGI app (FastAPI, Starlette) as a function, served under `/fn/NAME/`.
+
+    Takes the options of `lepton.function` except `batch` and `methods` (the app routes its
+    own requests). Decorate a function that takes no arguments and returns the app, so the
+    app is built in the replica, where heavy setup belongs; or pass an app object:
+
+        @lepton.asgi(name="web", max_scale=4)
+        def web() -> FastAPI:
+            app = FastAPI()
+            ...
+            return app
+
+        api = lepton.asgi(FastAPI(), name="api")
+
+    The app's lifespan runs before the replica takes requests. Calling the function here
+    returns the app.
+    """
+    for refused, why in (("batch", "batching needs a handler"), ("methods", "the app routes its own methods")):
+        if refused in options:
+            raise _spec_error(str(options.get("name")), f"@lepton.asgi takes no {refused}= ({why})")
+    for key in options:
+        if key not in _OPTIONS:
+            raise TypeError(f"asgi() got an unexpected keyword argument {key!r}")
+    return _decorator(obj, {**_OPTIONS, **options}, asgi=True)
+
+
+# The options and defaults of `function`, which `asgi` shares.
+_OPTIONS = {p.name: p.default for p in inspect.signature(function).parameters.values() if p.kind is p.KEYWORD_ONLY}
+
+
+def _decorator(obj: Any, options: dict[str, Any], *, asgi: bool) -> Any:
+    """`decorate` applied to `obj`, or waiting for its target when options came first."""
 
     def decorate(target_obj: Any) -> Function:
-        if isinstance(target_obj, Function):
-            raise _spec_error(target_obj.name, "is decorated twice; keep one @lepton.function")
-        if not callable(target_obj):
-            raise _spec_error(str(name), f"@lepton.function needs a function or class, got {target_obj!r}")
-        fn_name = name if name is not None else target_obj.__name__.replace("_", "-").lower()
-        for trig in triggers:
-            if not isinstance(trig, _TRIGGER_TYPES):
-                raise _spec_error(
-                    fn_name,
-                    f"unknown trigger {trig!r}; build triggers with lepton.on_event, lepton.on_cron or lepton.on_bucket",
-                )
-        if batch is not None and not isinstance(batch, Batch):
-            raise _spec_error(fn_name, f"batch= takes lepton.Batch(...), got {batch!r}")
-        signature = inspect_handler(target_obj, batched=batch is not None)
-        handler = HandlerInfo(
-            kind=signature.kind,
-            attr=target_obj.__name__,
-            is_class=inspect.isclass(target_obj),
-            is_async=signature.is_async,
-            input_schema=signature.input_schema(),
-            output_schema=signature.output_schema(),
-        )
-        spec = FunctionSpec.build(
-            name=fn_name, cpu=str(cpu), memory=memory, gpu=gpu, min_scale=min_scale,
-            max_scale=max_scale, concurrency=concurrency, target=target,
-            scale_down_after=scale_down_after, timeout=timeout, buckets=tuple(buckets),
-            env=dict(env or {}), secrets=tuple(secrets), calls=tuple(calls),
-            requirements=tuple(requirements),
-            public=public, triggers=tuple(triggers), batch=batch, handler=handler,
-        )
-        return Function(target_obj, spec, signature)
+        return _record(target_obj, options, asgi=asgi)
 
     if obj is not None:
         return decorate(obj)
     return decorate
+
+
+def _record(target_obj: Any, options: dict[str, Any], *, asgi: bool) -> Function:
+    """Validate the options for `target_obj` and build its `Function`."""
+    decorator = "@lepton.asgi" if asgi else "@lepton.function"
+    name, batch, retries, methods = options["name"], options["batch"], options["retries"], options["methods"]
+    if isinstance(target_obj, Function):
+        raise _spec_error(target_obj.name, f"is decorated twice; keep one {decorator}")
+    if not callable(target_obj):
+        raise _spec_error(str(name), f"{decorator} needs a function or class, got {target_obj!r}")
+    python_name = getattr(target_obj, "__name__", None)
+    if name is None and python_name is None:
+        raise _spec_error("?", f"{decorator} needs name= for {target_obj!r}, which has no __name__ to derive one from")
+    fn_name = name if name is not None else python_name.replace("_", "-").lower()
+    for trig in options["triggers"]:
+        if not isinstance(trig, _TRIGGER_TYPES):
+            raise _spec_error(
+                fn_name,
+                f"unknown trigger {trig!r}; build triggers with lepton.on_event, lepton.on_cron or lepton.on_bucket",
+            )
+    if batch is not None and not isinstance(batch, Batch):
+        raise _spec_error(fn_name, f"batch= takes lepton.Batch(...), got {batch!r}")
+    if isinstance(retries, bool) or not isinstance(retries, (int, Retries)):
+        raise _spec_error(fn_name, f"retries= takes a number of retries or lepton.Retries(...), got {retries!r}")
+    if asgi:
+        factory = _is_app_factory(target_obj, fn_name)
+        signature = ASGI_SIGNATURE
+    else:
+        signature = inspect_handler(target_obj, batched=batch is not None)
+    handler = HandlerInfo(
+        kind=signature.kind,
+        attr=python_name or fn_name,
+        is_class=inspect.isclass(target_obj),
+        is_async=signature.is_async,
+        input_schema=signature.input_schema(),
+        output_schema=signature.output_schema(),
+    )
+    spec = FunctionSpec.build(
+        name=fn_name, cpu=str(options["cpu"]), memory=options["memory"], gpu=options["gpu"],
+        min_scale=options["min_scale"], max_scale=options["max_scale"], concurrency=options["concurrency"],
+        target=options["target"], scale_down_after=options["scale_down_after"], timeout=options["timeout"],
+        buckets=tuple(options["buckets"]), env=dict(options["env"] or {}), secrets=tuple(options["secrets"]),
+        calls=tuple(options["calls"]), requirements=tuple(options["requirements"]), public=options["public"],
+        triggers=tuple(options["triggers"]), batch=batch, handler=handler,
+        methods=[methods] if isinstance(methods, str) else methods,
+        retries={"max_retries": retries} if isinstance(retries, int) else retries,
+    )
+    if asgi:
+        return AsgiFunction(target_obj, spec, factory=factory)
+    return Function(target_obj, spec, signature)
+
+
+def _is_app_factory(obj: Any, name: str) -> bool:
+    """Whether `obj` builds the app (it takes no arguments) rather than being it (ASGI's
+    `(scope, receive, send)`)."""
+    try:
+        params = inspect.signature(obj).parameters.values()
+    except (TypeError, ValueError):  # a callable without a signature Python can read: the app itself
+        return False
+    if any(p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in params):
+        return False
+    if inspect.iscoroutinefunction(obj):
+        raise _spec_error(name, "the function under @lepton.asgi must return the app, not be async (it runs in a thread)")
+    return True
+
+
+class AsgiFunction(Function):
+    """An ASGI app deployed whole (`@lepton.asgi`); calling it returns the app, built once."""
+
+    def __init__(self, obj: Any, spec: FunctionSpec, *, factory: bool) -> None:
+        super().__init__(obj, spec, ASGI_SIGNATURE)
+        self.factory = factory
+
+    def __call__(self) -> Any:  # type: ignore[override]
+        with self._lock:
+            if self._instance is None:
+                self._instance = self.obj() if self.factory else self.obj
+        return self._instance
 
 
 def _spec_error(name: str, message: str) -> Exception:

@@ -4,7 +4,9 @@
 - event: one parameter annotated `lepton.CloudEvent`; returning a CloudEvent makes it the reply.
 - stream: a (async) generator; each yielded item is one chunk or SSE message.
 - batch: with `batch=`, parameters are `list[T]`; each caller sends single values.
-A class with `setup()` and `__call__` is any of these, through its `__call__`.
+- request: one parameter annotated `lepton.Request`; the whole HTTP request, any sub-path.
+A class with `setup()` and `__call__` is any of these, through its `__call__`. The kind `asgi`
+is not a handler but a whole ASGI app, from `@lepton.asgi` (see `ASGI_SIGNATURE`).
 """
 
 from __future__ import annotations
@@ -18,13 +20,19 @@ from pydantic import BaseModel, TypeAdapter, create_model
 
 from lepton.errors import SpecError
 
-JSON, EVENT, STREAM, BATCH = "json", "event", "stream", "batch"
+JSON, EVENT, STREAM, BATCH, REQUEST, ASGI = "json", "event", "stream", "batch", "request", "asgi"
 
 
 def _is_cloudevent(annotation: Any) -> bool:
     from lepton.runtime.events import EVENT_CLASSES
 
     return isinstance(annotation, type) and issubclass(annotation, EVENT_CLASSES)
+
+
+def _is_request(annotation: Any) -> bool:
+    from lepton.web import Request
+
+    return annotation is Request
 
 
 def _is_model(annotation: Any) -> bool:
@@ -90,6 +98,15 @@ def inspect_handler(obj: Any, *, batched: bool) -> Signature:
             raise SpecError(f"{qualname}: a CloudEvent handler cannot be batched or streaming")
         return Signature(EVENT, is_async, None, None, None)
 
+    if any(_is_request(hints.get(p.name)) for p in params):
+        if len(params) != 1:
+            raise SpecError(f"{qualname}: a lepton.Request handler takes exactly one parameter, the request")
+        if batched or is_gen:
+            raise SpecError(
+                f"{qualname}: a lepton.Request handler cannot be batched or yield; return a StreamingResponse to stream"
+            )
+        return Signature(REQUEST, is_async, None, None, None)
+
     kind = BATCH if batched else STREAM if is_gen else JSON
     if batched and is_gen:
         raise SpecError(f"{qualname}: a batch handler must return a list, not yield")
@@ -126,3 +143,7 @@ def inspect_handler(obj: Any, *, batched: bool) -> Signature:
         except Exception as exc:
             raise SpecError(f"{qualname}: unsupported return annotation {returns!r}: {exc}") from None
     return Signature(kind, is_async, input_model, model_param, output_adapter)
+
+
+# An ASGI app is called with ASGI's own protocol: the runtime passes requests through.
+ASGI_SIGNATURE = Signature(ASGI, True, None, None, None)

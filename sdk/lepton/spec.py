@@ -7,7 +7,7 @@ Knative renderer read only this, never the user's code.
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -19,6 +19,13 @@ CPU_QUANTITY = re.compile(r"^(\d+(\.\d+)?|\d+m)$")
 MEMORY_QUANTITY = re.compile(r"^\d+(\.\d+)?(Ki|Mi|Gi|Ti|K|M|G|T)?$")
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 MAX_TIMEOUT = 3600
+# HEAD is served wherever GET is, as HTTP requires, so it is never listed on its own.
+HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+# Kinds whose callers always POST: a CloudEvent delivery, and the JSON bodies a batch merges.
+POST_ONLY_KINDS = {
+    "event": "a CloudEvent handler allows POST only (events arrive as POSTs)",
+    "batch": "a batch handler allows POST only (a batch merges POSTed JSON bodies)",
+}
 
 
 class Batch(Options):
@@ -31,6 +38,31 @@ class Batch(Options):
 
     max_size: int = Field(default=32, ge=1, le=4096)
     max_wait_ms: float = Field(default=10, ge=0, le=60_000)
+
+
+class Retries(Options):
+    """How the platform retries a failed attempt of an async job (`fn.spawn`, `Prefer: respond-async`).
+
+    Example: `retries=lepton.Retries(max_retries=3, backoff="exponential", delay=1, max_delay=60)`
+    tries up to 4 times, waiting 1 s, 2 s and 4 s between attempts; `retries=3` is the same.
+    The function's `timeout` applies to each attempt.
+    """
+
+    max_retries: int = Field(default=0, ge=0, le=100)
+    backoff: Literal["linear", "exponential"] = "exponential"
+    delay: float = Field(default=1.0, gt=0, le=3600)
+    max_delay: float = Field(default=60.0, gt=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Retries:
+        if self.max_delay < self.delay:
+            raise ValueError(f"max_delay ({self.max_delay:g}) must not be below delay ({self.delay:g})")
+        return self
+
+    def backoff_seconds(self, attempt: int) -> float:
+        """Wait before retry number `attempt` (1-based), capped at `max_delay`."""
+        wait = self.delay * attempt if self.backoff == "linear" else self.delay * 2 ** (attempt - 1)
+        return min(wait, self.max_delay)
 
 
 class HandlerInfo(BaseModel):
@@ -69,6 +101,8 @@ class FunctionSpec(BaseModel):
     public: bool = False
     triggers: tuple[Trigger, ...] = ()
     batch: Batch | None = None
+    methods: tuple[str, ...] = ("POST",)
+    retries: Retries = Field(default_factory=Retries)
     handler: HandlerInfo | None = None
 
     @field_validator("name")
@@ -137,6 +171,19 @@ class FunctionSpec(BaseModel):
                 raise ValueError(f"{req!r} is not a pip requirement: {reason}") from None
         return value
 
+    @field_validator("methods")
+    @classmethod
+    def _methods(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value:
+            raise ValueError("give at least one HTTP method, e.g. ['POST']")
+        methods = tuple(dict.fromkeys(method.upper() for method in value))
+        for method in methods:
+            if method == "HEAD":
+                raise ValueError("HEAD is implied by GET: list 'GET' instead")
+            if method not in HTTP_METHODS:
+                raise ValueError(f"{method!r} is not a method functions serve; use {', '.join(HTTP_METHODS)}")
+        return methods
+
     @model_validator(mode="after")
     def _consistent(self) -> FunctionSpec:
         if clash := sorted(set(self.secrets) & set(self.env)):
@@ -153,6 +200,9 @@ class FunctionSpec(BaseModel):
                 f"concurrency ({self.concurrency}) is below batch.max_size ({self.batch.max_size}): "
                 "a batch could never fill"
             )
+        kind = self.handler.kind if self.handler else None
+        if kind in POST_ONLY_KINDS and self.methods != ("POST",):
+            raise ValueError(f"methods: {POST_ONLY_KINDS[kind]}")
         return self
 
     @classmethod

@@ -59,9 +59,12 @@ class PlatformProcess:
 
 
 def start_platform(home: Path, log: Path, port: int | None = None, env: dict[str, str] | None = None, fork: bool = True) -> Process:
+    """`lepton up` on a free port. Its template process preloads no torch unless `env` sets
+    LEPTON_PRELOAD (test_ai_functions does): no other test function needs it, and importing it
+    would hold up each test platform's first replica by about 3 s."""
     port = port or free_port()
     return start_process(["-m", "lepton.cli", "up", "--port", str(port), *([] if fork else ["--no-fork"])], log, f"http://127.0.0.1:{port}",
-                         env={"LEPTON_HOME": str(home), **(env or {})})
+                         env={"LEPTON_HOME": str(home), "LEPTON_PRELOAD": "none", **(env or {})})
 
 
 @pytest.fixture

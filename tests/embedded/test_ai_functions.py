@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import importlib.util
+import io
 import json
 import signal
 import sys
@@ -74,6 +75,23 @@ def test_a_png_uploaded_to_images_gets_a_prediction(ai):
                          timeout=30, message="prediction written")
         assert found["digit"] == int(y_test[3])
         assert http.get("/v1/buckets/predictions/objects/elsewhere/skip.png.json").status_code == 404
+
+
+def test_a_png_uploaded_as_a_form_is_classified(ai):
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    with ai.http() as http:
+        for i in range(8):
+            ink = Image.fromarray((digits.images[i] * 255 / 16).astype(np.uint8))  # 8-bit grey
+            png = io.BytesIO()
+            ink.resize((32, 32), Image.Resampling.NEAREST).save(png, format="PNG")
+            answer = http.post("/fn/digits-form", files={"image": (f"digit-{i}.png", png.getvalue(), "image/png")})
+            assert answer.status_code == 200, answer.text
+            assert answer.json()["digit"] == int(digits.target[i]), (i, answer.json())
+        missing = http.post("/fn/digits-form", data={"picture": "none"})
+        assert missing.status_code == 422 and "'image'" in missing.json()["detail"]
 
 
 DOCS = {

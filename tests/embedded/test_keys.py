@@ -163,8 +163,10 @@ def test_a_key_invokes_its_function_and_nothing_else(target):
 
 
 def test_a_key_may_use_no_other_route_under_v1(target):
-    """Every /v1 route the API documents, with a valid key: 403, except the event ingress."""
-    allowed = {("post", "/v1/events")}  # jobs routes belong here once they exist and let keys in
+    """Every /v1 route the API documents, with a valid key: 403, except the event ingress
+    and the jobs of the functions it may invoke."""
+    allowed = {("post", "/v1/events"), ("get", "/v1/jobs"), ("get", "/v1/jobs/{job_id}"), ("get", "/v1/jobs/{job_id}/result"),
+               ("delete", "/v1/jobs/{job_id}")}
     key = new_key(target)["key"]
     with target.http() as admin:
         paths = admin.get("/openapi.json").json()["paths"]
@@ -179,6 +181,21 @@ def test_a_key_may_use_no_other_route_under_v1(target):
                 assert response.status_code == 403, (method, url, response.status_code, response.text)
                 checked += 1
     assert checked >= 20
+
+
+def test_a_key_sees_the_jobs_of_its_functions_only(target):
+    created = new_key(target, ["callee"])
+    with target.http() as admin:
+        theirs = admin.post("/fn/third", json={}, headers={"Prefer": "respond-async"}).json()["id"]
+    with as_key(target, created["key"]) as http:
+        mine = http.post("/fn/callee", json={"x": 3}, headers={"Prefer": "respond-async"})
+        assert mine.status_code == 202
+        assert http.get(mine.headers["location"], params={"wait": 30}).json()["result"] == {"callee": 3}
+        refused = http.get(f"/v1/jobs/{theirs}")
+        assert refused.status_code == 403 and "may not invoke function 'third'" in refused.json()["detail"]
+        assert http.delete(f"/v1/jobs/{theirs}").status_code == 403
+        assert {j["function"] for j in http.get("/v1/jobs").json()["jobs"]} == {"callee"}
+        assert http.post("/fn/third", json={}, headers={"Prefer": "respond-async"}).status_code == 403
 
 
 def test_a_key_without_functions_invokes_every_private_function(target):

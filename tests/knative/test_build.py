@@ -78,7 +78,7 @@ def test_dockerfile_only_writes_one_context_for_functions_that_share_requirement
     lines = dockerfile.splitlines()
     assert "FROM localhost/runtime:1" in lines
     assert f"COPY artifacts/{artifacts[0].name} /opt/lepton/artifacts/{artifacts[0].name}" in lines
-    assert f'LABEL dev.lepton.artifact="{digest}" dev.lepton.functions="digits,digits-single,digits-upload"' in lines
+    assert f'LABEL dev.lepton.artifact="{digest}" dev.lepton.functions="digits,digits-form,digits-single,digits-upload"' in lines
     assert "pip install --no-cache-dir" in dockerfile and "/opt/lepton/packages.txt" in dockerfile
     assert lines.index("USER root") < lines.index("USER 10001") == len(lines) - 2
     assert {"ARG PIP_FIND_LINKS=", "ARG PIP_EXTRA_INDEX_URL=", "ARG PIP_CONSTRAINT=", "ARG PIP_CERT="} <= set(lines)
@@ -209,7 +209,7 @@ def test_digits_image_serves_a_real_digit(runtime_image, tmp_path):
     assert result.returncode == 0, (tmp_path / "build.log").read_text()[-6000:]
     print(f"lepton build: {time.monotonic() - started:.1f}s")
     rows = [line.split() for line in result.stdout.splitlines()]
-    assert [r[:2] for r in rows] == [["digits", tag], ["digits-single", tag], ["digits-upload", tag]]
+    assert [r[:2] for r in rows] == [["digits", tag], ["digits-form", tag], ["digits-single", tag], ["digits-upload", tag]]
     digest = rows[0][2]
     assert images.image_config(tag)["Labels"]["dev.lepton.artifact"] == digest
 

@@ -78,8 +78,9 @@ def test_every_option_lands_in_the_right_field(seed):
     assert container["image"] == TARGET.image
     assert container["resources"]["requests"] == {"cpu": spec.cpu, "memory": spec.memory}
     assert container["resources"]["limits"].get("nvidia.com/gpu") == (str(spec.gpu) if spec.gpu else None)
-    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz" and container["livenessProbe"]["httpGet"]["path"] == "/healthz"
-    assert container["startupProbe"]["httpGet"]["path"] == "/readyz"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/_lepton/readyz"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/_lepton/healthz"
+    assert container["startupProbe"]["httpGet"]["path"] == "/_lepton/readyz"
     assert container["startupProbe"]["periodSeconds"] * container["startupProbe"]["failureThreshold"] >= 600
     env = {e["name"]: e.get("value", e.get("valueFrom")) for e in container["env"]}
     assert env["LEPTON_ARTIFACT_DIGEST"] == TARGET.digest and env["LEPTON_FUNCTION"] == spec.name

@@ -369,3 +369,24 @@ def test_logs_follow_new_lines(knative):
         assert next(lines) == f"[{pod}] first"
         knative.cluster.pod_logs[(NS, pod, "function")] = "first\nsecond\n"
         assert next(lines) == f"[{pod}] second"
+
+
+def test_an_asgi_app_its_websockets_and_jobs_reach_the_service(knative):
+    """The same request path on Knative: HTTP and WebSockets go on to the Service's URL, and a
+    job runs against it."""
+    from websockets.sync.client import connect
+
+    knative.address("chat")
+    knative.platform.deploy(FUNCTIONS / "platform" / "web.py", "chat")
+    knative.pod("chat")
+    auth = {"Authorization": f"Bearer {knative.platform.token}"}
+    with knative.platform.http() as http:
+        assert http.get("/fn/chat/").json() == {"app": "chat"}
+        job = http.get("/fn/chat/", headers={"Prefer": "respond-async"})
+        assert job.status_code == 202
+        done = http.get(job.headers["location"], params={"wait": 30}).json()
+        assert done["state"] == "succeeded" and done["result"] == {"app": "chat"}
+    # HTTP/1.1 to a Knative function goes by uvicorn's protocol and the ASGI request path.
+    with connect(knative.platform.url.replace("http://", "ws://") + "/fn/chat/ws", additional_headers=auth) as socket:
+        socket.send("over knative")
+        assert socket.recv(timeout=10) == "echo: over knative"

@@ -64,6 +64,10 @@ from lepton.cli.keys import keys_app  # noqa: E402
 
 app.add_typer(keys_app, name="keys")
 
+from lepton.cli.jobs import jobs_app  # noqa: E402
+
+app.add_typer(jobs_app, name="jobs")
+
 from lepton.cli import build as _build_command  # noqa: E402
 
 _build_command.register(app)

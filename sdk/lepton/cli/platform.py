@@ -161,9 +161,13 @@ def register(app: typer.Typer) -> None:
         name: str,
         payload: Annotated[Optional[str], typer.Argument(metavar="[JSON]", help="JSON object of the parameters.")] = None,
         file: Annotated[Optional[Path], typer.Option("--file", "-f", help="Read the JSON body from a file ('-' for stdin).")] = None,
+        async_: Annotated[bool, typer.Option("--async", help="Start it as an async job: print the job's id and URL "
+                                                            "and return (see `lepton jobs`).")] = False,
         platform: PlatformOpt = None, token: TokenOpt = None,
+        output: Annotated[str, typer.Option("--output", help="With --async: 'json' prints the job as JSON.")] = "table",
     ) -> None:
         """Invoke a function through the platform; streams streaming output."""
+        as_json = check_output(output)
         if file is not None:
             text = sys.stdin.read() if str(file) == "-" else file.read_text()
         else:
@@ -172,6 +176,17 @@ def register(app: typer.Typer) -> None:
             body = json.loads(text)
         except json.JSONDecodeError as exc:
             raise typer.BadParameter(f"not valid JSON: {exc}", param_hint="JSON") from None
+        if async_:
+            if not isinstance(body, dict):
+                raise typer.BadParameter("--async takes a JSON object of the parameters", param_hint="JSON")
+            with client(platform, token) as api:
+                job = api.spawn(name, body)
+            url = f"{api.url}{job.url}"
+            if as_json:
+                emit_json({"id": job.id, "function": job.function, "state": "queued", "url": url})
+            else:
+                typer.echo(f"{job.id}  {url}")
+            return
         with client(platform, token) as api:
             for chunk in api.call_stream(api.function_path(name), body):
                 typer.echo(chunk if isinstance(chunk, str) else json.dumps(chunk), nl=not isinstance(chunk, str))

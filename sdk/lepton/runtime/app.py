@@ -1,5 +1,11 @@
-"""The ASGI app that serves one function: `POST /`, `/healthz`, `/readyz`, `/metrics`,
-`/openapi.json`. The same app runs in an embedded replica and in a Knative container."""
+"""The ASGI app that serves one function. The same app runs in an embedded replica and in a
+Knative container.
+
+Every function answers the platform's probes under `/_lepton/` (`healthz`, `readyz`,
+`metrics`). JSON, event, stream and batch handlers are invoked at `/` and keep `/healthz`,
+`/readyz`, `/metrics` and `/openapi.json` beside it (contract 3); a `lepton.Request` handler
+(and an ASGI app, `asgi_app.py`) owns every other path.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +16,7 @@ import inspect
 import logging
 import os
 import time
+import typing
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator, Callable
@@ -17,18 +24,25 @@ from typing import Any, AsyncIterator, Callable
 import pydantic_core
 from fastapi import FastAPI, Request, Response
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from pydantic import BaseModel, ValidationError
+from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
+from starlette.formparsers import MultiPartException
 
+from lepton import web
 from lepton.functions import Function
-from lepton.handlers import BATCH, EVENT, STREAM
+from lepton.handlers import ASGI, BATCH, EVENT, REQUEST, STREAM
 from lepton.runtime import events
 from lepton.runtime.batching import Batcher
 from lepton.runtime.metrics import Metrics
 
 logger = logging.getLogger("lepton.runtime")
 COMPONENTS = "#/components/schemas/{model}"
+INTERNAL = "/_lepton/"  # the runtime's own routes, whatever the function serves
+JOB_ID_HEADER = b"lepton-job-id"
+# Methods whose parameters come from the query string; HEAD is GET without the body.
+QUERY_METHODS = ("GET", "HEAD")
 _END = object()
 
 OnFatal = Callable[[BaseException], None]
@@ -48,8 +62,13 @@ def _settle(future: asyncio.Future[Any], result: Any, exc: BaseException | None)
 class InvocationFailed(Exception):
     """Carries the HTTP status and detail of a failed invocation up to `invoke`."""
 
-    def __init__(self, status: int, detail: Any, cause: str) -> None:
-        self.status, self.detail, self.cause = status, detail, cause
+    def __init__(self, status: int, detail: Any, cause: str, headers: dict[str, str] | None = None) -> None:
+        self.status, self.detail, self.cause, self.headers = status, detail, cause, headers
+
+
+def allowed_methods(methods: tuple[str, ...]) -> tuple[str, ...]:
+    """The methods a function answers: its own, and HEAD wherever GET is."""
+    return (*methods, "HEAD") if "GET" in methods else methods
 
 
 class FunctionRuntime:
@@ -65,6 +84,13 @@ class FunctionRuntime:
         self.failed: BaseException | None = None
         self.handler: Callable[..., Any] | None = None
         self.handler_is_async = self.sig.is_async
+        self.allowed = allowed_methods(self.spec.methods)
+        self.every_path = self.sig.kind == REQUEST
+        # Parameters that repeat in a query string (`?x=1&x=2`) when read from one.
+        self.list_params = {
+            name for name, field in (self.sig.input_model.model_fields.items() if self.sig.input_model else ())
+            if typing.get_origin(field.annotation) in (list, tuple, set, frozenset)
+        }
         self.threads = ThreadPoolExecutor(
             max(self.spec.concurrency, self.spec.batch.max_size if self.spec.batch else 0, 40), thread_name_prefix="handler"
         )
@@ -82,31 +108,54 @@ class FunctionRuntime:
         setup = asyncio.create_task(self.setup())
         yield
         setup.cancel()
+        await self.shutdown()
 
     async def setup(self) -> None:
-        """Instantiate the class and run `setup()`; the replica is ready only after this."""
+        """Prepare the handler (e.g. run a class's `setup()`); the replica is ready only after this."""
         try:
-            if self.fn.is_class:
-                instance = await self._in_thread(self.fn.obj)
-                hook = getattr(instance, "setup", None)
-                if hook is not None:
-                    if inspect.iscoroutinefunction(hook):
-                        await hook()
-                    else:
-                        await self._in_thread(hook)
-                self.handler = instance
-            else:
-                self.handler = self.fn.obj
+            self.handler = await self.prepare()
         except Exception as exc:
             self.failed = exc
-            logger.exception("[%s] setup() of %r failed; the replica will exit", os.getpid(), self.fn.name)
+            logger.exception("[%s] setup of %r failed; the replica will exit", os.getpid(), self.fn.name)
             if self.on_fatal:
                 self.on_fatal(exc)
             return
         self.ready.set()
         logger.info("[%s] function %r is ready", os.getpid(), self.fn.name)
 
+    async def prepare(self) -> Callable[..., Any]:
+        """The handler: the function itself, or an instance of the class after its `setup()`."""
+        if not self.fn.is_class:
+            return self.fn.obj
+        instance = await self._in_thread(self.fn.obj)
+        hook = getattr(instance, "setup", None)
+        if hook is not None:
+            if inspect.iscoroutinefunction(hook):
+                await hook()
+            else:
+                await self._in_thread(hook)
+        return instance
+
+    async def shutdown(self) -> None:
+        """Runs once the server has drained; handlers have nothing to undo."""
+
     # -- request path --------------------------------------------------------------------
+
+    def owns(self, scope: dict[str, Any]) -> bool:
+        """Whether a request is the function's: `/`, or for a request handler every path
+        outside the runtime's own."""
+        if scope["type"] != "http":
+            return False
+        path = scope["path"]
+        return path == "/" or (self.every_path and not path.startswith(INTERNAL))
+
+    async def serve(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        for key, value in scope["headers"]:
+            if key == JOB_ID_HEADER:  # an async job's attempt: lepton.job_id() tells the handler
+                web.JOB_ID.set(value.decode("latin-1"))
+                break
+        response = await self.invoke(Request(scope, receive))
+        await response(scope, receive, send)
 
     async def invoke(self, request: Request) -> Response:
         started = time.perf_counter()
@@ -119,19 +168,27 @@ class FunctionRuntime:
         except InvocationFailed as exc:
             status = exc.status
             self.metrics.error(exc.cause)
-            return JSONResponse({"detail": exc.detail}, status_code=exc.status)
+            return JSONResponse({"detail": exc.detail}, status_code=exc.status, headers=exc.headers)
         finally:
             self.metrics.finished(status, time.perf_counter() - started)
 
     async def _invoke(self, request: Request) -> Response:
+        method = request.method
+        if method not in self.allowed:
+            allowed = ", ".join(self.allowed)
+            raise InvocationFailed(
+                405, f"function {self.fn.name!r} allows {allowed}; not {method}", "method", {"allow": allowed}
+            )
         body = await request.body()
         try:
             async with asyncio.timeout(self.spec.timeout):
                 if not self.ready.is_set():
                     await self._wait_ready()
+                if self.sig.kind == REQUEST:
+                    return await self._invoke_request(request, body)
                 if self.sig.kind == EVENT:
                     return await self._invoke_event(request, body)
-                validated = self._validate(body)
+                validated = self._validate_query(request) if method in QUERY_METHODS else self._validate(body)
                 if self.sig.kind == BATCH:
                     result = await self._guard(self.batcher.submit(validated))
                     return self._json(result)
@@ -160,8 +217,17 @@ class FunctionRuntime:
                 raise InvocationFailed(
                     422, "request body must be a JSON object of the parameters, e.g. {\"a\": 1}", "input"
                 ) from None
-            detail = [{"loc": ["body", *e["loc"]], "msg": e["msg"], "type": e["type"]} for e in errors]
-            raise InvocationFailed(422, detail, "input") from None
+            raise InvocationFailed(422, _field_errors("body", errors), "input") from None
+
+    def _validate_query(self, request: Request) -> BaseModel:
+        """The parameters from the query string, converted as pydantic's lax mode does ("1" -> 1)."""
+        query = request.query_params
+        params = {key: query.getlist(key) if key in self.list_params else query[key] for key in query}
+        try:
+            return self.sig.input_model.model_validate(params)
+        except ValidationError as exc:
+            errors = exc.errors(include_url=False, include_context=False, include_input=False)
+            raise InvocationFailed(422, _field_errors("query", errors), "input") from None
 
     async def _guard(self, awaitable: Any) -> Any:
         """Await the handler, mapping its exceptions to HTTP errors (never a dead server)."""
@@ -171,7 +237,7 @@ class FunctionRuntime:
             async with self.slots:
                 return await awaitable
         except HTTPException as exc:
-            raise InvocationFailed(exc.status_code, exc.detail, "handler") from None
+            raise InvocationFailed(exc.status_code, exc.detail, "handler", exc.headers) from None
         except Exception as exc:
             logger.exception("[%s] function %r raised", os.getpid(), self.fn.name)
             raise InvocationFailed(500, f"{type(exc).__name__}: {exc}", "handler") from None
@@ -217,6 +283,33 @@ class FunctionRuntime:
             logger.error("[%s] function %r returned a value that is not JSON: %s", os.getpid(), self.fn.name, exc)
             raise InvocationFailed(500, f"return value is not JSON serialisable: {exc}", "output") from None
         return Response(payload, media_type="application/json")
+
+    async def _invoke_request(self, request: Request, body: bytes) -> Response:
+        form, files = await self._read_form(request)
+        call = web.Request(request.method, request.scope["path"], request.query_params, request.headers, body, form, files)
+        result = await self._guard(self._call(call))
+        if isinstance(result, Response):
+            return result
+        if isinstance(result, str):
+            return PlainTextResponse(result)
+        if isinstance(result, (bytes, bytearray, memoryview)):
+            return Response(bytes(result), media_type="application/octet-stream")
+        return self._json(result)
+
+    async def _read_form(self, request: Request) -> tuple[dict[str, str], dict[str, web.UploadedFile]]:
+        """Fields and files of an urlencoded or multipart body (Starlette's parser); none otherwise."""
+        fields: dict[str, str] = {}
+        files: dict[str, web.UploadedFile] = {}
+        try:
+            async with request.form() as form:
+                for key, value in form.multi_items():
+                    if isinstance(value, UploadFile):
+                        files[key] = web.UploadedFile(value.filename, value.content_type, await value.read())
+                    else:
+                        fields[key] = value
+        except MultiPartException as exc:
+            raise InvocationFailed(400, f"bad multipart body: {exc.message}", "input") from None
+        return fields, files
 
     async def _invoke_event(self, request: Request, body: bytes) -> Response:
         try:
@@ -293,66 +386,93 @@ class FunctionRuntime:
 
 
 class RuntimeAPI(FastAPI):
-    """Invocations (`POST /`) go straight to the runtime, past Starlette's routing and
-    middleware stack, which cost more than the rest of a small call (tests/bench/batching.py);
-    probes, metrics and the OpenAPI document take the usual way."""
+    """Requests the function owns (`POST /` above all) go straight to the runtime, past
+    Starlette's routing and middleware stack, which cost more than the rest of a small call
+    (tests/bench/batching.py); probes, metrics and the OpenAPI document take the usual way."""
 
     runtime: FunctionRuntime
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] == "http" and scope["path"] == "/" and scope["method"] == "POST":
-            response = await self.runtime.invoke(Request(scope, receive))
-            await response(scope, receive, send)
+        if self.runtime.owns(scope):
+            await self.runtime.serve(scope, receive, send)
             return
         await super().__call__(scope, receive, send)
 
 
 def build_app(fn: Function, *, on_fatal: OnFatal | None = None) -> FastAPI:
     """Build the ASGI app for `fn`. `on_fatal` is called if `setup()` fails (to exit)."""
-    runtime = FunctionRuntime(fn, on_fatal)
+    if fn.signature.kind == ASGI:
+        from lepton.runtime.asgi_app import AsgiRuntime
+
+        runtime: FunctionRuntime = AsgiRuntime(fn, on_fatal)
+    else:
+        runtime = FunctionRuntime(fn, on_fatal)
+    classic = fn.signature.kind not in (REQUEST, ASGI)
     app = RuntimeAPI(
-        title=fn.name, description=(fn.__doc__ or "").strip(), version="1",
-        lifespan=runtime.lifespan, docs_url=None, redoc_url=None,
+        title=fn.name, description=(fn.__doc__ or "").strip(), version="1", lifespan=runtime.lifespan,
+        docs_url=None, redoc_url=None, openapi_url="/openapi.json" if classic else None,
     )
     app.runtime = runtime
-    app.add_api_route("/", runtime.invoke, methods=["POST"], summary=f"Invoke {fn.name}", include_in_schema=True)
-    app.add_api_route("/healthz", runtime.healthz, methods=["GET"], include_in_schema=False)
-    app.add_api_route("/readyz", runtime.readyz, methods=["GET"], include_in_schema=False)
-    app.add_api_route("/metrics", runtime.metrics_endpoint, methods=["GET"], include_in_schema=False)
-    app.openapi = functools.partial(_openapi, app, fn)  # type: ignore[method-assign]
+    probes = {"healthz": runtime.healthz, "readyz": runtime.readyz, "metrics": runtime.metrics_endpoint}
+    for name, probe in probes.items():
+        app.add_api_route(f"{INTERNAL}{name}", probe, methods=["GET"], include_in_schema=False)
+        if classic:
+            app.add_api_route(f"/{name}", probe, methods=["GET"], include_in_schema=False)
+    if classic:
+        app.openapi = functools.partial(_openapi, app, fn)  # type: ignore[method-assign]
     return app
 
 
+def _field_errors(where: str, errors: list[Any]) -> list[dict[str, Any]]:
+    """pydantic's errors as FastAPI's 422 `detail`: each names its field, in the body or query."""
+    return [{"loc": [where, *e["loc"]], "msg": e["msg"], "type": e["type"]} for e in errors]
+
+
 def _openapi(app: FastAPI, fn: Function) -> dict[str, Any]:
-    """OpenAPI with the handler's real input and output schemas."""
+    """OpenAPI with one operation per allowed method of `/`, with the handler's real input
+    and output schemas."""
     if app.openapi_schema:
         return app.openapi_schema
     schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
     components = schema.setdefault("components", {}).setdefault("schemas", {})
-    operation = schema["paths"]["/"]["post"]
     sig = fn.signature
     if sig.kind == EVENT:
-        operation["requestBody"] = {
-            "description": "A CloudEvent in binary (ce-* headers) or structured mode.",
-            "content": {events.STRUCTURED: {"schema": {"type": "object"}}, "*/*": {"schema": {}}},
-        }
-        operation["responses"] = {
-            "200": {"description": "A reply CloudEvent, or the handler's JSON result."},
-            "204": {"description": "Handled; no reply."},
-        }
+        operations = {"post": {
+            "requestBody": {
+                "description": "A CloudEvent in binary (ce-* headers) or structured mode.",
+                "content": {events.STRUCTURED: {"schema": {"type": "object"}}, "*/*": {"schema": {}}},
+            },
+            "responses": {
+                "200": {"description": "A reply CloudEvent, or the handler's JSON result."},
+                "204": {"description": "Handled; no reply."},
+            },
+        }}
     else:
-        input_schema = _component(components, sig.input_model.model_json_schema(ref_template=COMPONENTS))
+        input_schema = sig.input_model.model_json_schema(ref_template=COMPONENTS)
+        required = set(input_schema.get("required", ()))
+        query = [{"name": name, "in": "query", "required": name in required, "schema": field}
+                 for name, field in input_schema.get("properties", {}).items()]
+        body = _component(components, input_schema)
         output_schema = _component(
             components, sig.output_adapter.json_schema(ref_template=COMPONENTS) if sig.output_adapter else {}
         )
         media = {STREAM: "application/x-ndjson"}.get(sig.kind, "application/json")
-        operation["requestBody"] = {"required": True, "content": {"application/json": {"schema": input_schema}}}
-        operation["responses"] = {
+        responses = {
             "200": {"description": "The handler's result.", "content": {media: {"schema": output_schema}}},
             "422": {"description": "Invalid input; `detail` names each bad field."},
             "500": {"description": "The handler raised; `detail` has the exception."},
             "504": {"description": "The handler did not finish within the function's timeout."},
         }
+        operations = {
+            method.lower(): {"parameters": query} if method == "GET" else
+            {"requestBody": {"required": True, "content": {"application/json": {"schema": body}}}}
+            for method in fn.spec.methods
+        }
+        for operation in operations.values():
+            operation["responses"] = responses
+    for method, operation in operations.items():
+        operation.update(summary=f"Invoke {fn.name}", operationId=f"invoke_{method}")
+    schema.setdefault("paths", {})["/"] = operations
     app.openapi_schema = schema
     return schema
 

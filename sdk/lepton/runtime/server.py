@@ -11,6 +11,7 @@ from typing import Any
 import uvicorn
 
 from lepton.functions import Function
+from lepton.handlers import ASGI
 from lepton.runtime.app import build_app
 
 SETUP_FAILED = 3
@@ -29,7 +30,9 @@ def configure_logging(level: str = "info") -> None:
 
 def only_from(uid: int) -> type:
     """uvicorn's HTTP protocol, closing connections from processes of any other user. An
-    abstract socket has no file permissions: any process on the machine may connect to it."""
+    abstract socket has no file permissions: any process on the machine may connect to it.
+    A WebSocket upgrade hands the same, already checked, transport to uvicorn's WebSocket
+    protocol."""
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
     peer = struct.Struct("3i")  # struct ucred: pid, uid, gid
@@ -74,6 +77,8 @@ def serve(
     app = build_app(fn, on_fatal=on_fatal)
     config = uvicorn.Config(
         app, host=host, port=port, uds=None if sock is not None else uds, loop="uvloop", http=http, lifespan="on",
+        # Only ASGI apps take WebSockets; other functions never import a WebSocket library.
+        ws="websockets-sansio" if fn.signature.kind == ASGI else "none",
         log_level=log_level, access_log=access_log, log_config=None, timeout_graceful_shutdown=30,
         # On a Unix socket the platform is the only client: keep its pooled connections open.
         timeout_keep_alive=3600 if uds else 5,

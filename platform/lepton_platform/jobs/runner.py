@@ -1,0 +1,280 @@
+"""Runs async jobs through the platform's own request path, so a job wakes a function at zero
+and waits for a free slot like any call, on either backend. At most as many jobs of one
+function run at once as its replicas can take (`max_scale` x per-replica concurrency); the
+rest wait in the store, not in memory.
+
+A job is offered to the runner as soon as it is committed (no database read on that path);
+jobs that could not start then, retries and jobs left from before a restart are picked up
+by one loop that sleeps until something is due. Each finished job is announced to the broker
+as `dev.lepton.job.succeeded` or `dev.lepton.job.failed`; a job is marked announced only
+after the broker stored its event, and announcing again after a crash is harmless (the event
+id is the job's, so the broker drops the duplicate).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import math
+import time
+from typing import TYPE_CHECKING, Any, Callable
+
+from lepton_platform.asgi import ASGIApp, ResponseTooLarge, call
+from lepton_platform.broker.log import Event
+from lepton_platform.jobs.store import CANCELLED, FAILED, QUEUED, RUNNING, SUCCEEDED, Job, JobStore, json_result
+
+if TYPE_CHECKING:
+    from lepton.spec import FunctionSpec
+    from lepton_platform.broker import Broker
+
+logger = logging.getLogger("lepton.platform.jobs")
+HOUSEKEEPING = 60.0
+EVENT_RESULT_LIMIT = 64 << 10  # a JSON result up to this size rides along in the job's event
+SUCCEEDED_TYPE, FAILED_TYPE = "dev.lepton.job.succeeded", "dev.lepton.job.failed"
+
+
+def retryable(code: int) -> bool:
+    """Worth another attempt: no answer, a 5xx (a timeout is a 504) or 429. Other 4xx would
+    fail the same way again."""
+    return code == 0 or code >= 500 or code == 429
+
+
+def capacity(spec: FunctionSpec | None) -> int:
+    """As many jobs at once as the function's replicas can take."""
+    if spec is None:
+        return 4  # removed: its jobs fail fast with the router's 404
+    per_replica = spec.concurrency or max(1, math.ceil(spec.autoscale_target))
+    return max(1, min(256, spec.max_scale * per_replica))
+
+
+class JobRunner:
+    def __init__(self, store: JobStore, broker: Broker, token: str, spec_of: Callable[[str], FunctionSpec | None], *,
+                 ttl: float, max_result_bytes: int) -> None:
+        self.store = store
+        self.broker = broker
+        self.token = token
+        self.spec_of = spec_of
+        self.ttl = ttl
+        self.max_result_bytes = max_result_bytes
+        self.app: ASGIApp | None = None  # the request path, set once it is built
+        self.running: dict[str, asyncio.Task[None]] = {}
+        self.per_function: dict[str, int] = {}
+        self._cancelled: set[str] = set()
+        self._final: dict[str, asyncio.Event] = {}
+        self._wake = asyncio.Event()
+        self._backlog = True  # jobs may wait in the store: the loop looks (and clears it when none do)
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        queued, failed = await asyncio.to_thread(self.store.recover)
+        if queued or failed:
+            logger.info("jobs after the restart: %d running ones queued again, %d failed", queued, failed)
+        self.store.commits.start()
+        self._tasks = [asyncio.create_task(self._loop(), name="jobs"),
+                       asyncio.create_task(self._housekeeping(), name="jobs-housekeeping")]
+
+    async def stop(self) -> None:
+        """Running jobs stay `running` in the store: the next start queues them again."""
+        for task in [*self._tasks, *self.running.values()]:
+            task.cancel()
+        await asyncio.gather(*self._tasks, *self.running.values(), return_exceptions=True)
+        await self.store.commits.stop()
+        self.store.close()
+
+    # -- submit, wait, cancel ---------------------------------------------------------------
+
+    async def submit(self, spec: FunctionSpec, method: str, target: str, headers: list[tuple[str, str]], body: bytes) -> Job:
+        """Store a job durably, then start it if the function has room."""
+        job = await self.store.add(spec.name, method, target, headers, body, spec.retries.max_retries + 1)
+        if self.per_function.get(job.function, 0) < capacity(spec):
+            self._start(job, body)
+        else:
+            self._backlog = True
+            self._wake.set()
+        return job
+
+    async def wait(self, job_id: str, timeout: float) -> Job | None:
+        """The job once it is final, or as it is when `timeout` runs out."""
+        final = self._final.setdefault(job_id, asyncio.Event())  # before the read: an end in between sets it
+        job = self.store.get(job_id)
+        if job is None or job.final or timeout <= 0:
+            if job is None or job.final:
+                self._final.pop(job_id, None)
+            return job
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(final.wait(), timeout)
+        return self.store.get(job_id)
+
+    async def cancel(self, job: Job) -> bool:
+        """Cancel a queued or running job; False if it is already final."""
+        task = self.running.get(job.id)
+        if task is not None:
+            self._cancelled.add(job.id)
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            return True
+        job.state, job.finished_at, job.error = CANCELLED, time.time(), "cancelled before it ran"
+        if not await self.store.finish(job, None):
+            return False
+        await self._finished(job, None)
+        return True
+
+    # -- running ----------------------------------------------------------------------------
+
+    def _start(self, job: Job, body: bytes | None) -> None:
+        self.per_function[job.function] = self.per_function.get(job.function, 0) + 1
+        self.running[job.id] = asyncio.create_task(self._run(job, body), name=job.id)
+
+    async def _loop(self) -> None:
+        """Start what is due and has room; sleep until the next retry is due or a job ends."""
+        while True:
+            self._wake.clear()
+            now = time.time()
+            try:
+                waiting = await asyncio.to_thread(self.store.waiting, now)
+                for function in waiting:
+                    free = capacity(self.spec_of(function)) - self.per_function.get(function, 0)
+                    if free <= 0:
+                        continue  # one of its jobs ending wakes us
+                    for job in await asyncio.to_thread(self.store.due, function, free + self.per_function.get(function, 0), now):
+                        if free <= 0:
+                            break
+                        if job.id not in self.running:
+                            free -= 1
+                            self._start(job, None)
+                wake_at = await asyncio.to_thread(self.store.next_due, now)
+                self._backlog = bool(waiting) or wake_at is not None
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("job loop failed; retrying")
+                wake_at = now + 1
+            timeout = None if wake_at is None else max(0.0, wake_at - time.time())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout)
+
+    async def _run(self, job: Job, body: bytes | None) -> None:
+        result: bytes | None = None
+        try:
+            if body is None:
+                body = await asyncio.to_thread(self.store.body, job.id)
+            job.attempts += 1
+            job.state = RUNNING
+            job.started_at = job.started_at or time.time()
+            marked = asyncio.create_task(self.store.started(job, None))  # in parallel with the call itself
+            result = await self._attempt(job, body)
+            await marked
+        except asyncio.CancelledError:
+            if job.id not in self._cancelled:
+                raise  # the platform is stopping: the job stays running and runs again after the restart
+            job.state, job.error = CANCELLED, "cancelled while it ran"
+            job.finished_at = time.time()
+        except Exception as exc:  # a bug of ours: fail the job rather than retry it forever
+            logger.exception("job %s failed in the platform", job.id)
+            job.state, job.error, job.finished_at = FAILED, f"internal error in the platform: {exc}", time.time()
+        finally:
+            self.running.pop(job.id, None)
+            self._cancelled.discard(job.id)
+            self.per_function[job.function] -= 1
+            if not self.per_function[job.function]:
+                del self.per_function[job.function]
+            if self._backlog:
+                self._wake.set()  # room for a job that waits
+        if job.state == QUEUED:
+            await self.store.retry(job)
+            self._backlog = True
+            self._wake.set()
+        elif await self.store.finish(job, result):
+            await self._finished(job, result)
+
+    async def _attempt(self, job: Job, body: bytes) -> bytes | None:
+        """One call through the request path; sets the job's next state and returns its result."""
+        assert self.app is not None, "the job runner needs the request path"
+        spec = self.spec_of(job.function)
+        headers = {**dict(job.headers), "authorization": f"Bearer {self.token}"}
+        timeout = (spec.timeout if spec else 30.0) * 2 + 10  # waiting for a replica, then the call itself
+        try:
+            status, response_headers, response = await asyncio.wait_for(call(
+                self.app, job.method, job.path, headers, body, scope={"lepton.job": (job.id, job.attempts)},
+                limit=self.max_result_bytes), timeout)
+        except ResponseTooLarge as exc:
+            job.state, job.status_code = FAILED, None
+            job.error = f"result not kept: {exc} (limits.max_job_result_bytes)"
+            job.finished_at = time.time()
+            return None
+        except TimeoutError:
+            status, response_headers, response = 0, {}, f"no answer within {timeout:g}s".encode()
+        job.revision = response_headers.get("x-lepton-revision") or job.revision
+        job.status_code = status or None
+        if 200 <= status < 300:
+            job.state, job.finished_at, job.error = SUCCEEDED, time.time(), None
+            job.content_type = response_headers.get("content-type")
+            return response
+        job.error = _detail(status, response)
+        if retryable(status) and job.attempts < job.max_attempts and spec is not None:
+            job.state, job.due = QUEUED, time.time() + spec.retries.backoff_seconds(job.attempts)
+            logger.info("job %s: attempt %d failed (%s); retrying", job.id, job.attempts, job.error)
+        else:
+            job.state, job.finished_at = FAILED, time.time()
+        return None
+
+    async def _finished(self, job: Job, result: bytes | None) -> None:
+        final = self._final.pop(job.id, None)
+        if final is not None:
+            final.set()
+        try:
+            await self._announce([(job, result)])
+        except Exception:  # the housekeeping round announces it later
+            logger.exception("job %s: could not announce its end", job.id)
+
+    async def _announce(self, ended: list[tuple[Job, bytes | None]]) -> None:
+        """Publish the end of succeeded and failed jobs (a cancelled one has no event), then
+        mark them announced."""
+        events = [job_event(job, result) for job, result in ended if job.state != CANCELLED]
+        if events:
+            await self.broker.publish(events)
+        await self.store.announced([job.id for job, _ in ended])
+
+    async def _housekeeping(self) -> None:
+        while True:
+            try:
+                left = await asyncio.to_thread(self.store.unannounced)
+                if left:
+                    await self._announce(left)
+                gone = await asyncio.to_thread(self.store.forget_finished, time.time() - self.ttl)
+                if gone:
+                    logger.info("removed %d jobs finished more than %gs ago (job_ttl)", gone, self.ttl)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("job housekeeping failed")
+            await asyncio.sleep(min(HOUSEKEEPING, self.ttl / 2))
+
+
+def job_event(job: Job, result: bytes | None) -> Event:
+    """The CloudEvent that says a job ended, so jobs chain into triggers."""
+    data: dict[str, Any] = {"id": job.id, "function": job.function, "revision": job.revision, "state": job.state,
+                            "attempts": job.attempts, "status_code": job.status_code, "error": job.error}
+    if result is not None and len(result) <= EVENT_RESULT_LIMIT:
+        decoded = json_result(job.content_type, result)
+        if isinstance(decoded, (dict, list, str, int, float, bool)) or decoded is None:
+            data["result"] = decoded
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(job.finished_at or time.time()))
+    return Event.from_json({
+        "specversion": "1.0", "id": f"{job.id}.{job.state}", "source": f"/jobs/{job.function}",
+        "type": SUCCEEDED_TYPE if job.state == SUCCEEDED else FAILED_TYPE, "subject": job.id, "time": stamp,
+        "datacontenttype": "application/json", "data": data,
+    })
+
+
+def _detail(status: int, body: bytes) -> str:
+    try:
+        detail = json.loads(body).get("detail", "")
+        text = detail if isinstance(detail, str) else json.dumps(detail)
+    except (ValueError, AttributeError):
+        text = body[:500].decode(errors="replace")
+    return f"{status}: {text}" if status else text

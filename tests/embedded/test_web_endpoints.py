@@ -1,0 +1,81 @@
+"""Web endpoints through the platform's request path: sub-paths, methods (405 before any
+replica is woken), a FastAPI app under `/fn/NAME/`, and WebSockets tunnelled to it."""
+
+from __future__ import annotations
+
+import signal
+import time
+from typing import Iterator
+
+import httpx
+import pytest
+from websockets.exceptions import InvalidStatus
+from websockets.sync.client import connect
+
+from tests.embedded.conftest import PlatformProcess, start_platform
+from tests.helpers import FUNCTIONS
+
+WEB = FUNCTIONS / "platform" / "web.py"
+
+
+@pytest.fixture(scope="module")
+def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PlatformProcess]:
+    tmp_path = tmp_path_factory.mktemp("web")
+    home = tmp_path / "home"
+    running = PlatformProcess(start_platform(home, tmp_path / "platform.log"), home, tmp_path)
+    running.deploy(WEB)
+    yield running
+    running.process.stop(signal.SIGTERM)
+
+
+def ws_url(platform: PlatformProcess, path: str) -> str:
+    return platform.url.replace("http://", "ws://") + path
+
+
+def test_a_request_handler_sees_the_method_sub_path_query_and_headers(platform):
+    with platform.http() as http:
+        got = http.get("/fn/echo/a/b%20c", params={"x": "1"}, headers={"X-Probe": "yes"}).json()
+        assert got == {"method": "GET", "path": "/a/b c", "query": {"x": "1"}, "header": "yes", "body": ""}
+        assert http.put("/fn/echo", content=b"payload").json()["body"] == "payload"
+        assert http.get("/fn/hello", params={"name": "lepton"}).json() == "hello lepton"
+
+
+def test_a_method_the_function_does_not_allow_gets_405_with_allow(platform):
+    with platform.http() as http:
+        refused = http.delete("/fn/echo/x")
+        assert refused.status_code == 405 and refused.headers["allow"] == "GET, POST, PUT, HEAD"
+        assert refused.json()["detail"] == "function 'echo' allows GET, POST, PUT, HEAD; not DELETE"
+        assert http.post("/fn/hello", json={}).status_code == 405
+
+
+def test_an_asgi_app_is_served_under_its_function_path(platform):
+    with platform.http() as http:
+        assert http.get("/fn/chat/").json() == {"app": "chat"}
+        docs = http.get("/fn/chat/docs")
+        assert docs.status_code == 200 and "/fn/chat/openapi.json" in docs.text  # root_path reached the app
+        assert http.get("/fn/chat/openapi.json").json()["paths"].keys() >= {"/"}
+    assert httpx.get(f"{platform.url}/fn/chat/").status_code == 401  # private by default, like any function
+
+
+def test_websockets_pass_through_and_hold_a_replica_slot_while_open(platform):
+    auth = {"Authorization": f"Bearer {platform.token}"}
+    with connect(ws_url(platform, "/fn/chat/ws"), additional_headers=auth) as socket:
+        for text in ("one", "two" * 1000):
+            socket.send(text)
+            assert socket.recv(timeout=10) == "echo: " + text
+        assert platform.info("chat")["in_flight"] == 1
+    deadline = time.monotonic() + 10
+    while platform.info("chat")["in_flight"] != 0:
+        assert time.monotonic() < deadline, "the closed socket still holds its slot"
+        time.sleep(0.05)
+
+
+def test_websockets_to_other_functions_or_without_a_token_are_refused(platform):
+    auth = {"Authorization": f"Bearer {platform.token}"}
+    with pytest.raises(InvalidStatus) as refused:
+        connect(ws_url(platform, "/fn/echo"), additional_headers=auth)
+    assert refused.value.response.status_code == 400
+    assert b"not an ASGI app" in refused.value.response.body
+    with pytest.raises(InvalidStatus) as anonymous:
+        connect(ws_url(platform, "/fn/chat/ws"))
+    assert anonymous.value.response.status_code == 401
