@@ -31,6 +31,8 @@ bench: install
 	$(PY) tests/bench/router_overhead.py
 	$(PY) tests/bench/bucket_throughput.py
 	$(PY) tests/bench/events.py
+	$(PY) tests/bench/jobs.py
+	$(PY) tests/bench/websocket.py
 	$(PY) tests/bench/batching.py
 	$(PY) tests/bench/quantization.py
 
