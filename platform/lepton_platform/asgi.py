@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Iterable
+from urllib.parse import unquote
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -87,16 +88,18 @@ class ResponseTooLarge(Exception):
     """A response body over the limit given to `call`."""
 
 
-async def call(app: ASGIApp, method: str, target: str, headers: dict[str, str], body: bytes, *,
+async def call(app: ASGIApp, method: str, target: str, headers: dict[str, str] | Iterable[tuple[str, str]], body: bytes, *,
                scope: dict[str, Any] | None = None, limit: int | None = None) -> tuple[int, dict[str, str], bytes]:
     """One request through an ASGI app in this process (no socket); returns status, headers
     and the whole body (ResponseTooLarge past `limit` bytes). The broker delivers events and
-    the job runner runs jobs through the request path this way; `scope` adds to the scope."""
-    path, _, query = target.partition("?")
+    the job runner runs jobs through the request path this way. `target` is as on the wire
+    (percent-encoded path, then the query); `scope` adds to the scope."""
+    raw, _, query = target.partition("?")
+    pairs = headers.items() if isinstance(headers, dict) else headers
     request: Scope = {
         "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method, "scheme": "http",
-        "path": path, "raw_path": path.encode(), "query_string": query.encode("latin-1"), "root_path": "", "client": None,
-        "server": None, "headers": [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()],
+        "path": unquote(raw), "raw_path": raw.encode("latin-1"), "query_string": query.encode("latin-1"), "root_path": "",
+        "client": None, "server": None, "headers": [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in pairs],
         **(scope or {}),
     }
     sent = False

@@ -265,7 +265,8 @@ class PlatformConnection(asyncio.Protocol):
     def on_headers_complete(self) -> None:
         authorization, content_length = self.dropped.get(b"authorization"), self.dropped.get(b"content-length")
         expect = self.dropped.get(b"expect", b"").lower()
-        self.websocket = self.dropped.get(b"upgrade", b"").lower() == b"websocket"
+        # A WebSocket only with `Connection: Upgrade` too: the parser then hands over what follows.
+        self.websocket = self.dropped.get(b"upgrade", b"").lower() == b"websocket" and self.parser.should_upgrade()
         admitted = admit(self.platform, self.name, self.method.decode("latin-1"), authorization and authorization.decode("latin-1"),
                          content_length and content_length.decode("latin-1"), websocket=self.websocket)
         if isinstance(admitted, Refusal):
@@ -321,9 +322,8 @@ class PlatformConnection(asyncio.Protocol):
         """Store the request as an async job; 202 once it is stored."""
         kept = [line[:-2].decode("latin-1").split(": ", 1) for line in self.forwarded]
         headers = [(name.lower(), value) for name, value in kept if name.lower() not in NOT_KEPT]
-        path, mark, query = self.url.decode("latin-1").partition("?")
         try:
-            job = await self.platform.jobs.submit(self.fleet.spec, self.method.decode("latin-1"), unquote(path) + mark + query,
+            job = await self.platform.jobs.submit(self.fleet.spec, self.method.decode("latin-1"), self.url.decode("latin-1"),
                                                   headers, b"".join(self.received))
         except (OSError, sqlite3.Error) as exc:
             self._refuse(job_not_stored(exc))
@@ -342,6 +342,7 @@ class PlatformConnection(asyncio.Protocol):
     def _forward(self, replica: Any, cold: bool) -> None:
         self.replica, self.cold = replica, cold
         if self.websocket:
+            self.deadline = self.loop.time() + self.fleet.spec.timeout + 5  # to connect, then for the answer to the upgrade
             self._spawn(self._open_tunnel(replica, self.exchange))
             return
         body = b"".join(self.received)
@@ -362,12 +363,15 @@ class PlatformConnection(asyncio.Protocol):
             if self.exchange == exchange:
                 self.failed(exc)
             return
-        if self.exchange != exchange or self.lost:  # timed out, or the caller went away, meanwhile
+        if self.exchange != exchange:  # timed out meanwhile: the exchange is over
             tunnel.close()
+            return
+        if self.lost:  # the caller went away meanwhile
+            tunnel.close()
+            self._finish()
             return
         self.upstream = tunnel
         self.state = TUNNEL
-        self.deadline = self.loop.time() + self.fleet.spec.timeout + 5  # for the answer to the upgrade
         # With what the caller sent after its request, and while we connected (reading paused).
         tunnel.write(b"".join([self._head(replica), b"connection: Upgrade\r\nupgrade: %s\r\n\r\n" % upgrade,
                                self.upgraded, self.pending]))

@@ -7,6 +7,7 @@ for a public function, anyone who holds the job's id (128 random bits).
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Header, HTTPException, Query, Response
@@ -24,8 +25,8 @@ def build_jobs_router(platform: Platform) -> APIRouter:
     router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
     runner = platform.jobs
 
-    def job_for(job_id: str, authorization: str | None) -> Job:
-        job = runner.store.get(job_id)
+    async def job_for(job_id: str, authorization: str | None) -> Job:
+        job = await asyncio.to_thread(runner.store.get, job_id)  # off the event loop: a commit may hold the database
         if job is None:
             raise HTTPException(404, f"job {job_id!r} not found; finished jobs are kept for job_ttl, then removed")
         fleet = platform.fleets.get(job.function)
@@ -35,28 +36,26 @@ def build_jobs_router(platform: Platform) -> APIRouter:
                 raise HTTPException(denied[0], denied[1], headers={"WWW-Authenticate": "Bearer"})
         return job
 
-    def shown(job: Job) -> dict[str, Any]:
-        return job.to_json(runner.store.result(job.id) if job.state == SUCCEEDED else None)
+    async def shown(job: Job) -> dict[str, Any]:
+        return job.to_json(await asyncio.to_thread(runner.store.result, job.id) if job.state == SUCCEEDED else None)
 
     @router.get("", summary="Jobs, newest first, a page at a time")
     async def list_jobs(
         authorization: Annotated[str | None, Header()] = None, function: str | None = None,
         state: str | None = None, limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-        after: Annotated[str | None, Query(description="the `next` of the page before")] = None,
+        after: Annotated[str | None, Query(pattern=r"^[0-9]{1,18}$", description="the `next` of the page before")] = None,
     ) -> dict[str, Any]:
         caller = identify(platform, authorization, keys=True)
         if state is not None and state not in STATES:
             raise HTTPException(400, f"state {state!r} is not one of {', '.join(STATES)}")
-        if after is not None and not after.isdigit():
-            raise HTTPException(400, f"after={after!r} is not a cursor; pass the `next` of the page before")
         visible: frozenset[str] | None = caller.functions
         if caller.revision is not None:  # a function's scoped token: the functions in its calls=[...]
             record = platform.store.revision(caller.revision)
             visible = frozenset(record.spec.calls) if record else frozenset()
         if visible is not None and function is not None:
             visible = visible & {function}
-        jobs = runner.store.page(function=function, state=state, functions=visible, limit=limit + 1,
-                                 after=int(after) if after else None)
+        jobs = await asyncio.to_thread(runner.store.page, function=function, state=state, functions=visible, limit=limit + 1,
+                                       after=int(after) if after else None)
         more = len(jobs) > limit
         jobs = jobs[:limit]
         return {"jobs": [j.to_json() for j in jobs], "next": str(jobs[-1].seq) if more else None}
@@ -64,25 +63,25 @@ def build_jobs_router(platform: Platform) -> APIRouter:
     @router.get("/{job_id}", summary="A job's state, attempts and result; ?wait=S waits up to S seconds for it to end")
     async def get_job(job_id: str, authorization: Annotated[str | None, Header()] = None,
                       wait: Annotated[float, Query(ge=0, le=MAX_WAIT)] = 0) -> dict[str, Any]:
-        job = job_for(job_id, authorization)
+        job = await job_for(job_id, authorization)
         if wait and not job.final:
             job = await runner.wait(job_id, wait) or job
-        return shown(job)
+        return await shown(job)
 
     @router.get("/{job_id}/result", summary="A succeeded job's result as the function returned it")
     async def get_result(job_id: str, authorization: Annotated[str | None, Header()] = None) -> Response:
-        job = job_for(job_id, authorization)
+        job = await job_for(job_id, authorization)
         if job.state != SUCCEEDED:
             why = f": {job.error}" if job.error and job.state in FINAL else ""
             raise HTTPException(409, f"job {job_id} is {job.state}{why}; only a succeeded job has a result")
-        return Response(runner.store.result(job_id) or b"", media_type=job.content_type or "application/octet-stream")
+        return Response(await asyncio.to_thread(runner.store.result, job_id) or b"", media_type=job.content_type or "application/octet-stream")
 
     @router.delete("/{job_id}", summary="Cancel a queued or running job")
     async def cancel_job(job_id: str, authorization: Annotated[str | None, Header()] = None) -> dict[str, Any]:
-        job = job_for(job_id, authorization)
+        job = await job_for(job_id, authorization)
         if job.final or not await runner.cancel(job):
-            job = runner.store.get(job_id) or job
+            job = await asyncio.to_thread(runner.store.get, job_id) or job
             raise HTTPException(409, f"job {job_id} is already {job.state}")
-        return shown(runner.store.get(job_id) or job)
+        return await shown(await asyncio.to_thread(runner.store.get, job_id) or job)
 
     return router

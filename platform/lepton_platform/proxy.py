@@ -71,6 +71,14 @@ class ReplicaProxy:
             response.release()
 
 
+NOT_SENT = {1005, 1006, 1015}  # close codes that say what happened; no endpoint may send them
+
+
+def sendable(code: int | None, instead: int) -> int:
+    """A close code to pass on: `instead` for none, or for one that must never be sent."""
+    return instead if code is None or code in NOT_SENT else code
+
+
 async def proxy_websocket(scope: Scope, receive: Receive, send: Send) -> None:
     """A WebSocket on the ASGI path (a Knative Service's, where the socket fast path does not
     go): one to the replica with the caller's headers, then messages both ways until either
@@ -82,13 +90,15 @@ async def proxy_websocket(scope: Scope, receive: Receive, send: Send) -> None:
     headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"] if k not in skip]
     headers.append(("x-forwarded-prefix", f"/fn/{fleet.name}"))
     try:
-        upstream = await replica.session.ws_connect(scope["lepton.path"], headers=headers, protocols=scope.get("subprotocols", ()),
-                                                    autoclose=False, max_msg_size=0)
+        async with asyncio.timeout(fleet.spec.timeout + 5):
+            upstream = await replica.session.ws_connect(scope["lepton.path"], headers=headers, protocols=scope.get("subprotocols", ()),
+                                                        autoclose=False, max_msg_size=0)
     except aiohttp.WSServerHandshakeError as exc:
-        await send_refusal(send, Refusal(exc.status, f"function {fleet.name!r} refused the WebSocket: {exc.message}"), scope)
+        status = exc.status if exc.status >= 400 else 502  # a 101 that was not a valid handshake is the replica's fault
+        await send_refusal(send, Refusal(status, f"function {fleet.name!r} refused the WebSocket: {exc.message}"), scope)
         return
-    except aiohttp.ClientError as exc:
-        await send_refusal(send, replica_failed(fleet, replica, exc), scope)
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        await send_refusal(send, no_answer(fleet) if isinstance(exc, TimeoutError) else replica_failed(fleet, replica, exc), scope)
         return
     await send({"type": "websocket.accept", "subprotocol": upstream.protocol})
 
@@ -98,13 +108,13 @@ async def proxy_websocket(scope: Scope, receive: Receive, send: Send) -> None:
                 await send({"type": "websocket.send", "text": message.data})
             elif message.type == aiohttp.WSMsgType.BINARY:
                 await send({"type": "websocket.send", "bytes": message.data})
-        await send({"type": "websocket.close", "code": upstream.close_code or 1000})
+        await send({"type": "websocket.close", "code": sendable(upstream.close_code, 1011)})
 
     async def from_caller() -> None:
         while True:
             message = await receive()
             if message["type"] == "websocket.disconnect":
-                await upstream.close(code=message.get("code", 1000))
+                await upstream.close(code=sendable(message.get("code"), 1000))
                 return
             if message.get("text") is not None:
                 await upstream.send_str(message["text"])

@@ -12,6 +12,7 @@ import json
 import sqlite3
 from typing import TYPE_CHECKING, Any
 
+from lepton.handlers import ASGI
 from lepton_platform.asgi import ASGIApp, BodyTooLarge, Receive, Refusal, Scope, Send, header, read_body, send_refusal, too_large
 from lepton_platform.proxy import DROP_REQUEST
 
@@ -21,7 +22,6 @@ if TYPE_CHECKING:
 
 PREFIX = "/fn/"
 BEARER = ((b"www-authenticate", b"Bearer"),)
-ASGI = "asgi"
 # Headers kept with a job for its attempts: what the replica would have had, less `Prefer`.
 NOT_KEPT = {"prefer"}
 
@@ -79,23 +79,26 @@ class Router:
         self.limit = platform.config.limits.max_invocation_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        name, _, rest = scope["path"][len(PREFIX):].partition("/")
+        name = scope["path"][len(PREFIX):].partition("/")[0]
         websocket = scope["type"] == "websocket"
         fleet = admit(self.platform, name, scope.get("method", "GET"), header(scope, b"authorization"), header(scope, b"content-length"),
                       websocket=websocket)
         if isinstance(fleet, Refusal):
             await send_refusal(send, fleet, scope)
             return
-        query = scope.get("query_string", b"")
+        query = scope.get("query_string", b"").decode("latin-1")
+        # As it came on the wire: decoding it first would make `%3F` in a sub-path a query.
+        raw = (scope.get("raw_path") or scope["path"].encode()).decode("latin-1").partition("?")[0]
+        target = raw + ("?" + query if query else "")
         if not websocket and wants_async(header(scope, b"prefer")):
-            await self._submit(fleet, scope, receive, send, "?" + query.decode("latin-1") if query else "")
+            await self._submit(fleet, scope, receive, send, target)
             return
         scope["lepton.fleet"] = fleet
         scope["lepton.limit"] = self.limit
-        scope["lepton.path"] = "/" + rest + ("?" + query.decode("latin-1") if query else "")
+        scope["lepton.path"] = "/" + raw[len(PREFIX):].partition("/")[2] + ("?" + query if query else "")
         await self.app(scope, receive, send)
 
-    async def _submit(self, fleet: Any, scope: Scope, receive: Receive, send: Send, query: str) -> None:
+    async def _submit(self, fleet: Any, scope: Scope, receive: Receive, send: Send, target: str) -> None:
         try:
             body = await read_body(receive, self.limit)
         except BodyTooLarge as exc:
@@ -104,7 +107,7 @@ class Router:
         headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]
                    if k not in DROP_REQUEST and k.decode("latin-1") not in NOT_KEPT]
         try:
-            job = await self.platform.jobs.submit(fleet.spec, scope["method"], scope["path"] + query, headers, body)
+            job = await self.platform.jobs.submit(fleet.spec, scope["method"], target, headers, body)
         except (OSError, sqlite3.Error) as exc:
             await send_refusal(send, job_not_stored(exc))
             return

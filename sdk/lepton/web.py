@@ -71,4 +71,7 @@ class Request:
     def text(self) -> str:
         """The body decoded with the charset of its content type (UTF-8 by default)."""
         _, _, charset = self.headers.get("content-type", "").partition("charset=")
-        return self.body.decode(charset.split(";")[0].strip().strip('"') or "utf-8", errors="replace")
+        try:
+            return self.body.decode(charset.split(";")[0].strip().strip('"') or "utf-8", errors="replace")
+        except LookupError:  # a charset Python does not know
+            return self.body.decode("utf-8", errors="replace")

@@ -37,6 +37,10 @@ def test_a_request_handler_sees_the_method_sub_path_query_and_headers(platform):
         got = http.get("/fn/echo/a/b%20c", params={"x": "1"}, headers={"X-Probe": "yes"}).json()
         assert got == {"method": "GET", "path": "/a/b c", "query": {"x": "1"}, "header": "yes", "body": ""}
         assert http.put("/fn/echo", content=b"payload").json()["body"] == "payload"
+        assert http.get("/fn/echo/a%3Fb", params={"x": "1"}).json()["path"] == "/a?b"  # an encoded '?' stays in the path
+        job = http.get("/fn/echo/a%3Fb", params={"x": "2"}, headers={"Prefer": "respond-async"})  # and so in a job
+        done = http.get(job.headers["location"], params={"wait": 10}).json()
+        assert (done["result"]["path"], done["result"]["query"]) == ("/a?b", {"x": "2"})
         assert http.get("/fn/hello", params={"name": "lepton"}).json() == "hello lepton"
 
 

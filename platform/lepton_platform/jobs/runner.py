@@ -18,6 +18,7 @@ import contextlib
 import json
 import logging
 import math
+import sqlite3
 import time
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -61,7 +62,9 @@ class JobRunner:
         self.app: ASGIApp | None = None  # the request path, set once it is built
         self.running: dict[str, asyncio.Task[None]] = {}
         self.per_function: dict[str, int] = {}
-        self._cancelled: set[str] = set()
+        self._cancelled: set[str] = set()  # running jobs being cancelled
+        self._closing: set[str] = set()  # queued jobs being cancelled: not to be started meanwhile
+        self._held: set[str] = set()  # functions whose due jobs wait for room: new ones queue behind them
         self._final: dict[str, asyncio.Event] = {}
         self._wake = asyncio.Event()
         self._backlog = True  # jobs may wait in the store: the loop looks (and clears it when none do)
@@ -90,9 +93,10 @@ class JobRunner:
     async def submit(self, spec: FunctionSpec, method: str, target: str, headers: list[tuple[str, str]], body: bytes) -> Job:
         """Store a job durably, then start it if the function has room."""
         job = await self.store.add(spec.name, method, target, headers, body, spec.retries.max_retries + 1)
-        if self.per_function.get(job.function, 0) < capacity(spec):
+        if job.function not in self._held and self.per_function.get(job.function, 0) < capacity(spec):
             self._start(job, body)
-        else:
+        else:  # first come, first served: the loop starts the oldest due job when there is room
+            self._held.add(job.function)
             self._backlog = True
             self._wake.set()
         return job
@@ -100,14 +104,14 @@ class JobRunner:
     async def wait(self, job_id: str, timeout: float) -> Job | None:
         """The job once it is final, or as it is when `timeout` runs out."""
         final = self._final.setdefault(job_id, asyncio.Event())  # before the read: an end in between sets it
-        job = self.store.get(job_id)
+        job = await asyncio.to_thread(self.store.get, job_id)
         if job is None or job.final or timeout <= 0:
-            if job is None or job.final:
-                self._final.pop(job_id, None)
+            if job is None or job.final:  # wake anyone who set it up meanwhile, too
+                self._final.pop(job_id, final).set()
             return job
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(final.wait(), timeout)
-        return self.store.get(job_id)
+        return await asyncio.to_thread(self.store.get, job_id)
 
     async def cancel(self, job: Job) -> bool:
         """Cancel a queued or running job; False if it is already final."""
@@ -118,14 +122,20 @@ class JobRunner:
             await asyncio.gather(task, return_exceptions=True)
             return True
         job.state, job.finished_at, job.error = CANCELLED, time.time(), "cancelled before it ran"
-        if not await self.store.finish(job, None):
-            return False
+        self._closing.add(job.id)
+        try:
+            if not await self.store.finish(job, None):
+                return False
+        finally:
+            self._closing.discard(job.id)
         await self._finished(job, None)
         return True
 
     # -- running ----------------------------------------------------------------------------
 
     def _start(self, job: Job, body: bytes | None) -> None:
+        if job.id in self.running or job.id in self._closing:
+            return
         self.per_function[job.function] = self.per_function.get(job.function, 0) + 1
         self.running[job.id] = asyncio.create_task(self._run(job, body), name=job.id)
 
@@ -136,16 +146,18 @@ class JobRunner:
             now = time.time()
             try:
                 waiting = await asyncio.to_thread(self.store.waiting, now)
+                self._held &= set(waiting)
                 for function in waiting:
-                    free = capacity(self.spec_of(function)) - self.per_function.get(function, 0)
-                    if free <= 0:
-                        continue  # one of its jobs ending wakes us
-                    for job in await asyncio.to_thread(self.store.due, function, free + self.per_function.get(function, 0), now):
-                        if free <= 0:
-                            break
-                        if job.id not in self.running:
-                            free -= 1
-                            self._start(job, None)
+                    busy = self.per_function.get(function, 0)
+                    free = max(0, capacity(self.spec_of(function)) - busy)
+                    due = [job for job in await asyncio.to_thread(self.store.due, function, free + busy + 1, now)
+                           if job.id not in self.running and job.id not in self._closing]
+                    for job in due[:free]:
+                        self._start(job, None)
+                    if len(due) > free:
+                        self._held.add(function)  # one of its jobs ending wakes us
+                    else:
+                        self._held.discard(function)
                 wake_at = await asyncio.to_thread(self.store.next_due, now)
                 self._backlog = bool(waiting) or wake_at is not None
             except asyncio.CancelledError:
@@ -158,16 +170,23 @@ class JobRunner:
                 await asyncio.wait_for(self._wake.wait(), timeout)
 
     async def _run(self, job: Job, body: bytes | None) -> None:
+        """One attempt. A job just submitted (`body` given) is known to be queued and is marked
+        running in parallel with the call; one the loop read from the store is claimed first,
+        since that read may be stale (the job cancelled, or run, meanwhile)."""
         result: bytes | None = None
+        marked: asyncio.Task[Any] | None = None
+        job.started_at = job.started_at or time.time()
         try:
             if body is None:
+                if not await self.store.claim(job):
+                    job.state = RUNNING  # not ours to run, nor to record
+                    return
                 body = await asyncio.to_thread(self.store.body, job.id)
+            else:
+                marked = asyncio.create_task(self.store.claim(job))
             job.attempts += 1
             job.state = RUNNING
-            job.started_at = job.started_at or time.time()
-            marked = asyncio.create_task(self.store.started(job, None))  # in parallel with the call itself
             result = await self._attempt(job, body)
-            await marked
         except asyncio.CancelledError:
             if job.id not in self._cancelled:
                 raise  # the platform is stopping: the job stays running and runs again after the restart
@@ -177,6 +196,8 @@ class JobRunner:
             logger.exception("job %s failed in the platform", job.id)
             job.state, job.error, job.finished_at = FAILED, f"internal error in the platform: {exc}", time.time()
         finally:
+            if marked is not None:
+                await asyncio.gather(marked, return_exceptions=True)
             self.running.pop(job.id, None)
             self._cancelled.discard(job.id)
             self.per_function[job.function] -= 1
@@ -184,18 +205,33 @@ class JobRunner:
                 del self.per_function[job.function]
             if self._backlog:
                 self._wake.set()  # room for a job that waits
-        if job.state == QUEUED:
-            await self.store.retry(job)
-            self._backlog = True
-            self._wake.set()
-        elif await self.store.finish(job, result):
-            await self._finished(job, result)
+        if job.state != RUNNING:
+            await self._record(job, result)
+
+    async def _record(self, job: Job, result: bytes | None) -> None:
+        """Store how the attempt ended, trying again for a while if the disk fails us (until
+        then the job stays running in the store, and runs again after a restart)."""
+        for delay in (0.5, 2.0, 8.0, None):
+            try:
+                if job.state == QUEUED:
+                    await self.store.retry(job)
+                    self._backlog = True
+                    self._wake.set()
+                elif await self.store.finish(job, result):
+                    await self._finished(job, result)
+                return
+            except (OSError, sqlite3.Error) as exc:
+                if delay is None:
+                    logger.error("job %s: could not record its %s state (%s); it runs again after a restart", job.id, job.state, exc)
+                    return
+                logger.warning("job %s: could not record its %s state (%s); trying again", job.id, job.state, exc)
+                await asyncio.sleep(delay)
 
     async def _attempt(self, job: Job, body: bytes) -> bytes | None:
         """One call through the request path; sets the job's next state and returns its result."""
         assert self.app is not None, "the job runner needs the request path"
         spec = self.spec_of(job.function)
-        headers = {**dict(job.headers), "authorization": f"Bearer {self.token}"}
+        headers = [*job.headers, ("authorization", f"Bearer {self.token}")]
         timeout = (spec.timeout if spec else 30.0) * 2 + 10  # waiting for a replica, then the call itself
         try:
             status, response_headers, response = await asyncio.wait_for(call(
@@ -242,7 +278,7 @@ class JobRunner:
     async def _housekeeping(self) -> None:
         while True:
             try:
-                left = await asyncio.to_thread(self.store.unannounced)
+                left = await asyncio.to_thread(self.store.unannounced, EVENT_RESULT_LIMIT)
                 if left:
                     await self._announce(left)
                 gone = await asyncio.to_thread(self.store.forget_finished, time.time() - self.ttl)

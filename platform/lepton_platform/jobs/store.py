@@ -14,7 +14,7 @@ import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Awaitable
 
 from lepton_platform.sqlite import Database, GroupCommit
 
@@ -131,6 +131,8 @@ class JobStore:
         self.database.close()
 
     # -- writes, through the group commit ----------------------------------------------------
+    # Each takes the values it writes when it is called (not when awaited, or when its commit
+    # runs): the job may change meanwhile.
 
     async def add(self, function: str, method: str, path: str, headers: list[tuple[str, str]], body: bytes,
                   max_attempts: int) -> Job:
@@ -147,26 +149,26 @@ class JobStore:
         job.seq = await self.commits.run(write)
         return job
 
-    async def started(self, job: Job, revision: str | None) -> None:
-        await self.commits.run(lambda db: db.execute(
-            "UPDATE jobs SET state = ?, attempts = ?, started_at = COALESCE(started_at, ?), revision = COALESCE(?, revision) "
-            "WHERE id = ? AND state = ?", (RUNNING, job.attempts, job.started_at, revision, job.id, QUEUED)))
+    def claim(self, job: Job) -> Awaitable[bool]:
+        """Mark a queued job running for its next attempt; False if it is no longer queued
+        with the attempts it was read with (cancelled, or already run, meanwhile)."""
+        values = (RUNNING, job.started_at, job.id, QUEUED, job.attempts)
+        return self.commits.run(lambda db: db.execute(
+            "UPDATE jobs SET state = ?, attempts = attempts + 1, started_at = COALESCE(started_at, ?) "
+            "WHERE id = ? AND state = ? AND attempts = ?", values).rowcount == 1)
 
-    async def retry(self, job: Job) -> None:
-        await self.commits.run(lambda db: db.execute(
-            "UPDATE jobs SET state = ?, due = ?, status_code = ?, error = ? WHERE id = ? AND state = ?",
-            (QUEUED, job.due, job.status_code, job.error, job.id, RUNNING)))
+    def retry(self, job: Job) -> Awaitable[Any]:
+        values = (QUEUED, job.due, job.attempts, job.status_code, job.error, job.id, RUNNING)
+        return self.commits.run(lambda db: db.execute(
+            "UPDATE jobs SET state = ?, due = ?, attempts = ?, status_code = ?, error = ? WHERE id = ? AND state = ?", values))
 
-    async def finish(self, job: Job, result: bytes | None) -> bool:
+    def finish(self, job: Job, result: bytes | None) -> Awaitable[bool]:
         """Make the job final (from any state that is not); False if it already was."""
-        def write(db: sqlite3.Connection) -> bool:
-            return db.execute(
-                "UPDATE jobs SET state = ?, finished_at = ?, revision = COALESCE(?, revision), status_code = ?, content_type = ?, "
-                "result = ?, error = ?, body = NULL WHERE id = ? AND state IN (?, ?)",
-                (job.state, job.finished_at, job.revision, job.status_code, job.content_type, result, job.error, job.id,
-                 QUEUED, RUNNING)).rowcount == 1
-
-        return await self.commits.run(write)
+        values = (job.state, job.finished_at, job.attempts, job.revision, job.status_code, job.content_type, result, job.error,
+                  job.id, QUEUED, RUNNING)
+        return self.commits.run(lambda db: db.execute(
+            "UPDATE jobs SET state = ?, finished_at = ?, attempts = ?, revision = COALESCE(?, revision), status_code = ?, "
+            "content_type = ?, result = ?, error = ?, body = NULL WHERE id = ? AND state IN (?, ?)", values).rowcount == 1)
 
     async def announced(self, ids: list[str]) -> None:
         await self.commits.run(lambda db: db.executemany("UPDATE jobs SET announced = 1 WHERE id = ?", [(i,) for i in ids]))
@@ -217,9 +219,11 @@ class JobStore:
         """When the next queued job that is not due by `after` is due."""
         return self.database.rows("SELECT MIN(due) AS due FROM jobs WHERE state = ? AND due > ?", QUEUED, after)[0]["due"]
 
-    def unannounced(self, limit: int = 500) -> list[tuple[Job, bytes | None]]:
-        rows = self.database.rows(f"SELECT {COLUMNS}, result FROM jobs WHERE announced = 0 AND state IN (?, ?, ?) ORDER BY seq LIMIT ?",
-                                  *FINAL, limit)
+    def unannounced(self, result_limit: int, limit: int = 500) -> list[tuple[Job, bytes | None]]:
+        """Final jobs whose end the broker has not stored yet, with results up to `result_limit`
+        bytes (larger ones do not go into events)."""
+        rows = self.database.rows(f"SELECT {COLUMNS}, CASE WHEN length(result) <= ? THEN result END AS result FROM jobs "
+                                  "WHERE announced = 0 AND state IN (?, ?, ?) ORDER BY seq LIMIT ?", result_limit, *FINAL, limit)
         return [(Job.from_row(r), r["result"]) for r in rows]
 
     # -- lifecycle ---------------------------------------------------------------------------

@@ -11,7 +11,8 @@ from typing import Any, Callable
 
 from fastapi.responses import JSONResponse
 
-from lepton.runtime.app import INTERNAL, FunctionRuntime, InvocationFailed
+from lepton import web
+from lepton.runtime.app import INTERNAL, JOB_ID_HEADER, FunctionRuntime, InvocationFailed
 
 logger = logging.getLogger("lepton.runtime")
 PREFIX_HEADER = b"x-forwarded-prefix"
@@ -106,7 +107,8 @@ class AsgiRuntime(FunctionRuntime):
 
     def _rewrite(self, scope: dict[str, Any]) -> None:
         """Give the app its lifespan state and, behind the platform, the URL prefix the way
-        ASGI expects it (`root_path`, and `path` including it), so links and /docs work."""
+        ASGI expects it (`root_path`, and `path` including it), so links and /docs work; an
+        async job's id goes to `lepton.job_id()`."""
         scope["state"] = self.app_lifespan.state.copy()
         for key, value in scope["headers"]:
             if key == PREFIX_HEADER and value.startswith(b"/"):
@@ -115,7 +117,8 @@ class AsgiRuntime(FunctionRuntime):
                 scope["path"] = prefix + scope["path"]
                 if scope.get("raw_path") is not None:
                     scope["raw_path"] = prefix.encode("latin-1") + scope["raw_path"]
-                break
+            elif key == JOB_ID_HEADER:
+                web.JOB_ID.set(value.decode("latin-1"))
 
     async def _observed(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         """Pass an HTTP request to the app, counting it in the function's metrics."""
