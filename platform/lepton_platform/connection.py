@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sqlite3
 import time
 from http import HTTPStatus
@@ -45,7 +46,7 @@ logger = logging.getLogger("lepton.platform.connection")
 METHODS = {b"GET", b"POST", b"PUT", b"PATCH", b"DELETE", b"OPTIONS"}
 MAX_REQUEST_LINE = 8192
 STATUS_LINES = {s.value: b"HTTP/1.1 %d %s\r\n" % (s.value, s.phrase.encode()) for s in HTTPStatus}
-IDLE, READING, BUSY, TUNNEL = "idle", "reading", "busy", "tunnel"
+IDLE, READING, BUSY, TUNNEL, HANDED = "idle", "reading", "busy", "tunnel", "handed"
 
 
 class Stop(Exception):
@@ -343,7 +344,7 @@ class PlatformConnection(asyncio.Protocol):
         self.replica, self.cold = replica, cold
         if self.websocket:
             self.deadline = self.loop.time() + self.fleet.spec.timeout + 5  # to connect, then for the answer to the upgrade
-            self._spawn(self._open_tunnel(replica, self.exchange))
+            self._spawn(self._hand_over_socket(replica, self.exchange) if replica.handoff else self._open_tunnel(replica, self.exchange))
             return
         body = b"".join(self.received)
         request = b"".join([self._head(replica), b"content-length: %d\r\n\r\n" % len(body), body])
@@ -354,6 +355,45 @@ class PlatformConnection(asyncio.Protocol):
             upstream.send(request, self)
         else:
             self._spawn(self._connect(replica, request, self.exchange))
+
+    async def _hand_over_socket(self, replica: Any, exchange: int) -> None:
+        """Give the caller's socket to the replica (handoff.py): the platform leaves the data
+        path. The slot stays taken until the replica says the socket closed. Where it cannot
+        be handed over, the tunnel carries it."""
+        try:
+            async with asyncio.timeout(5):
+                await replica.handoff.connect()
+        except (OSError, TimeoutError) as exc:
+            logger.warning("replica %s takes no handed-over WebSockets (%s); tunnelling them", replica.id, exc or "no answer")
+        if self.exchange != exchange:  # timed out meanwhile: answered, and the slot freed
+            return
+        if self.lost:
+            self._finish()
+            return
+        # From here to the abort nothing awaits: the caller's bytes go either all to the replica or all through us.
+        self.transport.pause_reading()  # what was read goes along; the replica reads the rest itself
+        head = b"".join([self._head(replica), b"connection: Upgrade\r\nupgrade: %s\r\n\r\n" % self.dropped[b"upgrade"],
+                         self.upgraded, self.pending])
+        fleet, cold, started, metrics = self.fleet, self.cold, self.started, self.platform.metrics
+
+        def closed() -> None:
+            fleet.release(replica)
+            metrics.invoked(fleet.name, 101, time.perf_counter() - started, cold)
+
+        fd = os.dup(self.transport.get_extra_info("socket").fileno())
+        try:
+            replica.handoff.send(fd, head, closed)
+        except OSError as exc:
+            logger.info("WebSocket to %s not handed over (%s); tunnelling it", replica.id, exc)
+            self.transport.resume_reading()
+            await self._open_tunnel(replica, exchange)
+            return
+        finally:
+            os.close(fd)
+        self.replica = None  # the slot is `closed`'s to free now
+        self.state = HANDED
+        self.deadline = None
+        self.transport.abort()  # our copy only: the connection lives on in the replica
 
     async def _open_tunnel(self, replica: Any, exchange: int) -> None:
         upgrade = self.dropped[b"upgrade"]

@@ -24,11 +24,14 @@ from typing import Any, Callable
 
 import aiohttp
 
+from lepton.handlers import ASGI
+from lepton.runtime.handoff import SUFFIX as HANDOFF_SUFFIX
 from lepton_platform import isolation
 from lepton_platform.cgroups import CgroupLimits
 from lepton_platform.cgroups import join as join_cgroup
 from lepton_platform.cpus import CpuPlacement
 from lepton_platform.gpus import GpuPlacement
+from lepton_platform.handoff import HandoffChannel
 from lepton_platform.isolation import Isolation
 from lepton_platform.store import Revision
 from lepton_platform.upstream import ReplicaConnector, ReplicaPool, socket_address
@@ -72,6 +75,7 @@ class Replica:
     cgroup: Path | None = None  # its own cgroup, where memory= is held by the kernel (cgroups.py)
     session: aiohttp.ClientSession | None = None
     pool: ReplicaPool | None = None
+    handoff: HandoffChannel | None = None  # where an ASGI function's WebSockets are handed over
     reply_headers: tuple[bytes, bytes] = field(init=False)  # what connection.py adds to a reply: warm, cold
 
     def __post_init__(self) -> None:
@@ -86,6 +90,8 @@ class Replica:
             auto_decompress=False, skip_auto_headers=("User-Agent", "Accept-Encoding"),
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=5),
         )
+        if self.revision.spec.handler is not None and self.revision.spec.handler.kind == ASGI:
+            self.handoff = HandoffChannel(socket_address(self.uds + HANDOFF_SUFFIX))
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -173,6 +179,8 @@ class Replica:
         await self.close_clients()
 
     async def close_clients(self) -> None:
+        if self.handoff is not None:
+            self.handoff.close()
         self.pool.close()
         await self.session.close()
 

@@ -3,13 +3,14 @@ replica is woken), a FastAPI app under `/fn/NAME/`, and WebSockets tunnelled to 
 
 from __future__ import annotations
 
+import os
 import signal
 import time
 from typing import Iterator
 
 import httpx
 import pytest
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
 from tests.embedded.conftest import PlatformProcess, start_platform
@@ -61,17 +62,40 @@ def test_an_asgi_app_is_served_under_its_function_path(platform):
     assert httpx.get(f"{platform.url}/fn/chat/").status_code == 401  # private by default, like any function
 
 
-def test_websockets_pass_through_and_hold_a_replica_slot_while_open(platform):
-    auth = {"Authorization": f"Bearer {platform.token}"}
-    with connect(ws_url(platform, "/fn/chat/ws"), additional_headers=auth) as socket:
+def wait_in_flight(platform: PlatformProcess, count: int) -> None:
+    deadline = time.monotonic() + 10
+    while platform.info("chat")["in_flight"] != count:
+        assert time.monotonic() < deadline, f"chat has {platform.info('chat')['in_flight']} in flight, not {count}"
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("padding", [0, 10], ids=["handed-over", "tunnelled"])
+def test_websockets_pass_through_and_hold_a_replica_slot_while_open(platform, padding):
+    """The platform hands the caller's socket to the replica; a request head too large to hand
+    over (over 64 KiB: here ten 7 KB headers) goes through the tunnel instead. Either way the
+    socket holds a slot while it is open."""
+    auth = {"Authorization": f"Bearer {platform.token}", **{f"X-Padding-{i}": "p" * 7000 for i in range(padding)}}
+    with connect(ws_url(platform, "/fn/chat/ws"), additional_headers=auth, max_size=None) as socket:
         for text in ("one", "two" * 1000):
             socket.send(text)
             assert socket.recv(timeout=10) == "echo: " + text
         assert platform.info("chat")["in_flight"] == 1
-    deadline = time.monotonic() + 10
-    while platform.info("chat")["in_flight"] != 0:
-        assert time.monotonic() < deadline, "the closed socket still holds its slot"
-        time.sleep(0.05)
+    wait_in_flight(platform, 0)
+
+
+def test_a_replica_that_dies_frees_the_slots_of_its_websockets(platform):
+    auth = {"Authorization": f"Bearer {platform.token}"}
+    with connect(ws_url(platform, "/fn/chat/ws"), additional_headers=auth) as socket:
+        socket.send("hello")
+        assert socket.recv(timeout=10) == "echo: hello"
+        (replica,) = [r for r in platform.info("chat")["replica_details"] if r["in_flight"]]
+        os.kill(replica["pid"], signal.SIGKILL)
+        with pytest.raises(ConnectionClosed):
+            socket.recv(timeout=10)
+    wait_in_flight(platform, 0)
+    with connect(ws_url(platform, "/fn/chat/ws"), additional_headers=auth) as socket:  # a new replica takes the next one
+        socket.send("again")
+        assert socket.recv(timeout=10) == "echo: again"
 
 
 def test_websockets_to_other_functions_or_without_a_token_are_refused(platform):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import socket
@@ -9,6 +10,7 @@ import struct
 from typing import Any
 
 import uvicorn
+import uvloop
 
 from lepton.functions import Function
 from lepton.handlers import ASGI
@@ -84,5 +86,21 @@ def serve(
         timeout_keep_alive=3600 if uds else 5,
     )
     server = uvicorn.Server(config)
-    server.run(sockets=[sock] if sock is not None else None)
+    if uds and uds.startswith("@") and fn.signature.kind == ASGI:  # behind the platform: WebSockets come handed over
+        from lepton.runtime.handoff import SUFFIX, Handoff
+
+        config.load()
+        uid = os.environ.get(PEER_UID_ENV)
+        handoff = Handoff(server, uds + SUFFIX, int(uid) if uid else None)
+        uvloop.run(_serve_with(server, sock, handoff))
+    else:
+        server.run(sockets=[sock] if sock is not None else None)
     return SETUP_FAILED if failures else 0
+
+
+async def _serve_with(server: uvicorn.Server, sock: socket.socket | None, handoff: Any) -> None:
+    accepting = asyncio.create_task(handoff.serve())
+    try:
+        await server.serve(sockets=[sock] if sock is not None else None)
+    finally:
+        accepting.cancel()

@@ -13,6 +13,13 @@ def job_sink(n: int = 0) -> int:
     return n
 
 
+@lepton.function(name="job-hold", min_scale=1, max_scale=1, concurrency=1)
+def job_hold(seconds: float = 0) -> float:
+    """One at a time: a long first job holds the rest in the queue while acceptance is timed."""
+    time.sleep(seconds)
+    return seconds
+
+
 @lepton.function(min_scale=1, max_scale=2, concurrency=32)
 def add(a: int) -> int:
     return a + 1

@@ -1,0 +1,133 @@
+"""WebSockets the platform hands over whole. Behind the platform, an ASGI function's replica
+also listens on `@NAME.ws`, a SOCK_SEQPACKET socket beside its HTTP one. For a WebSocket it
+has admitted, the platform sends the caller's socket there (SCM_RIGHTS) with the bytes it has
+read of it, the upgrade request first, and forgets the socket: from then on the replica and
+the caller talk directly, with no hop and no copy per message. The replica says `closed` with
+the socket's id on the same channel when the connection ends, and the platform frees the slot
+the socket held.
+
+A handed connection serves that one request: if the app answers with plain HTTP (it refused
+the WebSocket), the connection closes after the response, so nothing else reaches the replica
+without passing the platform's checks.
+"""
+
+from __future__ import annotations
+
+import array
+import asyncio
+import logging
+import os
+import socket
+import struct
+from typing import Any
+
+import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+logger = logging.getLogger("lepton.runtime")
+SUFFIX = ".ws"
+ID = struct.Struct(">Q")
+MAX_MESSAGE = 1 << 20  # the platform reads at most 1 MiB of a request head (and early frames)
+PEER = struct.Struct("3i")  # struct ucred: pid, uid, gid
+
+
+def peer_uid(sock: socket.socket) -> int:
+    return PEER.unpack(sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, PEER.size))[1]
+
+
+class Handoff:
+    """The replica's side: adopt handed sockets into uvicorn as if they had been accepted."""
+
+    def __init__(self, server: uvicorn.Server, address: str, platform_uid: int | None) -> None:
+        """Bind `address` ('@name', abstract) now, so it is there once the replica is ready."""
+        self.server = server
+        self.platform_uid = platform_uid
+        self.open: dict[Any, tuple[socket.socket, int]] = {}  # transport -> (channel, id)
+        self.http_class, self.ws_class = self._protocols()
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self.listener.bind("\0" + address[1:])
+        self.listener.listen(8)
+        self.listener.setblocking(False)
+
+    def _protocols(self) -> tuple[type, type]:
+        handoff = self
+        config = self.server.config
+
+        class HandedWebSocket(config.ws_protocol_class):  # type: ignore[misc, name-defined]
+            def connection_lost(self, exc: Exception | None) -> None:
+                super().connection_lost(exc)
+                handoff.closed(self.transport)
+
+        class HandedHttp(HttpToolsProtocol):
+            def __init__(self, *args: Any, **kwargs: Any) -> None:
+                super().__init__(*args, **kwargs)
+                self.ws_protocol_class = HandedWebSocket
+
+            def on_response_complete(self) -> None:
+                super().on_response_complete()
+                self.transport.close()  # one request per handed connection
+
+            def connection_lost(self, exc: Exception | None) -> None:
+                super().connection_lost(exc)
+                handoff.closed(self.transport)  # it ended before any upgrade
+
+        return HandedHttp, HandedWebSocket
+
+    async def serve(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            channel, _ = await loop.sock_accept(self.listener)
+            if self.platform_uid is not None and peer_uid(channel) != self.platform_uid:
+                channel.close()  # an abstract socket has no permissions: only the platform may hand sockets over
+                continue
+            channel.setblocking(False)
+            loop.add_reader(channel.fileno(), self._receive, channel)
+
+    def _receive(self, channel: socket.socket) -> None:
+        try:
+            data, ancillary, _, _ = channel.recvmsg(MAX_MESSAGE, socket.CMSG_SPACE(array.array("i").itemsize))
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data, ancillary = b"", []
+        fds = array.array("i")
+        for level, kind, payload in ancillary:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                fds.frombytes(payload[: len(payload) - len(payload) % fds.itemsize])
+        if not data:  # the platform went away: its handed sockets stay ours until they close
+            asyncio.get_running_loop().remove_reader(channel.fileno())
+            channel.close()
+            for fd in fds:
+                os.close(fd)
+            return
+        if len(fds) != 1 or len(data) < ID.size:
+            for fd in fds:
+                os.close(fd)
+            logger.error("[%s] malformed handoff from the platform; ignored", os.getpid())
+            return
+        asyncio.get_running_loop().create_task(self._adopt(channel, ID.unpack_from(data)[0], fds[0], data[ID.size:]))
+
+    async def _adopt(self, channel: socket.socket, ident: int, fd: int, head: bytes) -> None:
+        server = self.server
+        protocol = self.http_class(config=server.config, server_state=server.server_state, app_state=server.lifespan.state)
+        sock = socket.socket(fileno=fd)
+        try:
+            transport, _ = await asyncio.get_running_loop().connect_accepted_socket(lambda: protocol, sock=sock)
+        except OSError:
+            sock.close()
+            self._say_closed(channel, ident)
+            return
+        self.open[transport] = (channel, ident)
+        protocol.data_received(head)
+
+    def closed(self, transport: Any) -> None:
+        entry = self.open.pop(transport, None)
+        if entry is not None:
+            self._say_closed(*entry)
+
+    @staticmethod
+    def _say_closed(channel: socket.socket, ident: int) -> None:
+        try:
+            channel.send(b"closed" + ID.pack(ident))
+        except OSError:
+            pass  # the platform is gone, and with it what it counted
