@@ -1,6 +1,7 @@
-"""WebSocket echo through the platform (its socket fast path tunnels the connection to the
-replica) against the same echo straight on the replica's socket, in alternating rounds of
-one run. Each client sends a message and waits for its echo, over and over.
+"""WebSocket echo through the platform (which checks the upgrade, then hands the caller's
+socket to the replica) against the same echo straight on the replica's Unix socket, in
+alternating rounds of one run. Each client sends a message and waits for its echo, over and
+over.
 
 Goal: through the platform >= 0.8x the messages/s of the replica alone.
 
