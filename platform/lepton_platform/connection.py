@@ -34,7 +34,8 @@ from lepton_platform.activator import acquire
 from lepton_platform.asgi import Refusal, error_body
 from lepton_platform.fleet import Fleet
 from lepton_platform.proxy import DROP_REQUEST, no_answer, replica_failed
-from lepton_platform.router import NOT_KEPT, PREFIX, accepted, admit, job_not_stored, wants_async
+from lepton_platform.jobs.runner import QueueFull
+from lepton_platform.router import NOT_KEPT, PREFIX, accepted, admit, job_refused, wants_async
 from lepton_platform.tunnel import Tunnel
 from lepton_platform.upstream import open_unix
 
@@ -326,8 +327,8 @@ class PlatformConnection(asyncio.Protocol):
         try:
             job = await self.platform.jobs.submit(self.fleet.spec, self.method.decode("latin-1"), self.url.decode("latin-1"),
                                                   headers, b"".join(self.received))
-        except (OSError, sqlite3.Error) as exc:
-            self._refuse(job_not_stored(exc))
+        except (OSError, sqlite3.Error, QueueFull) as exc:
+            self._refuse(job_refused(exc))
             return
         head, body = accepted(job)
         if not self.lost:

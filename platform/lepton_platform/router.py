@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from lepton.handlers import ASGI
 from lepton_platform.asgi import ASGIApp, BodyTooLarge, Receive, Refusal, Scope, Send, header, read_body, send_refusal, too_large
+from lepton_platform.jobs.runner import QueueFull
 from lepton_platform.proxy import DROP_REQUEST
 
 if TYPE_CHECKING:
@@ -68,7 +69,10 @@ def accepted(job: Job) -> tuple[list[tuple[bytes, bytes]], bytes]:
             (b"content-length", str(len(body)).encode())], body
 
 
-def job_not_stored(exc: Exception) -> Refusal:
+def job_refused(exc: Exception) -> Refusal:
+    """The answer when a job could not be stored: its function's queue is full, or the disk failed."""
+    if isinstance(exc, QueueFull):
+        return Refusal(429, str(exc), ((b"retry-after", b"1"),))
     return Refusal(503, f"job not stored ({exc}); nothing was accepted, send it again")
 
 
@@ -108,8 +112,8 @@ class Router:
                    if k not in DROP_REQUEST and k.decode("latin-1") not in NOT_KEPT]
         try:
             job = await self.platform.jobs.submit(fleet.spec, scope["method"], target, headers, body)
-        except (OSError, sqlite3.Error) as exc:
-            await send_refusal(send, job_not_stored(exc))
+        except (OSError, sqlite3.Error, QueueFull) as exc:
+            await send_refusal(send, job_refused(exc))
             return
         head, payload = accepted(job)
         await send({"type": "http.response.start", "status": 202, "headers": head})

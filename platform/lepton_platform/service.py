@@ -64,7 +64,8 @@ class Platform:
         forward = self.config.knative.broker_url if self.config.backend == "knative" else None
         self.broker = Broker(home / "events.db", self.token, self.metrics, self.storage.outbox, self._spec_of, forward_to=forward)
         self.jobs = JobRunner(JobStore(home / "jobs.db"), self.broker, self.token, self._spec_of, ttl=self.config.job_ttl,
-                              max_result_bytes=self.config.limits.max_job_result_bytes)
+                              max_result_bytes=self.config.limits.max_job_result_bytes,
+                              max_queued=self.config.limits.max_queued_jobs)
         self.backend: Backend = open_backend(self, fork=fork)
         self._locks: dict[str, asyncio.Lock] = {}
 

@@ -23,7 +23,7 @@ ASYNC = {"Prefer": "respond-async"}
 def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PlatformProcess]:
     tmp_path = tmp_path_factory.mktemp("jobs")
     home = tmp_path / "home"
-    running = PlatformProcess(start_platform(home, tmp_path / "platform.log", env={"LEPTON_MAX_JOB_RESULT_BYTES": "4096"}),
+    running = PlatformProcess(start_platform(home, tmp_path / "platform.log", env={"LEPTON_MAX_JOB_RESULT_BYTES": "4096", "LEPTON_MAX_QUEUED_JOBS": "5"}),
                               home, tmp_path)
     running.deploy(JOBS)
     yield running
@@ -186,3 +186,19 @@ def test_every_accepted_job_ends_after_the_platform_is_killed(tmp_path):
         second.process.stop(signal.SIGTERM)
     starts = [n["job"] for n in notes(home) if n.get("tag", "").startswith("crash-")]
     assert starts.count(jobs[0]) >= 1 and set(starts) == set(jobs)
+
+
+def test_a_function_with_too_many_jobs_waiting_refuses_more_with_429(platform):
+    """The module's platform allows 5 queued jobs per function (limits.max_queued_jobs)."""
+    with platform.http() as http:
+        busy = submit(http, "slow", {"seconds": 1, "tag": "holds-the-replica"})
+        while http.get(f"/v1/jobs/{busy}").json()["state"] != "running":
+            time.sleep(0.01)
+        waiting = [submit(http, "slow", {"seconds": 0, "tag": f"waits-{i}"}) for i in range(5)]
+        refused = http.post("/fn/slow", json={"seconds": 0}, headers=ASYNC)
+        assert refused.status_code == 429 and refused.headers["retry-after"] == "1"
+        assert "5 jobs waiting" in refused.json()["detail"] and "max_queued_jobs" in refused.json()["detail"]
+        assert http.post("/fn/big", json={"size": 1}, headers=ASYNC).status_code == 202  # other functions are not held up
+        http.delete(f"/v1/jobs/{waiting[0]}")
+        assert http.post("/fn/slow", json={"seconds": 0}, headers=ASYNC).status_code == 202  # a cancelled one makes room
+        assert all(final(http, job)["state"] in ("succeeded", "cancelled") for job in [busy, *waiting])

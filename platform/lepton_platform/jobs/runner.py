@@ -14,6 +14,7 @@ id is the job's, so the broker drops the duplicate).
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import json
 import logging
@@ -36,6 +37,10 @@ EVENT_RESULT_LIMIT = 64 << 10  # a JSON result up to this size rides along in th
 SUCCEEDED_TYPE, FAILED_TYPE = "dev.lepton.job.succeeded", "dev.lepton.job.failed"
 
 
+class QueueFull(Exception):
+    """The function has `limits.max_queued_jobs` jobs waiting: a new one is refused (429)."""
+
+
 def retryable(code: int) -> bool:
     """Worth another attempt: no answer, a 5xx (a timeout is a 504) or 429. Other 4xx would
     fail the same way again."""
@@ -52,13 +57,15 @@ def capacity(spec: FunctionSpec | None) -> int:
 
 class JobRunner:
     def __init__(self, store: JobStore, broker: Broker, token: str, spec_of: Callable[[str], FunctionSpec | None], *,
-                 ttl: float, max_result_bytes: int) -> None:
+                 ttl: float, max_result_bytes: int, max_queued: int) -> None:
         self.store = store
         self.broker = broker
         self.token = token
         self.spec_of = spec_of
         self.ttl = ttl
         self.max_result_bytes = max_result_bytes
+        self.max_queued = max_queued
+        self.queued: collections.Counter[str] = collections.Counter()  # jobs waiting to run, per function
         self.app: ASGIApp | None = None  # the request path, set once it is built
         self.running: dict[str, asyncio.Task[None]] = {}
         self.per_function: dict[str, int] = {}
@@ -74,6 +81,7 @@ class JobRunner:
 
     async def start(self) -> None:
         queued, failed = await asyncio.to_thread(self.store.recover)
+        self.queued.update(await asyncio.to_thread(self.store.queued_counts))
         if queued or failed:
             logger.info("jobs after the restart: %d running ones queued again, %d failed", queued, failed)
         self.store.commits.start()
@@ -92,7 +100,15 @@ class JobRunner:
 
     async def submit(self, spec: FunctionSpec, method: str, target: str, headers: list[tuple[str, str]], body: bytes) -> Job:
         """Store a job durably, then start it if the function has room."""
-        job = await self.store.add(spec.name, method, target, headers, body, spec.retries.max_retries + 1)
+        if self.queued[spec.name] >= self.max_queued:
+            raise QueueFull(f"function {spec.name!r} has {self.queued[spec.name]} jobs waiting, the most it may "
+                            "(limits.max_queued_jobs); nothing was accepted, send it again later")
+        self.queued[spec.name] += 1  # before the commit: jobs in flight to the disk count too
+        try:
+            job = await self.store.add(spec.name, method, target, headers, body, spec.retries.max_retries + 1)
+        except BaseException:
+            self._dequeued(spec.name)
+            raise
         if job.function not in self._held and self.per_function.get(job.function, 0) < capacity(spec):
             self._start(job, body)
         else:  # first come, first served: the loop starts the oldest due job when there is room
@@ -128,8 +144,14 @@ class JobRunner:
                 return False
         finally:
             self._closing.discard(job.id)
+        self._dequeued(job.function)
         await self._finished(job, None)
         return True
+
+    def _dequeued(self, function: str) -> None:
+        self.queued[function] -= 1
+        if self.queued[function] <= 0:
+            del self.queued[function]
 
     # -- running ----------------------------------------------------------------------------
 
@@ -181,9 +203,11 @@ class JobRunner:
                 if not await self.store.claim(job):
                     job.state = RUNNING  # not ours to run, nor to record
                     return
+                self._dequeued(job.function)
                 body = await asyncio.to_thread(self.store.body, job.id)
             else:
                 marked = asyncio.create_task(self.store.claim(job))
+                self._dequeued(job.function)
             job.attempts += 1
             job.state = RUNNING
             result = await self._attempt(job, body)
@@ -215,6 +239,7 @@ class JobRunner:
             try:
                 if job.state == QUEUED:
                     await self.store.retry(job)
+                    self.queued[job.function] += 1
                     self._backlog = True
                     self._wake.set()
                 elif await self.store.finish(job, result):

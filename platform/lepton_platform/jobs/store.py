@@ -215,6 +215,9 @@ class JobStore:
                                   "ORDER BY due, seq LIMIT ?", QUEUED, function, now, limit)
         return [Job.from_row(r) for r in rows]
 
+    def queued_counts(self) -> dict[str, int]:
+        return {r["function"]: r["n"] for r in self.database.rows("SELECT function, COUNT(*) AS n FROM jobs WHERE state = ? GROUP BY function", QUEUED)}
+
     def next_due(self, after: float) -> float | None:
         """When the next queued job that is not due by `after` is due."""
         return self.database.rows("SELECT MIN(due) AS due FROM jobs WHERE state = ? AND due > ?", QUEUED, after)[0]["due"]
