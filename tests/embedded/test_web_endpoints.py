@@ -107,3 +107,42 @@ def test_websockets_to_other_functions_or_without_a_token_are_refused(platform):
     with pytest.raises(InvalidStatus) as anonymous:
         connect(ws_url(platform, "/fn/chat/ws"))
     assert anonymous.value.response.status_code == 401
+
+
+def test_only_the_platform_may_hand_sockets_to_a_replica(platform):
+    """The handoff channel is an abstract socket, which has no permissions: a process of another
+    user that hands the replica a socket with a WebSocket request on it gets no answer."""
+    (replica,) = [r for r in platform.info("chat")["replica_details"] if r["state"] == "ready"]
+    assert hand_over(replica["socket"] + ".ws", uid=None).startswith(b"HTTP/1.1 101")  # the platform's own user
+    assert hand_over(replica["socket"] + ".ws", uid=65534) == b""
+
+
+def hand_over(channel: str, uid: int | None) -> bytes:
+    """From a forked child (as `uid` if given): hand one end of a socket pair to the replica
+    with a WebSocket upgrade request, and read what comes back on the other end."""
+    import array
+    import socket
+
+    ours, theirs = socket.socketpair()
+    request = (b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+               b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+    pid = os.fork()
+    if pid == 0:
+        try:
+            if uid is not None:
+                os.setresgid(uid, uid, uid)
+                os.setresuid(uid, uid, uid)
+            with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as sock:
+                sock.connect("\0" + channel[1:])
+                try:  # a socket in flight outlives its sender: the replica gets it, or it is dropped
+                    sock.sendmsg([(1).to_bytes(8, "big") + request], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [theirs.fileno()]))])
+                except OSError:
+                    pass  # the replica closed the channel first
+        finally:
+            os._exit(0)
+    theirs.close()
+    ours.settimeout(10)
+    answer = ours.recv(200)  # b"" once the last copy of `theirs` is closed unread
+    os.waitpid(pid, 0)
+    ours.close()
+    return answer
