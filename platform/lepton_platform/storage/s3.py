@@ -85,7 +85,10 @@ class S3Store(ObjectStore):
             aws_access_key_id=access_key_id, aws_secret_access_key=secret_access_key,
             config=Config(retries={"max_attempts": 3, "mode": "standard"}, max_pool_connections=32),
         )
-        self.transfer = TransferConfig(multipart_threshold=multipart_threshold, multipart_chunksize=max(multipart_threshold, 5 << 20))
+        # Four parts in flight, not boto3's ten: each holds a part's worth of buffers in the
+        # platform, and the peak memory of one upload grows with their number (tests/embedded/test_buckets.py).
+        self.transfer = TransferConfig(multipart_threshold=multipart_threshold, multipart_chunksize=max(multipart_threshold, 5 << 20),
+                                       max_concurrency=4)
         self.outbox = Outbox(Database(root / "outbox.db", ""))
 
     def close(self) -> None:
