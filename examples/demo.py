@@ -165,6 +165,17 @@ def ai_workloads(port: int, env: dict[str, str]) -> None:
         right = sum(a == digits.target[i] for a, i in zip(answers, burst))
         print(f"   {len(burst)} images from 32 concurrent clients in {time.perf_counter() - started:.2f} s: {right}/{len(burst)} right")
 
+        step("a PNG posted as a form (digits-form), an async job, and Client.map over 100 images")
+        answer = http.post(f"{base}/fn/digits-form", files={"image": ("digit.png", grid_to_png(digits.images[picks[3]].tolist()), "image/png")})
+        print(f"   form upload of a {digits.target[picks[3]]}: predicted {answer.json()['digit']}")
+        job = api.spawn("digits", image=digits.images[picks[4]].tolist())
+        print(f"   job {job.id} of a {digits.target[picks[4]]}: predicted {job.result(timeout=60)['digit']} "
+              f"after {job.status()['attempts']} attempt")
+        started = time.perf_counter()
+        mapped = list(api.map("digits", ({"image": digits.images[i].tolist()} for i in range(1600, 1700)), concurrency=16))
+        right = sum(a["digit"] == digits.target[i] for a, i in zip(mapped, range(1600, 1700)))
+        print(f"   Client.map: {right}/100 right in {time.perf_counter() - started:.2f} s, in input order")
+
         step("upload digit PNGs to the `images` bucket: digits-upload writes predictions")
         images = lepton.bucket("images", api)
         for i in picks:
