@@ -365,7 +365,10 @@ class PlatformConnection(asyncio.Protocol):
             async with asyncio.timeout(5):
                 await replica.handoff.connect()
         except (OSError, TimeoutError) as exc:
-            logger.warning("replica %s takes no handed-over WebSockets (%s); tunnelling them", replica.id, exc or "no answer")
+            logger.warning("replica %s takes no handed-over WebSockets (%s); tunnelling them", replica.id, str(exc) or "no answer")
+            replica.handoff = None  # its next ones go straight to the tunnel
+            await self._open_tunnel(replica, exchange)
+            return
         if self.exchange != exchange:  # timed out meanwhile: answered, and the slot freed
             return
         if self.lost:

@@ -49,7 +49,7 @@ class HandoffChannel:
                 sock.setblocking(False)
                 try:
                     await asyncio.get_running_loop().sock_connect(sock, self.address)
-                except OSError:
+                except BaseException:  # a timeout cancels us
                     sock.close()
                     raise
                 asyncio.get_running_loop().add_reader(sock.fileno(), self._receive)

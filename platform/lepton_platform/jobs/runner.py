@@ -136,17 +136,28 @@ class JobRunner:
             self._cancelled.add(job.id)
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
-            return True
+            if self.running.get(job.id) is not task:
+                return True  # its attempt saw the cancel and recorded it
+            self._forget(job)  # cancelled before its first step: it never left the queue
         job.state, job.finished_at, job.error = CANCELLED, time.time(), "cancelled before it ran"
         self._closing.add(job.id)
         try:
-            if not await self.store.finish(job, None):
+            if await self.store.finish(job, None, only_queued=True):
+                self._dequeued(job.function)
+            elif not await self.store.finish(job, None):  # between two attempts' records: running in the store
                 return False
         finally:
             self._closing.discard(job.id)
-        self._dequeued(job.function)
         await self._finished(job, None)
         return True
+
+    def _forget(self, job: Job) -> None:
+        """The job no longer runs here: drop it from what is running."""
+        self.running.pop(job.id, None)
+        self._cancelled.discard(job.id)
+        self.per_function[job.function] -= 1
+        if not self.per_function[job.function]:
+            del self.per_function[job.function]
 
     def _dequeued(self, function: str) -> None:
         self.queued[function] -= 1
@@ -197,17 +208,20 @@ class JobRunner:
         since that read may be stale (the job cancelled, or run, meanwhile)."""
         result: bytes | None = None
         marked: asyncio.Task[Any] | None = None
+        left_queue = False  # counted out of `queued`
         job.started_at = job.started_at or time.time()
         try:
             if body is None:
                 if not await self.store.claim(job):
-                    job.state = RUNNING  # not ours to run, nor to record
+                    job.state = RUNNING  # not ours to run, nor to record (whoever took it counted it out)
                     return
                 self._dequeued(job.function)
+                left_queue = True
                 body = await asyncio.to_thread(self.store.body, job.id)
             else:
                 marked = asyncio.create_task(self.store.claim(job))
                 self._dequeued(job.function)
+                left_queue = True
             job.attempts += 1
             job.state = RUNNING
             result = await self._attempt(job, body)
@@ -222,11 +236,9 @@ class JobRunner:
         finally:
             if marked is not None:
                 await asyncio.gather(marked, return_exceptions=True)
-            self.running.pop(job.id, None)
-            self._cancelled.discard(job.id)
-            self.per_function[job.function] -= 1
-            if not self.per_function[job.function]:
-                del self.per_function[job.function]
+            if not left_queue and job.state in (CANCELLED, FAILED):
+                self._dequeued(job.function)  # it ends straight from the queue
+            self._forget(job)
             if self._backlog:
                 self._wake.set()  # room for a job that waits
         if job.state != RUNNING:
@@ -238,8 +250,8 @@ class JobRunner:
         for delay in (0.5, 2.0, 8.0, None):
             try:
                 if job.state == QUEUED:
-                    await self.store.retry(job)
-                    self.queued[job.function] += 1
+                    if await self.store.retry(job):  # not if it was cancelled meanwhile
+                        self.queued[job.function] += 1
                     self._backlog = True
                     self._wake.set()
                 elif await self.store.finish(job, result):

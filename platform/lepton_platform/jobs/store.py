@@ -157,15 +157,18 @@ class JobStore:
             "UPDATE jobs SET state = ?, attempts = attempts + 1, started_at = COALESCE(started_at, ?) "
             "WHERE id = ? AND state = ? AND attempts = ?", values).rowcount == 1)
 
-    def retry(self, job: Job) -> Awaitable[Any]:
+    def retry(self, job: Job) -> Awaitable[bool]:
+        """Queue a running job again for its next attempt; False if it is no longer running."""
         values = (QUEUED, job.due, job.attempts, job.status_code, job.error, job.id, RUNNING)
         return self.commits.run(lambda db: db.execute(
-            "UPDATE jobs SET state = ?, due = ?, attempts = ?, status_code = ?, error = ? WHERE id = ? AND state = ?", values))
+            "UPDATE jobs SET state = ?, due = ?, attempts = ?, status_code = ?, error = ? WHERE id = ? AND state = ?",
+            values).rowcount == 1)
 
-    def finish(self, job: Job, result: bytes | None) -> Awaitable[bool]:
-        """Make the job final (from any state that is not); False if it already was."""
+    def finish(self, job: Job, result: bytes | None, *, only_queued: bool = False) -> Awaitable[bool]:
+        """Make the job final from queued or running (only queued, if so asked); False if it
+        was not in such a state."""
         values = (job.state, job.finished_at, job.attempts, job.revision, job.status_code, job.content_type, result, job.error,
-                  job.id, QUEUED, RUNNING)
+                  job.id, QUEUED, QUEUED if only_queued else RUNNING)
         return self.commits.run(lambda db: db.execute(
             "UPDATE jobs SET state = ?, finished_at = ?, attempts = ?, revision = COALESCE(?, revision), status_code = ?, "
             "content_type = ?, result = ?, error = ?, body = NULL WHERE id = ? AND state IN (?, ?)", values).rowcount == 1)

@@ -38,10 +38,13 @@ def peer_uid(sock: socket.socket) -> int:
 class Handoff:
     """The replica's side: adopt handed sockets into uvicorn as if they had been accepted."""
 
-    def __init__(self, server: uvicorn.Server, address: str, platform_uid: int | None) -> None:
-        """Bind `address` ('@name', abstract) now, so it is there once the replica is ready."""
+    def __init__(self, server: uvicorn.Server, address: str, platform_uid: int | None, handshake_timeout: float) -> None:
+        """Bind `address` ('@name', abstract) now, so it is there once the replica is ready.
+        A handed connection the app has neither upgraded nor answered within
+        `handshake_timeout` seconds is closed (the platform no longer watches it)."""
         self.server = server
         self.platform_uid = platform_uid
+        self.handshake_timeout = handshake_timeout
         self.open: dict[Any, tuple[socket.socket, int]] = {}  # transport -> (channel, id)
         self.http_class, self.ws_class = self._protocols()
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -55,21 +58,38 @@ class Handoff:
 
         class HandedWebSocket(config.ws_protocol_class):  # type: ignore[misc, name-defined]
             def connection_lost(self, exc: Exception | None) -> None:
-                super().connection_lost(exc)
-                handoff.closed(self.transport)
+                try:
+                    super().connection_lost(exc)
+                finally:
+                    handoff.closed(self.transport)
 
         class HandedHttp(HttpToolsProtocol):
-            def __init__(self, *args: Any, **kwargs: Any) -> None:
+            def __init__(self, *args: Any, head: bytes, channel: socket.socket, ident: int, **kwargs: Any) -> None:
                 super().__init__(*args, **kwargs)
                 self.ws_protocol_class = HandedWebSocket
+                self.head, self.channel, self.ident = head, channel, ident
+
+            def connection_made(self, transport: Any) -> None:
+                # Before the socket is first read: what the platform read of it comes first.
+                super().connection_made(transport)
+                handoff.open[transport] = (self.channel, self.ident)
+                self.loop.call_later(handoff.handshake_timeout, self._handshake_over)
+                head, self.head = self.head, b""
+                self.data_received(head)
+
+            def _handshake_over(self) -> None:
+                if self.transport.get_protocol() is self and not self.transport.is_closing():
+                    self.transport.close()  # neither upgraded nor answered in time
 
             def on_response_complete(self) -> None:
                 super().on_response_complete()
                 self.transport.close()  # one request per handed connection
 
             def connection_lost(self, exc: Exception | None) -> None:
-                super().connection_lost(exc)
-                handoff.closed(self.transport)  # it ended before any upgrade
+                try:
+                    super().connection_lost(exc)
+                finally:
+                    handoff.closed(self.transport)  # it ended before any upgrade
 
         return HandedHttp, HandedWebSocket
 
@@ -85,7 +105,8 @@ class Handoff:
 
     def _receive(self, channel: socket.socket) -> None:
         try:
-            data, ancillary, _, _ = channel.recvmsg(MAX_MESSAGE, socket.CMSG_SPACE(array.array("i").itemsize))
+            # Close-on-exec: a process the app starts must not keep the caller's connection open.
+            data, ancillary, _, _ = channel.recvmsg(MAX_MESSAGE, socket.CMSG_SPACE(array.array("i").itemsize), socket.MSG_CMSG_CLOEXEC)
         except (BlockingIOError, InterruptedError):
             return
         except OSError:
@@ -103,22 +124,29 @@ class Handoff:
         if len(fds) != 1 or len(data) < ID.size:
             for fd in fds:
                 os.close(fd)
-            logger.error("[%s] malformed handoff from the platform; ignored", os.getpid())
+            # No socket came (e.g. this process is out of descriptors): the platform frees its slot.
+            logger.error("[%s] a handoff came with %d sockets; not served", os.getpid(), len(fds))
+            if len(data) >= ID.size:
+                self._say_closed(channel, ID.unpack_from(data)[0])
             return
         asyncio.get_running_loop().create_task(self._adopt(channel, ID.unpack_from(data)[0], fds[0], data[ID.size:]))
 
     async def _adopt(self, channel: socket.socket, ident: int, fd: int, head: bytes) -> None:
         server = self.server
-        protocol = self.http_class(config=server.config, server_state=server.server_state, app_state=server.lifespan.state)
-        sock = socket.socket(fileno=fd)
         try:
-            transport, _ = await asyncio.get_running_loop().connect_accepted_socket(lambda: protocol, sock=sock)
+            sock = socket.socket(fileno=fd)
         except OSError:
-            sock.close()
+            os.close(fd)
             self._say_closed(channel, ident)
             return
-        self.open[transport] = (channel, ident)
-        protocol.data_received(head)
+        try:
+            protocol = self.http_class(config=server.config, server_state=server.server_state, app_state=server.lifespan.state,
+                                       head=head, channel=channel, ident=ident)
+            await asyncio.get_running_loop().connect_accepted_socket(lambda: protocol, sock=sock)
+        except BaseException:
+            sock.close()
+            self._say_closed(channel, ident)
+            raise
 
     def closed(self, transport: Any) -> None:
         entry = self.open.pop(transport, None)

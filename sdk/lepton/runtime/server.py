@@ -91,7 +91,7 @@ def serve(
 
         config.load()
         uid = os.environ.get(PEER_UID_ENV)
-        handoff = Handoff(server, uds + SUFFIX, int(uid) if uid else None)
+        handoff = Handoff(server, uds + SUFFIX, int(uid) if uid else None, fn.spec.timeout)
         uvloop.run(_serve_with(server, sock, handoff))
     else:
         server.run(sockets=[sock] if sock is not None else None)
