@@ -70,3 +70,13 @@ class ConcurrencyWindow:
             return 0.0, 0.0
         recent = list(self.samples)[-self.panic_len :]
         return sum(self.samples) / len(self.samples), sum(recent) / len(recent)
+
+
+def capacity(spec: FunctionSpec | None) -> int:
+    """How many requests the function's replicas can take at once, for the platform's own
+    callers (broker deliveries, async jobs) to keep no more than that in flight. A removed
+    function (None) gets a few: they fail fast with the router's 404."""
+    if spec is None:
+        return 4
+    per_replica = spec.concurrency or max(1, math.ceil(spec.autoscale_target))
+    return max(1, min(256, spec.max_scale * per_replica))

@@ -67,6 +67,20 @@ def start_platform(home: Path, log: Path, port: int | None = None, env: dict[str
                          env={"LEPTON_HOME": str(home), "LEPTON_PRELOAD": "none", **(env or {})})
 
 
+def deployed_platform(tmp_path_factory: pytest.TempPathFactory, name: str, source: Path,
+                      env: dict[str, str] | None = None) -> Iterator[PlatformProcess]:
+    """A platform with every function of `source` deployed, for a module's tests to share
+    (`yield from` it in a module-scoped fixture); stopped even if the deploy fails."""
+    tmp_path = tmp_path_factory.mktemp(name)
+    home = tmp_path / "home"
+    running = PlatformProcess(start_platform(home, tmp_path / "platform.log", env=env), home, tmp_path)
+    try:
+        running.deploy(source)
+        yield running
+    finally:
+        running.process.stop(signal.SIGTERM)
+
+
 @pytest.fixture
 def platform(tmp_path: Path) -> Iterator[PlatformProcess]:
     home = tmp_path / "home"

@@ -12,7 +12,7 @@ from typing import Iterator
 import httpx
 import pytest
 
-from tests.embedded.conftest import PlatformProcess, start_platform
+from tests.embedded.conftest import PlatformProcess, deployed_platform, start_platform
 from tests.helpers import FUNCTIONS, log_records
 
 JOBS = FUNCTIONS / "platform" / "jobs.py"
@@ -21,13 +21,7 @@ ASYNC = {"Prefer": "respond-async"}
 
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PlatformProcess]:
-    tmp_path = tmp_path_factory.mktemp("jobs")
-    home = tmp_path / "home"
-    running = PlatformProcess(start_platform(home, tmp_path / "platform.log", env={"LEPTON_MAX_JOB_RESULT_BYTES": "4096", "LEPTON_MAX_QUEUED_JOBS": "5"}),
-                              home, tmp_path)
-    running.deploy(JOBS)
-    yield running
-    running.process.stop(signal.SIGTERM)
+    yield from deployed_platform(tmp_path_factory, "jobs", JOBS, {"LEPTON_MAX_JOB_RESULT_BYTES": "4096", "LEPTON_MAX_QUEUED_JOBS": "5"})
 
 
 def submit(http: httpx.Client, function: str, body: dict) -> str:

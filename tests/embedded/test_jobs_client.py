@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import signal
 import subprocess
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -13,7 +12,7 @@ import pytest
 
 import lepton
 from lepton.loader import load_functions
-from tests.embedded.conftest import PlatformProcess, start_platform
+from tests.embedded.conftest import PlatformProcess, deployed_platform
 from tests.helpers import FUNCTIONS
 from tests.test_cli_run import lepton_cli
 
@@ -23,14 +22,7 @@ APP = FUNCTIONS / "jobs" / "app.py"
 @pytest.fixture(scope="module")
 def jobs_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PlatformProcess]:
     """One platform with tests/functions/jobs deployed, shared by this module's tests."""
-    tmp_path = tmp_path_factory.mktemp("jobs-client")
-    home = tmp_path / "home"
-    running = PlatformProcess(start_platform(home, tmp_path / "platform.log"), home, tmp_path)
-    try:
-        running.deploy(APP)
-        yield running
-    finally:
-        running.process.stop(signal.SIGTERM)
+    yield from deployed_platform(tmp_path_factory, "jobs-client", APP)
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
-from tests.embedded.conftest import PlatformProcess, start_platform
+from tests.embedded.conftest import PlatformProcess, deployed_platform
 from tests.helpers import FUNCTIONS
 
 WEB = FUNCTIONS / "platform" / "web.py"
@@ -21,12 +21,7 @@ WEB = FUNCTIONS / "platform" / "web.py"
 
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PlatformProcess]:
-    tmp_path = tmp_path_factory.mktemp("web")
-    home = tmp_path / "home"
-    running = PlatformProcess(start_platform(home, tmp_path / "platform.log"), home, tmp_path)
-    running.deploy(WEB)
-    yield running
-    running.process.stop(signal.SIGTERM)
+    yield from deployed_platform(tmp_path_factory, "web", WEB)
 
 
 def ws_url(platform: PlatformProcess, path: str) -> str:

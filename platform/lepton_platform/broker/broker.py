@@ -1,9 +1,10 @@
 """The embedded CloudEvents broker: durable ingest with group commit, triggers, delivery
 workers, cron sources, and the drain of bucket events from the storage outbox.
 
-Ingest calls queue their events; one writer stores everything queued so far in a single
-transaction (one fsync), then answers all of those callers at once. Under load, batches grow
-and the fsync cost is shared; at low rates a lone event commits immediately.
+Ingest calls store their events through a group commit (`sqlite.GroupCommit`): everything
+queued so far goes in one transaction (one fsync), and all of those callers are answered at
+once. Under load, batches grow and the fsync cost is shared; at low rates a lone event
+commits immediately.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from lepton_platform.broker.cron import run_cron
 from lepton_platform.broker.delivery import TriggerWorker
 from lepton_platform.broker.log import Event, EventLog
 from lepton_platform.broker.triggers import API, DEAD_LETTER, FORWARD, SPEC, Trigger, from_spec
+from lepton_platform.sqlite import GroupCommit
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -48,8 +50,7 @@ class Broker:
         self.triggers: dict[str, Trigger] = {t.id: t for t in self.log.triggers()}
         self.workers: dict[str, TriggerWorker] = {}
         self.crons: dict[str, asyncio.Task[None]] = {}
-        self._queue: list[tuple[list[tuple[Event, str | None, float | None]], asyncio.Future[list[bool]]]] = []
-        self._queued = asyncio.Event()
+        self.commits = GroupCommit(self.log.database)
         self._outbox_written = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -64,8 +65,8 @@ class Broker:
             await self._install([forward], gone)
         loop = asyncio.get_running_loop()
         self.outbox.listener = lambda: loop.call_soon_threadsafe(self._outbox_written.set)
-        self._tasks = [asyncio.create_task(self._writer(), name="broker-writer"),
-                       asyncio.create_task(self._drain_outbox(), name="broker-outbox"),
+        self.commits.start()
+        self._tasks = [asyncio.create_task(self._drain_outbox(), name="broker-outbox"),
                        asyncio.create_task(self._housekeeping(), name="broker-housekeeping")]
         for trigger in self.triggers.values():
             if trigger.id not in self.workers:
@@ -76,6 +77,7 @@ class Broker:
         for task in [*self._tasks, *self.crons.values()]:
             task.cancel()
         await asyncio.gather(*self._tasks, *self.crons.values(), *(w.stop() for w in self.workers.values()), return_exceptions=True)
+        await self.commits.stop()
         if self._forwarder is not None:
             await self._forwarder.aclose()
         self.log.close()
@@ -142,35 +144,19 @@ class Broker:
         for a duplicate (same source and id as an event already accepted)."""
         if not events:
             return []
-        future: asyncio.Future[list[bool]] = asyncio.get_running_loop().create_future()
-        self._queue.append(([(e, target, tick) for e in events], future))
-        self._queued.set()
-        return await future
-
-    async def _writer(self) -> None:
-        while True:
-            await self._queued.wait()
-            self._queued.clear()
-            queued, self._queue = self._queue, []
-            batch = [item for items, _ in queued for item in items]
-            try:
-                fresh, owed = await asyncio.to_thread(self.log.write, batch, list(self.triggers.values()))
-            except Exception as exc:
-                logger.exception("could not store %d events", len(batch))
-                for _, future in queued:
-                    if not future.done():
-                        future.set_exception(exc)
-                continue
-            self.metrics.events_accepted.inc(sum(fresh))
-            start = 0
-            for items, future in queued:
-                if not future.done():
-                    future.set_result(fresh[start:start + len(items)])
-                start += len(items)
-            for tid, due in owed:
-                worker = self.workers.get(tid)
-                if worker:
-                    worker.offer(due)
+        batch = [(e, target, tick) for e in events]
+        triggers = list(self.triggers.values())  # here, on the event loop, which changes them
+        try:
+            fresh, owed = await self.commits.run(lambda db: self.log.write(db, batch, triggers))
+        except Exception:
+            logger.exception("could not store %d events", len(batch))
+            raise
+        self.metrics.events_accepted.inc(sum(fresh))
+        for tid, due in owed:
+            worker = self.workers.get(tid)
+            if worker:
+                worker.offer(due)
+        return fresh
 
     async def _drain_outbox(self) -> None:
         """Move bucket events from the storage outbox into the broker. Removing them only

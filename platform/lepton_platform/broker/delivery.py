@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import time
 from typing import TYPE_CHECKING
 
+from lepton_platform.autoscaler import capacity
 from lepton_platform.broker.log import Due
 from lepton_platform.broker.triggers import DEAD_LETTER, FORWARD, Trigger
 
@@ -51,11 +51,7 @@ class TriggerWorker:
         """As many concurrent deliveries as the function's replicas can take at once."""
         if self.trigger.kind == FORWARD:
             return 64
-        spec = self.broker.spec_of(self.trigger.function)
-        if spec is None:
-            return 4
-        per_replica = spec.concurrency or max(1, math.ceil(spec.autoscale_target))
-        return max(1, min(256, spec.max_scale * per_replica))
+        return capacity(self.broker.spec_of(self.trigger.function))
 
     def offer(self, due: Due) -> None:
         """A delivery just stored: start it now if there is room (the hot path, no database

@@ -8,6 +8,7 @@ returns, every matching trigger will get the event even if the platform is kille
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -133,26 +134,27 @@ class EventLog:
 
     # -- ingest -----------------------------------------------------------------------------
 
-    def write(self, batch: list[tuple[Event, str | None, float | None]], triggers: list[Trigger]) -> tuple[list[bool], list[tuple[str, Due]]]:
-        """Store events in one transaction (one fsync for the whole batch) with the deliveries
-        they owe: to `target` when given (cron ticks), else to every matching trigger. Returns
-        which events were new (not a duplicate source+id) and the deliveries now owed."""
+    @staticmethod
+    def write(db: sqlite3.Connection, batch: list[tuple[Event, str | None, float | None]],
+              triggers: list[Trigger]) -> tuple[list[bool], list[tuple[str, Due]]]:
+        """Store events, in the caller's transaction, with the deliveries they owe: to `target`
+        when given (cron ticks), else to every matching trigger. Returns which events were new
+        (not a duplicate source+id) and the deliveries now owed."""
         now = time.time()
         fresh: list[bool] = []
         owed: list[tuple[str, Due]] = []
-        with self.database.transaction() as db:
-            for event, target, tick in batch:
-                cursor = db.execute("INSERT OR IGNORE INTO events (source, id, body, received) VALUES (?, ?, ?, ?)",
-                                    (event.source, event.id, event.body, now))
-                fresh.append(cursor.rowcount == 1)
-                if tick is not None and target is not None:
-                    db.execute("INSERT OR REPLACE INTO cron (trigger, last) VALUES (?, ?)", (target, tick))
-                if cursor.rowcount != 1:
-                    continue
-                targets = [target] if target else [t.id for t in triggers if t.matches(event.attrs)]
-                for tid in targets:
-                    db.execute("INSERT INTO deliveries (trigger, seq, due) VALUES (?, ?, ?)", (tid, cursor.lastrowid, now))
-                    owed.append((tid, Due(cursor.lastrowid, 0, event.body)))
+        for event, target, tick in batch:
+            cursor = db.execute("INSERT OR IGNORE INTO events (source, id, body, received) VALUES (?, ?, ?, ?)",
+                                (event.source, event.id, event.body, now))
+            fresh.append(cursor.rowcount == 1)
+            if tick is not None and target is not None:
+                db.execute("INSERT OR REPLACE INTO cron (trigger, last) VALUES (?, ?)", (target, tick))
+            if cursor.rowcount != 1:
+                continue
+            targets = [target] if target else [t.id for t in triggers if t.matches(event.attrs)]
+            for tid in targets:
+                db.execute("INSERT INTO deliveries (trigger, seq, due) VALUES (?, ?, ?)", (tid, cursor.lastrowid, now))
+                owed.append((tid, Due(cursor.lastrowid, 0, event.body)))
         return fresh, owed
 
     # -- delivery ---------------------------------------------------------------------------

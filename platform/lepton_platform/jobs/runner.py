@@ -18,12 +18,12 @@ import collections
 import contextlib
 import json
 import logging
-import math
 import sqlite3
 import time
 from typing import TYPE_CHECKING, Any, Callable
 
 from lepton_platform.asgi import ASGIApp, ResponseTooLarge, call
+from lepton_platform.autoscaler import capacity
 from lepton_platform.broker.log import Event
 from lepton_platform.jobs.store import CANCELLED, FAILED, QUEUED, RUNNING, SUCCEEDED, Job, JobStore, json_result
 
@@ -45,14 +45,6 @@ def retryable(code: int) -> bool:
     """Worth another attempt: no answer, a 5xx (a timeout is a 504) or 429. Other 4xx would
     fail the same way again."""
     return code == 0 or code >= 500 or code == 429
-
-
-def capacity(spec: FunctionSpec | None) -> int:
-    """As many jobs at once as the function's replicas can take."""
-    if spec is None:
-        return 4  # removed: its jobs fail fast with the router's 404
-    per_replica = spec.concurrency or max(1, math.ceil(spec.autoscale_target))
-    return max(1, min(256, spec.max_scale * per_replica))
 
 
 class JobRunner:

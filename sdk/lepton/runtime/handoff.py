@@ -24,17 +24,12 @@ from typing import Any
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from lepton.runtime.server import peer_uid
+
 logger = logging.getLogger("lepton.runtime")
 SUFFIX = ".ws"
 ID = struct.Struct(">Q")
 MAX_MESSAGE = 1 << 20  # the platform reads at most 1 MiB of a request head (and early frames)
-PEER = struct.Struct("3i")  # struct ucred: pid, uid, gid
-
-
-def peer_uid(sock: socket.socket) -> int:
-    return PEER.unpack(sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, PEER.size))[1]
-
-
 class Handoff:
     """The replica's side: adopt handed sockets into uvicorn as if they had been accepted."""
 

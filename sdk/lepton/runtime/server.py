@@ -30,6 +30,14 @@ def configure_logging(level: str = "info") -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per proxied request is noise
 
 
+PEER = struct.Struct("3i")  # struct ucred: pid, uid, gid
+
+
+def peer_uid(sock: Any) -> int:
+    """The user of the process at the other end of a Unix socket."""
+    return PEER.unpack(sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, PEER.size))[1]
+
+
 def only_from(uid: int) -> type:
     """uvicorn's HTTP protocol, closing connections from processes of any other user. An
     abstract socket has no file permissions: any process on the machine may connect to it.
@@ -37,14 +45,10 @@ def only_from(uid: int) -> type:
     protocol."""
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-    peer = struct.Struct("3i")  # struct ucred: pid, uid, gid
-
     class PeerChecked(HttpToolsProtocol):
         def connection_made(self, transport: Any) -> None:
             super().connection_made(transport)
-            sock = transport.get_extra_info("socket")
-            _, peer_uid, _ = peer.unpack(sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, peer.size))
-            if peer_uid != uid:
+            if peer_uid(transport.get_extra_info("socket")) != uid:
                 transport.abort()
 
     return PeerChecked
