@@ -33,6 +33,8 @@ bench: install
 	$(PY) tests/bench/events.py
 	$(PY) tests/bench/jobs.py
 	$(PY) tests/bench/websocket.py
+	$(PY) tests/bench/scale.py
+	$(PY) tests/bench/burst.py
 	$(PY) tests/bench/batching.py
 	$(PY) tests/bench/quantization.py
 

@@ -10,6 +10,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import httpx
 
@@ -23,6 +24,17 @@ def log_records(home: Path | str, tag: str) -> list[str]:
     prefix = tag + " "
     return [line[len(prefix):] for log in sorted((Path(home) / "logs").rglob("*.log"))
             for line in log.read_text(errors="replace").splitlines() if line.startswith(prefix)]
+
+
+def wait_for(condition: Callable[[], object], timeout: float = 20, message: str = "") -> object:
+    """Poll `condition` until it is true (returned), or fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout}s: {message}")
 
 
 def children_of(parent: int) -> set[int]:

@@ -10,21 +10,23 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from lepton_platform.asgi import ASGIApp, Receive, Refusal, Scope, Send, send_refusal
-from lepton_platform.fleet import StartFailed
+from lepton_platform.fleet import Overloaded, StartFailed
 
 if TYPE_CHECKING:
     from lepton_platform.metrics import PlatformMetrics
 
 
-async def acquire(fleet: Any, metrics: PlatformMetrics) -> tuple[Any, bool] | Refusal:
+async def acquire(fleet: Any, metrics: PlatformMetrics, *, bounded: bool = True) -> tuple[Any, bool] | Refusal:
     """(replica, cold) once one has a free slot, or the Refusal (recorded in the metrics)."""
     started = time.perf_counter()
     try:
-        return await fleet.acquire(timeout=fleet.spec.timeout)
+        return await fleet.acquire(timeout=fleet.spec.timeout, bounded=bounded)
     except TimeoutError:
         refusal = Refusal(504, f"function {fleet.name!r} had no free replica within {fleet.spec.timeout:g}s")
     except StartFailed as exc:
         refusal = Refusal(503, f"function {fleet.name!r} cannot start: {exc}")
+    except Overloaded as exc:
+        refusal = Refusal(503, str(exc), ((b"retry-after", b"1"),))
     metrics.invoked(fleet.name, refusal.status, time.perf_counter() - started, True)
     return refusal
 
@@ -37,7 +39,7 @@ class Activator:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         fleet = scope["lepton.fleet"]
         started = time.perf_counter()
-        acquired = await acquire(fleet, self.metrics)
+        acquired = await acquire(fleet, self.metrics, bounded=not scope.get("lepton.internal", False))
         if isinstance(acquired, Refusal):
             await send_refusal(send, acquired, scope)
             return

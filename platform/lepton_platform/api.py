@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from bisect import bisect_right
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Query, Request, Response
@@ -16,6 +17,7 @@ from lepton_platform.buckets_api import build_bucket_router
 from lepton_platform.events_api import build_events_router
 from lepton_platform.jobs_api import build_jobs_router
 from lepton_platform.keys_api import build_keys_router
+from lepton_platform.paging import DEFAULT_LIMIT, Limit, link_next
 from lepton_platform.secrets_api import build_secrets_router
 from lepton_platform.service import DeployFailed, NotFound, Platform
 from lepton_platform.storage import StorageError
@@ -33,6 +35,8 @@ class DeployRequest(BaseModel):
     image: str = Field("", max_length=512, pattern=r"^[^\s]*$",
                        description="knative: the container image to run it in (from `lepton build`); default: the platform's runtime image")
     dry_run: bool = Field(False, description="only check that it can be deployed (a deploy of many functions checks them all first)")
+    deploying: list[str] = Field([], max_length=100_000, description="every function the same deploy creates or updates, "
+                                 "so that one dry run checks the platform's limits for all of them")
 
 
 class RollbackRequest(BaseModel):
@@ -88,7 +92,7 @@ def build_api(platform: Platform) -> FastAPI:
 
     @v1.post("/functions", summary="Deploy one function of an uploaded artifact")
     async def deploy(body: DeployRequest, request: Request) -> JSONResponse:
-        spec, unchanged = platform.prepare(body.function, body.artifact, body.image)
+        spec, unchanged = platform.prepare(body.function, body.artifact, body.image, together=body.deploying)
         base = str(request.base_url).rstrip("/")
         if body.dry_run:
             return JSONResponse({"function": spec.name, "revision": None, "changed": unchanged is None, "status": "valid", "url": f"{base}/fn/{spec.name}"})
@@ -105,10 +109,17 @@ def build_api(platform: Platform) -> FastAPI:
             answer["warning"] = problem
         return JSONResponse(answer)
 
-    @v1.get("/functions", summary="List functions")
-    async def list_functions(request: Request) -> list[dict[str, Any]]:
+    @v1.get("/functions", summary="List functions by name, a page at a time (Link: rel=next)")
+    async def list_functions(request: Request, response: Response, limit: Limit = DEFAULT_LIMIT,
+                             after: Annotated[str | None, Query(max_length=256, description="the last name of the page before")] = None,
+                             ) -> list[dict[str, Any]]:
+        names = sorted(platform.fleets)
+        start = bisect_right(names, after) if after is not None else 0
+        chosen = names[start:start + limit]
+        if start + limit < len(names):
+            link_next(request, response, chosen[-1])
         base = str(request.base_url).rstrip("/")
-        return list(await asyncio.gather(*(platform.describe(name, base) for name in sorted(platform.fleets))))
+        return list(await asyncio.gather(*(platform.describe(name, base) for name in chosen)))
 
     @v1.get("/functions/{name}", summary="Describe one function")
     async def get_function(name: str, request: Request) -> dict[str, Any]:
@@ -119,10 +130,16 @@ def build_api(platform: Platform) -> FastAPI:
         await platform.remove(name)
         return {"function": name, "removed": True}
 
-    @v1.get("/functions/{name}/revisions", summary="Revision history")
-    async def revisions(name: str) -> list[dict[str, Any]]:
+    @v1.get("/functions/{name}/revisions", summary="Revision history, oldest first, a page at a time (Link: rel=next)")
+    async def revisions(name: str, request: Request, response: Response, limit: Limit = DEFAULT_LIMIT,
+                        after: Annotated[int | None, Query(ge=0, le=2**31, description="the last number of the page before")] = None,
+                        ) -> list[dict[str, Any]]:
         routed = platform.fleet(name).revision.id
-        return [{**r.to_json(), "routed": r.id == routed} for r in platform.store.revisions(name)]
+        found = platform.store.revisions(name, limit=limit + 1, after=after or 0)
+        if len(found) > limit:
+            found = found[:limit]
+            link_next(request, response, found[-1].number)
+        return [{**r.to_json(), "routed": r.id == routed} for r in found]
 
     @v1.post("/functions/{name}/rollback", summary="Route 100% of traffic to an earlier revision")
     async def rollback(name: str, body: RollbackRequest) -> dict[str, Any]:

@@ -100,6 +100,7 @@ async def call(app: ASGIApp, method: str, target: str, headers: dict[str, str] |
         "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method, "scheme": "http",
         "path": unquote(raw), "raw_path": raw.encode("latin-1"), "query_string": query.encode("latin-1"), "root_path": "",
         "client": None, "server": None, "headers": [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in pairs],
+        "lepton.internal": True,  # the platform calling itself: not held to a function's queue limit
         **(scope or {}),
     }
     sent = False

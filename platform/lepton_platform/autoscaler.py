@@ -59,11 +59,18 @@ class ConcurrencyWindow:
 
     def __init__(self, tick: float, window: float) -> None:
         self.tick = tick
-        self.samples: deque[int] = deque(maxlen=max(1, round(window / tick)))
+        self.samples: deque[float] = deque(maxlen=max(1, round(window / tick)))
         self.panic_len = max(1, round(window / 10 / tick))
 
-    def add(self, in_flight: int) -> None:
+    def add(self, in_flight: float) -> None:
         self.samples.append(in_flight)
+
+    def raise_last(self, in_flight: float) -> None:
+        """The latest sample becomes at least `in_flight` (for decisions between ticks)."""
+        if self.samples:
+            self.samples[-1] = max(self.samples[-1], in_flight)
+        else:
+            self.samples.append(in_flight)
 
     def averages(self) -> tuple[float, float]:
         if not self.samples:

@@ -28,6 +28,9 @@
       max_secret_bytes: 65536          # one secret's value
       max_job_result_bytes: 33554432   # one async job's result, kept until job_ttl
       max_queued_jobs: 100000          # jobs waiting to run, per function; more get 429
+      max_queued_requests: 1000        # requests waiting for a replica, per function (its max_queue wins); more get 503
+      max_starting: 4                  # replicas starting at once across the platform; default: the number of cores
+      max_functions: 10000             # functions the platform holds; a deploy past it is refused
     job_ttl: 86400                     # seconds a finished job and its result are kept
 
 The Kubernetes API is found from KUBECONFIG, or from the pod's service account in a cluster.
@@ -35,7 +38,8 @@ Credentials for S3 come from boto3's usual chain (AWS_ACCESS_KEY_ID, ...) or fro
 `access_key_id` / `secret_access_key` under `s3:`. Environment twins: LEPTON_STORAGE,
 LEPTON_S3_ENDPOINT_URL, LEPTON_S3_REGION, LEPTON_S3_BUCKET_PREFIX,
 LEPTON_S3_MULTIPART_THRESHOLD, LEPTON_S3_NOTIFICATIONS, LEPTON_MAX_OBJECT_BYTES,
-LEPTON_MAX_EVENT_BYTES, LEPTON_MAX_INVOCATION_BYTES, LEPTON_MAX_SECRET_BYTES, LEPTON_MAX_JOB_RESULT_BYTES, LEPTON_MAX_QUEUED_JOBS, LEPTON_JOB_TTL, LEPTON_BACKEND, LEPTON_KNATIVE_NAMESPACE, LEPTON_KNATIVE_BROKER,
+LEPTON_MAX_EVENT_BYTES, LEPTON_MAX_INVOCATION_BYTES, LEPTON_MAX_SECRET_BYTES, LEPTON_MAX_JOB_RESULT_BYTES, LEPTON_MAX_QUEUED_JOBS, LEPTON_MAX_QUEUED_REQUESTS,
+LEPTON_MAX_STARTING, LEPTON_MAX_FUNCTIONS, LEPTON_JOB_TTL, LEPTON_BACKEND, LEPTON_KNATIVE_NAMESPACE, LEPTON_KNATIVE_BROKER,
 LEPTON_KNATIVE_BROKER_URL, LEPTON_KNATIVE_IMAGE, LEPTON_KNATIVE_PLATFORM_URL, LEPTON_KNATIVE_READY_TIMEOUT, LEPTON_CPU_AFFINITY,
 LEPTON_REQUIREMENTS, LEPTON_SANDBOX, LEPTON_SANDBOX_USER, LEPTON_GPUS, LEPTON_MEMORY_LIMITS. pip reads its own configuration (pip.conf, PIP_INDEX_URL, PIP_FIND_LINKS).
 """
@@ -92,6 +96,9 @@ class Limits(_Section):
     max_secret_bytes: int = Field(64 << 10, gt=0)
     max_job_result_bytes: int = Field(32 << 20, gt=0)
     max_queued_jobs: int = Field(100_000, gt=0)
+    max_queued_requests: int = Field(1000, gt=0)
+    max_starting: int | None = Field(None, gt=0)
+    max_functions: int = Field(10_000, gt=0)
 
 
 class Config(_Section):
@@ -134,6 +141,9 @@ ENV = {
     "LEPTON_MAX_SECRET_BYTES": ("limits", "max_secret_bytes"),
     "LEPTON_MAX_JOB_RESULT_BYTES": ("limits", "max_job_result_bytes"),
     "LEPTON_MAX_QUEUED_JOBS": ("limits", "max_queued_jobs"),
+    "LEPTON_MAX_QUEUED_REQUESTS": ("limits", "max_queued_requests"),
+    "LEPTON_MAX_STARTING": ("limits", "max_starting"),
+    "LEPTON_MAX_FUNCTIONS": ("limits", "max_functions"),
     "LEPTON_JOB_TTL": ("job_ttl",),
 }
 

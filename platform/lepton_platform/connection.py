@@ -117,6 +117,7 @@ class PlatformConnection(asyncio.Protocol):
         self._new_request()
 
     def _new_request(self) -> None:
+        self.waiting: asyncio.Task[None] | None = None  # while it waits for a replica (activator)
         self.method = self.url = b""
         self.forwarded: list[bytes] = []  # header lines the replica gets
         self.dropped: dict[bytes, bytes] = {}  # the rest, by lower-case name
@@ -156,6 +157,8 @@ class PlatformConnection(asyncio.Protocol):
         elif self.state == BUSY and self.upstream is not None and self.status is not None:
             self.upstream.abort()  # a reply streaming to nobody: stop it
             self._finish()
+        elif self.waiting is not None and not self.waiting.done():
+            self.waiting.cancel()  # still waiting for a replica: leave the queue
         # Otherwise the exchange runs to its end (or timeout) and frees the replica then.
 
     def data_received(self, data: bytes) -> None:
@@ -308,10 +311,14 @@ class PlatformConnection(asyncio.Protocol):
         if replica is not None:
             self._forward(replica, False)
         else:
-            self._spawn(self._wait_for_replica(self.fleet))
+            self.waiting = self._spawn(self._wait_for_replica(self.fleet))
 
     async def _wait_for_replica(self, fleet: Any) -> None:
-        acquired = await acquire(fleet, self.platform.metrics)
+        try:
+            acquired = await acquire(fleet, self.platform.metrics)
+        except asyncio.CancelledError:  # the caller hung up while it waited: its place in the queue goes
+            self._done()
+            raise
         if isinstance(acquired, Refusal):
             self._refuse(acquired)
         elif self.lost:
@@ -552,7 +559,8 @@ class PlatformConnection(asyncio.Protocol):
         else:
             self.idle_since = self.loop.time()
 
-    def _spawn(self, coro: Any) -> None:
+    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
         task = self.loop.create_task(coro)
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
+        return task

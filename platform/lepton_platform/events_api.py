@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Path, Query
+from fastapi import APIRouter, HTTPException, Path, Query, Request, Response
 from pydantic import BaseModel, Field, ValidationError
 
 from lepton.triggers import Delivery
 from lepton_platform.auth import Caller
 from lepton_platform.broker.triggers import from_request
+from lepton_platform.paging import DEFAULT_LIMIT, Limit, link_next
 
 if TYPE_CHECKING:
     from lepton_platform.service import Platform
@@ -26,10 +27,16 @@ def build_events_router(platform: Platform) -> APIRouter:
     router = APIRouter(prefix="/v1")
     broker = platform.broker
 
-    @router.get("/triggers", tags=["events"], summary="Triggers and sources with their delivery settings and backlog")
-    async def list_triggers(caller: Caller) -> list[dict[str, Any]]:
+    @router.get("/triggers", tags=["events"], summary="Triggers with their delivery settings and backlog, by id, a page at a time")
+    async def list_triggers(caller: Caller, request: Request, response: Response, limit: Limit = DEFAULT_LIMIT,
+                            after: Annotated[str | None, Query(max_length=256, description="the last id of the page before")] = None,
+                            ) -> list[dict[str, Any]]:
         caller.admin("list triggers")
-        return broker.status()
+        found = broker.status(limit=limit + 1, after=after)
+        if len(found) > limit:
+            found = found[:limit]
+            link_next(request, response, found[-1]["id"])
+        return found
 
     @router.post("/triggers", status_code=201, tags=["events"], summary="Add a trigger for a deployed function")
     async def add_trigger(body: TriggerRequest, caller: Caller) -> dict[str, Any]:
@@ -53,10 +60,16 @@ def build_events_router(platform: Platform) -> APIRouter:
         await broker.delete_trigger(trigger_id)
         return {"trigger": trigger_id, "deleted": True}
 
-    @router.get("/deadletters", tags=["events"], summary="Events that ran out of delivery attempts, newest first")
-    async def dead_letters(caller: Caller, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[dict[str, Any]]:
+    @router.get("/deadletters", tags=["events"], summary="Events that ran out of delivery attempts, newest first, a page at a time")
+    async def dead_letters(caller: Caller, request: Request, response: Response, limit: Limit = DEFAULT_LIMIT,
+                           after: Annotated[int | None, Query(ge=1, le=2**63 - 1, description="the last id of the page before")] = None,
+                           ) -> list[dict[str, Any]]:
         caller.admin("read dead letters")
-        return broker.log.dead_letters(limit)
+        found = broker.log.dead_letters(limit + 1, before=after)
+        if len(found) > limit:
+            found = found[:limit]
+            link_next(request, response, found[-1]["id"])
+        return found
 
     @router.post("/deadletters/{letter_id}/redeliver", tags=["events"], summary="Queue a dead letter for its trigger again")
     async def redeliver(letter_id: Annotated[int, Path(ge=1, le=2**63 - 1)], caller: Caller) -> dict[str, Any]:

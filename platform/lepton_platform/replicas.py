@@ -16,6 +16,7 @@ import os
 import secrets
 import shutil
 import signal
+import socket
 import sys
 import time
 from dataclasses import dataclass, field
@@ -33,6 +34,7 @@ from lepton_platform.cpus import CpuPlacement
 from lepton_platform.gpus import GpuPlacement
 from lepton_platform.handoff import HandoffChannel
 from lepton_platform.isolation import Isolation
+from lepton_platform.starts import StartSlots
 from lepton_platform.store import Revision
 from lepton_platform.upstream import ReplicaConnector, ReplicaPool, socket_address
 from lepton_platform.watchdog import memory_bytes, private_bytes
@@ -131,23 +133,34 @@ class Replica:
         return "\n".join(text.rstrip().splitlines()[-lines:])
 
     async def wait_ready(self, timeout: float) -> None:
-        """Poll /_lepton/readyz (the runtime's own route, whatever paths the function serves)
-        every 2 ms until 200; fail fast if the process exits."""
+        """Until /_lepton/readyz (the runtime's own route, whatever paths the function serves)
+        answers 200; fail fast if the process exits. Until the replica listens, a bare connect
+        every 2 ms (a few microseconds each); then one request the runtime holds until setup()
+        is over (`?wait=`), so a deploy of many functions does not spend the cores it shares
+        with the replicas on polling them."""
         deadline = time.perf_counter() + timeout
+        address = socket_address(self.uds)
+        while not self.exited.is_set() and not _listening(address):
+            if time.perf_counter() > deadline:
+                raise ReplicaFailed(f"replica {self.id} not ready after {timeout:g}s\n{self.log_tail()}")
+            await asyncio.sleep(0.002)
         while True:
             if self.exited.is_set():
                 raise ReplicaFailed(self._failure_message())
+            if self.state == DRAINING:
+                raise ReplicaFailed(f"replica {self.id} was stopped before it was ready")
+            left = deadline - time.perf_counter()
+            if left <= 0:
+                raise ReplicaFailed(f"replica {self.id} not ready after {timeout:g}s\n{self.log_tail()}")
             try:
-                async with self.session.get("/_lepton/readyz") as response:
+                async with self.session.get("/_lepton/readyz", params={"wait": f"{min(left, 5.0):.3f}"}) as response:
                     if response.status == 200:
                         self.ready_after = time.perf_counter() - self.started_at
                         self.state = READY
                         return
             except aiohttp.ClientError:
                 pass
-            if time.perf_counter() > deadline:
-                raise ReplicaFailed(f"replica {self.id} not ready after {timeout:g}s\n{self.log_tail()}")
-            await asyncio.sleep(0.002)
+            await asyncio.sleep(0.002)  # setup() failed (the process is ending) or the wait ran out
 
     def _failure_message(self) -> str:
         reason = {SETUP_FAILED: "setup() failed", 2: "could not import the function"}.get(
@@ -167,9 +180,14 @@ class Replica:
         if self.state != DEAD:
             self.state = DRAINING
         try:
-            await asyncio.wait_for(self.idle.wait(), grace)
+            if not self.idle.is_set():  # (wait_for with 0 s times out even on a set event)
+                await asyncio.wait_for(self.idle.wait(), grace)
         except asyncio.TimeoutError:
             logger.warning("replica %s still has %d requests after %gs; stopping it anyway", self.id, self.in_flight, grace)
+        else:
+            # Our idle keep-alive connections go first: uvicorn otherwise waits for them for
+            # up to 100 ms before it exits (a thousand deploys' proofs lingered that long).
+            await self.close_clients()
         self.signal(signal.SIGTERM)
         try:
             await asyncio.wait_for(self.exited.wait(), 5)
@@ -183,6 +201,13 @@ class Replica:
             self.handoff.close()
         self.pool.close()
         await self.session.close()
+
+
+def _listening(address: str) -> bool:
+    """Whether something accepts connections on the Unix socket `address` (it never blocks:
+    a Unix connect succeeds or fails at once)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        return probe.connect_ex(address) == 0
 
 
 def replica_environment() -> dict[str, str]:
@@ -213,8 +238,10 @@ class ReplicaFactory:
     def __init__(self, zygote: Zygote | None, run_dir: Path, logs_dir: Path, unpacked: Path, sandbox: Isolation,
                  platform_env: Callable[[Revision], dict[str, str]] = lambda revision: {},
                  placement: CpuPlacement | None = None, gpus: GpuPlacement | None = None,
-                 cgroups: CgroupLimits | None = None, on_memory_kill: Callable[[Replica], None] = lambda replica: None) -> None:
+                 cgroups: CgroupLimits | None = None, on_memory_kill: Callable[[Replica], None] = lambda replica: None,
+                 starts: StartSlots | None = None) -> None:
         self.zygote = zygote
+        self.starts = starts or StartSlots()
         self.cgroups = cgroups
         self.on_memory_kill = on_memory_kill
         self.gpus = gpus or GpuPlacement([])
@@ -227,6 +254,7 @@ class ReplicaFactory:
         self.logs_dir = logs_dir
         self.unpacked = unpacked
         self.by_pid: dict[int, Replica] = {}
+        self._entrypoints: dict[str, str] = {}  # by artifact digest
         self._seq = itertools.count(1)
 
     def on_exit(self, pid: int, status: int) -> None:
@@ -284,14 +312,15 @@ class ReplicaFactory:
     async def _start(self, replica: Replica, env: dict[str, str]) -> Replica:
         revision, replica_id = replica.revision, replica.id
         src = self.unpacked / revision.digest.removeprefix("sha256:") / "src"
-        manifest = json.loads((src.parent / "lepton.json").read_text())
+        if revision.digest not in self._entrypoints:  # the manifest of a big file is large: read it once
+            self._entrypoints[revision.digest] = json.loads((src.parent / "lepton.json").read_text())["entrypoint"]
         packages = env.pop("LEPTON_PACKAGES", None)
         replica.scratch = self.scratch / replica_id
         plan = self.sandbox.plan(src, Path(packages) if packages else None, replica.scratch, replica.gpus)
         if self.cgroups is not None:
             replica.cgroup = self.cgroups.prepare(replica_id, memory_bytes(revision.spec.memory))
         request = {
-            "id": replica_id, "entrypoint": manifest["entrypoint"], "isolation": plan,
+            "id": replica_id, "entrypoint": self._entrypoints[revision.digest], "isolation": plan,
             "cgroup": str(replica.cgroup) if replica.cgroup else None,
             "function": revision.function, "uds": replica.uds, "log": str(replica.log), "cpus": replica.cpus,
             "threads": env.get("LEPTON_THREADS") or len(replica.cpus) or "",

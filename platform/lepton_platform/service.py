@@ -12,6 +12,7 @@ import os
 import shutil
 import tempfile
 import time
+from collections import Counter, OrderedDict
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, AsyncIterator
@@ -35,6 +36,7 @@ from lepton_platform.store import Revision, Store, content_id
 from lepton_platform.vault import SecretError, Vault
 
 logger = logging.getLogger("lepton.platform")
+MANIFESTS_KEPT = 16
 
 __all__ = ["DeployFailed", "NotFound", "Platform"]
 
@@ -68,6 +70,8 @@ class Platform:
                               max_queued=self.config.limits.max_queued_jobs)
         self.backend: Backend = open_backend(self, fork=fork)
         self._locks: dict[str, asyncio.Lock] = {}
+        self._arriving: Counter[str] = Counter()  # new functions being deployed, counted against limits.max_functions
+        self._manifests: OrderedDict[str, tuple[Path, dict[str, Any], dict[str, Any]]] = OrderedDict()  # by digest
 
     def _spec_of(self, function: str) -> FunctionSpec | None:
         fleet = self.fleets.get(function)
@@ -126,20 +130,32 @@ class Platform:
         return self.artifacts / f"{digest.removeprefix('sha256:')}.tar.gz"
 
     def _unpacked(self, digest: str) -> tuple[Path, dict[str, Any]]:
+        """The artifact's folder and manifest, checked and read once: a deploy of a thousand
+        functions from one file asks for the same (large) manifest a thousand times."""
+        found = self._manifests.get(digest)
+        if found is not None:
+            self._manifests.move_to_end(digest)
+            return found[0], found[1]
         path = self.artifact_path(digest)
         if not path.exists():
             raise ArtifactError(f"artifact {digest} is not on the platform; upload it first")
-        return unpack(path, self.unpacked, digest)
+        folder, manifest = unpack(path, self.unpacked, digest)
+        self._manifests[digest] = (folder, manifest, {fn["name"]: fn for fn in manifest["functions"]})
+        if len(self._manifests) > MANIFESTS_KEPT:
+            self._manifests.popitem(last=False)
+        return folder, manifest
 
     # -- operations ------------------------------------------------------------------------
 
     def _lock(self, name: str) -> asyncio.Lock:
         return self._locks.setdefault(name, asyncio.Lock())
 
-    def prepare(self, function: str, digest: str, image: str = "") -> tuple[FunctionSpec, Revision | None]:
-        """Validate a deploy request; returns the spec and the routed revision if unchanged."""
-        _, manifest = self._unpacked(digest)
-        specs = {fn["name"]: fn for fn in manifest["functions"]}
+    def prepare(self, function: str, digest: str, image: str = "", together: list[str] = ()) -> tuple[FunctionSpec, Revision | None]:
+        """Validate a deploy request (with the other functions deployed `together`, for the
+        platform's limits); returns the spec and the routed revision if unchanged."""
+        self.check_room([function, *together])
+        self._unpacked(digest)
+        specs = self._manifests[digest][2]
         if function not in specs:
             raise NotFound(f"artifact {digest[:19]}... has no function {function!r}; it has {', '.join(sorted(specs))}")
         spec = FunctionSpec.model_validate(specs[function])
@@ -150,8 +166,30 @@ class Platform:
             return spec, fleet.revision
         return spec, None
 
+    def check_room(self, functions: list[str]) -> None:
+        """Refuse a deploy that would take the platform past `limits.max_functions`."""
+        held = self.fleets.keys() | self._arriving.keys()
+        new = set(functions) - held
+        limit = self.config.limits.max_functions
+        if new and len(held) + len(new) > limit:
+            raise DeployFailed(f"the platform holds at most {limit} functions (limits.max_functions in config.yaml); "
+                               f"{len(held)} are deployed and this deploy adds {len(new)}; nothing was deployed")
+
     async def deploy(self, spec: FunctionSpec, digest: str, image: str = "") -> Revision:
         """Prove the new revision starts and passes setup, then move all traffic to it."""
+        self.check_room([spec.name])
+        arriving = spec.name not in self.fleets
+        if arriving:
+            self._arriving[spec.name] += 1
+        try:
+            return await self._deploy(spec, digest, image)
+        finally:
+            if arriving:
+                self._arriving[spec.name] -= 1
+                if not self._arriving[spec.name]:
+                    del self._arriving[spec.name]
+
+    async def _deploy(self, spec: FunctionSpec, digest: str, image: str) -> Revision:
         async with self._lock(spec.name):
             revision = self.store.find_revision(spec.name, content_id(digest, spec, image))
             if revision is None or revision.status == "failed":

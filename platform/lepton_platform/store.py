@@ -41,6 +41,7 @@ CREATE TABLE IF NOT EXISTS functions (
 """
 # Columns added after the first release, for state databases created before them.
 ADDED_COLUMNS = {"image": "TEXT NOT NULL DEFAULT ''", "backend_ref": "TEXT NOT NULL DEFAULT ''"}
+ADDED_OPTIONS = ("max_queue",)  # FunctionSpec fields newer than the content ids of deployed revisions
 
 
 @dataclass(frozen=True)
@@ -68,7 +69,10 @@ class Revision:
 def content_id(digest: str, spec: FunctionSpec, image: str = "") -> str:
     """What makes two revisions the same: the artifact bytes, the function's spec and, on
     Knative, the image it runs in."""
-    text = digest + "\n" + spec.model_dump_json() + ("\n" + image if image else "")
+    # Options added after the first release count only when set, so that an upgrade does not
+    # make every deployed revision look changed.
+    unset = {name for name in ADDED_OPTIONS if getattr(spec, name) is None}
+    text = digest + "\n" + spec.model_dump_json(exclude=unset) + ("\n" + image if image else "")
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -124,8 +128,10 @@ class Store:
         rows = self._rows("SELECT * FROM revisions WHERE id = ?", rev_id)
         return _revision(rows[0]) if rows else None
 
-    def revisions(self, function: str) -> list[Revision]:
-        return [_revision(r) for r in self._rows("SELECT * FROM revisions WHERE function = ? ORDER BY number", function)]
+    def revisions(self, function: str, *, limit: int = -1, after: int = 0) -> list[Revision]:
+        """The function's revisions numbered above `after`, oldest first (all by default)."""
+        rows = self._rows("SELECT * FROM revisions WHERE function = ? AND number > ? ORDER BY number LIMIT ?", function, after, limit)
+        return [_revision(r) for r in rows]
 
     def routed(self) -> Iterator[tuple[str, Revision]]:
         """Every function with the revision that takes its traffic."""

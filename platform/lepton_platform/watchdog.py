@@ -26,6 +26,7 @@ INTERVAL = 0.25
 UNITS = {"": 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
 QUANTITY = re.compile(r"^(\d+(?:\.\d+)?)([KMGT]i?)?$")
 PRIVATE = re.compile(rb"^(?:Private_Clean|Private_Dirty|Swap):\s+(\d+) kB", re.MULTILINE)
+RESIDENT = re.compile(rb"^(?:VmRSS|VmSwap):\s+(\d+) kB", re.MULTILINE)
 
 
 def memory_bytes(quantity: str) -> int:
@@ -40,6 +41,16 @@ def private_bytes(pid: int) -> int | None:
     try:
         with open(f"/proc/{pid}/smaps_rollup", "rb") as fh:
             return sum(int(kb) for kb in PRIVATE.findall(fh.read())) * 1024
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+
+
+def resident_bytes(pid: int) -> int | None:
+    """Resident plus swapped memory, shared pages included: an upper bound of
+    `private_bytes`, from counters the kernel keeps (smaps_rollup walks the page tables)."""
+    try:
+        with open(f"/proc/{pid}/status", "rb") as fh:
+            return sum(int(kb) for kb in RESIDENT.findall(fh.read())) * 1024
     except (FileNotFoundError, ProcessLookupError, PermissionError):
         return None
 
@@ -73,8 +84,10 @@ class MemoryWatchdog:
         for replica in list(self.replicas()):
             if replica.pid is None or replica.exited.is_set():
                 continue
-            used = private_bytes(replica.pid)
             limit = memory_bytes(replica.revision.spec.memory)
+            if (resident_bytes(replica.pid) or 0) <= limit:
+                continue  # cannot be over: no need to read smaps_rollup
+            used = private_bytes(replica.pid)
             if used is not None and used > limit:
                 replica.ended_because = (f"it used {used / 2**20:.0f} MiB, over its memory limit of "
                                          f"{replica.revision.spec.memory}, and was stopped")

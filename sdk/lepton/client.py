@@ -139,6 +139,16 @@ class Client:
             raise _error(response)
         return response
 
+    def pages(self, path: str, *, limit: int = 500, **params: Any) -> Iterator[Any]:
+        """Every item of a paged `/v1` list (functions, revisions, triggers, dead letters),
+        fetching `limit` at a time and following each page's `Link: rel="next"`."""
+        url: str | None = path
+        query: dict[str, Any] | None = {**params, "limit": limit}
+        while url is not None:
+            response = self.request("GET", url, params=query)
+            yield from response.json()
+            url, query = response.links.get("next", {}).get("url"), None  # the link carries the query
+
 
 def _error(response: httpx.Response) -> InvocationError:
     try:

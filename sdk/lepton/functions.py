@@ -9,8 +9,9 @@ test) never leaks state.
 from __future__ import annotations
 
 import inspect
+import os
 import threading
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from lepton.handlers import ASGI_SIGNATURE, Signature, inspect_handler
 from lepton.spec import Batch, FunctionSpec, HandlerInfo, Retries
@@ -32,19 +33,37 @@ class Function:
         add.spec.model_dump()    # the deployable description
     """
 
-    def __init__(self, obj: Any, spec: FunctionSpec, signature: Signature) -> None:
+    def __init__(self, obj: Any, spec: FunctionSpec | None, signature: Signature | None, *, name: str = "",
+                 build: Callable[[], tuple[FunctionSpec, Signature]] | None = None) -> None:
+        """`build`, given instead of `spec` and `signature`, makes them when first needed."""
         self.obj = obj
-        self.spec = spec
-        self.signature = signature
+        self._spec, self._signature, self._build = spec, signature, build
+        self._name = spec.name if spec is not None else name
         self._instance: Any = None
         self._lock = threading.Lock()
         self.__doc__ = obj.__doc__
-        self.__name__ = getattr(obj, "__name__", spec.name)
+        self.__name__ = getattr(obj, "__name__", self._name)
         self.__wrapped__ = obj
 
     @property
     def name(self) -> str:
-        return self.spec.name
+        return self._name
+
+    @property
+    def spec(self) -> FunctionSpec:
+        if self._spec is None:
+            self._made()
+        return self._spec  # type: ignore[return-value]
+
+    @property
+    def signature(self) -> Signature:
+        if self._signature is None:
+            self._made()
+        return self._signature  # type: ignore[return-value]
+
+    def _made(self) -> None:
+        assert self._build is not None
+        self._spec, self._signature = self._build()
 
     @property
     def is_class(self) -> bool:
@@ -132,6 +151,7 @@ def function(
     target: float | None = None,
     scale_down_after: float = 60,
     timeout: float = 300,
+    max_queue: int | None = None,
     buckets: Sequence[str] = (),
     env: dict[str, str] | None = None,
     secrets: Sequence[str] = (),
@@ -147,7 +167,9 @@ def function(
 
     Works bare (`@lepton.function`) or with options (`@lepton.function(max_scale=4)`).
     `methods` are the HTTP methods it answers (GET validates the parameters from the query
-    string); `retries` is how often an async job's failed attempt is tried again.
+    string); `retries` is how often an async job's failed attempt is tried again;
+    `max_queue` is how many requests may wait for a free replica before more are refused
+    with 503 and `Retry-After` (default: the platform's `limits.max_queued_requests`).
     """
     options = {key: value for key, value in locals().items() if key != "obj"}  # every option, as given
     return _decorator(obj, options, asgi=False)
@@ -198,7 +220,7 @@ def _decorator(obj: Any, options: dict[str, Any], *, asgi: bool) -> Any:
 def _record(target_obj: Any, options: dict[str, Any], *, asgi: bool) -> Function:
     """Validate the options for `target_obj` and build its `Function`."""
     decorator = "@lepton.asgi" if asgi else "@lepton.function"
-    name, batch, retries, methods = options["name"], options["batch"], options["retries"], options["methods"]
+    name, batch, retries = options["name"], options["batch"], options["retries"]
     if isinstance(target_obj, Function):
         raise _spec_error(target_obj.name, f"is decorated twice; keep one {decorator}")
     if not callable(target_obj):
@@ -218,10 +240,25 @@ def _record(target_obj: Any, options: dict[str, Any], *, asgi: bool) -> Function
     if isinstance(retries, bool) or not isinstance(retries, (int, Retries)):
         raise _spec_error(fn_name, f"retries= takes a number of retries or lepton.Retries(...), got {retries!r}")
     if asgi:
-        factory = _is_app_factory(target_obj, fn_name)
-        signature = ASGI_SIGNATURE
-    else:
+        return AsgiFunction(target_obj, _spec(target_obj, fn_name, options, ASGI_SIGNATURE), factory=_is_app_factory(target_obj, fn_name))
+
+    def build() -> tuple[FunctionSpec, Signature]:
         signature = inspect_handler(target_obj, batched=batch is not None)
+        return _spec(target_obj, fn_name, options, signature), signature
+
+    if os.environ.get("LEPTON_FUNCTION", fn_name) != fn_name:
+        # A replica serving another function of this file: its schemas (a few ms of pydantic
+        # per function) are made only if something asks, so a file of a thousand functions
+        # starts each replica as fast as a file of one. It was all checked when packaged.
+        return Function(target_obj, None, None, name=fn_name, build=build)
+    spec, signature = build()
+    return Function(target_obj, spec, signature)
+
+
+def _spec(target_obj: Any, fn_name: str, options: dict[str, Any], signature: Signature) -> FunctionSpec:
+    """The validated spec of a handler with `signature` and the decorator's `options`."""
+    batch, retries, methods = options["batch"], options["retries"], options["methods"]
+    python_name = getattr(target_obj, "__name__", None)
     handler = HandlerInfo(
         kind=signature.kind,
         attr=python_name or fn_name,
@@ -230,19 +267,17 @@ def _record(target_obj: Any, options: dict[str, Any], *, asgi: bool) -> Function
         input_schema=signature.input_schema(),
         output_schema=signature.output_schema(),
     )
-    spec = FunctionSpec.build(
+    return FunctionSpec.build(
         name=fn_name, cpu=str(options["cpu"]), memory=options["memory"], gpu=options["gpu"],
         min_scale=options["min_scale"], max_scale=options["max_scale"], concurrency=options["concurrency"],
         target=options["target"], scale_down_after=options["scale_down_after"], timeout=options["timeout"],
+        max_queue=options["max_queue"],
         buckets=tuple(options["buckets"]), env=dict(options["env"] or {}), secrets=tuple(options["secrets"]),
         calls=tuple(options["calls"]), requirements=tuple(options["requirements"]), public=options["public"],
         triggers=tuple(options["triggers"]), batch=batch, handler=handler,
         methods=[methods] if isinstance(methods, str) else methods,
         retries={"max_retries": retries} if isinstance(retries, int) else retries,
     )
-    if asgi:
-        return AsgiFunction(target_obj, spec, factory=factory)
-    return Function(target_obj, spec, signature)
 
 
 def _is_app_factory(obj: Any, name: str) -> bool:

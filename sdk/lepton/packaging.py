@@ -7,6 +7,7 @@ and their metadata zeroed, so the same input gives the same bytes and the same d
 
 from __future__ import annotations
 
+import compileall
 import fnmatch
 import gzip
 import hashlib
@@ -174,6 +175,9 @@ def unpack(path: Path, dest_root: Path, digest: str | None = None) -> tuple[Path
         for rel, sha in manifest["files"].items():
             if _sha256_file(tmp / "src" / rel) != sha:
                 raise ArtifactError(f"{path}: file {rel} does not match its recorded sha256")
+        # Bytecode next to the checked sources, once: replicas cannot write it (their code is
+        # read-only) and would compile the module at every start.
+        compileall.compile_dir(tmp / "src", quiet=2)
         (tmp / ".complete").touch()
         try:
             tmp.rename(dest)

@@ -93,6 +93,7 @@ class FunctionSpec(BaseModel):
     target: float | None = Field(default=None, gt=0)
     scale_down_after: float = Field(default=60, gt=0, le=86_400)
     timeout: float = Field(default=300, gt=0, le=MAX_TIMEOUT)
+    max_queue: int | None = Field(default=None, gt=0, le=1_000_000)  # None: the platform's limits.max_queued_requests
     buckets: tuple[str, ...] = ()
     env: dict[str, str] = Field(default_factory=dict)
     secrets: tuple[str, ...] = ()

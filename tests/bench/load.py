@@ -82,7 +82,7 @@ class _Client(asyncio.Protocol):
             self.closed.set_result(None)
 
 
-async def _client(host: str, port: int | None, uds: str | None, request: Callable[[], bytes], deadline: float,
+async def keep_alive_client(host: str, port: int | None, uds: str | None, request: Callable[[], bytes], deadline: float,
                   out: list[float], errors: list[int]) -> None:
     loop = asyncio.get_running_loop()
     if uds:
@@ -118,7 +118,7 @@ def run_load(url: str, body: bytes | Callable[[], tuple[bytes, dict[str, str]]],
         errors: list[int] = []
         deadline = time.perf_counter() + seconds
         started = time.perf_counter()
-        await asyncio.gather(*(_client(parsed.host, parsed.port, uds, request, deadline, latencies, errors) for _ in range(clients)))
+        await asyncio.gather(*(keep_alive_client(parsed.host, parsed.port, uds, request, deadline, latencies, errors) for _ in range(clients)))
         return Result(latencies, time.perf_counter() - started, len(errors))
 
     return uvloop.run(main())

@@ -19,7 +19,8 @@ import numpy as np
 import pytest
 
 from tests.embedded.conftest import PlatformProcess, start_platform
-from tests.embedded.test_events import STRUCTURED, wait_for
+from tests.embedded.test_events import STRUCTURED
+from tests.helpers import wait_for
 
 FUNCTIONS = Path(__file__).resolve().parents[2] / "functions"
 

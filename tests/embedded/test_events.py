@@ -9,13 +9,13 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Iterator
 
 import httpx
 import pytest
 
 from tests.embedded.conftest import PlatformProcess, start_platform
-from tests.helpers import log_records, FUNCTIONS
+from tests.helpers import FUNCTIONS, log_records, wait_for
 from tests.test_cli_run import lepton_cli
 
 EVENTS = FUNCTIONS / "platform" / "events.py"
@@ -25,16 +25,6 @@ STRUCTURED = {"content-type": "application/cloudevents+json"}
 def received(platform: PlatformProcess, fn: str | None = None) -> list[dict]:
     lines = [json.loads(line) for line in log_records(platform.home, "RECEIVED")]
     return sorted((r for r in lines if fn is None or r["fn"] == fn), key=lambda r: r["at"])
-
-
-def wait_for(condition: Callable[[], object], timeout: float = 15, message: str = "") -> object:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout}s: {message}")
 
 
 def event(type_: str, event_id: str | None = None, **extra: object) -> dict:

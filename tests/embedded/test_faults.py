@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.embedded.test_events import wait_for
+from tests.helpers import wait_for
 from tests.helpers import FUNCTIONS, children_of
 
 FAULTS = FUNCTIONS / "platform" / "faults.py"
@@ -114,6 +114,8 @@ def test_a_full_disk_fails_the_upload_cleanly_and_keeps_the_rest(platform):
 
 def test_replicas_and_the_template_process_go_when_the_platform_is_killed(platform):
     platform.deploy(FAULTS, "slow")
+    with platform.client() as api:
+        api.invoke("slow", seconds=0)  # a deployed function nobody called is at zero: start one
     replica = platform.info("slow")["replica_details"][0]["pid"]
     template = int(re.findall(r"template process \[(\d+)\] ready", platform.process.output())[-1])
     platform.process.stop(signal.SIGKILL)

@@ -10,16 +10,7 @@ import time
 import httpx
 
 from tests.embedded.conftest import start_platform
-
-
-def wait_for(predicate, timeout: float = 20, interval: float = 0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout}s")
+from tests.helpers import wait_for
 
 
 def test_scale_to_zero_and_back(platform):

@@ -20,7 +20,7 @@ import pytest
 
 import lepton
 from tests.embedded.conftest import PlatformProcess, start_platform
-from tests.embedded.test_events import wait_for
+from tests.helpers import wait_for
 from tests.helpers import ROOT
 
 NAME = "SECRETIVE_TOKEN"

@@ -19,7 +19,8 @@ import pytest
 import lepton
 from lepton.loader import load_functions
 from tests.embedded.conftest import PlatformProcess, start_platform
-from tests.embedded.test_events import STRUCTURED, wait_for
+from tests.embedded.test_events import STRUCTURED
+from tests.helpers import wait_for
 from tests.helpers import FUNCTIONS, ROOT, Process, free_port
 from tests.knative.fake_api import PLATFORM_USER, FakeCluster, FakeServer
 from tests.knative.pods import pod_env, routed_envs, start_pod

@@ -21,7 +21,9 @@ class Serving(Protocol):
     @property
     def spec(self) -> FunctionSpec: ...
 
-    async def acquire(self, timeout: float) -> tuple[Any, bool]: ...
+    async def acquire(self, timeout: float, *, bounded: bool = True) -> tuple[Any, bool]:
+        """A replica with a free slot, and whether the caller waited for a cold start;
+        `bounded`: refused (Overloaded) when the function's queue is full."""
 
     def release(self, replica: Any) -> None: ...
 

@@ -21,6 +21,7 @@ from lepton_platform.gpus import discover as discover_gpus
 from lepton_platform.isolation import Isolation
 from lepton_platform.packages import Packages, RequirementError, missing_requirements
 from lepton_platform.replicas import Replica, ReplicaFactory, ReplicaFailed, replica_environment
+from lepton_platform.starts import DEPLOY, StartSlots
 from lepton_platform.store import Revision
 from lepton_platform.vault import SecretError
 from lepton_platform.watchdog import MemoryWatchdog, machine_memory, memory_bytes
@@ -60,7 +61,8 @@ class EmbeddedBackend:
         self.cgroups = memory_limits(config.memory_limits)
         self.factory = ReplicaFactory(self.zygote, platform.run_dir, self.logs_dir, platform.unpacked, self.sandbox,
                                       self._replica_env, CpuPlacement() if config.cpu_affinity else None, self.gpus,
-                                      self.cgroups, lambda replica: self._killed_for_memory(replica, 0))
+                                      self.cgroups, lambda replica: self._killed_for_memory(replica, 0),
+                                      StartSlots(config.limits.max_starting))
         self.memory_kills: Counter[str] = Counter()
         self.watchdog = MemoryWatchdog(lambda: self.factory.by_pid.values(), self._killed_for_memory)
         self._zygote_task: asyncio.Task[None] | None = None
@@ -126,7 +128,11 @@ class EmbeddedBackend:
             await self.zygote.stop()
 
     def health(self) -> dict[str, Any]:
+        starts = self.factory.starts
         return {"template_process": bool(self.zygote and self.zygote.available), "sandbox": self.sandbox.describe(),
+                "replicas": {"running": len(self.factory.by_pid), "starting": starts.starting, "starting_peak": starts.peak,
+                             "max_starting": starts.limit},
+                "awake": sum(1 for fleet in self.platform.fleets.values() if fleet.awake),
                 "memory_limits": f"cgroup v2 ({self.cgroups.base})" if self.cgroups else "watchdog", "gpus": self.gpus.gpus,
                 "template_cuda_initialized": bool(self.zygote and self.zygote.cuda_initialized)}
 
@@ -166,7 +172,8 @@ class EmbeddedBackend:
         return fleet
 
     def _fleet(self, revision: Revision) -> Fleet:
-        fleet = Fleet(revision, self.factory, metrics=self.platform.metrics)
+        fleet = Fleet(revision, self.factory, metrics=self.platform.metrics,
+                      queue_limit=self.platform.config.limits.max_queued_requests)
         fleet.start()
         return fleet
 
@@ -175,12 +182,13 @@ class EmbeddedBackend:
         replicas as traffic comes)."""
         if rollback:
             return None
-        replica = await self.factory.start(revision)
-        try:
-            await replica.wait_ready(READY_TIMEOUT)
-        except ReplicaFailed as exc:
-            await replica.stop(grace=0)
-            raise DeployFailed(f"revision {revision.id} failed to start; the previous revision keeps serving. {exc}") from None
+        async with self.factory.starts.slot(DEPLOY):  # a few at a time, however many are deployed
+            replica = await self.factory.start(revision)
+            try:
+                await replica.wait_ready(READY_TIMEOUT)
+            except ReplicaFailed as exc:
+                await replica.stop(grace=0)
+                raise DeployFailed(f"revision {revision.id} failed to start; the previous revision keeps serving. {exc}") from None
         self.platform.metrics.replica_ready(revision.function, replica)
         return replica
 

@@ -66,7 +66,7 @@ class KnativeFleet:
     async def close(self) -> None:
         await self.remote.session.close()
 
-    async def acquire(self, timeout: float) -> tuple[RemoteService, bool]:
+    async def acquire(self, timeout: float, *, bounded: bool = True) -> tuple[RemoteService, bool]:
         return self.remote, False
 
     def release(self, remote: RemoteService) -> None:

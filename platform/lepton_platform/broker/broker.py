@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import json
 import logging
+from bisect import bisect_right
 from typing import TYPE_CHECKING, Any, Callable
 
 from lepton.runtime.events import FORMAT, STRUCTURED, BadEvent, is_cloudevent_request, parse, to_binary
@@ -20,6 +21,7 @@ from lepton.triggers import Delivery
 from lepton_platform.asgi import ASGIApp, call
 from lepton_platform.broker.cron import run_cron
 from lepton_platform.broker.delivery import TriggerWorker
+from lepton_platform.broker.index import TriggerIndex
 from lepton_platform.broker.log import Event, EventLog
 from lepton_platform.broker.triggers import API, DEAD_LETTER, FORWARD, SPEC, Trigger, from_spec
 from lepton_platform.sqlite import GroupCommit
@@ -48,6 +50,8 @@ class Broker:
         self._forwarder: Any = None
         self.app: ASGIApp | None = None
         self.triggers: dict[str, Trigger] = {t.id: t for t in self.log.triggers()}
+        self.index = TriggerIndex(self.triggers.values())
+        self._backlogged: set[str] = set()  # triggers whose backlog gauges are not at zero
         self.workers: dict[str, TriggerWorker] = {}
         self.crons: dict[str, asyncio.Task[None]] = {}
         self.commits = GroupCommit(self.log.database)
@@ -90,7 +94,8 @@ class Broker:
             self.crons[trigger.id] = asyncio.create_task(run_cron(self, trigger), name=f"cron-{trigger.id}")
 
     async def _retire(self, trigger_id: str) -> None:
-        self.triggers.pop(trigger_id, None)
+        if self.triggers.pop(trigger_id, None) is not None:
+            self.index = TriggerIndex(self.triggers.values())
         worker = self.workers.pop(trigger_id, None)
         cron = self.crons.pop(trigger_id, None)
         if cron:
@@ -106,6 +111,7 @@ class Broker:
             if self.triggers.get(trigger.id) != trigger:
                 await self._retire(trigger.id)
                 self.triggers[trigger.id] = trigger
+                self.index = TriggerIndex(self.triggers.values())
                 self._run(trigger)
 
     # -- triggers ---------------------------------------------------------------------------
@@ -145,9 +151,9 @@ class Broker:
         if not events:
             return []
         batch = [(e, target, tick) for e in events]
-        triggers = list(self.triggers.values())  # here, on the event loop, which changes them
+        index = self.index  # taken here, on the event loop, which replaces it when triggers change
         try:
-            fresh, owed = await self.commits.run(lambda db: self.log.write(db, batch, triggers))
+            fresh, owed = await self.commits.run(lambda db: self.log.write(db, batch, index))
         except Exception:
             logger.exception("could not store %d events", len(batch))
             raise
@@ -183,8 +189,12 @@ class Broker:
             rounds += 1
             try:
                 backlog = await asyncio.to_thread(self.log.backlog)
-                for tid, trigger in self.triggers.items():
-                    self.metrics.observe_backlog(trigger, *backlog.get(tid, (0, 0.0)))
+                # Only triggers with a backlog now or at the last round: a thousand idle
+                # triggers cost nothing here.
+                for tid in self._backlogged | backlog.keys():
+                    if (trigger := self.triggers.get(tid)) is not None:
+                        self.metrics.observe_backlog(trigger, *backlog.get(tid, (0, 0.0)))
+                self._backlogged = set(backlog)
                 if rounds % 600 == 0:
                     await asyncio.to_thread(self.log.forget_old, RETENTION)
             except asyncio.CancelledError:
@@ -241,10 +251,14 @@ class Broker:
             return 0, f"{type(exc).__name__}: {exc}", None
         return response.status_code, response.text[:500], None
 
-    def status(self) -> list[dict[str, Any]]:
+    def status(self, *, limit: int | None = None, after: str | None = None) -> list[dict[str, Any]]:
+        """Triggers by id (those after `after`, at most `limit`) with their backlog."""
+        ids = sorted(self.triggers)
+        start = bisect_right(ids, after) if after is not None else 0
+        chosen = ids[start:None if limit is None else start + limit]
         backlog = self.log.backlog()
-        return [{**t.to_json(), "pending": backlog.get(t.id, (0, 0.0))[0], "lag_seconds": round(backlog.get(t.id, (0, 0.0))[1], 3)}
-                for t in sorted(self.triggers.values(), key=lambda t: t.id)]
+        return [{**self.triggers[tid].to_json(), "pending": backlog.get(tid, (0, 0.0))[0],
+                 "lag_seconds": round(backlog.get(tid, (0, 0.0))[1], 3)} for tid in chosen]
 
 
 def _detail(body: bytes) -> str:

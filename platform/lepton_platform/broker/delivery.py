@@ -21,7 +21,6 @@ if TYPE_CHECKING:
     from lepton_platform.broker.broker import Broker
 
 logger = logging.getLogger("lepton.platform.broker")
-IDLE_POLL = 1.0
 
 
 def retryable(code: int) -> bool:
@@ -64,7 +63,8 @@ class TriggerWorker:
 
     async def _run(self) -> None:
         log = self.broker.log
-        self.next_retry = await asyncio.to_thread(log.next_due, self.trigger.id) or 0.0
+        found = await asyncio.to_thread(log.next_due, self.trigger.id) or 0.0
+        self.next_retry = min((t for t in (found, self.next_retry) if t), default=0.0)  # a delivery may have set one meanwhile
         while True:
             self.wake.clear()
             try:
@@ -86,13 +86,21 @@ class TriggerWorker:
                 raise
             except Exception:
                 logger.exception("trigger %s: delivery loop failed; retrying", self.trigger.id)
-            wait = IDLE_POLL
-            if self.next_retry:
-                wait = min(wait, max(0.0, self.next_retry - time.time()))
+                self.next_retry = time.time() + 1.0
+            # Asleep until a delivery is offered or ends, a dead letter is queued again, or a
+            # retry is due: an idle trigger costs no CPU, however many there are.
+            wait = max(0.0, self.next_retry - time.time()) if self.next_retry else None
             try:
                 await asyncio.wait_for(self.wake.wait(), timeout=wait)
-            except TimeoutError:
-                self.next_retry = 0.0 if self.next_retry <= time.time() else self.next_retry
+            except TimeoutError:  # a retry is due (the next round takes it): when is the one after?
+                fired = self.next_retry
+                try:
+                    found = await asyncio.to_thread(log.next_due, self.trigger.id, time.time()) or 0.0
+                except Exception:
+                    logger.exception("trigger %s: reading its next retry failed", self.trigger.id)
+                    found = time.time() + 1.0
+                later = self.next_retry if self.next_retry != fired else 0.0  # set by a delivery while we read
+                self.next_retry = min((t for t in (found, later) if t), default=0.0)
 
     async def _deliver(self, row: Due) -> None:
         trigger, broker = self.trigger, self.broker

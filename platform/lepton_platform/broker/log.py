@@ -15,6 +15,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from lepton_platform.broker.index import TriggerIndex
 from lepton_platform.broker.triggers import Trigger
 from lepton_platform.sqlite import Database
 
@@ -136,7 +137,7 @@ class EventLog:
 
     @staticmethod
     def write(db: sqlite3.Connection, batch: list[tuple[Event, str | None, float | None]],
-              triggers: list[Trigger]) -> tuple[list[bool], list[tuple[str, Due]]]:
+              index: TriggerIndex) -> tuple[list[bool], list[tuple[str, Due]]]:
         """Store events, in the caller's transaction, with the deliveries they owe: to `target`
         when given (cron ticks), else to every matching trigger. Returns which events were new
         (not a duplicate source+id) and the deliveries now owed."""
@@ -151,7 +152,7 @@ class EventLog:
                 db.execute("INSERT OR REPLACE INTO cron (trigger, last) VALUES (?, ?)", (target, tick))
             if cursor.rowcount != 1:
                 continue
-            targets = [target] if target else [t.id for t in triggers if t.matches(event.attrs)]
+            targets = [target] if target else index.matching(event.attrs)
             for tid in targets:
                 db.execute("INSERT INTO deliveries (trigger, seq, due) VALUES (?, ?, ?)", (tid, cursor.lastrowid, now))
                 owed.append((tid, Due(cursor.lastrowid, 0, event.body)))
@@ -165,8 +166,9 @@ class EventLog:
             "WHERE d.trigger = ? AND d.due <= ? ORDER BY d.due, d.seq LIMIT ?", trigger_id, time.time(), limit)
         return [Due(r["seq"], r["attempts"], r["body"]) for r in rows]
 
-    def next_due(self, trigger_id: str) -> float | None:
-        rows = self.database.rows("SELECT MIN(due) AS due FROM deliveries WHERE trigger = ?", trigger_id)
+    def next_due(self, trigger_id: str, after: float = 0.0) -> float | None:
+        """When the trigger's first delivery due after `after` is."""
+        rows = self.database.rows("SELECT MIN(due) AS due FROM deliveries WHERE trigger = ? AND due > ?", trigger_id, after)
         return rows[0]["due"]
 
     def ack(self, trigger_id: str, seqs: list[int]) -> None:
@@ -193,9 +195,11 @@ class EventLog:
         rows = self.database.rows("SELECT error FROM deliveries WHERE trigger = ? AND seq = ?", trigger_id, seq)
         return json.loads(rows[0]["error"]) if rows and rows[0]["error"] else {}
 
-    def dead_letters(self, limit: int = 100) -> list[dict[str, Any]]:
+    def dead_letters(self, limit: int = 100, before: int | None = None) -> list[dict[str, Any]]:
+        """Newest first; with `before`, those older than that dead letter."""
         rows = self.database.rows(
-            "SELECT l.*, e.body FROM dead_letters l JOIN events e ON e.seq = l.seq ORDER BY l.id DESC LIMIT ?", limit)
+            "SELECT l.*, e.body FROM dead_letters l JOIN events e ON e.seq = l.seq WHERE l.id < ? ORDER BY l.id DESC LIMIT ?",
+            before if before is not None else 2**63 - 1, limit)
         return [{"id": r["id"], "trigger": r["trigger"], "function": r["function"], "code": r["code"], "message": r["message"],
                  "attempts": r["attempts"], "at": r["at"], "event": json.loads(r["body"])} for r in rows]
 

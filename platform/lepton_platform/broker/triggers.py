@@ -38,10 +38,14 @@ class Trigger:
         delivers to another function but belongs to the first)."""
         return self.owner or self.function
 
-    def matches(self, attrs: Mapping[str, str]) -> bool:
+    @property
+    def receives_broadcasts(self) -> bool:
         """Cron and dead-letter triggers receive only events addressed to them; a forward
         (to a Knative Broker) takes every event."""
-        return self.kind in ("event", "bucket", FORWARD) and matches(self.attributes, list(self.filters), attrs)
+        return self.kind in ("event", "bucket", FORWARD)
+
+    def matches(self, attrs: Mapping[str, str]) -> bool:
+        return self.receives_broadcasts and matches(self.attributes, list(self.filters), attrs)
 
     def to_json(self) -> dict[str, Any]:
         out = {"id": self.id, "function": self.function, "owner": self.declared_by, "origin": self.origin, "kind": self.kind,

@@ -49,10 +49,11 @@ def send(
 
 
 @events_app.command()
-def dlq(limit: Annotated[int, typer.Option(help="How many, newest first.")] = 100,
+def dlq(limit: Annotated[int, typer.Option(help="How many, newest first.", min=1, max=1000)] = 100,
+        after: Annotated[Optional[int], typer.Option("--after", metavar="ID", help="Only those older than dead letter ID.")] = None,
         platform: PlatformOpt = None, token: TokenOpt = None, output: OutputOpt = "table") -> None:
     """Dead letters: events that ran out of delivery attempts, with the last error."""
-    letters = fetch(f"/v1/deadletters?limit={limit}", platform, token, output)
+    letters = fetch(f"/v1/deadletters?limit={limit}" + (f"&after={after}" if after else ""), platform, token, output)
     if letters is None:
         return
     from rich.table import Table
@@ -75,7 +76,7 @@ def redeliver(letter_id: Annotated[int, typer.Argument(metavar="ID")], platform:
 @triggers_app.command("ls")
 def list_triggers(platform: PlatformOpt = None, token: TokenOpt = None, output: OutputOpt = "table") -> None:
     """Triggers and sources: what they match, where they deliver, retries, backlog."""
-    triggers = fetch("/v1/triggers", platform, token, output)
+    triggers = fetch("/v1/triggers", platform, token, output, paged=True)
     if triggers is None:
         return
     from rich.table import Table

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any, Callable, Optional
 
 import typer
 
@@ -15,6 +15,7 @@ from lepton.errors import LeptonError
 PlatformOpt = Annotated[Optional[str], typer.Option("--platform", envvar="LEPTON_URL", help="Platform URL [default: http://127.0.0.1:8765].")]
 TokenOpt = Annotated[Optional[str], typer.Option("--token", envvar="LEPTON_TOKEN", help="API token [default: $LEPTON_HOME/token].", show_default=False)]
 OutputOpt = Annotated[str, typer.Option("--output", "-o", help="'table' or 'json' (for scripts).")]
+DEPLOY_PARALLELISM = 8
 
 
 class TargetMismatch(LeptonError):
@@ -37,15 +38,36 @@ def check_output(output: str) -> bool:
     return output == "json"
 
 
-def fetch(path: str, platform: str | None, token: str | None, output: str) -> Any:
-    """GET a /v1 resource: printed as JSON (returning None) with --output json, else returned."""
+def fetch(path: str, platform: str | None, token: str | None, output: str, *, paged: bool = False) -> Any:
+    """GET a /v1 resource (every page of a `paged` list): printed as JSON (returning None)
+    with --output json, else returned."""
     as_json = check_output(output)
     with client(platform, token) as api:
-        data = api.request("GET", path).json()
+        data = list(api.pages(path)) if paged else api.request("GET", path).json()
     if as_json:
         emit_json(data)
         return None
     return data
+
+
+def in_parallel(call: Callable[[Any], Any], items: list[Any], progress: Callable[[int], None] = lambda done: None) -> list[Any]:
+    """`call` on each item, DEPLOY_PARALLELISM at a time (the platform bounds how many replicas
+    start at once); results in the items' order. The first failure stops what has not started
+    and is raised."""
+    from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+
+    with ThreadPoolExecutor(DEPLOY_PARALLELISM) as pool:
+        futures = [pool.submit(call, item) for item in items]
+        pending = set(futures)
+        while pending:
+            _, pending = wait(pending, timeout=0.2, return_when=FIRST_EXCEPTION)
+            failed = next((f for f in futures if f.done() and f.exception() is not None), None)
+            if failed is not None:
+                for future in pending:
+                    future.cancel()
+                raise failed.exception()
+            progress(len(futures) - len(pending))
+        return [future.result() for future in futures]
 
 
 def console():  # noqa: ANN201 - rich Console on stderr, so stdout stays clean for --output json
@@ -83,7 +105,6 @@ def register(app: typer.Typer) -> None:
         from lepton.packaging import package
 
         con = console()
-        results = []
         with client(platform, token) as api, con.status("packaging...") as status:
             backend = api.request("GET", "/healthz").json().get("backend", "embedded")
             if backend != target_kind:
@@ -94,14 +115,16 @@ def register(app: typer.Typer) -> None:
             artifact = package(split_target(target)[0], functions)
             status.update(f"uploading {len(artifact.data) / 1024:.0f} KiB ({artifact.digest[:19]}...)")
             api.request("PUT", f"/v1/artifacts/{artifact.digest}", content=artifact.data)
-            requests = [{"artifact": artifact.digest, "function": name, "wait": not no_wait, "image": image or ""} for name in sorted(functions)]
-            for request in requests:  # every function is checked before any is deployed
-                status.update(f"checking {request['function']}...")
-                api.request("POST", "/v1/functions", json={**request, "dry_run": True})
-            for request in requests:
-                status.update(f"deploying {request['function']}: starting the new revision and waiting until it is ready...")
-                response = api.request("POST", "/v1/functions", json=request)
-                results.append(response.json())
+            names = sorted(functions)
+            requests = [{"artifact": artifact.digest, "function": name, "wait": not no_wait, "image": image or ""} for name in names]
+            # Every function is checked before any is deployed; the first check also counts
+            # them all against the platform's limits.
+            status.update(f"checking {len(requests)} function{'s' if len(requests) > 1 else ''}...")
+            checks = [{**request, "dry_run": True, "deploying": names if n == 0 else []} for n, request in enumerate(requests)]
+            in_parallel(lambda body: api.request("POST", "/v1/functions", json=body), checks)
+            status.update(f"deploying {len(requests)}: starting each new revision and waiting until it is ready...")
+            results = in_parallel(lambda body: api.request("POST", "/v1/functions", json=body).json(), requests,
+                                  progress=lambda done: status.update(f"deploying: {done}/{len(requests)} ready..."))
         if as_json:
             emit_json(results)
             return
@@ -114,7 +137,7 @@ def register(app: typer.Typer) -> None:
     @app.command("ls")
     def list_functions(platform: PlatformOpt = None, token: TokenOpt = None, output: OutputOpt = "table") -> None:
         """Functions with revision, ready state, replicas and URL."""
-        functions = fetch("/v1/functions", platform, token, output)
+        functions = fetch("/v1/functions", platform, token, output, paged=True)
         if functions is None:
             return
         from rich.table import Table
@@ -215,7 +238,7 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def revisions(name: str, platform: PlatformOpt = None, token: TokenOpt = None, output: OutputOpt = "table") -> None:
         """Revision history of a function."""
-        revs = fetch(f"/v1/functions/{name}/revisions", platform, token, output)
+        revs = fetch(f"/v1/functions/{name}/revisions", platform, token, output, paged=True)
         if revs is None:
             return
         from datetime import datetime

@@ -18,11 +18,12 @@ import os
 import time
 import typing
 from concurrent.futures import ThreadPoolExecutor
+import contextlib
 from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator, Callable
 
 import pydantic_core
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Query, Request, Response
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from pydantic import BaseModel, ValidationError
@@ -81,6 +82,7 @@ class FunctionRuntime:
         self.metrics = Metrics(fn.name)
         self.on_fatal = on_fatal
         self.ready = asyncio.Event()
+        self.settled = asyncio.Event()  # setup() is over, well or not
         self.failed: BaseException | None = None
         self.handler: Callable[..., Any] | None = None
         self.handler_is_async = self.sig.is_async
@@ -116,11 +118,13 @@ class FunctionRuntime:
             self.handler = await self.prepare()
         except Exception as exc:
             self.failed = exc
+            self.settled.set()
             logger.exception("[%s] setup of %r failed; the replica will exit", os.getpid(), self.fn.name)
             if self.on_fatal:
                 self.on_fatal(exc)
             return
         self.ready.set()
+        self.settled.set()
         logger.info("[%s] function %r is ready", os.getpid(), self.fn.name)
 
     async def prepare(self) -> Callable[..., Any]:
@@ -375,7 +379,14 @@ class FunctionRuntime:
     async def healthz(self) -> Response:
         return JSONResponse({"status": "ok", "function": self.fn.name})
 
-    async def readyz(self) -> Response:
+    async def readyz(self, wait: float = Query(0, ge=0, le=60, description="hold the answer up to this long until setup() is over")) -> Response:
+        """200 once setup() is done, else 503; `?wait=S` holds the answer until then (up to S
+        seconds), so the platform learns of a new replica's readiness with one request
+        instead of polling it."""
+        if wait and not self.settled.is_set():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(wait):
+                    await self.settled.wait()
         if self.ready.is_set():
             return JSONResponse({"status": "ready", "function": self.fn.name})
         state = "failed" if self.failed else "starting"
