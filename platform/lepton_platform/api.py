@@ -74,7 +74,11 @@ def build_api(platform: Platform) -> FastAPI:
         return {"status": "ok", "functions": len(platform.fleets), "backend": platform.backend.name, **platform.backend.health()}
 
     @app.get("/metrics", include_in_schema=False)
-    async def metrics() -> Response:
+    async def metrics(authorization: Annotated[str | None, Header()] = None) -> Response:
+        """Open to any scraper, unless `metrics_public: false` asks for the admin token (a
+        Prometheus `authorization` with `credentials_file`)."""
+        if not platform.config.metrics_public:
+            admin(authorization)
         return Response(platform.metrics.render(), media_type="text/plain; version=0.0.4")
 
     v1 = APIRouter(prefix="/v1", dependencies=[Depends(admin)])

@@ -32,6 +32,7 @@
       max_starting: 4                  # replicas starting at once across the platform; default: the number of cores
       max_functions: 10000             # functions the platform holds; a deploy past it is refused
     job_ttl: 86400                     # seconds a finished job and its result are kept
+    metrics_public: true               # false: GET /metrics needs the admin token
 
 The Kubernetes API is found from KUBECONFIG, or from the pod's service account in a cluster.
 Credentials for S3 come from boto3's usual chain (AWS_ACCESS_KEY_ID, ...) or from
@@ -39,7 +40,7 @@ Credentials for S3 come from boto3's usual chain (AWS_ACCESS_KEY_ID, ...) or fro
 LEPTON_S3_ENDPOINT_URL, LEPTON_S3_REGION, LEPTON_S3_BUCKET_PREFIX,
 LEPTON_S3_MULTIPART_THRESHOLD, LEPTON_S3_NOTIFICATIONS, LEPTON_MAX_OBJECT_BYTES,
 LEPTON_MAX_EVENT_BYTES, LEPTON_MAX_INVOCATION_BYTES, LEPTON_MAX_SECRET_BYTES, LEPTON_MAX_JOB_RESULT_BYTES, LEPTON_MAX_QUEUED_JOBS, LEPTON_MAX_QUEUED_REQUESTS,
-LEPTON_MAX_STARTING, LEPTON_MAX_FUNCTIONS, LEPTON_JOB_TTL, LEPTON_BACKEND, LEPTON_KNATIVE_NAMESPACE, LEPTON_KNATIVE_BROKER,
+LEPTON_MAX_STARTING, LEPTON_MAX_FUNCTIONS, LEPTON_JOB_TTL, LEPTON_METRICS_PUBLIC, LEPTON_BACKEND, LEPTON_KNATIVE_NAMESPACE, LEPTON_KNATIVE_BROKER,
 LEPTON_KNATIVE_BROKER_URL, LEPTON_KNATIVE_IMAGE, LEPTON_KNATIVE_PLATFORM_URL, LEPTON_KNATIVE_READY_TIMEOUT, LEPTON_CPU_AFFINITY,
 LEPTON_REQUIREMENTS, LEPTON_SANDBOX, LEPTON_SANDBOX_USER, LEPTON_GPUS, LEPTON_MEMORY_LIMITS. pip reads its own configuration (pip.conf, PIP_INDEX_URL, PIP_FIND_LINKS).
 """
@@ -110,6 +111,7 @@ class Config(_Section):
     gpus: str | None = Field(None, pattern=r"^(none|\d+(,\d+)*)$")
     memory_limits: Literal["auto", "cgroup", "watchdog"] = "auto"
     job_ttl: float = Field(24 * 3600.0, gt=0)
+    metrics_public: bool = True
     knative: KnativeConfig = KnativeConfig()
     storage: StorageConfig = StorageConfig()
     limits: Limits = Limits()
@@ -145,6 +147,7 @@ ENV = {
     "LEPTON_MAX_STARTING": ("limits", "max_starting"),
     "LEPTON_MAX_FUNCTIONS": ("limits", "max_functions"),
     "LEPTON_JOB_TTL": ("job_ttl",),
+    "LEPTON_METRICS_PUBLIC": ("metrics_public",),
 }
 
 

@@ -59,3 +59,16 @@ def test_a_scoped_token_dies_with_its_function(platform):
     assert new != old and new.split(".")[1] == old.split(".")[1]  # same revision id, another incarnation
     refused = httpx.get(f"{platform.url}/v1/buckets/allowed/objects", headers={"Authorization": f"Bearer {old}"})
     assert refused.status_code == 403 and "invalid scoped token" in refused.json()["detail"]
+
+
+def test_metrics_need_the_admin_token_when_not_public(tmp_path):
+    process = start_platform(tmp_path / "home", tmp_path / "platform.log", env={"LEPTON_METRICS_PUBLIC": "false"}, fork=False)
+    try:
+        token = (tmp_path / "home" / "token").read_text().strip()
+        assert httpx.get(f"{process.url}/metrics").status_code == 401
+        assert httpx.get(f"{process.url}/metrics", headers={"Authorization": "Bearer not-it"}).status_code == 403
+        allowed = httpx.get(f"{process.url}/metrics", headers={"Authorization": f"Bearer {token}"})
+        assert allowed.status_code == 200 and "lepton_events_accepted_total" in allowed.text
+        assert httpx.get(f"{process.url}/healthz").status_code == 200, "the probe stays open"
+    finally:
+        process.stop(signal.SIGTERM)
