@@ -79,7 +79,8 @@ def build_api(platform: Platform) -> FastAPI:
         Prometheus `authorization` with `credentials_file`)."""
         if not platform.config.metrics_public:
             admin(authorization)
-        return Response(platform.metrics.render(), media_type="text/plain; version=0.0.4")
+        body = platform.metrics.render() + await platform.backend.replica_metrics()
+        return Response(body, media_type="text/plain; version=0.0.4")
 
     v1 = APIRouter(prefix="/v1", dependencies=[Depends(admin)])
 

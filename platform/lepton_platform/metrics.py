@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from itertools import accumulate
 from typing import TYPE_CHECKING
 
@@ -54,6 +54,17 @@ class Invocations(Collector):
         yield latency
 
 
+class _Families(Collector):
+    def __init__(self, source: Callable[[], Iterable[Metric]]) -> None:
+        self.source = source
+
+    def describe(self) -> Iterable[Metric]:
+        return []  # not collected when registered: the source may not be ready yet
+
+    def collect(self) -> Iterable[Metric]:
+        return self.source()
+
+
 class PlatformMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
@@ -73,8 +84,6 @@ class PlatformMetrics:
             "lepton_trigger_deliveries", "Delivery attempts by outcome: delivered, retried, dead_lettered.",
             ["trigger", "function", "outcome"], registry=self.registry,
         )
-        self.backlog = Gauge("lepton_trigger_pending", "Deliveries a trigger still owes.", ["trigger", "function"], registry=self.registry)
-        self.lag = Gauge("lepton_trigger_lag_seconds", "Age of the oldest event a trigger still owes.", ["trigger", "function"], registry=self.registry)
 
     def invoked(self, function: str, code: int, seconds: float, cold: bool) -> None:
         self.invocations.record(function, code, seconds)
@@ -92,14 +101,13 @@ class PlatformMetrics:
     def delivery(self, trigger: Trigger, outcome: str) -> None:
         self.deliveries.labels(trigger.id, trigger.function, outcome).inc()
 
-    def observe_backlog(self, trigger: Trigger, pending: int, lag: float) -> None:
-        self.backlog.labels(trigger.id, trigger.function).set(pending)
-        self.lag.labels(trigger.id, trigger.function).set(lag)
+    def collect_from(self, source: Callable[[], Iterable[Metric]]) -> None:
+        """Families made when scraped (the broker's backlogs)."""
+        self.registry.register(_Families(source))
 
     def forget_trigger(self, trigger_id: str) -> None:
-        for metric in (self.backlog, self.lag, self.deliveries):
-            for labels in [key for key in list(metric._metrics) if key[0] == trigger_id]:  # noqa: SLF001 - prometheus_client has no public lookup
-                metric.remove(*labels)
+        for labels in [key for key in list(self.deliveries._metrics) if key[0] == trigger_id]:  # noqa: SLF001 - prometheus_client has no public lookup
+            self.deliveries.remove(*labels)
 
     def forget(self, function: str) -> None:
         for metric in (self.replicas, self.desired):
@@ -110,3 +118,35 @@ class PlatformMetrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+async def replica_series(replicas: Iterable[Replica], timeout: float = 2.0) -> bytes:
+    """Every ready replica's own series (`/_lepton/metrics`: requests, errors, latency, in
+    flight, batch sizes), labelled with its revision and replica as well as its function and
+    merged into one exposition, so one scrape of the platform gives the dashboard what a
+    Prometheus scraping pods gives it on Knative. A replica that does not answer in time is
+    left out of this scrape."""
+    import asyncio
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    async def fetch(replica: Replica) -> tuple[Replica, str]:
+        try:
+            async with asyncio.timeout(timeout):
+                async with replica.session.get("/_lepton/metrics") as response:
+                    return replica, await response.text() if response.status == 200 else ""
+        except Exception:  # gone, draining or slow: its series are missing from this scrape
+            return replica, ""
+
+    merged: dict[str, Metric] = {}
+    for replica, text in await asyncio.gather(*(fetch(r) for r in replicas)):
+        extra = {"revision": replica.revision.id, "replica": replica.id}
+        for family in text_string_to_metric_families(text):
+            into = merged.setdefault(family.name, Metric(family.name, family.documentation, family.type, family.unit))
+            for sample in family.samples:
+                into.samples.append(sample._replace(labels={**sample.labels, **extra}))
+    if not merged:
+        return b""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Families(lambda: list(merged.values())))
+    return generate_latest(registry)

@@ -69,6 +69,9 @@ class Backend(Protocol):
         """Replace the function's replicas, so they read their environment again; False when
         running ones cannot be replaced (they keep what they started with)."""
 
+    async def replica_metrics(self) -> bytes:
+        """The replicas' own series for the platform's /metrics, where no scraper reaches them."""
+
     async def status(self, serving: Serving) -> dict[str, Any]:
         """Replicas and their state, for `lepton ls` and `lepton info`."""
 

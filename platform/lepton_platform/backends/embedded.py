@@ -20,7 +20,8 @@ from lepton_platform.gpus import GpuPlacement
 from lepton_platform.gpus import discover as discover_gpus
 from lepton_platform.isolation import Isolation
 from lepton_platform.packages import Packages, RequirementError, missing_requirements
-from lepton_platform.replicas import Replica, ReplicaFactory, ReplicaFailed, replica_environment
+from lepton_platform.metrics import replica_series
+from lepton_platform.replicas import READY, Replica, ReplicaFactory, ReplicaFailed, replica_environment
 from lepton_platform.starts import DEPLOY, StartSlots
 from lepton_platform.store import Revision
 from lepton_platform.vault import SecretError
@@ -212,6 +213,10 @@ class EmbeddedBackend:
     def renew(self, serving: Any) -> bool:
         serving.recycle()
         return True
+
+    async def replica_metrics(self) -> bytes:
+        ready = [r for fleet in self.platform.fleets.values() for r in fleet.replicas if isinstance(r, Replica) and r.state == READY]
+        return await replica_series(ready)
 
     async def status(self, serving: Any) -> dict[str, Any]:
         return {**serving.status(), "sandbox": self.sandbox.describe(), "memory_kills": self.memory_kills[serving.name]}

@@ -304,6 +304,10 @@ class KnativeBackend:
 
     # -- what runs ---------------------------------------------------------------------------
 
+    async def replica_metrics(self) -> bytes:
+        """Nothing: Prometheus scrapes the pods themselves (knative/install/components/monitoring)."""
+        return b""
+
     async def status(self, serving: Any) -> dict[str, Any]:
         """Counts from the serving Knative Revision's status, replicas from its pods."""
         from lepton_knative.cluster import ClusterError, condition

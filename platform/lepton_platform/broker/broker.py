@@ -51,10 +51,10 @@ class Broker:
         self.app: ASGIApp | None = None
         self.triggers: dict[str, Trigger] = {t.id: t for t in self.log.triggers()}
         self.index = TriggerIndex(self.triggers.values())
-        self._backlogged: set[str] = set()  # triggers whose backlog gauges are not at zero
         self.workers: dict[str, TriggerWorker] = {}
         self.crons: dict[str, asyncio.Task[None]] = {}
         self.commits = GroupCommit(self.log.database)
+        metrics.collect_from(self.backlog_families)
         self._outbox_written = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -183,24 +183,30 @@ class Broker:
                 await asyncio.wait_for(self._outbox_written.wait(), OUTBOX_BACKSTOP)
 
     async def _housekeeping(self) -> None:
-        rounds = 0
+        """Events past the dedup window go, every ten minutes. (Backlogs are read when
+        /metrics is scraped: `backlog_families`.)"""
         while True:
-            await asyncio.sleep(1)
-            rounds += 1
+            await asyncio.sleep(600)
             try:
-                backlog = await asyncio.to_thread(self.log.backlog)
-                # Only triggers with a backlog now or at the last round: a thousand idle
-                # triggers cost nothing here.
-                for tid in self._backlogged | backlog.keys():
-                    if (trigger := self.triggers.get(tid)) is not None:
-                        self.metrics.observe_backlog(trigger, *backlog.get(tid, (0, 0.0)))
-                self._backlogged = set(backlog)
-                if rounds % 600 == 0:
-                    await asyncio.to_thread(self.log.forget_old, RETENTION)
+                await asyncio.to_thread(self.log.forget_old, RETENTION)
             except asyncio.CancelledError:
                 raise
             except Exception:
                 logger.exception("broker housekeeping failed")
+
+    def backlog_families(self) -> list[Any]:
+        """Every trigger's deliveries owed and the age of the oldest, read from SQLite when
+        /metrics is scraped: one query then, nothing at all between scrapes."""
+        from prometheus_client.core import GaugeMetricFamily
+
+        pending = GaugeMetricFamily("lepton_trigger_pending", "Deliveries a trigger still owes.", labels=["trigger", "function"])
+        lag = GaugeMetricFamily("lepton_trigger_lag_seconds", "Age of the oldest event a trigger still owes.", labels=["trigger", "function"])
+        backlog = self.log.backlog()
+        for tid, trigger in sorted(self.triggers.items()):
+            count, age = backlog.get(tid, (0, 0.0))
+            pending.add_metric([tid, trigger.function], count)
+            lag.add_metric([tid, trigger.function], age)
+        return [pending, lag]
 
     # -- delivery ---------------------------------------------------------------------------
 
