@@ -88,18 +88,22 @@ def test_rbac_grants_exactly_what_the_backend_uses():
     assert granted == expected
 
 
-def test_dashboard_uses_metrics_the_platform_and_runtime_export():
+def test_dashboard_uses_metrics_the_platform_and_runtime_export(tmp_path):
     from lepton.runtime.metrics import Metrics
+    from lepton_platform.broker import Broker
     from lepton_platform.metrics import PlatformMetrics
 
+    platform_metrics = PlatformMetrics()
+    broker = Broker(tmp_path / "events.db", "token", platform_metrics, outbox=None, spec_of=lambda name: None)  # its backlog gauges
     exported = set()
-    for registry in (PlatformMetrics().registry, Metrics("fn").registry):
+    for registry in (platform_metrics.registry, Metrics("fn").registry):
         for family in registry.collect():
             suffixes = {"counter": ["_total"], "histogram": ["_bucket", "_sum", "_count"]}.get(family.type, [""])
             exported |= {family.name + suffix for suffix in suffixes}
     dashboard = json.loads((INSTALL / "grafana-dashboard.json").read_text())
     exprs = [t["expr"] for panel in dashboard["panels"] for t in panel["targets"]]
     used = {m for e in exprs for m in re.findall(r"\b(lepton_[a-z_]+)", e)}
+    broker.log.close()
     assert used and used <= exported, used - exported
     titles = " ".join(p["title"] for p in dashboard["panels"]).lower()
     for topic in ("invocations", "errors", "latency", "cold starts", "replicas", "lag"):
