@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-from bisect import bisect_right
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Query, Request, Response
@@ -17,7 +16,7 @@ from lepton_platform.buckets_api import build_bucket_router
 from lepton_platform.events_api import build_events_router
 from lepton_platform.jobs_api import build_jobs_router
 from lepton_platform.keys_api import build_keys_router
-from lepton_platform.paging import DEFAULT_LIMIT, Limit, link_next
+from lepton_platform.paging import DEFAULT_LIMIT, Limit, keys_after, page
 from lepton_platform.secrets_api import build_secrets_router
 from lepton_platform.service import DeployFailed, NotFound, Platform
 from lepton_platform.storage import StorageError
@@ -118,11 +117,7 @@ def build_api(platform: Platform) -> FastAPI:
     async def list_functions(request: Request, response: Response, limit: Limit = DEFAULT_LIMIT,
                              after: Annotated[str | None, Query(max_length=256, description="the last name of the page before")] = None,
                              ) -> list[dict[str, Any]]:
-        names = sorted(platform.fleets)
-        start = bisect_right(names, after) if after is not None else 0
-        chosen = names[start:start + limit]
-        if start + limit < len(names):
-            link_next(request, response, chosen[-1])
+        chosen = page(keys_after(sorted(platform.fleets), after, limit + 1), limit, request, response, lambda name: name)
         base = str(request.base_url).rstrip("/")
         return list(await asyncio.gather(*(platform.describe(name, base) for name in chosen)))
 
@@ -140,10 +135,7 @@ def build_api(platform: Platform) -> FastAPI:
                         after: Annotated[int | None, Query(ge=0, le=2**31, description="the last number of the page before")] = None,
                         ) -> list[dict[str, Any]]:
         routed = platform.fleet(name).revision.id
-        found = platform.store.revisions(name, limit=limit + 1, after=after or 0)
-        if len(found) > limit:
-            found = found[:limit]
-            link_next(request, response, found[-1].number)
+        found = page(platform.store.revisions(name, limit=limit + 1, after=after or 0), limit, request, response, lambda r: r.number)
         return [{**r.to_json(), "routed": r.id == routed} for r in found]
 
     @v1.post("/functions/{name}/rollback", summary="Route 100% of traffic to an earlier revision")

@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field, ValidationError
 from lepton.triggers import Delivery
 from lepton_platform.auth import Caller
 from lepton_platform.broker.triggers import from_request
-from lepton_platform.paging import DEFAULT_LIMIT, Limit, link_next
+from lepton_platform.paging import DEFAULT_LIMIT, Limit, page
 
 if TYPE_CHECKING:
     from lepton_platform.service import Platform
@@ -32,11 +32,7 @@ def build_events_router(platform: Platform) -> APIRouter:
                             after: Annotated[str | None, Query(max_length=256, description="the last id of the page before")] = None,
                             ) -> list[dict[str, Any]]:
         caller.admin("list triggers")
-        found = broker.status(limit=limit + 1, after=after)
-        if len(found) > limit:
-            found = found[:limit]
-            link_next(request, response, found[-1]["id"])
-        return found
+        return page(broker.status(limit=limit + 1, after=after), limit, request, response, lambda t: t["id"])
 
     @router.post("/triggers", status_code=201, tags=["events"], summary="Add a trigger for a deployed function")
     async def add_trigger(body: TriggerRequest, caller: Caller) -> dict[str, Any]:
@@ -65,11 +61,7 @@ def build_events_router(platform: Platform) -> APIRouter:
                            after: Annotated[int | None, Query(ge=1, le=2**63 - 1, description="the last id of the page before")] = None,
                            ) -> list[dict[str, Any]]:
         caller.admin("read dead letters")
-        found = broker.log.dead_letters(limit + 1, before=after)
-        if len(found) > limit:
-            found = found[:limit]
-            link_next(request, response, found[-1]["id"])
-        return found
+        return page(broker.log.dead_letters(limit + 1, before=after), limit, request, response, lambda d: d["id"])
 
     @router.post("/deadletters/{letter_id}/redeliver", tags=["events"], summary="Queue a dead letter for its trigger again")
     async def redeliver(letter_id: Annotated[int, Path(ge=1, le=2**63 - 1)], caller: Caller) -> dict[str, Any]:

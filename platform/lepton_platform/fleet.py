@@ -327,8 +327,7 @@ class Fleet:
                 self.replicas.append(warm)
                 self._spawn(self._watch(warm))
             else:
-                warm.state = DRAINING
-                self._spawn(warm.stop(grace=0))
+                self._retire(warm)
         self.failure = None
         self._wake()
         self._dispatch()

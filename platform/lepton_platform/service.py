@@ -15,7 +15,7 @@ import time
 from collections import Counter, OrderedDict
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, NamedTuple
 
 from lepton.errors import ArtifactError
 from lepton.packaging import unpack
@@ -39,6 +39,14 @@ logger = logging.getLogger("lepton.platform")
 MANIFESTS_KEPT = 16
 
 __all__ = ["DeployFailed", "NotFound", "Platform"]
+
+
+class Unpacked(NamedTuple):
+    """An artifact checked and unpacked: its folder, its manifest, the manifest's functions by name."""
+
+    folder: Path
+    manifest: dict[str, Any]
+    functions: dict[str, dict[str, Any]]
 
 
 class Platform:
@@ -71,7 +79,7 @@ class Platform:
         self.backend: Backend = open_backend(self, fork=fork)
         self._locks: dict[str, asyncio.Lock] = {}
         self._arriving: Counter[str] = Counter()  # new functions being deployed, counted against limits.max_functions
-        self._manifests: OrderedDict[str, tuple[Path, dict[str, Any], dict[str, Any]]] = OrderedDict()  # by digest
+        self._manifests: OrderedDict[str, Unpacked] = OrderedDict()  # by digest, the most recently used last
 
     def _spec_of(self, function: str) -> FunctionSpec | None:
         fleet = self.fleets.get(function)
@@ -135,12 +143,12 @@ class Platform:
         found = self._manifests.get(digest)
         if found is not None:
             self._manifests.move_to_end(digest)
-            return found[0], found[1]
+            return found.folder, found.manifest
         path = self.artifact_path(digest)
         if not path.exists():
             raise ArtifactError(f"artifact {digest} is not on the platform; upload it first")
         folder, manifest = unpack(path, self.unpacked, digest)
-        self._manifests[digest] = (folder, manifest, {fn["name"]: fn for fn in manifest["functions"]})
+        self._manifests[digest] = Unpacked(folder, manifest, {fn["name"]: fn for fn in manifest["functions"]})
         if len(self._manifests) > MANIFESTS_KEPT:
             self._manifests.popitem(last=False)
         return folder, manifest
@@ -155,7 +163,7 @@ class Platform:
         platform's limits); returns the spec and the routed revision if unchanged."""
         self.check_room([function, *together])
         self._unpacked(digest)
-        specs = self._manifests[digest][2]
+        specs = self._manifests[digest].functions
         if function not in specs:
             raise NotFound(f"artifact {digest[:19]}... has no function {function!r}; it has {', '.join(sorted(specs))}")
         spec = FunctionSpec.model_validate(specs[function])

@@ -48,8 +48,7 @@ class StartSlots:
             nonlocal held
             if held:
                 held = False
-                self.starting -= 1
-                self._grant()
+                self._release()
 
         timer = asyncio.get_running_loop().call_later(self.hold, give_back)
         try:
@@ -73,11 +72,14 @@ class StartSlots:
             await waiter
         except asyncio.CancelledError:
             if waiter.done() and not waiter.cancelled():  # granted just as it was cancelled
-                self.starting -= 1
-                self._grant()
+                self._release()
             elif waiter in queue:
                 queue.remove(waiter)
             raise
+
+    def _release(self) -> None:
+        self.starting -= 1
+        self._grant()
 
     def _grant(self) -> None:
         for queue in self._queues:

@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import json
 import logging
-from bisect import bisect_right
 from typing import TYPE_CHECKING, Any, Callable
 
 from lepton.runtime.events import FORMAT, STRUCTURED, BadEvent, is_cloudevent_request, parse, to_binary
@@ -24,6 +23,7 @@ from lepton_platform.broker.delivery import TriggerWorker
 from lepton_platform.broker.index import TriggerIndex
 from lepton_platform.broker.log import Event, EventLog
 from lepton_platform.broker.triggers import API, DEAD_LETTER, FORWARD, SPEC, Trigger, from_spec
+from lepton_platform.paging import keys_after
 from lepton_platform.sqlite import GroupCommit
 
 if TYPE_CHECKING:
@@ -93,9 +93,8 @@ class Broker:
         if trigger.kind == "cron":
             self.crons[trigger.id] = asyncio.create_task(run_cron(self, trigger), name=f"cron-{trigger.id}")
 
-    async def _retire(self, trigger_id: str) -> None:
-        if self.triggers.pop(trigger_id, None) is not None:
-            self.index = TriggerIndex(self.triggers.values())
+    async def _stop(self, trigger_id: str) -> None:
+        """Its worker and cron source end (its deliveries went with it from the database)."""
         worker = self.workers.pop(trigger_id, None)
         cron = self.crons.pop(trigger_id, None)
         if cron:
@@ -105,14 +104,18 @@ class Broker:
         self.metrics.forget_trigger(trigger_id)
 
     async def _install(self, triggers: list[Trigger], gone: list[str]) -> None:
+        changed = [t for t in triggers if self.triggers.get(t.id) != t]
         for tid in gone:
-            await self._retire(tid)
-        for trigger in triggers:
-            if self.triggers.get(trigger.id) != trigger:
-                await self._retire(trigger.id)
-                self.triggers[trigger.id] = trigger
-                self.index = TriggerIndex(self.triggers.values())
-                self._run(trigger)
+            self.triggers.pop(tid, None)
+        for trigger in changed:
+            self.triggers[trigger.id] = trigger
+        # One new index for the whole change, before any await: an ingest in between sees
+        # the triggers as they are now, never half of the change.
+        self.index = TriggerIndex(self.triggers.values())
+        for tid in [*gone, *(t.id for t in changed)]:
+            await self._stop(tid)
+        for trigger in changed:
+            self._run(trigger)
 
     # -- triggers ---------------------------------------------------------------------------
 
@@ -259,9 +262,7 @@ class Broker:
 
     def status(self, *, limit: int | None = None, after: str | None = None) -> list[dict[str, Any]]:
         """Triggers by id (those after `after`, at most `limit`) with their backlog."""
-        ids = sorted(self.triggers)
-        start = bisect_right(ids, after) if after is not None else 0
-        chosen = ids[start:None if limit is None else start + limit]
+        chosen = keys_after(sorted(self.triggers), after, len(self.triggers) if limit is None else limit)
         backlog = self.log.backlog()
         return [{**self.triggers[tid].to_json(), "pending": backlog.get(tid, (0, 0.0))[0],
                  "lag_seconds": round(backlog.get(tid, (0, 0.0))[1], 3)} for tid in chosen]
