@@ -135,25 +135,27 @@ class Cluster:
             time.sleep(delay)
             delay = min(delay * 2, 1.0)
 
-    def wait_traffic(self, svc: dict[str, Any], revision: str, timeout: float = 300,
+    def wait_traffic(self, svc: dict[str, Any], timeout: float = 300,
                      progress: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
-        """Poll until the Service's route sends all traffic to `revision`. Not `Ready`: that
-        also needs the newest template's revision ready, which a rollback away from a failed
-        one never is."""
+        """Poll until the Service's route sends traffic as its `spec.traffic` says (shares
+        and tags of pinned Revisions). Not `Ready`: that also needs the newest template's
+        revision ready, which a rollback away from a failed one never is."""
         name = f"Service {svc['metadata']['name']}"
+        wanted = sorted((t["revisionName"], t.get("percent", 0), t.get("tag") or "") for t in svc["spec"]["traffic"])
+        what = ", ".join(f"{rev} {pct}%" + (f" (tag {tag})" if tag else "") for rev, pct, tag in wanted)
 
         def judge(current: dict[str, Any]) -> str | None:
             routes = condition(current, "RoutesReady")
             status = current.get("status", {})
             fresh = status.get("observedGeneration") == current.get("metadata", {}).get("generation")
-            serving = [t.get("revisionName") for t in status.get("traffic") or [] if t.get("percent")]
-            if fresh and routes and routes.get("status") == "True" and serving == [revision]:
+            serving = sorted((t.get("revisionName"), t.get("percent", 0), t.get("tag") or "") for t in status.get("traffic") or [])
+            if fresh and routes and routes.get("status") == "True" and serving == wanted:
                 return None
             if fresh and routes and routes.get("status") == "False":
-                raise ClusterError(f"{name} cannot route to {revision}: {routes.get('reason', '')}: {routes.get('message', '')}".rstrip(": "))
-            return f"{name}: moving traffic to {revision}"
+                raise ClusterError(f"{name} cannot route to {what}: {routes.get('reason', '')}: {routes.get('message', '')}".rstrip(": "))
+            return f"{name}: moving traffic to {what}"
 
-        return self._until(svc, judge, timeout, progress, f"{name} did not route to {revision} within {timeout:g}s")
+        return self._until(svc, judge, timeout, progress, f"{name} did not route to {what} within {timeout:g}s")
 
     def wait_ready(self, obj: dict[str, Any], timeout: float = 300, progress: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
         """Poll until the object's Ready condition is True for its latest generation; a

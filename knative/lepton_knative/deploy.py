@@ -58,16 +58,18 @@ def start(cluster: Cluster, new: Plan, serving: str | None, tokens: dict[str, st
     return cluster.wait_ready(svc, timeout, progress)
 
 
-def move(cluster: Cluster, new: Plan, revision: str, tokens: dict[str, str], *, template: dict[str, Any] | None = None,
-         timeout: float, progress: Progress = lambda _: None) -> dict[str, Any]:
+def move(cluster: Cluster, new: Plan, revision: str | list[dict[str, Any]], tokens: dict[str, str], *,
+         template: dict[str, Any] | None = None, timeout: float, progress: Progress = lambda _: None) -> dict[str, Any]:
     """Step 2: all traffic to `revision` (the new one, or an older one for a rollback, with
-    `template` keeping the Service's newest template as it is). `tokens` keeps the revision
-    that served until now beside it: its pods may still start while traffic moves."""
-    svc = service(new.spec, new.target, pinned(revision), template)
+    `template` keeping the Service's newest template as it is), or shared as a `spec.traffic`
+    list says (`split`). `tokens` keeps the revisions that served until now beside it: their
+    pods may still start while traffic moves."""
+    traffic = pinned(revision) if isinstance(revision, str) else revision
+    svc = service(new.spec, new.target, traffic, template)
     ensure_valid([svc])
-    cluster.apply(secret(new.spec.name, new.target, tokens, revision))
+    cluster.apply(secret(new.spec.name, new.target, tokens, new.revision if isinstance(revision, list) else revision))
     cluster.apply(svc)
-    return cluster.wait_traffic(svc, revision, timeout, progress)
+    return cluster.wait_traffic(svc, timeout, progress)
 
 
 def attach(cluster: Cluster, new: Plan, *, timeout: float, progress: Progress = lambda _: None) -> list[str]:

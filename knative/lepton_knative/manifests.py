@@ -197,6 +197,19 @@ def pinned(revision: str) -> list[dict[str, Any]]:
     return [{"revisionName": revision, "percent": 100}]
 
 
+def split(shares: dict[str, int], tags: dict[str, str]) -> list[dict[str, Any]]:
+    """`spec.traffic` for Knative Revisions by name: each share, and each tag as a target of
+    its own (0% where the revision has no share, or a second tag)."""
+    targets: list[dict[str, Any]] = [{"revisionName": rev, "percent": pct} for rev, pct in shares.items()]
+    for tag, rev in sorted(tags.items()):
+        untagged = next((t for t in targets if t["revisionName"] == rev and "tag" not in t), None)
+        if untagged is not None:
+            untagged["tag"] = tag
+        else:
+            targets.append({"revisionName": rev, "percent": 0, "tag": tag})
+    return targets
+
+
 def service(spec: FunctionSpec, target: Target, traffic: list[dict[str, Any]] | None = None,
             revision_template: dict[str, Any] | None = None) -> dict[str, Any]:
     """The Service; `revision_template` keeps a template already on the cluster (a rollback

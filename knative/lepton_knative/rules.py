@@ -630,6 +630,7 @@ def _service(name: str, spec: dict[str, Any], config: ClusterConfig) -> Iterator
     if isinstance(timeout, int) and not 0 < timeout <= config.max_revision_timeout_seconds:
         yield (f"spec.template.spec.timeoutSeconds: {timeout} is outside 1..{config.max_revision_timeout_seconds} "
                "(max-revision-timeout-seconds; 0 would mean Knative's default)")
+    yield from _traffic(spec.get("traffic"))
     containers = pod.get("containers", [])
     if not isinstance(containers, list):
         return
@@ -638,6 +639,30 @@ def _service(name: str, spec: dict[str, Any], config: ClusterConfig) -> Iterator
         yield f"spec.template.spec.containers: one serving container expected, got {len(containers)}"
     for i, container in enumerate(c for c in containers if isinstance(c, dict)):
         yield from _container(f"spec.template.spec.containers.{i}", container)
+
+
+def _traffic(targets: Any) -> Iterator[str]:
+    """serving pkg/apis/serving/v1/route_validation.go validateTrafficList: percents add up to
+    100, each tag a DNS-1035 label defined once.
+    https://github.com/knative/serving/blob/knative-v1.23.0/pkg/apis/serving/v1/route_validation.go"""
+    if not isinstance(targets, list):
+        return
+    total, seen = 0, {}
+    for i, target in enumerate(t for t in targets if isinstance(t, dict)):
+        percent = target.get("percent") or 0
+        if isinstance(percent, int):
+            total += percent
+        tag = target.get("tag")
+        if not tag:
+            continue
+        if not isinstance(tag, str) or not DNS_LABEL.match(tag):
+            yield f"spec.traffic[{i}].tag: {tag!r} is not a DNS-1035 label"
+        elif tag in seen:
+            yield f"spec.traffic[{i}].tag: multiple definitions for {tag!r} (also spec.traffic[{seen[tag]}].tag)"
+        else:
+            seen[tag] = i
+    if targets and total != 100:
+        yield f"spec.traffic: traffic targets sum to {total}, want 100"
 
 
 def _container(where: str, container: dict[str, Any]) -> Iterator[str]:

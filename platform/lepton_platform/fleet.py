@@ -85,6 +85,19 @@ class Fleet:
         await asyncio.gather(*(r.stop(grace=5) for r in self.replicas), return_exceptions=True)
         self.replicas.clear()
 
+    def drain(self) -> None:
+        """No longer routed (its revision left the traffic split): replicas finish what they
+        hold and stop; requests still waiting for one are told to try again."""
+        self._closed = True
+        if self._task:
+            self._task.cancel()
+        self._fail_waiters(f"revision {self.revision.id} of function {self.name!r} stopped taking traffic; try again")
+        for replica in list(self.replicas):
+            self._retire(replica)
+        self.desired = 0
+        if self.metrics:
+            self.metrics.observe_fleet(self)
+
     # -- demand ----------------------------------------------------------------------------
 
     def _integrate(self, now: float) -> None:

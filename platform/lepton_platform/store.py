@@ -16,6 +16,7 @@ from typing import Any, Iterator
 
 from lepton.spec import FunctionSpec
 from lepton_platform.sqlite import Database
+from lepton_platform.traffic import Traffic
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS revisions (
@@ -36,11 +37,13 @@ CREATE TABLE IF NOT EXISTS functions (
     name        TEXT PRIMARY KEY,
     revision    TEXT REFERENCES revisions(id),
     created_at  REAL NOT NULL,
-    updated_at  REAL NOT NULL
+    updated_at  REAL NOT NULL,
+    traffic     TEXT NOT NULL DEFAULT ''
 );
 """
 # Columns added after the first release, for state databases created before them.
-ADDED_COLUMNS = {"image": "TEXT NOT NULL DEFAULT ''", "backend_ref": "TEXT NOT NULL DEFAULT ''"}
+ADDED_COLUMNS = {"revisions": {"image": "TEXT NOT NULL DEFAULT ''", "backend_ref": "TEXT NOT NULL DEFAULT ''"},
+                 "functions": {"traffic": "TEXT NOT NULL DEFAULT ''"}}
 ADDED_OPTIONS = ("max_queue",)  # FunctionSpec fields newer than the content ids of deployed revisions
 
 
@@ -82,10 +85,11 @@ class Store:
     def __init__(self, path: Path) -> None:
         self._db = Database(path, SCHEMA)
         self._rows = self._db.rows
-        present = {row["name"] for row in self._rows("PRAGMA table_info(revisions)")}
-        for column, kind in ADDED_COLUMNS.items():
-            if column not in present:
-                self._db.execute(f"ALTER TABLE revisions ADD COLUMN {column} {kind}")
+        for table, columns in ADDED_COLUMNS.items():
+            present = {row["name"] for row in self._rows(f"PRAGMA table_info({table})")}
+            for column, kind in columns.items():
+                if column not in present:
+                    self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
 
     def close(self) -> None:
         self._db.close()
@@ -115,13 +119,15 @@ class Store:
     def set_backend_ref(self, rev_id: str, ref: str) -> None:
         self._db.execute("UPDATE revisions SET backend_ref = ? WHERE id = ?", ref, rev_id)
 
-    def route(self, function: str, rev_id: str) -> None:
-        """Send 100% of the function's traffic to `rev_id` (creating the function if new)."""
+    def route(self, function: str, traffic: Traffic) -> None:
+        """Record who takes the function's traffic (creating the function if new); `revision`
+        is the main one, the rest is in `traffic`."""
         now = time.time()
         self._db.execute(
-            "INSERT INTO functions (name, revision, created_at, updated_at) VALUES (?, ?, ?, ?) "
-            "ON CONFLICT(name) DO UPDATE SET revision = excluded.revision, updated_at = excluded.updated_at",
-            function, rev_id, now, now,
+            "INSERT INTO functions (name, revision, created_at, updated_at, traffic) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT(name) DO UPDATE SET revision = excluded.revision, updated_at = excluded.updated_at, "
+            "traffic = excluded.traffic",
+            function, traffic.main, now, now, "" if traffic.simple else json.dumps(traffic.to_json()),
         )
 
     def revision(self, rev_id: str) -> Revision | None:
@@ -133,11 +139,11 @@ class Store:
         rows = self._rows("SELECT * FROM revisions WHERE function = ? AND number > ? ORDER BY number LIMIT ?", function, after, limit)
         return [_revision(r) for r in rows]
 
-    def routed(self) -> Iterator[tuple[str, Revision]]:
-        """Every function with the revision that takes its traffic."""
-        rows = self._rows("SELECT f.name, r.* FROM functions f JOIN revisions r ON r.id = f.revision ORDER BY f.name")
+    def routed(self) -> Iterator[tuple[str, Revision, Traffic]]:
+        """Every function with its main revision and its traffic rule."""
+        rows = self._rows("SELECT f.name, f.traffic, r.* FROM functions f JOIN revisions r ON r.id = f.revision ORDER BY f.name")
         for row in rows:
-            yield row["name"], _revision(row)
+            yield row["name"], _revision(row), Traffic.from_json(json.loads(row["traffic"] or "{}"), row["id"])
 
     def delete_function(self, function: str) -> None:
         with self._db.transaction() as db:

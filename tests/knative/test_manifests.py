@@ -12,7 +12,7 @@ import pytest
 
 import lepton
 from lepton_knative.manifests import (
-    RenderError, Target, iso_duration, pinned, render, secret, service, token_key, user_secret, user_secret_name,
+    RenderError, Target, iso_duration, pinned, render, secret, service, split, token_key, user_secret, user_secret_name,
 )
 from lepton_knative.validation import ManifestError, ensure_valid, problems
 
@@ -185,6 +185,20 @@ def test_secret_carries_the_url_and_one_token_per_revision_and_traffic_can_be_pi
     assert obj["data"] == {"token-abc": "cmV2LmZuLTItMDAwMDEueA==", "url": "aHR0cDovL2xlcHRvbi1wbGF0Zm9ybS5tbC5zdmM6ODc2NQ=="}
     assert pinned("fn-2-1234abcd") == [{"revisionName": "fn-2-1234abcd", "percent": 100}]
     assert service(fn.spec, TARGET, pinned("fn-2-1234abcd"))["spec"]["traffic"] == pinned("fn-2-1234abcd")
+
+
+def test_a_split_with_tags_is_a_valid_spec_traffic_and_duplicate_tags_are_refused():
+    fn = random_function(random.Random(3), 3)
+    targets = split({"r1": 90, "r2": 10}, {"canary": "r2", "beta": "r2", "old": "r0"})
+    assert targets == [{"revisionName": "r1", "percent": 90}, {"revisionName": "r2", "percent": 10, "tag": "beta"},
+                       {"revisionName": "r2", "percent": 0, "tag": "canary"}, {"revisionName": "r0", "percent": 0, "tag": "old"}]
+    ensure_valid([service(fn.spec, TARGET, targets)])  # the CRD schema and the webhook's traffic rules
+    twice = [*targets, {"revisionName": "r1", "percent": 0, "tag": "beta"}]
+    with pytest.raises(ManifestError, match="beta"):
+        ensure_valid([service(fn.spec, TARGET, twice)])
+    off = [{**targets[0], "percent": 80}, *targets[1:]]
+    with pytest.raises(ManifestError, match="sum to 90"):
+        ensure_valid([service(fn.spec, TARGET, off)])
 
 
 def test_a_lepton_secret_is_a_secret_of_its_own_named_by_its_lower_case_form():

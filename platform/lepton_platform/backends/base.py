@@ -1,13 +1,16 @@
 """The operations a backend provides. A deploy is two steps, so that a revision takes
 traffic only once it is ready: `prove` starts it and waits (the previous revision keeps
-serving, whatever happens), then `route` moves the traffic and the triggers to it."""
+serving, whatever happens), then `route` moves the traffic and the triggers to it, or
+`split` shares the traffic between revisions (traffic.py)."""
 
 from __future__ import annotations
 
 from typing import Any, AsyncIterator, Protocol
 
 from lepton.spec import FunctionSpec
+from lepton_platform.logfiles import LogQuery
 from lepton_platform.store import Revision
+from lepton_platform.traffic import Routes, Traffic
 
 
 class Serving(Protocol):
@@ -58,6 +61,11 @@ class Backend(Protocol):
     async def route(self, revision: Revision, proof: Any, serving: Serving | None) -> Serving:
         """Send all traffic, and the function's triggers, to a proven revision."""
 
+    async def split(self, traffic: Traffic, revisions: dict[str, Revision], current: Routes, proof: tuple[str, Any] | None = None) -> Routes:
+        """Serve `traffic` (shares and tags of ready `revisions`; `current` is what serves now,
+        `proof` a deploy's proven revision and its proof) and put the main revision's
+        triggers in place."""
+
     async def remove(self, function: str, serving: Serving) -> None: ...
 
     async def put_secret(self, name: str, value: str) -> None:
@@ -75,5 +83,6 @@ class Backend(Protocol):
     async def status(self, serving: Serving) -> dict[str, Any]:
         """Replicas and their state, for `lepton ls` and `lepton info`."""
 
-    def logs(self, function: str, tail: int, follow: bool) -> AsyncIterator[bytes]:
-        """The function's replica logs: the last `tail` lines, then new ones while `follow`."""
+    async def logs(self, function: str, query: LogQuery) -> AsyncIterator[bytes]:
+        """The function's replica logs as `query` asks (logfiles.py has the line format); raises
+        NotFound, before any line, for a `query.replica` that matches no replica."""
