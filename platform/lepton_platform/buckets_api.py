@@ -141,6 +141,9 @@ def build_bucket_router(platform: Platform) -> APIRouter:
         valid_key(key)
         info, chunks = await asyncio.to_thread(storage.read, bucket, key)
         headers = object_headers(info)
+        # An object is someone's data, never a page of the platform's origin (the console's): a
+        # browser opening an uploaded HTML file through a signed URL runs none of it.
+        headers.update({"content-security-policy": "sandbox", "x-content-type-options": "nosniff"})
         return StreamingResponse(chunks, media_type=headers.pop("content-type"), headers=headers)
 
     @router.delete("/buckets/{bucket}/objects/{key:path}", summary="Delete an object", tags=["buckets"])
