@@ -26,14 +26,17 @@ from typing import Any, Callable
 import aiohttp
 
 from lepton.handlers import ASGI
+from lepton.runtime import logstamp
 from lepton.runtime.handoff import SUFFIX as HANDOFF_SUFFIX
 from lepton_platform import isolation
 from lepton_platform.cgroups import CgroupLimits
 from lepton_platform.cgroups import join as join_cgroup
+from lepton_platform.config import LogsConfig
 from lepton_platform.cpus import CpuPlacement
 from lepton_platform.gpus import GpuPlacement
 from lepton_platform.handoff import HandoffChannel
 from lepton_platform.isolation import Isolation
+from lepton_platform.logfiles import drop_empty, last_messages
 from lepton_platform.starts import StartSlots
 from lepton_platform.store import Revision
 from lepton_platform.upstream import ReplicaConnector, ReplicaPool, socket_address
@@ -126,11 +129,8 @@ class Replica:
         self.idle.set()
 
     def log_tail(self, lines: int = 15) -> str:
-        try:
-            text = self.log.read_text(errors="replace")
-        except OSError:
-            return ""
-        return "\n".join(text.rstrip().splitlines()[-lines:])
+        """Its last lines' text, without their stamps: for the errors its callers see."""
+        return "\n".join(last_messages(self.log, lines))
 
     async def wait_ready(self, timeout: float) -> None:
         """Until /_lepton/readyz (the runtime's own route, whatever paths the function serves)
@@ -239,8 +239,9 @@ class ReplicaFactory:
                  platform_env: Callable[[Revision], dict[str, str]] = lambda revision: {},
                  placement: CpuPlacement | None = None, gpus: GpuPlacement | None = None,
                  cgroups: CgroupLimits | None = None, on_memory_kill: Callable[[Replica], None] = lambda replica: None,
-                 starts: StartSlots | None = None) -> None:
+                 starts: StartSlots | None = None, logs: LogsConfig | None = None) -> None:
         self.zygote = zygote
+        self.logs = logs or LogsConfig()
         self.starts = starts or StartSlots()
         self.cgroups = cgroups
         self.on_memory_kill = on_memory_kill
@@ -267,6 +268,7 @@ class ReplicaFactory:
                 if replica.why_ended():
                     self.on_memory_kill(replica)
                 CgroupLimits.remove(replica.cgroup)
+            drop_empty(logstamp.rotated_paths(replica.log, self.logs.keep))
             replica.mark_exited(status)
             if replica.state != DRAINING:
                 logger.info("replica %s [%s] exited with status %s", replica.id, pid, status)
@@ -324,6 +326,7 @@ class ReplicaFactory:
             "cgroup": str(replica.cgroup) if replica.cgroup else None,
             "function": revision.function, "uds": replica.uds, "log": str(replica.log), "cpus": replica.cpus,
             "threads": env.get("LEPTON_THREADS") or len(replica.cpus) or "",
+            "log_keep": self.logs.keep, "log_max_bytes": self.logs.max_bytes,
         }
         env["LEPTON_REPLICA"] = replica_id
         env["LEPTON_PLATFORM_UID"] = str(os.getuid())  # the only user its socket answers
@@ -360,13 +363,18 @@ class ReplicaFactory:
     async def _fresh(self, replica: Replica, request: dict[str, Any], env: dict[str, str]) -> int:
         plan = request["isolation"]
         seen = isolation.paths(plan)
-        log = open(replica.log, "ab")
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "lepton.runtime", f"{seen['app']}/{request['entrypoint']}:{request['function']}",
-            "--uds", replica.uds, env={**replica_environment(), **env, **isolation.environment(seen)}, stdout=log, stderr=log,
-            preexec_fn=functools.partial(become_replica, replica.cpus, plan, request["cgroup"]), start_new_session=True,
-        )
-        log.close()
+        logs = logstamp.open_files(replica.log, self.logs.keep)  # opened here: the sandbox keeps the replica out of $LEPTON_HOME
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "lepton.runtime", f"{seen['app']}/{request['entrypoint']}:{request['function']}",
+                "--uds", replica.uds, stdout=logs[0], stderr=logs[0], pass_fds=logs,
+                env={**replica_environment(), **env, **isolation.environment(seen),
+                     logstamp.ENV: logstamp.env_value(logs, self.logs.max_bytes)},
+                preexec_fn=functools.partial(become_replica, replica.cpus, plan, request["cgroup"]), start_new_session=True,
+            )
+        finally:
+            for fd in logs:
+                os.close(fd)
 
         async def watch() -> None:
             status = await proc.wait()

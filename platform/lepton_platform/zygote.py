@@ -30,11 +30,13 @@ import threading
 from pathlib import Path
 from typing import Any, Callable
 
+from lepton.runtime import logstamp
+
 logger = logging.getLogger("lepton.platform.zygote")
 PRELOAD = (
     "lepton.runtime.app", "lepton.runtime.server", "lepton.loader", "packaging.requirements",
     "uvicorn.protocols.http.httptools_impl", "uvicorn.lifespan.on", "uvloop", "lepton_platform.isolation",
-    "lepton_platform.cgroups",
+    "lepton_platform.cgroups", "lepton.runtime.logstamp",
 )
 SHARED_HEAVY = ("numpy", "torch")
 PR_SET_PDEATHSIG = 1
@@ -137,14 +139,14 @@ def run_child(request: dict[str, Any], env_fd: int) -> None:
         os.setsid()
         for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, signal.SIG_DFL)
-        fd = os.open(request["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-        os.dup2(fd, 1)
-        os.dup2(fd, 2)
-        os.close(fd)
+        logs = logstamp.open_files(Path(request["log"]), request.get("log_keep", 0))  # before the sandbox keeps it out
+        os.dup2(logs[0], 1)
+        os.dup2(logs[0], 2)
         os.environ.update(read_environment(env_fd))
         from lepton_platform import isolation
 
         seen = isolation.enter(request["isolation"])  # single-threaded still: before the lifeline's thread
+        logstamp.install(request["id"], logs, request.get("log_max_bytes", 0))  # before the function's code runs
         os.environ.update(isolation.environment(seen))
         os.chdir(seen["app"])
         hold_lifeline()
@@ -168,6 +170,7 @@ def run_child(request: dict[str, Any], env_fd: int) -> None:
 
         traceback.print_exc()
     finally:
+        logstamp.close()
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)

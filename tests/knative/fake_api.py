@@ -756,6 +756,7 @@ class FakeCluster:
     requests: list[tuple[str, str, str, int]] = field(default_factory=list)  # (user, method, path, code)
     managed: dict[Key, dict[str, Manager]] = field(default_factory=dict, repr=False)
     pod_logs: dict[tuple[str, str, str], str] = field(default_factory=dict, repr=False)
+    pod_log_times: dict[tuple[str, str, str], list[float]] = field(default_factory=dict, repr=False)  # per line: when it was logged
     _services: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict, repr=False)
     _version: int = 1000
     _rbac_cache: Any = field(default=None, repr=False)
@@ -1408,15 +1409,24 @@ class FakeCluster:
         if waiting is not None:
             # https://github.com/kubernetes/kubernetes/blob/master/pkg/registry/core/pod/strategy.go  validateContainer
             raise bad_request(f'container "{container}" in pod "{name}" is waiting to start: {waiting["reason"]}')
-        text = self.pod_logs.get((namespace, name, container), "")
+        # A line is logged when add_pod gave it or when this API first serves it (a test appends
+        # lines to pod_logs); sinceSeconds and timestamps go by that time.
+        lines = self.pod_logs.get((namespace, name, container), "").splitlines(keepends=True)
+        times = self.pod_log_times.setdefault((namespace, name, container), [])
+        times.extend([time.time()] * (len(lines) - len(times)))
+        logged = list(zip(times, lines))
+        if "sinceSeconds" in query:
+            logged = [(t, line) for t, line in logged if t >= time.time() - int(query["sinceSeconds"])]
         if "tailLines" in query:
             try:
                 tail = int(query["tailLines"])
             except ValueError:
                 raise bad_request(f'strconv.ParseInt: parsing "{query["tailLines"]}": invalid syntax') from None
-            lines = text.splitlines(keepends=True)
-            text = "".join(lines[-tail:]) if tail > 0 else ""
-        return Response(text, media_type="text/plain")
+            logged = logged[-tail:] if tail > 0 else []
+        if query.get("timestamps") == "true":  # RFC3339Nano, as Go writes it: trailing zeros of the fraction dropped
+            logged = [(t, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1e9):09d}".rstrip("0").rstrip(".")
+                       + "Z " + line) for t, line in logged]
+        return Response("".join(line for _, line in logged), media_type="text/plain")
 
 
 def _json(obj: Any, code: int = 200) -> Response:
