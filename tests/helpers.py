@@ -20,10 +20,13 @@ FUNCTIONS = ROOT / "tests" / "functions"
 
 def log_records(home: Path | str, tag: str) -> list[str]:
     """What functions wrote as `TAG payload` lines to their logs, in file order: the one place
-    a sandboxed replica writes that a test can read."""
+    a sandboxed replica writes that a test can read. (Each line's stamp is left out.)"""
+    from lepton_platform.logfiles import parse
+
     prefix = tag + " "
-    return [line[len(prefix):] for log in sorted((Path(home) / "logs").rglob("*.log"))
-            for line in log.read_text(errors="replace").splitlines() if line.startswith(prefix)]
+    messages = (record.message for log in sorted((Path(home) / "logs").rglob("*.log"))
+                for record in map(parse, log.read_bytes().splitlines()) if record is not None)
+    return [message[len(prefix):] for message in messages if message.startswith(prefix)]
 
 
 def wait_for(condition: Callable[[], object], timeout: float = 20, message: str = "") -> object:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Query, Request, Response
@@ -16,9 +17,10 @@ from lepton_platform.buckets_api import build_bucket_router
 from lepton_platform.events_api import build_events_router
 from lepton_platform.jobs_api import build_jobs_router
 from lepton_platform.keys_api import build_keys_router
+from lepton_platform.logfiles import LogQuery, parse_since
 from lepton_platform.paging import DEFAULT_LIMIT, Limit, keys_after, page
 from lepton_platform.secrets_api import build_secrets_router
-from lepton_platform.service import DeployFailed, NotFound, Platform
+from lepton_platform.service import DeployFailed, InvalidTraffic, NotFound, Platform
 from lepton_platform.storage import StorageError
 
 DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
@@ -36,6 +38,15 @@ class DeployRequest(BaseModel):
     dry_run: bool = Field(False, description="only check that it can be deployed (a deploy of many functions checks them all first)")
     deploying: list[str] = Field([], max_length=100_000, description="every function the same deploy creates or updates, "
                                  "so that one dry run checks the platform's limits for all of them")
+    traffic: int | None = Field(None, ge=0, le=100, description="the new revision's share of traffic (a canary); default 100")
+    tag: str | None = Field(None, max_length=64, description="a tag for the new revision: /fn/NAME@TAG reaches it")
+
+
+class TrafficRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    split: dict[str, int] | None = Field(None, description="revision id -> percent, adding up to 100; omitted: as it is")
+    tags: dict[str, str | None] = Field({}, description="tag -> revision id, or null to remove the tag")
 
 
 class RollbackRequest(BaseModel):
@@ -65,7 +76,8 @@ def build_api(platform: Platform) -> FastAPI:
         return JSONResponse({"detail": str(exc)}, status_code=exc.status)
 
     @app.exception_handler(DeployFailed)
-    async def deploy_failed(_: Request, exc: DeployFailed) -> JSONResponse:
+    @app.exception_handler(InvalidTraffic)
+    async def refused(_: Request, exc: Exception) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=422)
 
     @app.get("/healthz", include_in_schema=False)
@@ -96,18 +108,20 @@ def build_api(platform: Platform) -> FastAPI:
 
     @v1.post("/functions", summary="Deploy one function of an uploaded artifact")
     async def deploy(body: DeployRequest, request: Request) -> JSONResponse:
-        spec, unchanged = platform.prepare(body.function, body.artifact, body.image, together=body.deploying)
+        spec, unchanged = platform.prepare(body.function, body.artifact, body.image, together=body.deploying,
+                                           percent=body.traffic, tag=body.tag)
         base = str(request.base_url).rstrip("/")
         if body.dry_run:
             return JSONResponse({"function": spec.name, "revision": None, "changed": unchanged is None, "status": "valid", "url": f"{base}/fn/{spec.name}"})
         if unchanged is not None:
             return JSONResponse({"function": spec.name, "revision": unchanged.id, "changed": False, "status": "ready", "url": f"{base}/fn/{spec.name}"})
         if not body.wait:
-            task = asyncio.create_task(platform.deploy(spec, body.artifact, body.image))
+            task = asyncio.create_task(platform.deploy(spec, body.artifact, body.image, percent=body.traffic, tag=body.tag))
             task.add_done_callback(lambda t: t.exception())  # failures are recorded on the revision
             return JSONResponse({"function": spec.name, "revision": None, "changed": True, "status": "deploying", "url": f"{base}/fn/{spec.name}"}, status_code=202)
-        revision = await platform.deploy(spec, body.artifact, body.image)
-        answer = {"function": spec.name, "revision": revision.id, "changed": True, "status": "ready", "url": f"{base}/fn/{spec.name}"}
+        revision = await platform.deploy(spec, body.artifact, body.image, percent=body.traffic, tag=body.tag)
+        answer = {"function": spec.name, "revision": revision.id, "changed": True, "status": "ready", "url": f"{base}/fn/{spec.name}",
+                  "traffic": platform.traffic_of(spec.name).to_json()}
         problem = getattr(platform.fleets.get(spec.name), "problem", None)
         if problem:
             answer["warning"] = problem
@@ -134,18 +148,38 @@ def build_api(platform: Platform) -> FastAPI:
     async def revisions(name: str, request: Request, response: Response, limit: Limit = DEFAULT_LIMIT,
                         after: Annotated[int | None, Query(ge=0, le=2**31, description="the last number of the page before")] = None,
                         ) -> list[dict[str, Any]]:
-        routed = platform.fleet(name).revision.id
+        traffic = platform.traffic_of(name)
         found = page(platform.store.revisions(name, limit=limit + 1, after=after or 0), limit, request, response, lambda r: r.number)
-        return [{**r.to_json(), "routed": r.id == routed} for r in found]
+        return [{**r.to_json(), "routed": r.id == traffic.main, "percent": traffic.split.get(r.id, 0), "tags": traffic.tags_of(r.id)}
+                for r in found]
 
-    @v1.post("/functions/{name}/rollback", summary="Route 100% of traffic to an earlier revision")
+    @v1.get("/functions/{name}/traffic", summary="How the function's traffic is shared, and its tags")
+    async def get_traffic(name: str) -> dict[str, Any]:
+        return {"function": name, **platform.traffic_of(name).to_json()}
+
+    @v1.put("/functions/{name}/traffic", summary="Share traffic between ready revisions (percents adding up to 100) and set tags")
+    async def set_traffic(name: str, body: TrafficRequest) -> dict[str, Any]:
+        traffic = await platform.set_traffic(name, body.split, body.tags)
+        return {"function": name, **traffic.to_json()}
+
+    @v1.post("/functions/{name}/rollback", summary="Route 100% of traffic to an earlier revision (tags stay)")
     async def rollback(name: str, body: RollbackRequest) -> dict[str, Any]:
         revision = await platform.rollback(name, body.revision)
         return {"function": name, "revision": revision.id}
 
-    @v1.get("/functions/{name}/logs", summary="Logs of the function's replicas")
-    async def logs(name: str, tail: Annotated[int, Query(ge=0, le=100_000)] = 200, follow: bool = False) -> StreamingResponse:
-        return StreamingResponse(platform.logs_of(name, tail, follow), media_type="text/plain; charset=utf-8")
+    @v1.get("/functions/{name}/logs", summary="Logs of the function's replicas, merged by time; 404 for a replica that matches none")
+    async def logs(name: str, tail: Annotated[int, Query(ge=0, le=100_000, description="the last lines overall")] = 200,
+                   follow: bool = False,
+                   replica: Annotated[str | None, Query(max_length=253, pattern=r"^[A-Za-z0-9._-]+$",
+                                                        description="only replicas (pods) whose id starts so: one, or a revision's")] = None,
+                   since: Annotated[str | None, Query(max_length=64, description="only lines this recent: 30s, 10m, 2h, 1d, "
+                                                      "1h30m, or an RFC 3339 time")] = None) -> StreamingResponse:
+        try:
+            start = parse_since(since, time.time()) if since else None
+        except ValueError as exc:
+            raise HTTPException(422, str(exc)) from None
+        lines = await platform.logs_of(name, LogQuery(tail, follow, replica, start))
+        return StreamingResponse(lines, media_type="text/plain; charset=utf-8")
 
     app.include_router(v1)
 

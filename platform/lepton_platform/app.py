@@ -1,5 +1,5 @@
 """Builds the platform's ASGI app: the request path for `/fn/...`, the event ingress for
-`POST /v1/events`, the API for the rest."""
+`POST /v1/events`, the web console under `/ui`, the API for the rest."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from pathlib import Path
 from lepton_platform.activator import Activator
 from lepton_platform.api import build_api
 from lepton_platform.asgi import ASGIApp, Receive, Scope, Send
+from lepton_platform.console.app import PREFIX as CONSOLE, build_console
 from lepton_platform.ingress import PATH as INGRESS, Ingress, document
 from lepton_platform.proxy import ReplicaProxy
 from lepton_platform.router import PREFIX, Router
@@ -24,6 +25,7 @@ def build_app(home: Path, *, fork: bool = True, url: str = "http://127.0.0.1:876
     api = build_api(platform)
     invoke = build_request_path(platform)
     ingress = Ingress(platform)
+    console = build_console(platform)
     platform.broker.app = platform.jobs.app = invoke
     api.openapi_schema = document(api.openapi())
 
@@ -32,6 +34,8 @@ def build_app(home: Path, *, fork: bool = True, url: str = "http://127.0.0.1:876
             await invoke(scope, receive, send)
         elif scope["type"] == "http" and scope["path"] == INGRESS and scope["method"] == "POST":
             await ingress(scope, receive, send)
+        elif scope["type"] == "http" and (scope["path"] == CONSOLE or scope["path"].startswith(CONSOLE + "/")):
+            await console(scope, receive, send)
         else:
             await api(scope, receive, send)
 

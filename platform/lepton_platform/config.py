@@ -33,6 +33,12 @@
       max_functions: 10000             # functions the platform holds; a deploy past it is refused
     job_ttl: 86400                     # seconds a finished job and its result are kept
     metrics_public: true               # false: GET /metrics needs the admin token
+    tracing:
+      otlp_endpoint: http://127.0.0.1:4318   # export spans over OTLP/HTTP (the otlp extra); default: none exported
+      service_name: lepton                   # the platform's service.name; a replica's is its function's name
+    logs:
+      max_bytes: 10485760              # a replica's log file is rotated at this size (LEPTON_LOG_MAX_BYTES)
+      keep: 2                          # rotated files kept per replica, <replica>.log.1 ... (LEPTON_LOG_KEEP)
 
 The Kubernetes API is found from KUBECONFIG, or from the pod's service account in a cluster.
 Credentials for S3 come from boto3's usual chain (AWS_ACCESS_KEY_ID, ...) or from
@@ -42,7 +48,7 @@ LEPTON_S3_MULTIPART_THRESHOLD, LEPTON_S3_NOTIFICATIONS, LEPTON_MAX_OBJECT_BYTES,
 LEPTON_MAX_EVENT_BYTES, LEPTON_MAX_INVOCATION_BYTES, LEPTON_MAX_SECRET_BYTES, LEPTON_MAX_JOB_RESULT_BYTES, LEPTON_MAX_QUEUED_JOBS, LEPTON_MAX_QUEUED_REQUESTS,
 LEPTON_MAX_STARTING, LEPTON_MAX_FUNCTIONS, LEPTON_JOB_TTL, LEPTON_METRICS_PUBLIC, LEPTON_BACKEND, LEPTON_KNATIVE_NAMESPACE, LEPTON_KNATIVE_BROKER,
 LEPTON_KNATIVE_BROKER_URL, LEPTON_KNATIVE_IMAGE, LEPTON_KNATIVE_PLATFORM_URL, LEPTON_KNATIVE_READY_TIMEOUT, LEPTON_CPU_AFFINITY,
-LEPTON_REQUIREMENTS, LEPTON_SANDBOX, LEPTON_SANDBOX_USER, LEPTON_GPUS, LEPTON_MEMORY_LIMITS. pip reads its own configuration (pip.conf, PIP_INDEX_URL, PIP_FIND_LINKS).
+LEPTON_REQUIREMENTS, LEPTON_OTLP_ENDPOINT, LEPTON_OTLP_SERVICE_NAME, LEPTON_SANDBOX, LEPTON_SANDBOX_USER, LEPTON_GPUS, LEPTON_MEMORY_LIMITS. pip reads its own configuration (pip.conf, PIP_INDEX_URL, PIP_FIND_LINKS).
 """
 
 from __future__ import annotations
@@ -102,6 +108,16 @@ class Limits(_Section):
     max_functions: int = Field(10_000, gt=0)
 
 
+class LogsConfig(_Section):
+    max_bytes: int = Field(10 << 20, ge=4096)
+    keep: int = Field(2, ge=0, le=20)
+
+
+class TracingConfig(_Section):
+    otlp_endpoint: str | None = Field(None, pattern=r"^https?://\S+$")
+    service_name: str = Field("lepton", min_length=1)
+
+
 class Config(_Section):
     backend: Literal["embedded", "knative"] = "embedded"
     cpu_affinity: bool = True
@@ -115,6 +131,8 @@ class Config(_Section):
     knative: KnativeConfig = KnativeConfig()
     storage: StorageConfig = StorageConfig()
     limits: Limits = Limits()
+    tracing: TracingConfig = TracingConfig()
+    logs: LogsConfig = LogsConfig()
 
 
 ENV = {
@@ -148,6 +166,10 @@ ENV = {
     "LEPTON_MAX_FUNCTIONS": ("limits", "max_functions"),
     "LEPTON_JOB_TTL": ("job_ttl",),
     "LEPTON_METRICS_PUBLIC": ("metrics_public",),
+    "LEPTON_OTLP_ENDPOINT": ("tracing", "otlp_endpoint"),
+    "LEPTON_OTLP_SERVICE_NAME": ("tracing", "service_name"),
+    "LEPTON_LOG_MAX_BYTES": ("logs", "max_bytes"),
+    "LEPTON_LOG_KEEP": ("logs", "keep"),
 }
 
 

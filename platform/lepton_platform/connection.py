@@ -35,19 +35,21 @@ from lepton_platform.asgi import Refusal, error_body
 from lepton_platform.fleet import Fleet
 from lepton_platform.proxy import DROP_REQUEST, no_answer, replica_failed
 from lepton_platform.jobs.runner import QueueFull
-from lepton_platform.router import NOT_KEPT, PREFIX, accepted, admit, job_refused, wants_async
+from lepton_platform.router import NOT_KEPT, PREFIX, TAG_HEADER, accepted, admit, job_refused, wants_async
 from lepton_platform.tunnel import Tunnel
 from lepton_platform.upstream import open_unix
 
 if TYPE_CHECKING:
     from lepton_platform.service import Platform
+    from lepton_platform.tracing import Trace
 
 logger = logging.getLogger("lepton.platform.connection")
 
 METHODS = {b"GET", b"POST", b"PUT", b"PATCH", b"DELETE", b"OPTIONS"}
 MAX_REQUEST_LINE = 8192
 STATUS_LINES = {s.value: b"HTTP/1.1 %d %s\r\n" % (s.value, s.phrase.encode()) for s in HTTPStatus}
-IDLE, READING, BUSY, TUNNEL, HANDED = "idle", "reading", "busy", "tunnel", "handed"
+IDLE, READING, BUSY, TUNNEL, HANDED, LINGERING = "idle", "reading", "busy", "tunnel", "handed", "lingering"
+LINGER = 5.0  # seconds a refused request's remaining bytes are read and dropped before closing
 
 
 class Stop(Exception):
@@ -126,6 +128,7 @@ class PlatformConnection(asyncio.Protocol):
         self.complete = False
         self.refusal: Refusal | None = None
         self.fleet: Any = None
+        self.trace: Trace | None = None  # once admitted
         self.replica: Any = None
         self.cold = False
         self.upstream: Any = None
@@ -162,6 +165,8 @@ class PlatformConnection(asyncio.Protocol):
         # Otherwise the exchange runs to its end (or timeout) and frees the replica then.
 
     def data_received(self, data: bytes) -> None:
+        if self.state == LINGERING:
+            return  # the rest of a refused request's body
         self.idle_since = None
         if self.state == TUNNEL:
             self.upstream.write(data)
@@ -213,7 +218,7 @@ class PlatformConnection(asyncio.Protocol):
         name = parts[1][len(PREFIX):].split(b"/", 1)[0].split(b"?", 1)[0].decode("latin-1")
         if "%" in name:
             name = unquote(name)
-        fleet = self.platform.fleets.get(name)
+        fleet = self.platform.fleets.get(name.partition("@")[0])
         return name if fleet is None or isinstance(fleet, Fleet) else None
 
     def _hand_over(self) -> None:
@@ -272,14 +277,18 @@ class PlatformConnection(asyncio.Protocol):
         expect = self.dropped.get(b"expect", b"").lower()
         # A WebSocket only with `Connection: Upgrade` too: the parser then hands over what follows.
         self.websocket = self.dropped.get(b"upgrade", b"").lower() == b"websocket" and self.parser.should_upgrade()
+        tag = self.dropped.get(TAG_HEADER)
         admitted = admit(self.platform, self.name, self.method.decode("latin-1"), authorization and authorization.decode("latin-1"),
-                         content_length and content_length.decode("latin-1"), websocket=self.websocket)
+                         content_length and content_length.decode("latin-1"), websocket=self.websocket, tag=tag and tag.decode("latin-1"))
         if isinstance(admitted, Refusal):
             self.refusal = admitted
             if admitted.status == 413 or expect == b"100-continue":
                 raise Stop(admitted.detail)  # answer now, without reading the body
             return
         self.fleet = admitted
+        traceparent, tracestate = self.dropped.get(b"traceparent"), self.dropped.get(b"tracestate")
+        self.trace = self.platform.tracing.invocation(admitted.name, traceparent and traceparent.decode("latin-1"),
+                                                      tracestate and tracestate.decode("latin-1"))
         if expect == b"100-continue":
             self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
@@ -330,7 +339,7 @@ class PlatformConnection(asyncio.Protocol):
     async def _submit(self) -> None:
         """Store the request as an async job; 202 once it is stored."""
         kept = [line[:-2].decode("latin-1").split(": ", 1) for line in self.forwarded]
-        headers = [(name.lower(), value) for name, value in kept if name.lower() not in NOT_KEPT]
+        headers = [(name.lower(), value) for name, value in kept if name.lower() not in NOT_KEPT] + self.trace.headers()
         try:
             job = await self.platform.jobs.submit(self.fleet.spec, self.method.decode("latin-1"), self.url.decode("latin-1"),
                                                   headers, b"".join(self.received))
@@ -338,15 +347,17 @@ class PlatformConnection(asyncio.Protocol):
             self._refuse(job_refused(exc))
             return
         head, body = accepted(job)
+        self.status = 202
         if not self.lost:
             close = [] if self.keep_alive and not self.closing else [b"connection: close\r\n"]
-            self.transport.write(b"".join([status_line(202), *(b"%s: %s\r\n" % h for h in head), *close, b"\r\n", body]))
+            self.transport.write(b"".join([status_line(202), *(b"%s: %s\r\n" % h for h in (*head, self.trace.reply_header())), *close,
+                                           b"\r\n", body]))
         self._done()
 
     def _head(self, replica: Any) -> bytes:
         """The request line and headers as the replica gets them."""
         return b"".join([b"%s %s HTTP/1.1\r\nhost: replica\r\nx-forwarded-prefix: %s%s\r\n"
-                         % (self.method, replica_target(self.url), PREFIX.encode(), self.name.encode()), *self.forwarded])
+                         % (self.method, replica_target(self.url), PREFIX.encode(), self.name.encode()), self.trace.head(), *self.forwarded])
 
     def _forward(self, replica: Any, cold: bool) -> None:
         self.replica, self.cold = replica, cold
@@ -401,6 +412,7 @@ class PlatformConnection(asyncio.Protocol):
             return
         finally:
             os.close(fd)
+        self.platform.tracing.end(self.trace, 101, replica, self.cold)
         self.replica = None  # the slot is `closed`'s to free now
         self.state = HANDED
         self.deadline = None
@@ -486,7 +498,7 @@ class PlatformConnection(asyncio.Protocol):
             if cut == 1:
                 self.unsent = chunk
                 return
-            ours = self.replica.reply_headers[self.cold]
+            ours = self.replica.reply_headers[self.cold] + b"%s: %s\r\n" % self.trace.reply_header()
             if not self.keep_alive or self.closing:
                 ours += b"connection: close\r\n"
             chunk = chunk[:cut] + ours + chunk[cut:]
@@ -522,6 +534,7 @@ class PlatformConnection(asyncio.Protocol):
         """An answer of the platform's own, no replica involved."""
         if close:
             self.keep_alive = False
+        self.status = refusal.status
         self._write_refusal(refusal)
         self._done()
 
@@ -531,6 +544,8 @@ class PlatformConnection(asyncio.Protocol):
         body = error_body(refusal.detail)
         head = [status_line(refusal.status), b"content-type: application/json\r\ncontent-length: %d\r\n" % len(body)]
         head += [b"%s: %s\r\n" % header for header in refusal.headers]
+        if self.trace is not None:
+            head.append(b"%s: %s\r\n" % self.trace.reply_header())
         if not self.keep_alive or self.closing:
             head.append(b"connection: close\r\n")
         head.append(b"\r\n")
@@ -541,23 +556,41 @@ class PlatformConnection(asyncio.Protocol):
         if self.replica is not None:
             self.fleet.release(self.replica)
             self.platform.metrics.invoked(self.fleet.name, self.status or 500, time.perf_counter() - self.started, self.cold)
+            if self.trace.span is not None:
+                self.platform.tracing.end(self.trace, self.status or 500, self.replica, self.cold)
             self.replica = None
         self._done()
 
     def _done(self) -> None:
+        if self.trace is not None and self.trace.span is not None:  # refused, stored as a job, or abandoned
+            self.platform.tracing.end(self.trace, self.status or 0)
+        unread = not self.complete  # answered (refused) before the whole request came
         self._new_request()
         self.state = IDLE
         if self.lost:
             self.deadlines.discard(self)
             return
         if not self.keep_alive or self.closing:
-            self.transport.close()
+            if unread and self.transport.can_write_eof():
+                self._linger()
+            else:
+                self.transport.close()
             return
         if self.pending:
             self.transport.resume_reading()  # paused while the next request waited
             self._start_next()
         else:
             self.idle_since = self.loop.time()
+
+    def _linger(self) -> None:
+        """Close only our side, then read and drop what still comes for a while (nginx's
+        lingering close). Closing a socket with unread bytes makes the kernel send a reset,
+        and a client that writes its whole body before reading (http.client, requests) then
+        reports "connection reset" instead of the 413 that was sent."""
+        self.state = LINGERING
+        self.deadlines.discard(self)
+        self.transport.write_eof()
+        self.loop.call_later(LINGER, self.transport.close)
 
     def _spawn(self, coro: Any) -> asyncio.Task[Any]:
         task = self.loop.create_task(coro)

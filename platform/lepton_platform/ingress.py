@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import HTTPException
 
+from lepton.runtime import tracing
 from lepton.runtime.events import BATCH, FORMAT, STRUCTURED, BadEvent, parse
 from lepton_platform.asgi import BodyTooLarge, Receive, Scope, Send, declared_too_large, header, read_body, send_json
 from lepton_platform.auth import identify
@@ -69,6 +70,18 @@ def read_events(headers: dict[str, str], body: bytes) -> list[Event]:
     return [Event.from_cloudevent(parse(headers, body))]
 
 
+def carry_trace(event: Event, caller: tracing.TraceParent) -> Event:
+    """The event with the request's trace as its distributed-tracing extension, unless it has
+    one: a function that sends events over HTTP (lepton.Client) sends only the header."""
+    if tracing.TRACEPARENT in event.attrs:
+        return event
+    data = json.loads(event.body)
+    data[tracing.TRACEPARENT] = caller.header()
+    if caller.state:
+        data[tracing.TRACESTATE] = caller.state
+    return Event.from_json(data)
+
+
 class Ingress:
     def __init__(self, platform: Platform) -> None:
         self.platform = platform
@@ -82,6 +95,9 @@ class Ingress:
             if too_large:
                 raise BodyTooLarge(too_large)
             events = read_events(headers, await read_body(receive, self.limit))
+            caller = tracing.parse(headers.get(tracing.TRACEPARENT), headers.get(tracing.TRACESTATE))
+            if caller is not None:
+                events = [carry_trace(event, caller) for event in events]
         except HTTPException as exc:
             await send_json(send, exc.status_code, exc.detail, [(k.encode(), v.encode()) for k, v in (exc.headers or {}).items()])
             return
@@ -111,7 +127,8 @@ def document(schema: dict[str, Any]) -> dict[str, Any]:
         "tags": ["events"], "operationId": "ingest_events",
         "summary": "Accept CloudEvents (binary, structured or batch); 202 once they are stored durably",
         "description": "Binary mode (ce-* headers), structured mode (application/cloudevents+json) or a batch "
-                       "(application/cloudevents-batch+json). Duplicates (same source and id) are accepted once.",
+                       "(application/cloudevents-batch+json). Duplicates (same source and id) are accepted once. A valid "
+                       "`traceparent` header becomes the distributed-tracing extension of events that have none.",
         "requestBody": {"required": True, "content": {"application/cloudevents+json": {"schema": {"type": "object"}},
                                                       "application/cloudevents-batch+json": {"schema": {"type": "array"}},
                                                       "*/*": {"schema": {}}}},

@@ -13,6 +13,7 @@ from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 from lepton.runtime.metrics import LATENCY_BUCKETS
+from lepton_platform.console.history import History
 
 if TYPE_CHECKING:
     from lepton_platform.broker.triggers import Trigger
@@ -69,7 +70,9 @@ class PlatformMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self.invocations = Invocations(LATENCY_BUCKETS)
+        self._fleets: dict[str, dict[int, tuple[int, int]]] = {}  # function -> id(fleet) -> (replicas, desired)
         self.registry.register(self.invocations)
+        self.history = History(LATENCY_BUCKETS)  # the console's charts: the last hour, a minute at a time
         self.cold_starts = Counter(
             "lepton_cold_starts", "Invocations that waited for a replica to start.", ["function"], registry=self.registry
         )
@@ -87,6 +90,7 @@ class PlatformMetrics:
 
     def invoked(self, function: str, code: int, seconds: float, cold: bool) -> None:
         self.invocations.record(function, code, seconds)
+        self.history.record(function, code >= 500, seconds, cold)
         if cold:
             self.cold_starts.labels(function).inc()
 
@@ -95,8 +99,13 @@ class PlatformMetrics:
             self.replica_start.labels(function, str(replica.forked).lower()).observe(replica.ready_after)
 
     def observe_fleet(self, fleet: Fleet) -> None:
-        self.replicas.labels(fleet.name).set(len(fleet.replicas))
-        self.desired.labels(fleet.name).set(fleet.desired)
+        """Per function, summed over the fleets of its revisions (a traffic split has several)."""
+        counts = self._fleets.setdefault(fleet.name, {})
+        counts[id(fleet)] = (len(fleet.replicas), fleet.desired)
+        if counts[id(fleet)] == (0, 0) and len(counts) > 1:
+            del counts[id(fleet)]  # a drained fleet, or one at zero beside others
+        self.replicas.labels(fleet.name).set(sum(replicas for replicas, _ in counts.values()))
+        self.desired.labels(fleet.name).set(sum(desired for _, desired in counts.values()))
 
     def delivery(self, trigger: Trigger, outcome: str) -> None:
         self.deliveries.labels(trigger.id, trigger.function, outcome).inc()
@@ -110,6 +119,8 @@ class PlatformMetrics:
             self.deliveries.remove(*labels)
 
     def forget(self, function: str) -> None:
+        self._fleets.pop(function, None)
+        self.history.forget(function)
         for metric in (self.replicas, self.desired):
             try:
                 metric.remove(function)

@@ -11,13 +11,15 @@ from typing import Any
 import aiohttp
 
 from lepton_platform.asgi import BodyTooLarge, Receive, Refusal, Scope, Send, read_body, send_json, send_refusal
+from lepton_platform.tracing import TRACE_HEADERS
 
 # Hop-by-hop headers, and the caller's credentials: a function never sees the platform token.
 # The platform has the whole body before it forwards, so `Expect: 100-continue` stops here.
-# What the platform sets itself is dropped too: the prefix a function is served under, and
-# the id and attempt of the async job a call runs for.
+# What the platform sets itself is dropped too: the prefix a function is served under, the id
+# and attempt of the async job a call runs for, and the trace context (checked: tracing.py).
 DROP_REQUEST = {b"host", b"connection", b"keep-alive", b"transfer-encoding", b"authorization", b"content-length", b"te",
-                b"upgrade", b"expect", b"x-forwarded-prefix", b"lepton-job-id", b"lepton-job-attempt"}
+                b"upgrade", b"expect", b"x-forwarded-prefix", b"lepton-job-id", b"lepton-job-attempt", b"lepton-tag",
+                *TRACE_HEADERS}
 DROP_RESPONSE = {b"connection", b"keep-alive", b"transfer-encoding", b"date", b"server"}  # uvicorn sets its own
 
 
@@ -45,6 +47,7 @@ class ReplicaProxy:
             return
         headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"] if k not in DROP_REQUEST]
         headers.append(("x-forwarded-prefix", f"/fn/{fleet.name}"))
+        headers += scope["lepton.trace"].headers()
         job = scope.get("lepton.job")
         if job is not None:
             headers += [("lepton-job-id", job[0]), ("lepton-job-attempt", str(job[1]))]
@@ -89,6 +92,7 @@ async def proxy_websocket(scope: Scope, receive: Receive, send: Send) -> None:
     skip = DROP_REQUEST | {b"sec-websocket-key", b"sec-websocket-version", b"sec-websocket-extensions", b"sec-websocket-protocol"}
     headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"] if k not in skip]
     headers.append(("x-forwarded-prefix", f"/fn/{fleet.name}"))
+    headers += scope["lepton.trace"].headers()
     try:
         async with asyncio.timeout(fleet.spec.timeout + 5):
             upstream = await replica.session.ws_connect(scope["lepton.path"], headers=headers, protocols=scope.get("subprotocols", ()),

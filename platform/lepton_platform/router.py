@@ -1,7 +1,8 @@
 """Outermost layer of the request path: `/fn/{name}` -> the function's fleet, with auth.
 
 `admit` is the whole decision; the ASGI `Router` here and the socket-level fast path in
-`connection.py` both ask it, so an invocation is judged the same whichever way it came.
+`connection.py` both ask it, so an invocation is judged the same whichever way it came, and
+both settle the trace it runs in with `tracing.py`.
 A request with `Prefer: respond-async` becomes an async job (`jobs/`) instead: `accepted`
 is the answer both paths give once the job is stored.
 """
@@ -20,19 +21,31 @@ from lepton_platform.proxy import DROP_REQUEST
 if TYPE_CHECKING:
     from lepton_platform.jobs.store import Job
     from lepton_platform.service import Platform
+    from lepton_platform.tracing import Trace
 
 PREFIX = "/fn/"
+TAG_HEADER = b"lepton-tag"  # or /fn/NAME@TAG: the revision with that tag takes the request
 BEARER = ((b"www-authenticate", b"Bearer"),)
 # Headers kept with a job for its attempts: what the replica would have had, less `Prefer`.
 NOT_KEPT = {"prefer"}
 
 
 def admit(platform: Platform, name: str, method: str, authorization: str | None, content_length: str | None, *,
-          websocket: bool = False) -> Any:
-    """The function's fleet, or the Refusal that answers the request instead."""
+          websocket: bool = False, tag: str | None = None) -> Any:
+    """The fleet of the revision that takes this request, or the Refusal that answers it
+    instead. `name` may carry a tag (`NAME@TAG`), as may the `Lepton-Tag` header."""
+    if "@" in name:
+        name, _, tag = name.partition("@")
     fleet = platform.fleets.get(name)
     if fleet is None:
         return Refusal(404, f"function {name!r} not found; `lepton ls` lists the deployed ones")
+    routes = platform.splits.get(name)
+    if routes is not None:
+        fleet = routes.pick(tag or None)
+    elif tag:
+        fleet = None
+    if fleet is None:
+        return Refusal(404, f"function {name!r} has no tag {tag!r}; `lepton revisions {name}` shows its tags")
     spec = fleet.spec
     if not spec.public:
         denied = platform.callers.refusal(name, authorization)
@@ -86,7 +99,7 @@ class Router:
         name = scope["path"][len(PREFIX):].partition("/")[0]
         websocket = scope["type"] == "websocket"
         fleet = admit(self.platform, name, scope.get("method", "GET"), header(scope, b"authorization"), header(scope, b"content-length"),
-                      websocket=websocket)
+                      websocket=websocket, tag=header(scope, TAG_HEADER))
         if isinstance(fleet, Refusal):
             await send_refusal(send, fleet, scope)
             return
@@ -94,15 +107,34 @@ class Router:
         # As it came on the wire: decoding it first would make `%3F` in a sub-path a query.
         raw = (scope.get("raw_path") or scope["path"].encode()).decode("latin-1").partition("?")[0]
         target = raw + ("?" + query if query else "")
-        if not websocket and wants_async(header(scope, b"prefer")):
-            await self._submit(fleet, scope, receive, send, target)
-            return
-        scope["lepton.fleet"] = fleet
-        scope["lepton.limit"] = self.limit
-        scope["lepton.path"] = "/" + raw[len(PREFIX):].partition("/")[2] + ("?" + query if query else "")
-        await self.app(scope, receive, send)
+        trace = self.platform.tracing.invocation(fleet.name, header(scope, b"traceparent"), header(scope, b"tracestate"))
+        status = 0
+        stamp = trace.reply_header()
 
-    async def _submit(self, fleet: Any, scope: Scope, receive: Receive, send: Send, target: str) -> None:
+        async def answer(message: dict) -> None:
+            """The answer, whoever gives it (the replica, or the platform refusing), with the
+            trace id; its status is the span's."""
+            nonlocal status
+            if message["type"] in ("http.response.start", "websocket.http.response.start"):
+                status = message["status"]
+                message["headers"] = [*message.get("headers", ()), stamp]
+            elif message["type"] == "websocket.accept":
+                status = 101
+            await send(message)
+
+        try:
+            if not websocket and wants_async(header(scope, b"prefer")):
+                await self._submit(fleet, scope, receive, answer, target, trace)
+                return
+            scope["lepton.fleet"] = fleet
+            scope["lepton.limit"] = self.limit
+            scope["lepton.path"] = "/" + raw[len(PREFIX):].partition("/")[2] + ("?" + query if query else "")
+            scope["lepton.trace"] = trace
+            await self.app(scope, receive, answer)
+        finally:
+            self.platform.tracing.end(trace, status, scope.get("lepton.replica"), scope.get("lepton.cold"))
+
+    async def _submit(self, fleet: Any, scope: Scope, receive: Receive, send: Send, target: str, trace: Trace) -> None:
         try:
             body = await read_body(receive, self.limit)
         except BodyTooLarge as exc:
@@ -110,8 +142,8 @@ class Router:
             return
         headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]
                    if k not in DROP_REQUEST and k.decode("latin-1") not in NOT_KEPT]
-        try:
-            job = await self.platform.jobs.submit(fleet.spec, scope["method"], target, headers, body)
+        try:  # with its trace, which each attempt continues
+            job = await self.platform.jobs.submit(fleet.spec, scope["method"], target, headers + trace.headers(), body)
         except (OSError, sqlite3.Error, QueueFull) as exc:
             await send_refusal(send, job_refused(exc))
             return

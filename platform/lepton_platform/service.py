@@ -30,15 +30,18 @@ from lepton_platform.errors import DeployFailed, NotFound
 from lepton_platform.jobs.runner import JobRunner
 from lepton_platform.jobs.store import JobStore
 from lepton_platform.keys import Keys
+from lepton_platform.logfiles import LogQuery
 from lepton_platform.metrics import PlatformMetrics
 from lepton_platform.storage import open_store
+from lepton_platform.tracing import Tracing
 from lepton_platform.store import Revision, Store, content_id
+from lepton_platform.traffic import InvalidTraffic, Routes, Traffic, validate
 from lepton_platform.vault import SecretError, Vault
 
 logger = logging.getLogger("lepton.platform")
 MANIFESTS_KEPT = 16
 
-__all__ = ["DeployFailed", "NotFound", "Platform"]
+__all__ = ["DeployFailed", "InvalidTraffic", "NotFound", "Platform"]
 
 
 class Unpacked(NamedTuple):
@@ -69,10 +72,13 @@ class Platform:
         # Unix socket paths are limited to ~107 bytes: keep them short, outside $LEPTON_HOME.
         self.run_dir = Path(tempfile.mkdtemp(prefix="lepton-"))
         self.metrics = PlatformMetrics()
-        self.fleets: dict[str, Serving] = {}
+        self.tracing = Tracing(self.config.tracing)
+        self.fleets: dict[str, Serving] = {}  # what serves each function's main revision
+        self.splits: dict[str, Routes] = {}   # functions whose traffic is split or tagged (traffic.py)
         self.callers = Callers(self)  # who may invoke a private function (router.admit asks it)
         forward = self.config.knative.broker_url if self.config.backend == "knative" else None
-        self.broker = Broker(home / "events.db", self.token, self.metrics, self.storage.outbox, self._spec_of, forward_to=forward)
+        self.broker = Broker(home / "events.db", self.token, self.metrics, self.storage.outbox, self._spec_of, forward_to=forward,
+                             tracing=self.tracing)
         self.jobs = JobRunner(JobStore(home / "jobs.db"), self.broker, self.token, self._spec_of, ttl=self.config.job_ttl,
                               max_result_bytes=self.config.limits.max_job_result_bytes,
                               max_queued=self.config.limits.max_queued_jobs)
@@ -95,13 +101,18 @@ class Platform:
 
     async def start(self) -> None:
         await self.backend.start()
-        for name, revision in self.store.routed():
+        for name, revision, traffic in self.store.routed():
             try:
                 self._unpacked(revision.digest)
             except ArtifactError as exc:
                 logger.error("function %s cannot be restored: %s", name, exc)
                 continue
             self.fleets[name] = await self.backend.restore(revision)
+            if not traffic.simple:
+                try:
+                    await self._split(name, traffic)
+                except (DeployFailed, ArtifactError) as exc:
+                    logger.error("function %s: its traffic split cannot be restored, its main revision takes it all: %s", name, exc)
         await self.broker.start()
         await self.jobs.start()
         # Everything imported and built so far lives as long as the process: keep it out of
@@ -112,12 +123,13 @@ class Platform:
     async def stop(self) -> None:
         await self.jobs.stop()
         await self.broker.stop()
-        await asyncio.gather(*(fleet.close() for fleet in self.fleets.values()), return_exceptions=True)
+        await asyncio.gather(*(fleet.close() for fleet in self.serving()), return_exceptions=True)
         await self.backend.stop()
         self.store.close()
         self.vault.close()
         self.keys.close()
         self.storage.close()
+        self.tracing.close()
         shutil.rmtree(self.run_dir, ignore_errors=True)
 
     # -- artifacts -------------------------------------------------------------------------
@@ -158,10 +170,17 @@ class Platform:
     def _lock(self, name: str) -> asyncio.Lock:
         return self._locks.setdefault(name, asyncio.Lock())
 
-    def prepare(self, function: str, digest: str, image: str = "", together: list[str] = ()) -> tuple[FunctionSpec, Revision | None]:
+    def prepare(self, function: str, digest: str, image: str = "", together: list[str] = (), *,
+                percent: int | None = None, tag: str | None = None) -> tuple[FunctionSpec, Revision | None]:
         """Validate a deploy request (with the other functions deployed `together`, for the
-        platform's limits); returns the spec and the routed revision if unchanged."""
+        platform's limits, and the share of traffic it asks for); returns the spec and the
+        routed revision if unchanged."""
         self.check_room([function, *together])
+        if percent is not None and percent < 100 and function not in self.fleets:
+            raise InvalidTraffic(f"function {function!r} is not serving yet, so its first revision takes all traffic; "
+                                 "deploy it without --traffic first")
+        if tag is not None:
+            validate(function, {"new": 100}, {tag: "new"}, ["new"])
         self._unpacked(digest)
         specs = self._manifests[digest].functions
         if function not in specs:
@@ -183,21 +202,23 @@ class Platform:
             raise DeployFailed(f"the platform holds at most {limit} functions (limits.max_functions in config.yaml); "
                                f"{len(held)} are deployed and this deploy adds {len(new)}; nothing was deployed")
 
-    async def deploy(self, spec: FunctionSpec, digest: str, image: str = "") -> Revision:
-        """Prove the new revision starts and passes setup, then move all traffic to it."""
+    async def deploy(self, spec: FunctionSpec, digest: str, image: str = "", *, percent: int | None = None,
+                     tag: str | None = None) -> Revision:
+        """Prove the new revision starts and passes setup, then move all traffic to it, or
+        `percent` of it (a canary), and give it `tag`."""
         self.check_room([spec.name])
         arriving = spec.name not in self.fleets
         if arriving:
             self._arriving[spec.name] += 1
         try:
-            return await self._deploy(spec, digest, image)
+            return await self._deploy(spec, digest, image, percent, tag)
         finally:
             if arriving:
                 self._arriving[spec.name] -= 1
                 if not self._arriving[spec.name]:
                     del self._arriving[spec.name]
 
-    async def _deploy(self, spec: FunctionSpec, digest: str, image: str) -> Revision:
+    async def _deploy(self, spec: FunctionSpec, digest: str, image: str, percent: int | None, tag: str | None) -> Revision:
         async with self._lock(spec.name):
             revision = self.store.find_revision(spec.name, content_id(digest, spec, image))
             if revision is None or revision.status == "failed":
@@ -215,14 +236,91 @@ class Platform:
                 self.store.set_revision_status(revision.id, "failed", str(exc))
                 raise
             self.store.set_revision_status(revision.id, "ready")
-            revision = await self._route(revision, proof)
+            if (percent is None or percent >= 100) and tag is None and spec.name not in self.splits:
+                revision = await self._route(revision, proof)
+            else:
+                traffic = self.traffic_of(spec.name).with_canary(revision.id, 100 if percent is None else percent, tag)
+                await self._split(spec.name, traffic, (revision.id, proof))
+                revision = self.store.revision(revision.id) or revision
             logger.info("%s now serves %s (ready in %.0f ms)", spec.name, revision.id, (time.perf_counter() - started) * 1000)
             return revision
 
     async def _route(self, revision: Revision, proof: Any) -> Revision:
         self.fleets[revision.function] = await self.backend.route(revision, proof, self.fleets.get(revision.function))
-        self.store.route(revision.function, revision.id)
+        self.store.route(revision.function, Traffic.single(revision.id))
         return self.store.revision(revision.id) or revision
+
+    async def _split(self, function: str, traffic: Traffic, proof: tuple[str, Any] | None = None) -> Routes:
+        """Serve `traffic`: each revision in it by what serves it now, or by something new."""
+        revisions = {}
+        for rev_id in traffic.revisions:
+            revision = self.store.revision(rev_id)
+            if revision is None:
+                raise NotFound(f"function {function!r} has no revision {rev_id!r}")
+            self._unpacked(revision.digest)
+            revisions[rev_id] = revision
+        current = self.splits.get(function) or Routes(self.traffic_of(function), {self.fleets[function].revision.id: self.fleets[function]})
+        routes = await self.backend.split(traffic, revisions, current, proof)
+        self.fleets[function] = routes.main
+        if traffic.simple:
+            self.splits.pop(function, None)
+        else:
+            self.splits[function] = routes
+        self.store.route(function, traffic)
+        return routes
+
+    def traffic_of(self, function: str) -> Traffic:
+        routes = self.splits.get(function)
+        return routes.traffic if routes is not None else Traffic.single(self.fleet(function).revision.id)
+
+    def serving(self, function: str | None = None) -> list[Serving]:
+        """What serves every revision that takes traffic or has a tag (of one function, or all)."""
+        names = [function] if function is not None else list(self.fleets)
+        out = []
+        for name in names:
+            routes = self.splits.get(name)
+            if routes is not None:
+                out.extend(routes.all())
+            elif name in self.fleets:
+                out.append(self.fleets[name])
+        return out
+
+    async def set_traffic(self, function: str, split: dict[str, int] | None = None,
+                          tags: dict[str, str | None] | None = None) -> Traffic:
+        """Share the function's traffic between ready revisions and set or remove (None) tags;
+        on bad input (InvalidTraffic) routing stays as it was."""
+        self.fleet(function)
+        async with self._lock(function):
+            current = self.traffic_of(function)
+            wanted = dict(current.tags)
+            for tag, rev_id in (tags or {}).items():
+                if rev_id is not None:
+                    wanted[tag] = rev_id
+                elif wanted.pop(tag, None) is None:
+                    raise InvalidTraffic(f"function {function!r} has no tag {tag!r}")
+            ready = [r.id for r in self.store.revisions(function) if r.status == "ready"]
+            traffic = validate(function, current.split if split is None else split, wanted, ready)
+            if traffic == current:
+                return traffic
+            main = self.fleets[function].revision
+            for rev_id in set(traffic.revisions) - set(current.revisions):
+                revision = self.store.revision(rev_id)
+                assert revision is not None
+                self._unpacked(revision.digest)
+                self.check_secrets(revision.spec)
+            if traffic.simple and function not in self.splits:
+                revision = self.store.revision(traffic.main)
+                assert revision is not None
+                await self._route(revision, await self.backend.prove(revision, main, rollback=True))
+            else:
+                # A revision that takes traffic again may have to be made anew on the backend (Knative).
+                for rev_id in set(traffic.revisions) - set(current.revisions):
+                    revision = self.store.revision(rev_id)
+                    assert revision is not None
+                    await self.backend.prove(revision, main, rollback=True)
+                await self._split(function, traffic)
+            logger.info("%s: traffic %s, tags %s", function, traffic.split, traffic.tags or "none")
+            return traffic
 
     async def _create_buckets(self, spec: FunctionSpec) -> None:
         """The buckets a function declares or is triggered by exist before it runs."""
@@ -248,7 +346,10 @@ class Platform:
             self._unpacked(revision.digest)
             self.check_secrets(revision.spec)
             proof = await self.backend.prove(revision, fleet.revision, rollback=True)
-            return await self._route(revision, proof)
+            if function not in self.splits:
+                return await self._route(revision, proof)
+            await self._split(function, Traffic.single(revision.id, self.traffic_of(function).tags), (revision.id, proof))
+            return self.store.revision(revision.id) or revision
 
     async def remove(self, function: str) -> None:
         fleet = self.fleet(function)
@@ -256,11 +357,16 @@ class Platform:
             # Unroutable first (new calls get 404, the broker stops delivering), then stopped;
             # if the backend cannot remove it, it stays as it was.
             del self.fleets[function]
+            routes = self.splits.pop(function, None)
             try:
                 await self.backend.remove(function, fleet)
             except DeployFailed:
                 self.fleets[function] = fleet
+                if routes is not None:
+                    self.splits[function] = routes
                 raise
+            if routes is not None:
+                await asyncio.gather(*(f.close() for f in routes.all() if f is not fleet), return_exceptions=True)
             await self.broker.remove_function(function)
             self.store.delete_function(function)
             self.metrics.forget(function)
@@ -283,13 +389,13 @@ class Platform:
         """Replace the replicas of every function whose serving revision declares secret
         `name`: in-flight requests finish on the old ones, new requests start new ones (on
         Knative, new pods read the new value; running ones keep theirs)."""
-        users = {f for f, fleet in self.fleets.items() if name in fleet.spec.secrets}
+        users = {fleet.name for fleet in self.serving() if name in fleet.spec.secrets}
         deploying = {f for f, lock in self._locks.items() if lock.locked()}  # their new replica may hold the old value
         replaced = []
         for function in sorted(users | deploying):
             async with self._lock(function):
-                fleet = self.fleets.get(function)
-                if fleet is not None and name in fleet.spec.secrets and self.backend.renew(fleet):
+                renewed = [fleet for fleet in self.serving(function) if name in fleet.spec.secrets and self.backend.renew(fleet)]
+                if renewed:
                     replaced.append(function)
         return replaced
 
@@ -305,14 +411,29 @@ class Platform:
         return {
             "name": function, "url": f"{base_url}/fn/{function}", "public": spec.public, "kind": spec.handler.kind if spec.handler else None,
             "backend": self.backend.name, "memory": spec.memory, "gpu": spec.gpu, **await self.backend.status(fleet),
+            "traffic": await self._shares(function),
             "triggers": [t.model_dump(mode="json") for t in spec.triggers],
             "scale": {"min": spec.min_scale, "max": spec.max_scale, "target": spec.autoscale_target,
                       "concurrency": spec.concurrency, "scale_down_after": spec.scale_down_after, "timeout": spec.timeout},
         }
 
-    def logs_of(self, function: str, tail: int, follow: bool) -> AsyncIterator[bytes]:
+    async def _shares(self, function: str) -> list[dict[str, Any]]:
+        """Each revision that takes traffic or has a tag: its share, tags and replicas."""
+        traffic = self.traffic_of(function)
+        routes = self.splits.get(function)
+        out = []
+        for rev_id in traffic.revisions:
+            entry: dict[str, Any] = {"revision": rev_id, "percent": traffic.split.get(rev_id, 0), "tags": traffic.tags_of(rev_id)}
+            fleet = routes.fleets.get(rev_id) if routes is not None else None
+            if fleet is not None and fleet is not routes.main:
+                status = await self.backend.status(fleet)
+                entry.update({k: status[k] for k in ("ready", "replicas", "desired", "in_flight") if k in status})
+            out.append(entry)
+        return out
+
+    async def logs_of(self, function: str, query: LogQuery) -> AsyncIterator[bytes]:
         self.fleet(function)
-        return self.backend.logs(function, tail, follow)
+        return await self.backend.logs(function, query)
 
     def may_read_artifact(self, revision_id: str, digest: str) -> bool:
         """A revision's token reads the artifacts of its own function's revisions (a pod of

@@ -12,6 +12,7 @@ Example:
 from __future__ import annotations
 
 import json
+import sys
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
@@ -36,7 +37,8 @@ class Client:
         self.timeout = timeout
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
         limits = httpx.Limits(max_connections=max(100, connections), max_keepalive_connections=connections)
-        self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout, limits=limits)
+        self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout, limits=limits,
+                                  event_hooks={"request": [_carry_trace]})
 
     @property
     def closed(self) -> bool:
@@ -148,6 +150,14 @@ class Client:
             response = self.request("GET", url, params=query)
             yield from response.json()
             url, query = response.links.get("next", {}).get("url"), None  # the link carries the query
+
+
+def _carry_trace(request: httpx.Request) -> None:
+    """Inside a function, its calls and the events it sends continue the trace it runs in (W3C
+    `traceparent`). Only the runtime imports the tracing module: elsewhere there is no trace."""
+    tracing = sys.modules.get("lepton.runtime.tracing")
+    if tracing is not None and "traceparent" not in request.headers:
+        request.headers.update(tracing.outgoing())
 
 
 def _error(response: httpx.Response) -> InvocationError:

@@ -11,6 +11,7 @@ Example:
 from __future__ import annotations
 
 import base64
+import contextvars
 import math
 import queue
 import threading
@@ -183,7 +184,8 @@ def _fan_out(client: Client | None, path: str, payloads: Iterator[Any], concurre
     try:
         while True:
             for payload in islice(payloads, 2 * concurrency - len(window)):
-                window.add(pool.submit(pooled.call, path, payload))
+                # In the caller's context: a function's map calls continue the trace it runs in.
+                window.add(pool.submit(contextvars.copy_context().run, pooled.call, path, payload))
             if not window:
                 return
             future = window.take()

@@ -1,7 +1,10 @@
 from __future__ import annotations
 
+import os
 import shutil
 import signal
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -52,6 +55,11 @@ class PlatformProcess:
                 api.request("POST", "/v1/functions", json={"artifact": artifact.digest, "function": fn}).json()
                 for fn in sorted(functions)
             ]
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess:
+        """`lepton ARGS` against this platform (its URL and token in the environment)."""
+        env = {**os.environ, "LEPTON_URL": self.url, "LEPTON_TOKEN": self.token}
+        return subprocess.run([sys.executable, "-m", "lepton.cli", *args], capture_output=True, text=True, timeout=120, env=env)
 
     def info(self, name: str) -> dict:
         with self.client() as api:

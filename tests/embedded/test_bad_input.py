@@ -4,6 +4,7 @@ names. Each gets a 4xx whose message names the problem, never a 500, and nothing
 
 from __future__ import annotations
 
+import http.client
 import json
 import signal
 import socket
@@ -144,3 +145,18 @@ def test_nothing_was_written_by_bad_input(target):
         assert [t["origin"] for t in http.get("/v1/triggers").json()] == []
     log = Path(target.process.log).read_text()
     assert "Traceback" not in log and " 500 " not in log
+
+
+@pytest.mark.parametrize("path", ["/fn/greet", "/v1/events"])
+def test_a_client_that_writes_its_whole_body_first_still_reads_the_413(target, path):
+    """http.client (and requests) send the whole body before reading: without a lingering
+    close the platform's hang-up reaches it as a reset, and the 413 is lost."""
+    parts = urlsplit(target.url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+    try:
+        conn.request("POST", path, body=b"x" * (40 << 20), headers={"Authorization": f"Bearer {target.token}",
+                                                                     "Content-Type": "application/json"})
+        response = conn.getresponse()
+        assert response.status == 413 and b"over the 33554432 byte limit" in response.read()
+    finally:
+        conn.close()

@@ -206,9 +206,21 @@ def test_ls_info_and_logs_come_from_the_cluster(knative):
     assert listed.returncode == 0 and "1/2" in listed.stdout
     shown = lepton_cli("info", "hello", env=env)
     assert f"pod:       {revision}-deployment-b-2  Running  not ready  revision {revision}" in shown.stdout
-    logs = lepton_cli("logs", "hello", "--tail", "1", env=env)
+    # Pods' lines merged by the API's time, as `TIME POD - TEXT`; --tail counts lines of all pods.
+    logs = lepton_cli("logs", "hello", env=env)
     assert logs.returncode == 0, logs.stderr
-    assert logs.stdout.splitlines() == [f"[{revision}-deployment-a-1] ready", f"[{revision}-deployment-b-2] <b>served</b> 7"]
+    lines = [line.split(" ", 1) for line in logs.stdout.splitlines()]
+    assert [text for _, text in lines] == [f"{revision}-deployment-a-1 - loading model", f"{revision}-deployment-a-1 - ready",
+                                           f"{revision}-deployment-b-2 - <b>served</b> 7"]
+    assert [when for when, _ in lines] == sorted(when for when, _ in lines) and all(len(when) == 24 for when, _ in lines)
+    knative.cluster.pod_log_times[(NS, f"{revision}-deployment-a-1", "function")][0] -= 7200  # "loading model", two hours ago
+    recent = lepton_cli("logs", "hello", "--since", "1h", env=env).stdout
+    assert "loading model" not in recent and "ready" in recent and "served" in recent
+    assert lepton_cli("logs", "hello", "--tail", "1", env=env).stdout.endswith(f" {revision}-deployment-b-2 - <b>served</b> 7\n")
+    only = lepton_cli("logs", "hello", "--replica", f"{revision}-deployment-a", env=env).stdout.splitlines()
+    assert [line.split(" ", 1)[1] for line in only] == [f"{revision}-deployment-a-1 - loading model", f"{revision}-deployment-a-1 - ready"]
+    missing = lepton_cli("logs", "hello", "--replica", "nope", env=env)
+    assert missing.returncode == 1 and "HTTP 404" in missing.stderr and "no pod 'nope'" in missing.stderr
 
 
 def test_remove_deletes_every_object_and_events_go_to_the_broker(knative, tmp_path):
@@ -367,9 +379,9 @@ def test_logs_follow_new_lines(knative):
     with httpx.stream("GET", f"{knative.platform.url}/v1/functions/hello/logs", params={"follow": "true", "tail": 10},
                       headers={"Authorization": f"Bearer {knative.platform.token}"}, timeout=30) as response:
         lines = response.iter_lines()
-        assert next(lines) == f"[{pod}] first"
+        assert next(lines).endswith(f"Z {pod} - first")
         knative.cluster.pod_logs[(NS, pod, "function")] = "first\nsecond\n"
-        assert next(lines) == f"[{pod}] second"
+        assert next(lines).endswith(f"Z {pod} - second")
 
 
 def test_an_asgi_app_its_websockets_and_jobs_reach_the_service(knative):
@@ -391,3 +403,38 @@ def test_an_asgi_app_its_websockets_and_jobs_reach_the_service(knative):
     with connect(knative.platform.url.replace("http://", "ws://") + "/fn/chat/ws", additional_headers=auth) as socket:
         socket.send("over knative")
         assert socket.recv(timeout=10) == "echo: over knative"
+
+
+def test_traffic_split_and_tags_become_the_services_spec_traffic(knative, tmp_path):
+    knative.address("hello")
+    knative.platform.deploy(HELLO)
+    first = knative.service("hello")["spec"]["template"]["metadata"]["name"]
+    knative.pod("hello")
+    knative.platform.deploy(source(tmp_path, "v2", HELLO.read_text().replace("Hello,", "Hi,")))
+    second = knative.service("hello")["spec"]["template"]["metadata"]["name"]
+    with knative.platform.http() as http:
+        moved = http.put("/v1/functions/hello/traffic", json={"split": {"hello-00001": 90, "hello-00002": 10},
+                                                              "tags": {"canary": "hello-00002", "stable": "hello-00001"}})
+        assert moved.status_code == 200, moved.text
+        svc = knative.service("hello")
+        assert svc["spec"]["traffic"] == [{"revisionName": first, "percent": 90, "tag": "stable"},
+                                          {"revisionName": second, "percent": 10, "tag": "canary"}]
+        assert svc["spec"]["template"]["metadata"]["name"] == second, "moving traffic creates no revision"
+        assert sorted((t["revisionName"], t["percent"], t.get("tag")) for t in svc["status"]["traffic"]) == \
+            sorted([(first, 90, "stable"), (second, 10, "canary")])
+        assert {r["id"]: (r["percent"], r["tags"]) for r in http.get("/v1/functions/hello/revisions").json()} == {
+            "hello-00001": (90, ["stable"]), "hello-00002": (10, ["canary"])}
+        secret = knative.cluster.get("secrets", NS, "lepton-fn-hello")
+        assert {"token-hello-00001", "token-hello-00002"} <= set(secret["data"]), "both revisions' pods find their token"
+        # Untagged calls go to the Service, whose route picks the revision.
+        assert http.post("/fn/hello", json={"name": "split"}).status_code == 200
+
+        refused = http.put("/v1/functions/hello/traffic", json={"split": {"hello-00001": 50}})
+        assert refused.status_code == 422 and knative.service("hello")["spec"]["traffic"] == svc["spec"]["traffic"]
+
+        # Kept across a restart; a rollback pins one revision and keeps the tags at 0%.
+        knative.restart()
+        assert http.get("/v1/functions/hello/traffic").json()["split"] == {"hello-00001": 90, "hello-00002": 10}
+        assert http.post("/v1/functions/hello/rollback", json={"revision": "hello-00001"}).status_code == 200
+        assert knative.service("hello")["spec"]["traffic"] == [{"revisionName": first, "percent": 100, "tag": "stable"},
+                                                               {"revisionName": second, "percent": 0, "tag": "canary"}]

@@ -14,16 +14,18 @@ from lepton.spec import FunctionSpec
 from lepton_platform.cgroups import CgroupLimits, delegated
 from lepton_platform.config import ConfigError
 from lepton_platform.cpus import CpuPlacement
-from lepton_platform.errors import DeployFailed
+from lepton_platform.errors import DeployFailed, NotFound
 from lepton_platform.fleet import Fleet
 from lepton_platform.gpus import GpuPlacement
 from lepton_platform.gpus import discover as discover_gpus
 from lepton_platform.isolation import Isolation
+from lepton_platform.logfiles import LogQuery, LogReader
 from lepton_platform.packages import Packages, RequirementError, missing_requirements
 from lepton_platform.metrics import replica_series
 from lepton_platform.replicas import READY, Replica, ReplicaFactory, ReplicaFailed, replica_environment
 from lepton_platform.starts import DEPLOY, StartSlots
 from lepton_platform.store import Revision
+from lepton_platform.traffic import Routes, Traffic
 from lepton_platform.vault import SecretError
 from lepton_platform.watchdog import MemoryWatchdog, machine_memory, memory_bytes
 from lepton_platform.zygote import Zygote, ZygoteUnavailable
@@ -33,7 +35,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("lepton.platform")
 READY_TIMEOUT = 300.0
-TAIL_BLOCK = 64 << 10
+FOLLOW_POLL = 0.2
 
 
 def memory_limits(mode: str) -> CgroupLimits | None:
@@ -63,7 +65,7 @@ class EmbeddedBackend:
         self.factory = ReplicaFactory(self.zygote, platform.run_dir, self.logs_dir, platform.unpacked, self.sandbox,
                                       self._replica_env, CpuPlacement() if config.cpu_affinity else None, self.gpus,
                                       self.cgroups, lambda replica: self._killed_for_memory(replica, 0),
-                                      StartSlots(config.limits.max_starting))
+                                      StartSlots(config.limits.max_starting), config.logs)
         self.memory_kills: Counter[str] = Counter()
         self.watchdog = MemoryWatchdog(lambda: self.factory.by_pid.values(), self._killed_for_memory)
         self._zygote_task: asyncio.Task[None] | None = None
@@ -76,9 +78,11 @@ class EmbeddedBackend:
         self.factory.on_exit(pid, status)
 
     def _replica_env(self, revision: Revision) -> dict[str, str]:
-        """Replicas reach the platform with a token scoped to their revision's buckets, and
-        find the packages installed for it (packages.py) in LEPTON_PACKAGES."""
-        env = {"LEPTON_URL": self.platform.url, "LEPTON_TOKEN": self.platform.credentials.scoped_token(revision)}
+        """Replicas reach the platform with a token scoped to their revision's buckets, find
+        the packages installed for it (packages.py) in LEPTON_PACKAGES, and export spans where
+        the platform does."""
+        env = {"LEPTON_URL": self.platform.url, "LEPTON_TOKEN": self.platform.credentials.scoped_token(revision),
+               **self.platform.tracing.replica_environment()}
         if revision.id not in self._package_dirs:  # once per revision: the metadata lookups cost ~1 ms each
             try:
                 missing = missing_requirements(revision.spec.requirements)
@@ -133,7 +137,7 @@ class EmbeddedBackend:
         return {"template_process": bool(self.zygote and self.zygote.available), "sandbox": self.sandbox.describe(),
                 "replicas": {"running": len(self.factory.by_pid), "starting": starts.starting, "starting_peak": starts.peak,
                              "max_starting": starts.limit},
-                "awake": sum(1 for fleet in self.platform.fleets.values() if fleet.awake),
+                "awake": sum(1 for fleet in self.platform.serving() if fleet.awake),
                 "memory_limits": f"cgroup v2 ({self.cgroups.base})" if self.cgroups else "watchdog", "gpus": self.gpus.gpus,
                 "template_cuda_initialized": bool(self.zygote and self.zygote.cuda_initialized)}
 
@@ -195,9 +199,29 @@ class EmbeddedBackend:
 
     async def route(self, revision: Revision, proof: Replica | None, serving: Any) -> Fleet:
         fleet = serving if isinstance(serving, Fleet) else self._fleet(revision)
-        fleet.switch(revision, proof)
+        if fleet.revision.id != revision.id or proof is not None:
+            fleet.switch(revision, proof)
         await self.platform.broker.set_function_triggers(revision.spec)
         return fleet
+
+    async def split(self, traffic: Traffic, revisions: dict[str, Revision], current: Routes,
+                    proof: tuple[str, Replica | None] | None = None) -> Routes:
+        """A fleet per revision, each scaling on its own share: the ones serving now are kept
+        (with their replicas), new ones start at zero or with the deploy's proof; fleets
+        that no longer take traffic drain and stop."""
+        fleets = {}
+        for rev_id in traffic.revisions:
+            fleet = current.fleets.get(rev_id)
+            if fleet is None:
+                fleet = self._fleet(revisions[rev_id])
+            if proof is not None and proof[0] == rev_id:
+                fleet.switch(revisions[rev_id], proof[1])
+            fleets[rev_id] = fleet
+        for rev_id, fleet in current.fleets.items():
+            if rev_id not in fleets:
+                fleet.drain()
+        await self.platform.broker.set_function_triggers(revisions[traffic.main].spec)
+        return Routes(traffic, fleets)
 
     async def remove(self, function: str, serving: Any) -> None:
         await serving.close()
@@ -215,7 +239,7 @@ class EmbeddedBackend:
         return True
 
     async def replica_metrics(self) -> bytes:
-        ready = [r for fleet in self.platform.fleets.values() for r in fleet.replicas if isinstance(r, Replica) and r.state == READY]
+        ready = [r for fleet in self.platform.serving() for r in fleet.replicas if isinstance(r, Replica) and r.state == READY]
         return await replica_series(ready)
 
     async def status(self, serving: Any) -> dict[str, Any]:
@@ -223,41 +247,21 @@ class EmbeddedBackend:
 
     # -- logs --------------------------------------------------------------------------------
 
-    def log_files(self, function: str) -> list[Path]:
-        folder = self.logs_dir / function
-        return sorted(folder.glob("*.log"), key=lambda p: p.stat().st_mtime) if folder.exists() else []
+    async def logs(self, function: str, query: LogQuery) -> AsyncIterator[bytes]:
+        """Its replicas' files, merged by time (logfiles.py); new lines every FOLLOW_POLL
+        seconds while `query.follow`. A `replica` that matches no replica's file is NotFound."""
+        reader = LogReader(self.logs_dir / function, query.replica, query.cutoff)
+        if query.replica and not reader.replicas():
+            raise NotFound(f"function {function!r} has no replica {query.replica!r} (nor one whose id starts so); "
+                           f"each line of `lepton logs {function}` names its replica")
+        return self._follow(function, reader, query)
 
-    async def logs(self, function: str, tail: int, follow: bool) -> AsyncIterator[bytes]:
-        lines: list[bytes] = []
-        offsets = {}
-        for path in self.log_files(function):
-            found, offsets[path] = await asyncio.to_thread(last_lines, path, tail)
-            lines.extend(found)
-        for line in lines[-tail:] if tail else []:
-            yield line
-        while follow and function in self.platform.fleets:
-            await asyncio.sleep(0.2)
-            for path in self.log_files(function):
-                size = path.stat().st_size
-                start = offsets.get(path, 0)
-                if size > start:
-                    with path.open("rb") as fh:
-                        fh.seek(start)
-                        chunk = fh.read(min(size - start, TAIL_BLOCK * 16))
-                    yield chunk
-                    offsets[path] = start + len(chunk)
-
-
-def last_lines(path: Path, count: int) -> tuple[list[bytes], int]:
-    """The last `count` lines of a file, read backwards a block at a time (a replica that
-    floods stdout can leave a log of gigabytes), and the file's size at that moment."""
-    with path.open("rb") as fh:
-        size = fh.seek(0, 2)
-        data, position = b"", size
-        while position > 0 and data.count(b"\n") <= count:
-            step = min(TAIL_BLOCK, position)
-            position -= step
-            fh.seek(position)
-            data = fh.read(step) + data
-    lines = data.splitlines(keepends=True)
-    return (lines[-count:] if count else []), size
+    async def _follow(self, function: str, reader: LogReader, query: LogQuery) -> AsyncIterator[bytes]:
+        lines = await asyncio.to_thread(reader.tail, query.tail)
+        if lines:
+            yield b"".join(lines)
+        while query.follow and function in self.platform.fleets:
+            await asyncio.sleep(FOLLOW_POLL)
+            lines = await asyncio.to_thread(reader.poll)
+            if lines:
+                yield b"".join(lines)

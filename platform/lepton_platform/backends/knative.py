@@ -12,8 +12,11 @@ whose Triggers deliver them.
 from __future__ import annotations
 
 import asyncio
+import heapq
 import logging
+import math
 import time
+from collections import deque
 from importlib import metadata
 from typing import TYPE_CHECKING, Any, AsyncIterator
 
@@ -21,9 +24,12 @@ import aiohttp
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
+from lepton.runtime import logstamp
 from lepton.spec import FunctionSpec
-from lepton_platform.errors import DeployFailed
+from lepton_platform.errors import DeployFailed, NotFound
+from lepton_platform.logfiles import LogQuery, api_time, unstamped
 from lepton_platform.store import Revision
+from lepton_platform.traffic import Routes, Traffic
 from lepton_platform.vault import SecretError
 
 if TYPE_CHECKING:
@@ -270,6 +276,45 @@ class KnativeBackend:
             logger.error("%s", fleet.problem)
         return fleet
 
+    async def split(self, traffic: Traffic, revisions: dict[str, Revision], current: Routes, proof: Any = None) -> Routes:
+        """Traffic shared and tagged by the Service's `spec.traffic`: Knative's route picks a
+        revision per request, so the platform sends untagged calls to the Service and tagged
+        ones to the tag's own address. The main revision's triggers are put in place."""
+        from lepton_knative import deploy
+        from lepton_knative.manifests import split
+
+        main = revisions[traffic.main]
+        refs = {rev_id: revision.backend_ref for rev_id, revision in revisions.items()}
+        if missing := sorted(rev_id for rev_id, ref in refs.items() if not ref):
+            raise DeployFailed(f"revision {missing[0]} has no Knative Revision on the cluster; deploy it again")
+        targets = split({refs[r]: pct for r, pct in traffic.split.items()}, {tag: refs[r] for tag, r in traffic.tags.items()})
+        new = self._plan(main)
+        found = await self._call("cannot read the cluster", self.cluster.find, "Service", self.config.namespace, main.function)
+        template = (found or {}).get("spec", {}).get("template")  # the newest template stays as it is
+        final = await self._call(f"function {main.function!r}: the traffic could not move", deploy.move, self.cluster, new, targets,
+                                 self._tokens(*revisions.values()), template=template, timeout=self.config.ready_timeout)
+        url = service_url(final) or UNAVAILABLE
+        fleet = current.main if isinstance(current.main, KnativeFleet) else KnativeFleet(main, url)
+        fleet.switch(main, url)
+        by_tag = {t["tag"]: t.get("url") for t in final.get("status", {}).get("traffic") or [] if t.get("tag")}
+        before = {id(f): f for f in current.all() if f is not current.main}
+        tagged = {}
+        for tag, rev_id in sorted(traffic.tags.items()):
+            old = current.pick(tag)
+            tagged[tag] = old if old is not None and old is not current.main else KnativeFleet(revisions[rev_id], UNAVAILABLE)
+            tagged[tag].switch(revisions[rev_id], by_tag.get(tag) or UNAVAILABLE)
+            before.pop(id(tagged[tag]), None)
+        loop = asyncio.get_running_loop()
+        for old in before.values():  # requests in flight finish first
+            loop.call_later(old.spec.timeout + 5, lambda old=old: loop.create_task(old.close()))
+        try:
+            await self._call("its triggers", deploy.attach, self.cluster, new, timeout=self.config.ready_timeout)
+            fleet.problem = None
+        except DeployFailed as exc:
+            fleet.problem = f"revision {main.id} serves, but {exc}"
+            logger.error("%s", fleet.problem)
+        return Routes(traffic, {traffic.main: fleet}, tagged=tagged, weighted=False)
+
     async def remove(self, function: str, serving: Any) -> None:
         gone = await self._call(f"function {function!r}: could not delete it from the cluster", self.cluster.delete_function,
                                 self.config.namespace, function)
@@ -330,18 +375,35 @@ class KnativeBackend:
                 "desired": status.get("desiredReplicas", 0), "revision_ready": (ready or {}).get("status"),
                 "replica_details": pods}
 
-    async def logs(self, function: str, tail: int, follow: bool) -> AsyncIterator[bytes]:
-        """The function container's log of every pod of the Service, each line prefixed with
-        its pod: the last `tail` lines of each, then (with `follow`) new lines every
-        LOG_POLL seconds. A pod that cannot give its log now (still starting: the API
-        answers 400) is asked again at the next poll."""
+    async def logs(self, function: str, query: LogQuery) -> AsyncIterator[bytes]:
+        """The function container's log of the Service's pods (those whose name starts with
+        `query.replica`), each line as `TIME POD - TEXT` with the API's time (logfiles.py),
+        merged by time: the last `tail` lines overall, then (with `follow`) new lines every
+        LOG_POLL seconds. A `replica` that matches no pod now is NotFound."""
+        from lepton_knative.cluster import ClusterError
+
+        if query.replica:
+            try:
+                pods = await asyncio.to_thread(self.cluster.pods, self.config.namespace, function)
+            except ClusterError:
+                pass  # the stream says why
+            else:
+                if not any(pod["id"].startswith(query.replica) for pod in pods):
+                    raise NotFound(f"function {function!r} has no pod {query.replica!r} (nor one whose name starts so); "
+                                   f"`lepton info {function}` lists its pods")
+        return self._pod_logs(function, query)
+
+    async def _pod_logs(self, function: str, query: LogQuery) -> AsyncIterator[bytes]:
+        """A pod that cannot give its log now (still starting: the API answers 400) is asked
+        again at the next poll."""
         from lepton_knative.cluster import ClusterError
         from lepton_knative.manifests import CONTAINER
 
         seen: dict[str, set[bytes]] = {}
         fetched: dict[str, float] = {}
+        cutoff = query.cutoff
         first = True
-        while first or (follow and function in self.platform.fleets):
+        while first or (query.follow and function in self.platform.fleets):
             if not first:
                 await asyncio.sleep(LOG_POLL)
             try:
@@ -349,29 +411,43 @@ class KnativeBackend:
             except ClusterError as exc:
                 yield f"error: {exc}\n".encode()
                 return
+            found: list[list[tuple[bytes, bytes]]] = []
             for pod in pods:
                 name = pod["id"]
+                if query.replica and not name.startswith(query.replica):
+                    continue
                 # After the first read, ask for the time since the last one (with a margin):
                 # the overlap is dropped by value, since each line carries its timestamp.
-                since = None if name not in seen else int(time.monotonic() - fetched[name]) + 5
+                if name in seen:
+                    tail, since = None, int(time.monotonic() - fetched[name]) + 5
+                else:
+                    tail, since = query.tail, None if query.since is None else max(1, math.ceil(time.time() - query.since) + 1)
                 started = time.monotonic()
                 try:
                     text = await asyncio.to_thread(self.cluster.pod_log, self.config.namespace, name, CONTAINER,
-                                                   tail=tail if name not in seen else None, since=since)
+                                                   tail=tail, since=since)
                 except ClusterError as exc:
                     if exc.status not in (400, 404):  # 400: still starting; 404: just gone
                         yield f"error: {exc}\n".encode()
                     continue
                 fetched[name] = started
-                window = [line + b"\n" for line in text.encode().split(b"\n") if line]
-                for line in window:
-                    if line not in seen.get(name, ()):
-                        yield f"[{name}] ".encode() + strip_timestamp(line)
+                window = [line for line in text.encode().split(b"\n") if line]
+                lines = [pod_line(name, line) for line in window if line not in seen.get(name, ())]
+                found.append([line for line in lines if not cutoff or line[0] >= cutoff])
                 seen[name] = set(window)
+            merged = heapq.merge(*found, key=lambda line: line[0])
+            if first:
+                merged = deque(merged, maxlen=query.tail) if query.tail else ()
+            text = b"".join(line for _, line in merged)
+            if text:
+                yield text
             first = False
 
 
-def strip_timestamp(line: bytes) -> bytes:
-    """A log line without the RFC 3339 timestamp the API put in front of it."""
-    stamp, _, rest = line.partition(b" ")
-    return rest if stamp[:4].isdigit() and stamp.endswith(b"Z") else line
+def pod_line(pod: str, line: bytes) -> tuple[bytes, bytes]:
+    """A line of the API's log (`RFC3339NANO TEXT`) as the platform serves it, with its time."""
+    stamp, _, text = line.partition(b" ")
+    when = api_time(stamp)
+    if when is None:  # no time from the API: when it was read
+        when, text = logstamp.stamp(time.time()).encode(), line
+    return when, unstamped(when, pod, text)

@@ -16,6 +16,7 @@ import logging
 from typing import TYPE_CHECKING, Any, Callable
 
 from lepton.runtime.events import FORMAT, STRUCTURED, BadEvent, is_cloudevent_request, parse, to_binary
+from lepton.runtime.tracing import TRACEPARENT, TRACESTATE
 from lepton.triggers import Delivery
 from lepton_platform.asgi import ASGIApp, call
 from lepton_platform.broker.cron import run_cron
@@ -24,7 +25,9 @@ from lepton_platform.broker.index import TriggerIndex
 from lepton_platform.broker.log import Event, EventLog
 from lepton_platform.broker.triggers import API, DEAD_LETTER, FORWARD, SPEC, Trigger, from_spec
 from lepton_platform.paging import keys_after
+from lepton_platform.config import TracingConfig
 from lepton_platform.sqlite import GroupCommit
+from lepton_platform.tracing import Tracing
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -40,13 +43,15 @@ OUTBOX_BACKSTOP = 1.0  # the outbox says when it is written; this is only a safe
 
 class Broker:
     def __init__(self, path: Path, token: str, metrics: PlatformMetrics, outbox: Outbox,
-                 spec_of: Callable[[str], FunctionSpec | None], *, forward_to: str | None = None) -> None:
+                 spec_of: Callable[[str], FunctionSpec | None], *, forward_to: str | None = None,
+                 tracing: Tracing | None = None) -> None:
         self.log = EventLog(path)
         self.token = token
         self.metrics = metrics
         self.outbox = outbox
         self.spec_of = spec_of
         self.forward_to = forward_to
+        self.tracing = tracing or Tracing(TracingConfig())  # none given: traces pass through, no spans
         self._forwarder: Any = None
         self.app: ASGIApp | None = None
         self.triggers: dict[str, Trigger] = {t.id: t for t in self.log.triggers()}
@@ -229,8 +234,12 @@ class Broker:
             event = CloudEvent({**event.get_attributes(), **extensions}, data)
         headers, payload = to_binary(event)
         headers["authorization"] = f"Bearer {self.token}"
+        # The distributed-tracing extension's HTTP binding: its traceparent as the request's own.
+        trace = self.tracing.delivery(trigger.id, trigger.function, event.get_extension(TRACEPARENT), event.get_extension(TRACESTATE))
+        headers.update(trace.headers())
         spec = self.spec_of(trigger.function)
         timeout = trigger.delivery.timeout or (spec.timeout if spec else 30.0)
+        status = 0
         try:
             status, response_headers, response = await asyncio.wait_for(
                 call(self.app, "POST", f"/fn/{trigger.function}", headers, payload), timeout)
@@ -238,6 +247,8 @@ class Broker:
             return 0, f"no response within {timeout:g}s", None
         except Exception as exc:
             return 0, f"{type(exc).__name__}: {exc}", None
+        finally:
+            self.tracing.end(trace, status)
         if 200 <= status < 300:
             reply = None
             if status == 200 and is_cloudevent_request(response_headers):

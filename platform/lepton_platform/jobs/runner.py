@@ -22,6 +22,7 @@ import sqlite3
 import time
 from typing import TYPE_CHECKING, Any, Callable
 
+from lepton.runtime.tracing import TRACEPARENT, TRACESTATE
 from lepton_platform.asgi import ASGIApp, ResponseTooLarge, call
 from lepton_platform.autoscaler import capacity
 from lepton_platform.broker.log import Event
@@ -329,10 +330,12 @@ def job_event(job: Job, result: bytes | None) -> Event:
         if isinstance(decoded, (dict, list, str, int, float, bool)) or decoded is None:
             data["result"] = decoded
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(job.finished_at or time.time()))
+    # The trace the job was submitted in (its stored headers have it): what it triggers continues it.
+    trace = {name: value for name, value in job.headers if name in (TRACEPARENT, TRACESTATE)}
     return Event.from_json({
         "specversion": "1.0", "id": f"{job.id}.{job.state}", "source": f"/jobs/{job.function}",
         "type": SUCCEEDED_TYPE if job.state == SUCCEEDED else FAILED_TYPE, "subject": job.id, "time": stamp,
-        "datacontenttype": "application/json", "data": data,
+        "datacontenttype": "application/json", **trace, "data": data,
     })
 
 

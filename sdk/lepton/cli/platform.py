@@ -1,4 +1,4 @@
-"""Platform commands: up, deploy, ls, info, invoke, logs, rm, revisions, rollback."""
+"""Platform commands: up, deploy, ls, info, invoke, logs, rm, revisions, traffic, rollback."""
 
 from __future__ import annotations
 
@@ -95,6 +95,11 @@ def register(app: typer.Typer) -> None:
         target_kind: Annotated[str, typer.Option("--target", help="'embedded' or 'knative'.")] = "embedded",
         no_wait: Annotated[bool, typer.Option("--no-wait", help="Return once the deploy has started.")] = False,
         platform: PlatformOpt = None, token: TokenOpt = None, output: OutputOpt = "table", image: ImageOpt = None,
+        traffic: Annotated[Optional[int], typer.Option("--traffic", min=0, max=100, metavar="PCT",
+                                                       help="Give the new revision PCT% of traffic (a canary); the revision "
+                                                            "with the largest share keeps the rest. Default: 100.")] = None,
+        tag: Annotated[Optional[str], typer.Option("--tag", help="Tag the new revision: /fn/NAME@TAG (or header "
+                                                                 "Lepton-Tag: TAG) reaches it, whatever its share.")] = None,
     ) -> None:
         """Package and deploy every function in FILE (or just NAME) through the platform: the
         embedded one, or (--target knative) the one installed on a cluster with knative/install."""
@@ -116,7 +121,8 @@ def register(app: typer.Typer) -> None:
             status.update(f"uploading {len(artifact.data) / 1024:.0f} KiB ({artifact.digest[:19]}...)")
             api.request("PUT", f"/v1/artifacts/{artifact.digest}", content=artifact.data)
             names = sorted(functions)
-            requests = [{"artifact": artifact.digest, "function": name, "wait": not no_wait, "image": image or ""} for name in names]
+            requests = [{"artifact": artifact.digest, "function": name, "wait": not no_wait, "image": image or "",
+                         **({"traffic": traffic} if traffic is not None else {}), **({"tag": tag} if tag else {})} for name in names]
             # Every function is checked before any is deployed; the first check also counts
             # them all against the platform's limits.
             status.update(f"checking {len(requests)} function{'s' if len(requests) > 1 else ''}...")
@@ -130,6 +136,9 @@ def register(app: typer.Typer) -> None:
             return
         for r in results:
             note = "unchanged" if not r["changed"] else r["status"]
+            if r.get("traffic") and r["revision"] and (traffic is not None or tag):
+                share = r["traffic"]["split"].get(r["revision"], 0)
+                note += f", {share}% of traffic" + (f", tag {tag}: {r['url']}@{tag}" if tag else "")
             typer.echo(f"{r['function']}  {r['revision'] or '-'}  {note}  {r['url']}")
             if r.get("warning"):
                 typer.echo(f"warning: {r['warning']}", err=True)
@@ -176,6 +185,10 @@ def register(app: typer.Typer) -> None:
             memory = f"  {replica['memory_bytes'] / 2**20:.0f} MiB" if replica.get("memory_bytes") is not None else ""
             typer.echo(f"replica:   {replica['id']}  {replica['state']}  pid {replica['pid']}  cpus {cores}{gpus}{memory}  "
                        f"in flight {replica['in_flight']}  {'forked' if replica['forked'] else 'fresh process'}")
+        for share in fn.get("traffic", []):
+            tags = f"  tags {','.join(share['tags'])}" if share["tags"] else ""
+            replicas = f"  replicas {share['ready']} ready / {share['replicas']}" if "replicas" in share else ""
+            typer.echo(f"traffic:   {share['revision']}  {share['percent']}%{tags}{replicas}")
         for trig in fn["triggers"]:
             typer.echo(f"trigger:   {json.dumps(trig)}")
 
@@ -219,12 +232,19 @@ def register(app: typer.Typer) -> None:
     def logs(
         name: str,
         follow: Annotated[bool, typer.Option("--follow", "-f")] = False,
-        tail: Annotated[int, typer.Option(help="Lines of history to show.")] = 200,
+        tail: Annotated[int, typer.Option(help="Lines of history to show (the last ones, of all replicas).")] = 200,
+        replica: Annotated[Optional[str], typer.Option(help="Only this replica (pod on Knative), or those whose id starts so.")] = None,
+        since: Annotated[Optional[str], typer.Option(help="Only lines this recent: 30s, 10m, 2h, 1d, or an RFC 3339 time.")] = None,
         platform: PlatformOpt = None, token: TokenOpt = None,
     ) -> None:
-        """Logs of a function's replicas."""
+        """Logs of a function's replicas, merged by time: `TIME REPLICA STREAM [trace=ID] TEXT`."""
+        params: dict[str, object] = {"tail": tail, "follow": follow}
+        if replica:
+            params["replica"] = replica
+        if since:
+            params["since"] = since
         with client(platform, token) as api:
-            for chunk in api.get_stream(f"/v1/functions/{name}/logs", params={"tail": tail, "follow": follow}):
+            for chunk in api.get_stream(f"/v1/functions/{name}/logs", params=params):
                 sys.stdout.write(chunk)
                 sys.stdout.flush()
 
@@ -245,21 +265,72 @@ def register(app: typer.Typer) -> None:
 
         from rich.table import Table
 
-        table = Table("REVISION", "STATUS", "ROUTED", "CREATED", "DIGEST", box=None)
+        table = Table("REVISION", "STATUS", "TRAFFIC", "TAGS", "CREATED", "DIGEST", box=None)
         for r in revs:
             created = datetime.fromtimestamp(r["created_at"]).strftime("%Y-%m-%d %H:%M:%S")
-            table.add_row(r["id"], r["status"], "100%" if r["routed"] else "", created, r["digest"][:19])
+            share = r.get("percent", 100 if r["routed"] else 0)
+            table.add_row(r["id"], r["status"], f"{share}%" if share else "", ",".join(r.get("tags", [])), created, r["digest"][:19])
         print_table(table)
+
+    @app.command("traffic")
+    def set_traffic(
+        name: str,
+        shares: Annotated[Optional[list[str]], typer.Argument(metavar="[REV=PCT]...", help="Shares of ready revisions, adding "
+                                                                                          "up to 100; none: as they are.")] = None,
+        tags: Annotated[Optional[list[str]], typer.Option("--tag", metavar="TAG=REV", help="Give REV the address /fn/NAME@TAG.")] = None,
+        untag: Annotated[Optional[list[str]], typer.Option("--untag", metavar="TAG", help="Remove a tag.")] = None,
+        platform: PlatformOpt = None, token: TokenOpt = None, output: OutputOpt = "table",
+    ) -> None:
+        """Share a function's traffic between its ready revisions and tag them; with no
+        shares or tags, show how it is shared now."""
+        as_json = check_output(output)
+        split = parse_pairs(shares or [], "REV=PCT", as_int=True)
+        tagged: dict[str, Any] = parse_pairs(tags or [], "--tag TAG=REV")
+        for tag in untag or []:
+            if tag in tagged:
+                raise typer.BadParameter(f"tag {tag!r} is both set and removed", param_hint="--untag")
+            tagged[tag] = None
+        with client(platform, token) as api:
+            if split or tagged:
+                body = {"split": split or None, "tags": tagged}
+                result = api.request("PUT", f"/v1/functions/{name}/traffic", json=body).json()
+            else:
+                result = api.request("GET", f"/v1/functions/{name}/traffic").json()
+        if as_json:
+            emit_json(result)
+            return
+        for rev, pct in sorted(result["split"].items(), key=lambda item: -item[1]):
+            typer.echo(f"{rev}  {pct}%")
+        for tag, rev in sorted(result["tags"].items()):
+            typer.echo(f"{rev}  tag {tag}  /fn/{name}@{tag}")
 
     @app.command()
     def rollback(
         name: str, revision: Annotated[Optional[str], typer.Argument(help="Revision id; default: the one before.")] = None,
         platform: PlatformOpt = None, token: TokenOpt = None,
     ) -> None:
-        """Route 100% of a function's traffic to an earlier revision."""
+        """Route 100% of a function's traffic to an earlier revision (its tags stay)."""
         with client(platform, token) as api:
             result = api.request("POST", f"/v1/functions/{name}/rollback", json={"revision": revision}).json()
         typer.echo(f"{name} now serves {result['revision']}")
+
+
+def parse_pairs(items: list[str], form: str, *, as_int: bool = False) -> dict[str, Any]:
+    """`KEY=VALUE` arguments as a dict; a malformed or repeated key is a one-line error."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key or not value:
+            raise typer.BadParameter(f"{item!r}; use {form}")
+        if key in out:
+            raise typer.BadParameter(f"{key!r} is given twice ({form})")
+        if as_int:
+            if not value.isdigit():
+                raise typer.BadParameter(f"{item!r}: the percent must be a whole number ({form})")
+            out[key] = int(value)
+        else:
+            out[key] = value
+    return out
 
 
 def print_table(table: Any) -> None:

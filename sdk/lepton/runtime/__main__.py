@@ -26,6 +26,10 @@ def main(argv: list[str] | None = None) -> int:
     from lepton.errors import LeptonError
     from lepton.runtime.server import configure_logging, serve
 
+    if os.environ.get("LEPTON_REPLICA"):  # a replica the platform started as a fresh process: stamp its output
+        from lepton.runtime import logstamp
+
+        logstamp.install_from_env(os.environ["LEPTON_REPLICA"])
     configure_logging(args.log_level)
     from lepton.loader import add_platform_packages
 

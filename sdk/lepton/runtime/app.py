@@ -13,6 +13,7 @@ import asyncio
 import contextvars
 import functools
 import inspect
+import json
 import logging
 import os
 import time
@@ -20,7 +21,7 @@ import typing
 from concurrent.futures import ThreadPoolExecutor
 import contextlib
 from contextlib import asynccontextmanager
-from typing import Any, AsyncIterator, Callable
+from typing import TYPE_CHECKING, Any, AsyncIterator, Callable
 
 import pydantic_core
 from fastapi import FastAPI, Query, Request, Response
@@ -34,14 +35,18 @@ from starlette.formparsers import MultiPartException
 from lepton import web
 from lepton.functions import Function
 from lepton.handlers import ASGI, BATCH, EVENT, REQUEST, STREAM
-from lepton.runtime import events
+from lepton.runtime import events, tracing
 from lepton.runtime.batching import Batcher
 from lepton.runtime.metrics import Metrics
+
+if TYPE_CHECKING:
+    from lepton.runtime.otlp import Exporter, Span
 
 logger = logging.getLogger("lepton.runtime")
 COMPONENTS = "#/components/schemas/{model}"
 INTERNAL = "/_lepton/"  # the runtime's own routes, whatever the function serves
 JOB_ID_HEADER = b"lepton-job-id"
+TRACEPARENT_HEADER, TRACESTATE_HEADER = tracing.TRACEPARENT.encode(), tracing.TRACESTATE.encode()
 # Methods whose parameters come from the query string; HEAD is GET without the body.
 QUERY_METHODS = ("GET", "HEAD")
 _END = object()
@@ -85,6 +90,7 @@ class FunctionRuntime:
         self.settled = asyncio.Event()  # setup() is over, well or not
         self.failed: BaseException | None = None
         self.handler: Callable[..., Any] | None = None
+        self.spans: Exporter | None = None  # set in the replica, never in a template process that forks it
         self.handler_is_async = self.sig.is_async
         self.allowed = allowed_methods(self.spec.methods)
         self.every_path = self.sig.kind == REQUEST
@@ -107,10 +113,13 @@ class FunctionRuntime:
 
     @asynccontextmanager
     async def lifespan(self, app: FastAPI) -> AsyncIterator[None]:
+        self.spans = tracing.exporter({"service.name": self.fn.name, "lepton.replica": os.environ.get("LEPTON_REPLICA", "")})
         setup = asyncio.create_task(self.setup())
         yield
         setup.cancel()
         await self.shutdown()
+        if self.spans is not None:
+            self.spans.close()
 
     async def setup(self) -> None:
         """Prepare the handler (e.g. run a class's `setup()`); the replica is ready only after this."""
@@ -154,12 +163,55 @@ class FunctionRuntime:
         return path == "/" or (self.every_path and not path.startswith(INTERNAL))
 
     async def serve(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        traceparent = tracestate = None
         for key, value in scope["headers"]:
             if key == JOB_ID_HEADER:  # an async job's attempt: lepton.job_id() tells the handler
                 web.JOB_ID.set(value.decode("latin-1"))
-                break
-        response = await self.invoke(Request(scope, receive))
-        await response(scope, receive, send)
+            elif key == TRACEPARENT_HEADER:
+                traceparent = value.decode("latin-1")
+            elif key == TRACESTATE_HEADER:
+                tracestate = value.decode("latin-1")
+        request = Request(scope, receive)
+        caller = tracing.parse(traceparent, tracestate)
+        if caller is None and self.sig.kind == EVENT:
+            caller = await self._event_trace(request)
+        span = self.enter_trace(caller)
+        status = 500
+        try:
+            response = await self.invoke(request)
+            status = response.status_code
+            await response(scope, receive, send)
+        finally:
+            if span is not None:
+                self.spans.end(span, status)
+
+    def enter_trace(self, caller: tracing.TraceParent | None) -> Span | None:
+        """Run the request in a span of its own under the caller's (or in a new trace), and
+        return that span when this replica exports spans."""
+        if self.spans is None:
+            tracing.enter(caller.child() if caller is not None else tracing.new())
+            return None
+        span, ours = self.spans.start(f"run {self.fn.name}", caller, "server", {"lepton.function": self.fn.name})
+        tracing.enter(ours)
+        return span
+
+    @staticmethod
+    async def _event_trace(request: Request) -> tracing.TraceParent | None:
+        """A CloudEvent that came with no `traceparent` header continues the trace of its
+        distributed-tracing extension: `ce-traceparent` in binary mode, an attribute in
+        structured mode."""
+        headers = request.headers
+        if "ce-specversion" in headers:
+            return tracing.parse(headers.get("ce-traceparent"), headers.get("ce-tracestate"))
+        if not headers.get("content-type", "").startswith(events.STRUCTURED):
+            return None
+        try:
+            attributes = json.loads(await request.body())
+        except ValueError:
+            return None  # answered 400 when the event is parsed
+        if not isinstance(attributes, dict):
+            return None
+        return tracing.parse(attributes.get(tracing.TRACEPARENT), attributes.get(tracing.TRACESTATE))
 
     async def invoke(self, request: Request) -> Response:
         started = time.perf_counter()
@@ -324,6 +376,7 @@ class FunctionRuntime:
         if result is None:
             return Response(status_code=204)
         if isinstance(result, events.EVENT_CLASSES):
+            result = events.traced(result)
             structured = "ce-specversion" not in request.headers
             headers, payload = events.to_structured(result) if structured else events.to_binary(result)
             return Response(payload, headers=headers)

@@ -7,12 +7,16 @@ import asyncio
 import logging
 import os
 import time
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from fastapi.responses import JSONResponse
 
 from lepton import web
-from lepton.runtime.app import INTERNAL, JOB_ID_HEADER, FunctionRuntime, InvocationFailed
+from lepton.runtime import tracing
+from lepton.runtime.app import INTERNAL, JOB_ID_HEADER, TRACEPARENT_HEADER, TRACESTATE_HEADER, FunctionRuntime, InvocationFailed
+
+if TYPE_CHECKING:
+    from lepton.runtime.otlp import Span
 
 logger = logging.getLogger("lepton.runtime")
 PREFIX_HEADER = b"x-forwarded-prefix"
@@ -99,17 +103,22 @@ class AsgiRuntime(FunctionRuntime):
             except (InvocationFailed, TimeoutError) as exc:
                 await self._refuse(scope, receive, send, exc)
                 return
-        self._rewrite(scope)
+        span = self.enter_trace(self._rewrite(scope))
         if scope["type"] == "websocket":
-            await self.handler(scope, receive, send)
+            try:
+                await self.handler(scope, receive, send)
+            finally:
+                if span is not None:
+                    self.spans.end(span, 101)
             return
-        await self._observed(scope, receive, send)
+        await self._observed(scope, receive, send, span)
 
-    def _rewrite(self, scope: dict[str, Any]) -> None:
+    def _rewrite(self, scope: dict[str, Any]) -> tracing.TraceParent | None:
         """Give the app its lifespan state and, behind the platform, the URL prefix the way
         ASGI expects it (`root_path`, and `path` including it), so links and /docs work; an
-        async job's id goes to `lepton.job_id()`."""
+        async job's id goes to `lepton.job_id()`. Returns the caller's trace context."""
         scope["state"] = self.app_lifespan.state.copy()
+        traceparent = tracestate = None
         for key, value in scope["headers"]:
             if key == PREFIX_HEADER and value.startswith(b"/"):
                 prefix = value.decode("latin-1").rstrip("/")
@@ -119,9 +128,14 @@ class AsgiRuntime(FunctionRuntime):
                     scope["raw_path"] = prefix.encode("latin-1") + scope["raw_path"]
             elif key == JOB_ID_HEADER:
                 web.JOB_ID.set(value.decode("latin-1"))
+            elif key == TRACEPARENT_HEADER:
+                traceparent = value.decode("latin-1")
+            elif key == TRACESTATE_HEADER:
+                tracestate = value.decode("latin-1")
+        return tracing.parse(traceparent, tracestate)
 
-    async def _observed(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        """Pass an HTTP request to the app, counting it in the function's metrics."""
+    async def _observed(self, scope: dict[str, Any], receive: Any, send: Any, span: Span | None) -> None:
+        """Pass an HTTP request to the app, counting it in the function's metrics (and its span)."""
         status = 500  # unless the app starts a response
 
         async def observe(message: dict[str, Any]) -> None:
@@ -136,6 +150,8 @@ class AsgiRuntime(FunctionRuntime):
             await self.handler(scope, receive, observe)
         finally:
             self.metrics.finished(status, time.perf_counter() - started)
+            if span is not None:
+                self.spans.end(span, status)
 
     async def _refuse(self, scope: dict[str, Any], receive: Any, send: Any, exc: Exception) -> None:
         if scope["type"] == "websocket":

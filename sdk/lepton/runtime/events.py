@@ -11,6 +11,8 @@ from cloudevents.core.formats.json import JSONFormat
 from cloudevents.core.v03.event import CloudEvent as CloudEventV03
 from cloudevents.core.v1.event import CloudEvent
 
+from lepton.runtime import tracing
+
 STRUCTURED = "application/cloudevents+json"
 BATCH = "application/cloudevents-batch+json"
 # `BaseCloudEvent` is a typing Protocol that isinstance() cannot check: use the real classes.
@@ -59,6 +61,16 @@ def parse(headers: Mapping[str, str], body: bytes) -> BaseCloudEvent:
         "not a CloudEvent: send ce-specversion/ce-type/ce-source/ce-id headers (binary mode) "
         f"or a '{STRUCTURED}' body (structured mode)"
     )
+
+
+def traced(event: BaseCloudEvent) -> BaseCloudEvent:
+    """The event with the current trace as its distributed-tracing extension (`traceparent`,
+    `tracestate`), unless it has one already: the functions it triggers continue the trace."""
+    carried = tracing.outgoing()
+    attributes = event.get_attributes()
+    if not carried or tracing.TRACEPARENT in attributes:
+        return event
+    return type(event)({**attributes, **carried}, event.get_data())
 
 
 def to_binary(event: BaseCloudEvent) -> tuple[dict[str, str], bytes]:

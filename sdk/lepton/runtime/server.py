@@ -14,19 +14,20 @@ import uvloop
 
 from lepton.functions import Function
 from lepton.handlers import ASGI
+from lepton.runtime import logstamp
 from lepton.runtime.app import build_app
 
 SETUP_FAILED = 3
 PEER_UID_ENV = "LEPTON_PLATFORM_UID"
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+STAMPED_FORMAT = "%(levelname)s %(name)s: %(message)s"
 
 
 def configure_logging(level: str = "info") -> None:
-    """Plain log lines; a replica prefixes them with its id so merged logs stay readable."""
-    replica = os.environ.get("LEPTON_REPLICA")
-    fmt = f"%(asctime)s {replica} %(levelname)s %(name)s: %(message)s" if replica else LOG_FORMAT
-    logging.basicConfig(level=level.upper(), format=fmt, force=True)
+    """Plain log lines; in a replica whose output is stamped (logstamp.py) the stamp has the
+    time and the replica's id."""
+    logging.basicConfig(level=level.upper(), format=STAMPED_FORMAT if logstamp.active() else LOG_FORMAT, force=True)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per proxied request is noise
 
 
