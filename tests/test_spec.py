@@ -66,6 +66,8 @@ def test_every_option_is_recorded_and_round_trips():
         ({"concurrency": 2, "target": 5}, "target (5) must not exceed concurrency (2)"),
         ({"triggers": ["every minute"]}, "unknown trigger"),
         ({"batch": {"max_size": 4}}, "batch= takes lepton.Batch"),
+        ({"max_scael": 3}, "@lepton.function has no option max_scael=; did you mean max_scale=?"),
+        ({"zzz": 1}, "has no option zzz=; the options are name, cpu, memory"),
     ],
 )
 def test_bad_options_are_rejected_at_decoration(options, message):
@@ -150,3 +152,8 @@ def test_signature_mistakes_are_explained():
 
     with pytest.raises(SpecError, match="decorated twice"):
         lepton.function(lepton.function(lambda_target))
+
+
+def test_a_misspelt_asgi_option_names_the_one_meant():
+    with pytest.raises(SpecError, match=r"@lepton.asgi has no option scale_down_afer=; did you mean scale_down_after=\?"):
+        lepton.asgi(lambda_target, scale_down_afer=5)

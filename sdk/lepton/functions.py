@@ -8,6 +8,7 @@ test) never leaks state.
 
 from __future__ import annotations
 
+import difflib
 import inspect
 import os
 import threading
@@ -162,16 +163,25 @@ def function(
     batch: Batch | None = None,
     methods: Sequence[str] = ("POST",),
     retries: int | Retries = 0,
+    **misspelt: Any,
 ) -> Any:
-    """Make a handler a Lepton function. See ARCHITECTURE.md, contract 1, for every option.
+    """Make a handler a Lepton function, deployed with `lepton deploy` and served at `/fn/NAME`.
 
-    Works bare (`@lepton.function`) or with options (`@lepton.function(max_scale=4)`).
-    `methods` are the HTTP methods it answers (GET validates the parameters from the query
-    string); `retries` is how often an async job's failed attempt is tried again;
-    `max_queue` is how many requests may wait for a free replica before more are refused
-    with 503 and `Retry-After` (default: the platform's `limits.max_queued_requests`).
+    Works bare (`@lepton.function`) or with options (`@lepton.function(max_scale=4)`); the
+    README's "Options" section describes each. In short: `name` (default: the handler's);
+    `cpu`, `memory`, `gpu` per replica; `min_scale`, `max_scale`, `concurrency` (requests a
+    replica takes at once), `target` (the autoscaler's aim per replica), `scale_down_after`
+    (seconds idle before the last replica goes), `timeout` per request; `max_queue`
+    (requests that may wait for a free replica before more get 503 and `Retry-After`);
+    `buckets`, `secrets`, `env`, `requirements` it needs; `calls` (the private functions it
+    may call); `public` (callable without a token); `triggers` (`lepton.on_event`,
+    `on_bucket`, `on_cron`); `batch` (`lepton.Batch`); `methods` (the HTTP methods it answers;
+    GET reads parameters from the query string); `retries` (how often a failed async job is
+    tried again). A misspelt option is a `SpecError` that names the one meant.
     """
-    options = {key: value for key, value in locals().items() if key != "obj"}  # every option, as given
+    if misspelt:
+        raise _unknown_option("function", misspelt)
+    options = {key: value for key, value in locals().items() if key not in ("obj", "misspelt")}  # every option, as given
     return _decorator(obj, options, asgi=False)
 
 
@@ -196,9 +206,8 @@ def asgi(obj: Any = None, **options: Any) -> Any:
     for refused, why in (("batch", "batching needs a handler"), ("methods", "the app routes its own methods")):
         if refused in options:
             raise _spec_error(str(options.get("name")), f"@lepton.asgi takes no {refused}= ({why})")
-    for key in options:
-        if key not in _OPTIONS:
-            raise TypeError(f"asgi() got an unexpected keyword argument {key!r}")
+    if unknown := {key: value for key, value in options.items() if key not in _OPTIONS}:
+        raise _unknown_option("asgi", unknown)
     return _decorator(obj, {**_OPTIONS, **options}, asgi=True)
 
 
@@ -306,6 +315,16 @@ class AsgiFunction(Function):
             if self._instance is None:
                 self._instance = self.obj() if self.factory else self.obj
         return self._instance
+
+
+def _unknown_option(decorator: str, given: dict[str, Any]) -> Exception:
+    """A SpecError for an option the decorator does not have, with the nearest real one."""
+    from lepton.errors import SpecError
+
+    key = sorted(given)[0]
+    near = difflib.get_close_matches(key, _OPTIONS, n=1)
+    hint = f"did you mean {near[0]}=?" if near else f"the options are {', '.join(_OPTIONS)}"
+    return SpecError(f"@lepton.{decorator} has no option {key}=; {hint}")
 
 
 def _spec_error(name: str, message: str) -> Exception:
