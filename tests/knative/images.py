@@ -218,7 +218,7 @@ def base_image() -> str:
 def context_hash() -> str:
     """sha256 over the files the Dockerfile copies (minus tests and caches) and the base image."""
     h = hashlib.sha256()
-    files = [ROOT / "pyproject.toml", ROOT / "README.md"]
+    files = [ROOT / "pyproject.toml", ROOT / "requirements.lock", ROOT / "README.md"]
     for folder in ("sdk", "platform", "knative"):
         for path in sorted((ROOT / folder).rglob("*")):
             parts = path.relative_to(ROOT).parts
