@@ -184,7 +184,7 @@ def test_tail_merges_replicas_by_time_and_keeps_the_last_lines_overall(tmp_path)
     write(tmp_path / "fn-00001-a1.log", "fn-00001-a1", [(at(4), "a4"), (at(6), "a6")])
     write(tmp_path / "fn-00002-b2.log", "fn-00002-b2", [(at(1), "b1"), (at(3), "b3"), (at(5), "b5")])
     (tmp_path / "fn-00002-b2.log.1").touch()
-    (tmp_path / "zygote.txt").touch()
+    (tmp_path / "template.txt").touch()
     assert replica_files(tmp_path) == {"fn-00001-a1": [tmp_path / "fn-00001-a1.log", tmp_path / "fn-00001-a1.log.1"],
                                        "fn-00002-b2": [tmp_path / "fn-00002-b2.log", tmp_path / "fn-00002-b2.log.1"]}
 

@@ -23,6 +23,7 @@ import logging
 import os
 import sqlite3
 import time
+from collections.abc import Coroutine
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
@@ -37,9 +38,10 @@ from lepton_platform.proxy import DROP_REQUEST, no_answer, replica_failed
 from lepton_platform.jobs.runner import QueueFull
 from lepton_platform.router import NOT_KEPT, PREFIX, TAG_HEADER, accepted, admit, job_refused, wants_async
 from lepton_platform.tunnel import Tunnel
-from lepton_platform.upstream import open_unix
+from lepton_platform.upstream import ReplicaConnection, open_unix
 
 if TYPE_CHECKING:
+    from lepton_platform.replicas import Replica
     from lepton_platform.service import Platform
     from lepton_platform.tracing import Trace
 
@@ -91,8 +93,48 @@ class Deadlines:
         self.handle = loop.call_later(self.TICK, self._tick, loop) if self.connections else None
 
 
+class Exchange:
+    """One request on the fast path and its reply (uvicorn's `RequestResponseCycle`). The
+    connection holds a fresh one for each request, so nothing of a request's state is left
+    for the next; a task that outlives its exchange (a timeout, a hang-up) sees that it is no
+    longer the connection's."""
+
+    __slots__ = ("name", "method", "url", "forwarded", "dropped", "job", "websocket", "received", "size", "complete",
+                 "refusal", "fleet", "trace", "waiting", "started", "replica", "cold", "upstream", "deadline", "status",
+                 "unsent", "spliced", "upgraded")
+
+    def __init__(self) -> None:
+        # The request, as it is read.
+        self.name = ""  # of the function it is for
+        self.method = self.url = b""
+        self.forwarded: list[bytes] = []  # header lines the replica gets
+        self.dropped: dict[bytes, bytes] = {}  # the rest, by lower-case name
+        self.job = False  # `Prefer: respond-async`
+        self.websocket = False
+        self.received: list[bytes] = []  # the body
+        self.size = 0
+        self.complete = False
+        self.refusal: Refusal | None = None  # the platform's answer instead of a replica's
+        # Once admitted: who serves it.
+        self.fleet: Fleet | None = None
+        self.trace: Trace | None = None
+        self.waiting: asyncio.Task[None] | None = None  # while it waits for a replica (activator)
+        self.started = 0.0
+        self.replica: Replica | None = None
+        self.cold = False
+        # The reply.
+        self.upstream: ReplicaConnection | Tunnel | None = None
+        self.deadline: float | None = None  # for the replica's reply to begin
+        self.status: int | None = None
+        self.unsent = b""  # the start of a reply whose status line is not all here yet
+        self.spliced = False
+        self.upgraded = b""  # what came after the upgrade request's head, for the tunnel
+
+
 class PlatformConnection(asyncio.Protocol):
-    """uvicorn builds one per accepted connection (`uvicorn.Config(http=...)`)."""
+    """uvicorn builds one per accepted connection (`uvicorn.Config(http=...)`). It keeps what
+    outlives a request (the transport, the parser, keep-alive, bytes read ahead); the request
+    in hand is its `exchange`."""
 
     def __init__(self, platform: Platform, deadlines: Deadlines, *, config: Any, server_state: Any,
                  app_state: dict[str, Any], _loop: asyncio.AbstractEventLoop | None = None) -> None:
@@ -108,39 +150,13 @@ class PlatformConnection(asyncio.Protocol):
         self.limit = platform.config.limits.max_invocation_bytes
         self.transport: asyncio.Transport | None = None
         self.state = IDLE
-        self.name: str | None = None  # of the function the request in hand is for
         self.pending = b""  # read but not parsed: a request line being peeked at, or the next request
         self.keep_alive = True
         self.closing = False
         self.lost = False
         self.idle_since: float | None = None
         self.tasks: set[asyncio.Task[None]] = set()
-        self.exchange = 0
-        self._new_request()
-
-    def _new_request(self) -> None:
-        self.waiting: asyncio.Task[None] | None = None  # while it waits for a replica (activator)
-        self.method = self.url = b""
-        self.forwarded: list[bytes] = []  # header lines the replica gets
-        self.dropped: dict[bytes, bytes] = {}  # the rest, by lower-case name
-        self.received: list[bytes] = []
-        self.size = 0
-        self.complete = False
-        self.refusal: Refusal | None = None
-        self.fleet: Any = None
-        self.trace: Trace | None = None  # once admitted
-        self.replica: Any = None
-        self.cold = False
-        self.upstream: Any = None
-        self.deadline: float | None = None  # for the replica's reply to begin
-        self.status: int | None = None
-        self.unsent = b""  # the start of a reply whose status line is not all here yet
-        self.spliced = False
-        self.started = 0.0
-        self.job = False  # `Prefer: respond-async`
-        self.websocket = False
-        self.upgraded = b""  # what came after the upgrade request's head, for the tunnel
-        self.exchange += 1
+        self.exchange = Exchange()
 
     # -- asyncio.Protocol, reading side ---------------------------------------------------
 
@@ -155,13 +171,14 @@ class PlatformConnection(asyncio.Protocol):
         self.server_state.connections.discard(self)
         if self.state != BUSY:
             self.deadlines.discard(self)  # a busy one keeps its timeout until the replica answers
+        exchange = self.exchange
         if self.state == TUNNEL:
-            self.upstream.close()  # its connection_lost finishes the exchange
-        elif self.state == BUSY and self.upstream is not None and self.status is not None:
-            self.upstream.abort()  # a reply streaming to nobody: stop it
+            exchange.upstream.close()  # its connection_lost finishes the exchange
+        elif self.state == BUSY and exchange.upstream is not None and exchange.status is not None:
+            exchange.upstream.abort()  # a reply streaming to nobody: stop it
             self._finish()
-        elif self.waiting is not None and not self.waiting.done():
-            self.waiting.cancel()  # still waiting for a replica: leave the queue
+        elif exchange.waiting is not None and not exchange.waiting.done():
+            exchange.waiting.cancel()  # still waiting for a replica: leave the queue
         # Otherwise the exchange runs to its end (or timeout) and frees the replica then.
 
     def data_received(self, data: bytes) -> None:
@@ -169,7 +186,7 @@ class PlatformConnection(asyncio.Protocol):
             return  # the rest of a refused request's body
         self.idle_since = None
         if self.state == TUNNEL:
-            self.upstream.write(data)
+            self.exchange.upstream.write(data)
             return
         if self.state == READING:
             self._feed(data)
@@ -187,12 +204,14 @@ class PlatformConnection(asyncio.Protocol):
             self.transport.close()
 
     def pause_writing(self) -> None:
-        if self.upstream is not None:
-            self.upstream.pause_reading()
+        upstream = self.exchange.upstream
+        if upstream is not None:
+            upstream.pause_reading()
 
     def resume_writing(self) -> None:
-        if self.upstream is not None:
-            self.upstream.resume_reading()
+        upstream = self.exchange.upstream
+        if upstream is not None:
+            upstream.resume_reading()
 
     def _start_next(self) -> None:
         """Peek at the request line of the request `pending` starts with: ours or uvicorn's."""
@@ -200,10 +219,11 @@ class PlatformConnection(asyncio.Protocol):
         end = data.find(b"\r\n", 0, MAX_REQUEST_LINE)
         if end < 0 and len(data) < MAX_REQUEST_LINE:
             return  # the rest of the line is still on its way
-        self.name = self._invocation(data[:end]) if end >= 0 else None
-        if self.name is None:
+        name = self._invocation(data[:end]) if end >= 0 else None
+        if name is None:
             self._hand_over()
             return
+        self.exchange.name = name
         self.pending = b""
         self.state = READING
         self._feed(data)
@@ -214,7 +234,7 @@ class PlatformConnection(asyncio.Protocol):
         parts = line.split(b" ")
         if len(parts) != 3 or parts[0] not in METHODS or parts[2] != b"HTTP/1.1" or not parts[1].startswith(b"/fn/"):
             return None
-        self.method, self.url = parts[0], parts[1]
+        self.exchange.method, self.exchange.url = parts[0], parts[1]
         name = parts[1][len(PREFIX):].split(b"/", 1)[0].split(b"?", 1)[0].decode("latin-1")
         if "%" in name:
             name = unquote(name)
@@ -235,16 +255,17 @@ class PlatformConnection(asyncio.Protocol):
         inner.data_received(data)
 
     def _feed(self, data: bytes) -> None:
+        exchange = self.exchange
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
             self.keep_alive = False  # after a tunnel, or an upgrade that is not a WebSocket's (plain HTTP), close
-            self.upgraded = data[exc.args[0]:] if self.websocket else b""
+            exchange.upgraded = data[exc.args[0]:] if exchange.websocket else b""
         except httptools.HttpParserError as exc:
-            if self.complete:
+            if exchange.complete:
                 self.keep_alive = False  # a pipelined request follows: see the module docstring
-            elif self.refusal is not None:  # refused before the body was read
-                self._refuse(self.refusal, close=True)
+            elif exchange.refusal is not None:  # refused before the body was read
+                self._refuse(exchange.refusal, close=True)
                 return
             elif isinstance(exc, httptools.HttpParserCallbackError):
                 logger.error("invocation failed in the platform", exc_info=exc.__context__ or exc)
@@ -253,76 +274,79 @@ class PlatformConnection(asyncio.Protocol):
             else:
                 self._refuse(Refusal(400, f"malformed request: {exc}"), close=True)
                 return
-        if self.complete:
+        if exchange.complete:
             self.state = BUSY
             self._dispatch()
 
     # -- httptools callbacks ---------------------------------------------------------------
 
     def on_message_begin(self) -> None:
-        if self.complete:
+        if self.exchange.complete:
             raise Stop("pipelined request")
 
     def on_header(self, name: bytes, value: bytes) -> None:
         lowered = name.lower()
         if lowered in DROP_REQUEST:
-            self.dropped[lowered] = value
+            self.exchange.dropped[lowered] = value
         else:
-            self.forwarded.append(b"%s: %s\r\n" % (name, value))
+            self.exchange.forwarded.append(b"%s: %s\r\n" % (name, value))
             if lowered == b"prefer" and wants_async(value.decode("latin-1")):
-                self.job = True
+                self.exchange.job = True
 
     def on_headers_complete(self) -> None:
-        authorization, content_length = self.dropped.get(b"authorization"), self.dropped.get(b"content-length")
-        expect = self.dropped.get(b"expect", b"").lower()
+        exchange, dropped = self.exchange, self.exchange.dropped
+        authorization, content_length = dropped.get(b"authorization"), dropped.get(b"content-length")
+        expect = dropped.get(b"expect", b"").lower()
         # A WebSocket only with `Connection: Upgrade` too: the parser then hands over what follows.
-        self.websocket = self.dropped.get(b"upgrade", b"").lower() == b"websocket" and self.parser.should_upgrade()
-        tag = self.dropped.get(TAG_HEADER)
-        admitted = admit(self.platform, self.name, self.method.decode("latin-1"), authorization and authorization.decode("latin-1"),
-                         content_length and content_length.decode("latin-1"), websocket=self.websocket, tag=tag and tag.decode("latin-1"))
+        exchange.websocket = dropped.get(b"upgrade", b"").lower() == b"websocket" and self.parser.should_upgrade()
+        tag = dropped.get(TAG_HEADER)
+        admitted = admit(self.platform, exchange.name, exchange.method.decode("latin-1"), authorization and authorization.decode("latin-1"),
+                         content_length and content_length.decode("latin-1"), websocket=exchange.websocket, tag=tag and tag.decode("latin-1"))
         if isinstance(admitted, Refusal):
-            self.refusal = admitted
+            exchange.refusal = admitted
             if admitted.status == 413 or expect == b"100-continue":
                 raise Stop(admitted.detail)  # answer now, without reading the body
             return
-        self.fleet = admitted
-        traceparent, tracestate = self.dropped.get(b"traceparent"), self.dropped.get(b"tracestate")
-        self.trace = self.platform.tracing.invocation(admitted.name, traceparent and traceparent.decode("latin-1"),
-                                                      tracestate and tracestate.decode("latin-1"))
+        exchange.fleet = admitted
+        traceparent, tracestate = dropped.get(b"traceparent"), dropped.get(b"tracestate")
+        exchange.trace = self.platform.tracing.invocation(admitted.name, traceparent and traceparent.decode("latin-1"),
+                                                          tracestate and tracestate.decode("latin-1"))
         if expect == b"100-continue":
             self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
     def on_body(self, body: bytes) -> None:
-        if self.refusal is not None:
+        exchange = self.exchange
+        if exchange.refusal is not None:
             return  # read and dropped, so the connection stays usable
-        self.size += len(body)
-        if self.size > self.limit:
-            self.refusal = Refusal(413, f"request body is over the {self.limit} byte limit for function {self.fleet.name!r}")
-            raise Stop(self.refusal.detail)
-        self.received.append(body)
+        exchange.size += len(body)
+        if exchange.size > self.limit:
+            exchange.refusal = Refusal(413, f"request body is over the {self.limit} byte limit for function {exchange.fleet.name!r}")
+            raise Stop(exchange.refusal.detail)
+        exchange.received.append(body)
 
     def on_message_complete(self) -> None:
-        self.complete = True
+        self.exchange.complete = True
         if not self.parser.should_keep_alive():
             self.keep_alive = False
 
     # -- forwarding ------------------------------------------------------------------------
 
     def _dispatch(self) -> None:
-        if self.refusal is not None:
-            self._refuse(self.refusal)
+        exchange = self.exchange
+        if exchange.refusal is not None:
+            self._refuse(exchange.refusal)
             return
-        if self.job and not self.websocket:
-            self._spawn(self._submit())
+        if exchange.job and not exchange.websocket:
+            self._spawn(self._submit(exchange))
             return
-        self.started = time.perf_counter()
-        replica = self.fleet.try_acquire()
+        exchange.started = time.perf_counter()
+        replica = exchange.fleet.try_acquire()
         if replica is not None:
             self._forward(replica, False)
         else:
-            self.waiting = self._spawn(self._wait_for_replica(self.fleet))
+            exchange.waiting = self._spawn(self._wait_for_replica(exchange.fleet))
 
-    async def _wait_for_replica(self, fleet: Any) -> None:
+    async def _wait_for_replica(self, fleet: Fleet) -> None:
         try:
             acquired = await acquire(fleet, self.platform.metrics)
         except asyncio.CancelledError:  # the caller hung up while it waited: its place in the queue goes
@@ -336,46 +360,49 @@ class PlatformConnection(asyncio.Protocol):
         else:
             self._forward(*acquired)
 
-    async def _submit(self) -> None:
+    async def _submit(self, exchange: Exchange) -> None:
         """Store the request as an async job; 202 once it is stored."""
-        kept = [line[:-2].decode("latin-1").split(": ", 1) for line in self.forwarded]
-        headers = [(name.lower(), value) for name, value in kept if name.lower() not in NOT_KEPT] + self.trace.headers()
+        kept = [line[:-2].decode("latin-1").split(": ", 1) for line in exchange.forwarded]
+        headers = [(name.lower(), value) for name, value in kept if name.lower() not in NOT_KEPT] + exchange.trace.headers()
         try:
-            job = await self.platform.jobs.submit(self.fleet.spec, self.method.decode("latin-1"), self.url.decode("latin-1"),
-                                                  headers, b"".join(self.received))
+            job = await self.platform.jobs.submit(exchange.fleet.spec, exchange.method.decode("latin-1"), exchange.url.decode("latin-1"),
+                                                  headers, b"".join(exchange.received))
         except (OSError, sqlite3.Error, QueueFull) as exc:
             self._refuse(job_refused(exc))
             return
         head, body = accepted(job)
-        self.status = 202
+        exchange.status = 202
         if not self.lost:
             close = [] if self.keep_alive and not self.closing else [b"connection: close\r\n"]
-            self.transport.write(b"".join([status_line(202), *(b"%s: %s\r\n" % h for h in (*head, self.trace.reply_header())), *close,
-                                           b"\r\n", body]))
+            self.transport.write(b"".join([status_line(202), *(b"%s: %s\r\n" % h for h in (*head, exchange.trace.reply_header())),
+                                           *close, b"\r\n", body]))
         self._done()
 
-    def _head(self, replica: Any) -> bytes:
+    @staticmethod
+    def _head(exchange: Exchange) -> bytes:
         """The request line and headers as the replica gets them."""
         return b"".join([b"%s %s HTTP/1.1\r\nhost: replica\r\nx-forwarded-prefix: %s%s\r\n"
-                         % (self.method, replica_target(self.url), PREFIX.encode(), self.name.encode()), self.trace.head(), *self.forwarded])
+                         % (exchange.method, replica_target(exchange.url), PREFIX.encode(), exchange.name.encode()),
+                         exchange.trace.head(), *exchange.forwarded])
 
-    def _forward(self, replica: Any, cold: bool) -> None:
-        self.replica, self.cold = replica, cold
-        if self.websocket:
-            self.deadline = self.loop.time() + self.fleet.spec.timeout + 5  # to connect, then for the answer to the upgrade
-            self._spawn(self._hand_over_socket(replica, self.exchange) if replica.handoff else self._open_tunnel(replica, self.exchange))
+    def _forward(self, replica: Replica, cold: bool) -> None:
+        exchange = self.exchange
+        exchange.replica, exchange.cold = replica, cold
+        if exchange.websocket:
+            exchange.deadline = self.loop.time() + exchange.fleet.spec.timeout + 5  # to connect, then for the answer to the upgrade
+            self._spawn(self._hand_over_socket(replica, exchange) if replica.handoff else self._open_tunnel(replica, exchange))
             return
-        body = b"".join(self.received)
-        request = b"".join([self._head(replica), b"content-length: %d\r\n\r\n" % len(body), body])
-        self.deadline = self.loop.time() + self.fleet.spec.timeout + 5
+        body = b"".join(exchange.received)
+        request = b"".join([self._head(exchange), b"content-length: %d\r\n\r\n" % len(body), body])
+        exchange.deadline = self.loop.time() + exchange.fleet.spec.timeout + 5
         upstream = replica.pool.take()
         if upstream is not None:
-            self.upstream = upstream
+            exchange.upstream = upstream
             upstream.send(request, self)
         else:
-            self._spawn(self._connect(replica, request, self.exchange))
+            self._spawn(self._connect(replica, request, exchange))
 
-    async def _hand_over_socket(self, replica: Any, exchange: int) -> None:
+    async def _hand_over_socket(self, replica: Replica, exchange: Exchange) -> None:
         """Give the caller's socket to the replica (handoff.py): the platform leaves the data
         path. The slot stays taken until the replica says the socket closed. Where it cannot
         be handed over, the tunnel carries it."""
@@ -387,16 +414,16 @@ class PlatformConnection(asyncio.Protocol):
             replica.handoff = None  # its next ones go straight to the tunnel
             await self._open_tunnel(replica, exchange)
             return
-        if self.exchange != exchange:  # timed out meanwhile: answered, and the slot freed
+        if self.exchange is not exchange:  # timed out meanwhile: answered, and the slot freed
             return
         if self.lost:
             self._finish()
             return
         # From here to the abort nothing awaits: the caller's bytes go either all to the replica or all through us.
         self.transport.pause_reading()  # what was read goes along; the replica reads the rest itself
-        head = b"".join([self._head(replica), b"connection: Upgrade\r\nupgrade: %s\r\n\r\n" % self.dropped[b"upgrade"],
-                         self.upgraded, self.pending])
-        fleet, cold, started, metrics = self.fleet, self.cold, self.started, self.platform.metrics
+        head = b"".join([self._head(exchange), b"connection: Upgrade\r\nupgrade: %s\r\n\r\n" % exchange.dropped[b"upgrade"],
+                         exchange.upgraded, self.pending])
+        fleet, cold, started, metrics = exchange.fleet, exchange.cold, exchange.started, self.platform.metrics
 
         def closed() -> None:
             fleet.release(replica)
@@ -412,97 +439,103 @@ class PlatformConnection(asyncio.Protocol):
             return
         finally:
             os.close(fd)
-        self.platform.tracing.end(self.trace, 101, replica, self.cold)
-        self.replica = None  # the slot is `closed`'s to free now
+        self.platform.tracing.end(exchange.trace, 101, replica, exchange.cold)
+        exchange.replica = None  # the slot is `closed`'s to free now
         self.state = HANDED
-        self.deadline = None
+        exchange.deadline = None
         self.transport.abort()  # our copy only: the connection lives on in the replica
 
-    async def _open_tunnel(self, replica: Any, exchange: int) -> None:
-        upgrade = self.dropped[b"upgrade"]
+    async def _open_tunnel(self, replica: Replica, exchange: Exchange) -> None:
+        upgrade = exchange.dropped[b"upgrade"]
         try:
             _, tunnel = await open_unix(lambda: Tunnel(self), replica.pool.path)
         except OSError as exc:
-            if self.exchange == exchange:
+            if self.exchange is exchange:
                 self.failed(exc)
             return
-        if self.exchange != exchange:  # timed out meanwhile: the exchange is over
+        if self.exchange is not exchange:  # timed out meanwhile: the exchange is over
             tunnel.close()
             return
         if self.lost:  # the caller went away meanwhile
             tunnel.close()
             self._finish()
             return
-        self.upstream = tunnel
+        exchange.upstream = tunnel
         self.state = TUNNEL
         # With what the caller sent after its request, and while we connected (reading paused).
-        tunnel.write(b"".join([self._head(replica), b"connection: Upgrade\r\nupgrade: %s\r\n\r\n" % upgrade,
-                               self.upgraded, self.pending]))
-        self.upgraded = self.pending = b""
+        tunnel.write(b"".join([self._head(exchange), b"connection: Upgrade\r\nupgrade: %s\r\n\r\n" % upgrade,
+                               exchange.upgraded, self.pending]))
+        exchange.upgraded = self.pending = b""
         self.transport.resume_reading()
 
     # -- tunnel.Peer: a WebSocket's bytes from the replica ------------------------------------
 
     def tunnel_data(self, data: bytes) -> None:
-        if self.status is None:  # the replica's answer to the upgrade: 101, or a refusal
-            self.deadline = None
-            self.status = int(data[9:12]) if data[9:12].isdigit() else 502
+        exchange = self.exchange
+        if exchange.status is None:  # the replica's answer to the upgrade: 101, or a refusal
+            exchange.deadline = None
+            exchange.status = int(data[9:12]) if data[9:12].isdigit() else 502
         if not self.lost:
             self.transport.write(data)
 
     def tunnel_closed(self) -> None:
         if self.state != TUNNEL:
             return
-        self.upstream = None
-        if self.status is None:
-            self._reply(replica_failed(self.fleet, self.replica, ConnectionResetError("closed before answering the upgrade")))
+        exchange = self.exchange
+        exchange.upstream = None
+        if exchange.status is None:
+            self._reply(replica_failed(exchange.fleet, exchange.replica, ConnectionResetError("closed before answering the upgrade")))
             return
         self._finish()
 
-    async def _connect(self, replica: Any, request: bytes, exchange: int) -> None:
+    async def _connect(self, replica: Replica, request: bytes, exchange: Exchange) -> None:
         try:
             upstream = await replica.pool.connect()
         except OSError as exc:
-            if self.exchange == exchange:
+            if self.exchange is exchange:
                 self.failed(exc)
             return
-        if self.exchange != exchange:  # timed out meanwhile
+        if self.exchange is not exchange:  # timed out meanwhile
             replica.pool.put_back(upstream)
             return
-        self.upstream = upstream
+        exchange.upstream = upstream
         upstream.send(request, self)
 
     def check_deadlines(self, now: float) -> None:
-        if self.deadline is not None and now >= self.deadline:
+        deadline = self.exchange.deadline
+        if deadline is not None and now >= deadline:
             self._timed_out()
         elif self.idle_since is not None and now - self.idle_since >= self.config.timeout_keep_alive:
             self.transport.close()
 
     def _timed_out(self) -> None:
-        self.deadline = None
-        if self.upstream is not None:
-            self.upstream.abort()
-        self._reply(no_answer(self.fleet))
+        exchange = self.exchange
+        exchange.deadline = None
+        if exchange.upstream is not None:
+            exchange.upstream.abort()
+        self._reply(no_answer(exchange.fleet))
 
     # -- upstream.Sink: the replica's reply, on its way back -------------------------------
 
     def head(self, status: int) -> None:
-        self.deadline = None
-        self.status = status
+        exchange = self.exchange
+        exchange.deadline = None
+        exchange.status = status
 
     def data(self, chunk: bytes) -> None:
         """Pass the reply through as it comes, with our headers after its status line."""
-        if not self.spliced:
-            chunk = self.unsent + chunk
+        exchange = self.exchange
+        if not exchange.spliced:
+            chunk = exchange.unsent + chunk
             cut = chunk.find(b"\r\n") + 2
             if cut == 1:
-                self.unsent = chunk
+                exchange.unsent = chunk
                 return
-            ours = self.replica.reply_headers[self.cold] + b"%s: %s\r\n" % self.trace.reply_header()
+            ours = exchange.replica.reply_headers[exchange.cold] + b"%s: %s\r\n" % exchange.trace.reply_header()
             if not self.keep_alive or self.closing:
                 ours += b"connection: close\r\n"
             chunk = chunk[:cut] + ours + chunk[cut:]
-            self.spliced = True
+            exchange.spliced = True
         if not self.lost:
             self.transport.write(chunk)
 
@@ -512,10 +545,11 @@ class PlatformConnection(asyncio.Protocol):
         self._finish()
 
     def failed(self, exc: BaseException) -> None:
-        self.upstream = None
-        self.deadline = None
-        if self.status is None:
-            self._reply(replica_failed(self.fleet, self.replica, exc))
+        exchange = self.exchange
+        exchange.upstream = None
+        exchange.deadline = None
+        if exchange.status is None:
+            self._reply(replica_failed(exchange.fleet, exchange.replica, exc))
         else:  # cut off mid-reply: the caller must see a truncated response, not a short one
             self.keep_alive = False
             if not self.lost:
@@ -526,7 +560,7 @@ class PlatformConnection(asyncio.Protocol):
 
     def _reply(self, refusal: Refusal) -> None:
         """An answer of the platform's own after a replica was acquired (502, 504)."""
-        self.status = refusal.status
+        self.exchange.status = refusal.status
         self._write_refusal(refusal)
         self._finish()
 
@@ -534,7 +568,7 @@ class PlatformConnection(asyncio.Protocol):
         """An answer of the platform's own, no replica involved."""
         if close:
             self.keep_alive = False
-        self.status = refusal.status
+        self.exchange.status = refusal.status
         self._write_refusal(refusal)
         self._done()
 
@@ -544,8 +578,9 @@ class PlatformConnection(asyncio.Protocol):
         body = error_body(refusal.detail)
         head = [status_line(refusal.status), b"content-type: application/json\r\ncontent-length: %d\r\n" % len(body)]
         head += [b"%s: %s\r\n" % header for header in refusal.headers]
-        if self.trace is not None:
-            head.append(b"%s: %s\r\n" % self.trace.reply_header())
+        trace = self.exchange.trace
+        if trace is not None:
+            head.append(b"%s: %s\r\n" % trace.reply_header())
         if not self.keep_alive or self.closing:
             head.append(b"connection: close\r\n")
         head.append(b"\r\n")
@@ -553,19 +588,22 @@ class PlatformConnection(asyncio.Protocol):
 
     def _finish(self) -> None:
         """The exchange is over: free the replica's slot and count it."""
-        if self.replica is not None:
-            self.fleet.release(self.replica)
-            self.platform.metrics.invoked(self.fleet.name, self.status or 500, time.perf_counter() - self.started, self.cold)
-            if self.trace.span is not None:
-                self.platform.tracing.end(self.trace, self.status or 500, self.replica, self.cold)
-            self.replica = None
+        exchange = self.exchange
+        if exchange.replica is not None:
+            exchange.fleet.release(exchange.replica)
+            self.platform.metrics.invoked(exchange.fleet.name, exchange.status or 500, time.perf_counter() - exchange.started,
+                                          exchange.cold)
+            if exchange.trace.span is not None:
+                self.platform.tracing.end(exchange.trace, exchange.status or 500, exchange.replica, exchange.cold)
+            exchange.replica = None
         self._done()
 
     def _done(self) -> None:
-        if self.trace is not None and self.trace.span is not None:  # refused, stored as a job, or abandoned
-            self.platform.tracing.end(self.trace, self.status or 0)
-        unread = not self.complete  # answered (refused) before the whole request came
-        self._new_request()
+        exchange = self.exchange
+        if exchange.trace is not None and exchange.trace.span is not None:  # refused, stored as a job, or abandoned
+            self.platform.tracing.end(exchange.trace, exchange.status or 0)
+        unread = not exchange.complete  # answered (refused) before the whole request came
+        self.exchange = Exchange()
         self.state = IDLE
         if self.lost:
             self.deadlines.discard(self)
@@ -592,7 +630,7 @@ class PlatformConnection(asyncio.Protocol):
         self.transport.write_eof()
         self.loop.call_later(LINGER, self.transport.close)
 
-    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = self.loop.create_task(coro)
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)

@@ -7,7 +7,7 @@ whole GPUs of its own through CUDA_VISIBLE_DEVICES, and a replica of a function 
 free, the fleet starts no replica and requests wait in the activator.
 
 CUDA reads CUDA_VISIBLE_DEVICES when it initialises, which is why the template process must
-never initialise it (zygote.py checks): a forked replica initialises CUDA itself, on its own GPUs.
+never initialise it (template.py checks): a forked replica initialises CUDA itself, on its own GPUs.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """Replicas: worker processes that run the function runtime on a Unix socket.
 
-A replica is forked from the zygote when it is up, else started as a fresh process (and the
-log says so). `Replica` tracks one process: its state, its in-flight requests, its pooled
-keep-alive connections, and how it ended.
+A replica is forked from the template process (`template.py`) when it is up, else started
+as a fresh process (and the log says so). `Replica` tracks one process: its state, its
+in-flight requests, its pooled keep-alive connections, and how it ended.
 """
 
 from __future__ import annotations
@@ -39,15 +39,15 @@ from lepton_platform.isolation import Isolation
 from lepton_platform.logfiles import drop_empty, last_messages
 from lepton_platform.starts import StartSlots
 from lepton_platform.store import Revision
+from lepton_platform.template import TemplateProcess, TemplateUnavailable, die_with_parent
 from lepton_platform.upstream import ReplicaConnector, ReplicaPool, socket_address
 from lepton_platform.watchdog import memory_bytes, private_bytes
-from lepton_platform.zygote import Zygote, ZygoteUnavailable, die_with_parent
 
 logger = logging.getLogger("lepton.platform.replicas")
 
 STARTING, READY, DRAINING, DEAD = "starting", "ready", "draining", "dead"
 SETUP_FAILED = 3
-ZYGOTE_WAIT = 15.0
+TEMPLATE_WAIT = 15.0
 
 
 class NoCapacity(Exception):
@@ -233,14 +233,14 @@ def become_replica(cpus: list[int], plan: dict[str, Any], cgroup: str | None) ->
 
 
 class ReplicaFactory:
-    """Starts replicas: forked from the zygote, or as a fresh process when it is not there."""
+    """Starts replicas: forked from the template process, or as a fresh process when it is not there."""
 
-    def __init__(self, zygote: Zygote | None, run_dir: Path, logs_dir: Path, unpacked: Path, sandbox: Isolation,
+    def __init__(self, template: TemplateProcess | None, run_dir: Path, logs_dir: Path, unpacked: Path, sandbox: Isolation,
                  platform_env: Callable[[Revision], dict[str, str]] = lambda revision: {},
                  placement: CpuPlacement | None = None, gpus: GpuPlacement | None = None,
                  cgroups: CgroupLimits | None = None, on_memory_kill: Callable[[Replica], None] = lambda replica: None,
                  starts: StartSlots | None = None, logs: LogsConfig | None = None) -> None:
-        self.zygote = zygote
+        self.template = template
         self.logs = logs or LogsConfig()
         self.starts = starts or StartSlots()
         self.cgroups = cgroups
@@ -330,12 +330,12 @@ class ReplicaFactory:
         }
         env["LEPTON_REPLICA"] = replica_id
         env["LEPTON_PLATFORM_UID"] = str(os.getuid())  # the only user its socket answers
-        if self.zygote is not None and await self.zygote.wait_available(ZYGOTE_WAIT):
+        if self.template is not None and await self.template.wait_available(TEMPLATE_WAIT):
             try:
-                replica.pid = await self.zygote.spawn(request, env)
+                replica.pid = await self.template.spawn(request, env)
                 replica.forked = True
                 self._watch_forked(replica.pid)
-            except ZygoteUnavailable:
+            except TemplateUnavailable:
                 replica.pid = None
         if replica.pid is None:
             logger.info("forking is not possible (no template process); starting %s as a fresh process", replica_id)

@@ -42,18 +42,18 @@ def test_template_process_killed_is_restarted_and_cold_starts_go_on(platform):
     wait_for(lambda: len(re.findall(r"template process \[(\d+)\] ready", platform.process.output())) >= 2, timeout=60,
              message="template process restarted")
     assert "template process exited" in platform.process.output()
-    zygote = int(re.findall(r"template process \[(\d+)\] ready", platform.process.output())[-1])
+    template = int(re.findall(r"template process \[(\d+)\] ready", platform.process.output())[-1])
     with platform.http() as http:
         for fn in platform.info("slow")["replica_details"]:
             os.kill(fn["pid"], signal.SIGKILL)
         # The child it forks ahead of time for the next cold start dies too: it forks another.
-        for spare in wait_for(lambda: children_of(zygote), message="a spare child"):
+        for spare in wait_for(lambda: children_of(template), message="a spare child"):
             os.kill(spare, signal.SIGKILL)
         response = wait_for(lambda: (r := http.post("/fn/slow", json={"seconds": 0})).status_code == 200 and r)
         assert response.json() == {"slept": 0}
         assert http.get("/healthz").json()["template_process"] is True
         assert [r["forked"] for r in platform.info("slow")["replica_details"]] == [True]
-    assert re.findall(r"template process \[(\d+)\] ready", platform.process.output())[-1] == str(zygote)  # not restarted again
+    assert re.findall(r"template process \[(\d+)\] ready", platform.process.output())[-1] == str(template)  # not restarted again
 
 
 def test_a_function_that_never_returns_times_out_alone(platform):

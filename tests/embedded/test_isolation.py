@@ -24,9 +24,9 @@ ISOLATION = FUNCTIONS / "isolation"
 REFUSED = {errno.EACCES, errno.EPERM, errno.EROFS}
 
 
-def zygote_pid(platform_pid: int) -> int:
+def template_pid(platform_pid: int) -> int:
     for pid in children_of(platform_pid):
-        if b"lepton_platform.zygote" in Path(f"/proc/{pid}/cmdline").read_bytes():
+        if b"lepton_platform.template" in Path(f"/proc/{pid}/cmdline").read_bytes():
             return pid
     raise AssertionError("no template process")
 
@@ -81,7 +81,7 @@ def test_a_hostile_function_reaches_nothing_that_is_not_its_own(platform):
             ("read", home / "token"), ("read", home / "state.db"), ("read", bucket_file), ("list", home),
             ("list", home / "buckets"), ("read", neighbour_src), ("read", next((home / "logs" / "neighbour").glob("*.log"))),
             ("write", home / "planted"), ("write", "/tmp/lepton-escaped"), ("write", Path(me["cwd"]) / "hostile.py"),
-            ("signal", platform_pid), ("signal", zygote_pid(platform_pid)), ("signal", neighbour["pid"]),
+            ("signal", platform_pid), ("signal", template_pid(platform_pid)), ("signal", neighbour["pid"]),
             ("ptrace", platform_pid), ("read", f"/proc/{platform_pid}/environ"), ("read", f"/proc/{neighbour['pid']}/environ"),
             ("connect", neighbour["socket"]),
         ]
@@ -101,7 +101,7 @@ def test_the_template_process_holds_no_secret_a_replica_could_inherit(platform):
     with platform.http() as http:
         scoped = http.post("/fn/hostile").json()["token"]
     assert scoped.startswith("rev.")
-    pid = zygote_pid(platform.process.proc.pid)
+    pid = template_pid(platform.process.proc.pid)
     environ = Path(f"/proc/{pid}/environ").read_bytes()
     assert b"LEPTON_HOME" not in environ and b"LEPTON_TOKEN" not in environ
     assert memory_holds(pid, [platform.token.encode(), scoped.encode()]) == []

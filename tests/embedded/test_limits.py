@@ -11,7 +11,7 @@ from typing import Iterator
 import pytest
 
 from tests.embedded.conftest import PlatformProcess, start_platform
-from tests.embedded.test_isolation import zygote_pid
+from tests.embedded.test_isolation import template_pid
 from tests.helpers import FUNCTIONS
 
 LIMITS = FUNCTIONS / "isolation" / "limits.py"
@@ -63,7 +63,7 @@ def test_gpus_are_given_whole_and_never_to_more_replicas_than_there_are(two_gpus
         assert http.post("/fn/on-cpu").json() == {"devices": ""}  # asked for none: sees none
         health = http.get("/healthz").json()
         assert health["gpus"] == [0, 1] and health["template_cuda_initialized"] is False
-    maps = Path(f"/proc/{zygote_pid(two_gpus.process.proc.pid)}/maps").read_text()
+    maps = Path(f"/proc/{template_pid(two_gpus.process.proc.pid)}/maps").read_text()
     assert "libcuda" not in maps and "libnvidia" not in maps
 
 

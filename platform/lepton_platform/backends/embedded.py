@@ -25,10 +25,10 @@ from lepton_platform.metrics import replica_series
 from lepton_platform.replicas import READY, Replica, ReplicaFactory, ReplicaFailed, replica_environment
 from lepton_platform.starts import DEPLOY, StartSlots
 from lepton_platform.store import Revision
+from lepton_platform.template import TemplateProcess, TemplateUnavailable
 from lepton_platform.traffic import Routes, Traffic
 from lepton_platform.vault import SecretError
 from lepton_platform.watchdog import MemoryWatchdog, machine_memory, memory_bytes
-from lepton_platform.zygote import Zygote, ZygoteUnavailable
 
 if TYPE_CHECKING:
     from lepton_platform.service import Platform
@@ -59,16 +59,16 @@ class EmbeddedBackend:
         self._package_dirs: dict[str, Path | None] = {}  # by revision id, for replica starts
         config = platform.config
         self.sandbox = Isolation.configure(config.sandbox, config.sandbox_user, [platform.home, platform.run_dir])
-        self.zygote = Zygote(self.logs_dir / "zygote.log", replica_environment(), self._on_exit) if fork else None
+        self.template = TemplateProcess(self.logs_dir / "template.log", replica_environment(), self._on_exit) if fork else None
         self.gpus = GpuPlacement(discover_gpus(config.gpus))
         self.cgroups = memory_limits(config.memory_limits)
-        self.factory = ReplicaFactory(self.zygote, platform.run_dir, self.logs_dir, platform.unpacked, self.sandbox,
+        self.factory = ReplicaFactory(self.template, platform.run_dir, self.logs_dir, platform.unpacked, self.sandbox,
                                       self._replica_env, CpuPlacement() if config.cpu_affinity else None, self.gpus,
                                       self.cgroups, lambda replica: self._killed_for_memory(replica, 0),
                                       StartSlots(config.limits.max_starting), config.logs)
         self.memory_kills: Counter[str] = Counter()
         self.watchdog = MemoryWatchdog(lambda: self.factory.by_pid.values(), self._killed_for_memory)
-        self._zygote_task: asyncio.Task[None] | None = None
+        self._template_task: asyncio.Task[None] | None = None
 
     def _killed_for_memory(self, replica: Replica, used: int) -> None:
         """Counted for `lepton info`, whichever of the watchdog or the kernel stopped it."""
@@ -110,36 +110,36 @@ class EmbeddedBackend:
                            "platform's user can, including $LEPTON_HOME", self.sandbox.describe())
         if self.cgroups is None:
             self.watchdog.start()
-        if self.zygote is not None:
-            self._zygote_task = asyncio.create_task(self._keep_zygote())
+        if self.template is not None:
+            self._template_task = asyncio.create_task(self._keep_template())
 
-    async def _keep_zygote(self) -> None:
+    async def _keep_template(self) -> None:
         """Start the template process, and start it again if it dies."""
-        assert self.zygote is not None
+        assert self.template is not None
         while True:
             try:
-                await self.zygote.start()
-                await self.zygote.process.wait()
-                logger.warning("template process exited with %s; restarting it", self.zygote.process.returncode)
-            except ZygoteUnavailable as exc:
+                await self.template.start()
+                await self.template.process.wait()
+                logger.warning("template process exited with %s; restarting it", self.template.process.returncode)
+            except TemplateUnavailable as exc:
                 logger.error("%s", exc)
             await asyncio.sleep(1)
 
     async def stop(self) -> None:
         self.watchdog.stop()
-        if self._zygote_task:
-            self._zygote_task.cancel()
-        if self.zygote is not None:
-            await self.zygote.stop()
+        if self._template_task:
+            self._template_task.cancel()
+        if self.template is not None:
+            await self.template.stop()
 
     def health(self) -> dict[str, Any]:
         starts = self.factory.starts
-        return {"template_process": bool(self.zygote and self.zygote.available), "sandbox": self.sandbox.describe(),
+        return {"template_process": bool(self.template and self.template.available), "sandbox": self.sandbox.describe(),
                 "replicas": {"running": len(self.factory.by_pid), "starting": starts.starting, "starting_peak": starts.peak,
                              "max_starting": starts.limit},
                 "awake": sum(1 for fleet in self.platform.serving() if fleet.awake),
                 "memory_limits": f"cgroup v2 ({self.cgroups.base})" if self.cgroups else "watchdog", "gpus": self.gpus.gpus,
-                "template_cuda_initialized": bool(self.zygote and self.zygote.cuda_initialized)}
+                "template_cuda_initialized": bool(self.template and self.template.cuda_initialized)}
 
     # -- deploys -----------------------------------------------------------------------------
 

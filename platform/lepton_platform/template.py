@@ -1,16 +1,18 @@
 """The template process replicas are forked from, for millisecond cold starts.
 
-The zygote imports the runtime and the heavy libraries functions share (torch, numpy when
-installed) once, then forks a child per replica on request. The child only imports the
-function's own module and runs `setup()`. torch runs one thread at fork time (forking a
-multi-threaded torch deadlocks the child); each child restores its own thread count.
+The template process imports the runtime and the heavy libraries functions share (torch,
+numpy when installed) once, then forks a child per replica on request. The child only
+imports the function's own module and runs `setup()`. torch runs one thread at fork time
+(forking a multi-threaded torch deadlocks the child); each child restores its own thread
+count.
 
 Protocol: one JSON message per packet on a SOCK_SEQPACKET socket pair. The platform sends a
 spawn request with a memfd attached that holds the replica's environment (its scoped token and
-secrets): the zygote passes the descriptor to the child without reading it, so no secret ever
-sits in the template process's memory for a later child to inherit. The zygote answers
+secrets): the template process passes the descriptor to the child without reading it, so no
+secret ever sits in its memory for a later child to inherit. It answers
 {"event": "spawned", "id", "pid"} and reports {"event": "exit", "pid", "status"}.
-This module is both sides: `main()` runs in the zygote, `Zygote` is the platform's client.
+This module is both sides: `main()` runs in the template process, `TemplateProcess` is the
+platform's client.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from typing import Any, Callable
 
 from lepton.runtime import logstamp
 
-logger = logging.getLogger("lepton.platform.zygote")
+logger = logging.getLogger("lepton.platform.template")
 PRELOAD = (
     "lepton.runtime.app", "lepton.runtime.server", "lepton.loader", "packaging.requirements",
     "uvicorn.protocols.http.httptools_impl", "uvicorn.lifespan.on", "uvloop", "lepton_platform.isolation",
@@ -53,7 +55,7 @@ def die_with_parent(sig: int = signal.SIGKILL) -> None:
         pass
 
 
-# -- zygote side ---------------------------------------------------------------------------
+# -- template process side ----------------------------------------------------------------
 
 
 def preload() -> list[str]:
@@ -275,11 +277,11 @@ def _kill(pid: int, sig: int) -> None:
 # -- platform side -------------------------------------------------------------------------
 
 
-class ZygoteUnavailable(RuntimeError):
+class TemplateUnavailable(RuntimeError):
     pass
 
 
-class Zygote:
+class TemplateProcess:
     """The platform's handle on the template process: spawn replicas, hear of their exits."""
 
     def __init__(self, log_path: Path, environment: dict[str, str], on_exit: Callable[[int, int], None]) -> None:
@@ -318,7 +320,7 @@ class Zygote:
         log = open(self.log_path, "ab")
         try:
             self.process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "lepton_platform.zygote", str(theirs.fileno()), stdout=log, stderr=log,
+                sys.executable, "-m", "lepton_platform.template", str(theirs.fileno()), stdout=log, stderr=log,
                 env={**self.environment, LIFELINE_ENV: str(self._lifeline)}, pass_fds=(self._lifeline, theirs.fileno()),
             )
         finally:
@@ -333,7 +335,7 @@ class Zygote:
         done, _ = await asyncio.wait({self._hello, exited}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
         if self._hello not in done:
             exited.cancel()
-            raise ZygoteUnavailable(f"template process did not start; see {self.log_path}")
+            raise TemplateUnavailable(f"template process did not start; see {self.log_path}")
         exited.cancel()
         hello = self._hello.result()
         self.preloaded = hello.get("preloaded", [])
@@ -373,7 +375,7 @@ class Zygote:
             return
         for future in self._pending.values():
             if not future.done():
-                future.set_exception(ZygoteUnavailable("template process exited"))
+                future.set_exception(TemplateUnavailable("template process exited"))
         self._pending.clear()
         logger.warning("template process exited; replicas start as fresh processes until it is back")
 
@@ -384,9 +386,9 @@ class Zygote:
             self._sock = None
 
     async def spawn(self, request: dict[str, Any], environment: dict[str, str]) -> int:
-        """Fork a replica; `environment` reaches it through a memfd the zygote never reads."""
+        """Fork a replica; `environment` reaches it through a memfd the template process never reads."""
         if not self.available or self._sock is None:
-            raise ZygoteUnavailable("template process is not running")
+            raise TemplateUnavailable("template process is not running")
         future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._pending[request["id"]] = future
         env_fd = os.memfd_create("lepton-env", os.MFD_CLOEXEC)
@@ -396,15 +398,15 @@ class Zygote:
             while True:
                 if self._sock is None:
                     self._pending.pop(request["id"], None)
-                    raise ZygoteUnavailable("template process exited")
+                    raise TemplateUnavailable("template process exited")
                 try:
                     socket.send_fds(self._sock, packet, [env_fd])
                     break
-                except BlockingIOError:  # the zygote is busy forking: its queue is full
+                except BlockingIOError:  # the template process is busy forking: its queue is full
                     await asyncio.sleep(0.001)
                 except OSError as exc:
                     self._pending.pop(request["id"], None)
-                    raise ZygoteUnavailable(f"template process is not reachable: {exc}") from exc
+                    raise TemplateUnavailable(f"template process is not reachable: {exc}") from exc
         finally:
             os.close(env_fd)
         return await future
