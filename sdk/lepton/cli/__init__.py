@@ -1,1 +1,2 @@
-"""The `lepton` command line (contract 2 in ARCHITECTURE.md)."""
+"""The `lepton` command line: `main.py` builds the app from the commands of one module per
+area (`platform`, `knative`, `build`, `buckets`, `events`, `secrets`, `keys`, `jobs`)."""

@@ -9,7 +9,8 @@ from typing import Annotated, Any, Iterator, Optional
 
 import typer
 
-from lepton.cli.platform import OutputOpt, PlatformOpt, TokenOpt, check_output, client, emit_json, print_table
+from lepton.cli.options import OutputOpt, PlatformOpt, TokenOpt, check_output, client
+from lepton.cli.output import console, emit_json, print_table
 
 PROGRESS_FROM = 8 << 20
 
@@ -22,15 +23,9 @@ def progress(description: str, total: int | None) -> Iterator[Any]:
     from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
     with Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-                  transient=True, console=_stderr(), disable=total is not None and total < PROGRESS_FROM) as bar:
+                  transient=True, console=console(), disable=total is not None and total < PROGRESS_FROM) as bar:
         task = bar.add_task(description, total=total)
         yield lambda n: bar.advance(task, n)
-
-
-def _stderr() -> Any:
-    from rich.console import Console
-
-    return Console(stderr=True)
 
 
 def _read(path: Path, advance: Any, chunk: int = 1 << 20) -> Iterator[bytes]:

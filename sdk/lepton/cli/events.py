@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import uuid
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
-from lepton.cli.platform import OutputOpt, PlatformOpt, TokenOpt, check_output, client, emit_json, fetch, print_table
+from lepton.cli.options import OutputOpt, PlatformOpt, TokenOpt, check_output, client
+from lepton.cli.output import emit_json, fetch, print_table
 
 events_app = typer.Typer(help="The platform's CloudEvents broker: send events, inspect and redeliver dead letters.", no_args_is_help=True)
 triggers_app = typer.Typer(help="Triggers and sources with their delivery settings.", no_args_is_help=True)
@@ -26,7 +27,7 @@ def send(
 ) -> None:
     """Post one CloudEvent to the broker (202 once it is stored durably)."""
     as_json = check_output(output)
-    event: dict = {"specversion": "1.0", "id": event_id or str(uuid.uuid4()), "source": source, "type": type}
+    event: dict[str, Any] = {"specversion": "1.0", "id": event_id or str(uuid.uuid4()), "source": source, "type": type}
     if subject:
         event["subject"] = subject
     for item in attr or []:

@@ -11,7 +11,8 @@ from urllib.parse import urlencode
 
 import typer
 
-from lepton.cli.platform import OutputOpt, PlatformOpt, TokenOpt, client, fetch, print_table
+from lepton.cli.options import OutputOpt, PlatformOpt, TokenOpt, client
+from lepton.cli.output import fetch, print_table
 
 jobs_app = typer.Typer(help="Async jobs: calls the platform runs (with retries) and keeps the results of.", no_args_is_help=True)
 

@@ -8,7 +8,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from lepton.cli.platform import OutputOpt, PlatformOpt, TokenOpt, check_output, client, emit_json, fetch, print_table
+from lepton.cli.options import OutputOpt, PlatformOpt, TokenOpt, check_output, client
+from lepton.cli.output import emit_json, fetch, print_table
 
 keys_app = typer.Typer(help="Access keys for callers: invoke functions and send events, nothing else.", no_args_is_help=True)
 

@@ -7,6 +7,12 @@ from typing import Annotated, Optional
 
 import typer
 
+from lepton.cli import build, knative, platform
+from lepton.cli.buckets import bucket_app
+from lepton.cli.events import events_app, triggers_app
+from lepton.cli.jobs import jobs_app
+from lepton.cli.keys import keys_app
+from lepton.cli.secrets import secret_app
 from lepton.errors import LeptonError
 
 app = typer.Typer(
@@ -40,40 +46,32 @@ def run(
     raise typer.Exit(serve(fn, host=host, port=port, log_level=log_level))
 
 
-from lepton.cli import platform as _platform_commands  # noqa: E402
-
-_platform_commands.register(app)
-
-from lepton.cli import knative as _knative_commands  # noqa: E402
-from lepton.cli.buckets import bucket_app  # noqa: E402
-
-_knative_commands.register(app)
+# The top-level commands live in one module per area; here they are put on the app, in the
+# order `lepton --help` lists them (the command groups come after the commands).
+app.command()(platform.up)
+app.command()(platform.deploy)
+app.command("ls")(platform.list_functions)
+app.command()(platform.info)
+app.command()(platform.invoke)
+app.command()(platform.logs)
+app.command()(platform.rm)
+app.command()(platform.revisions)
+app.command("traffic")(platform.set_traffic)
+app.command()(platform.rollback)
+app.command()(knative.render)
+app.command()(build.build)
 
 app.add_typer(bucket_app, name="bucket")
-
-from lepton.cli.events import events_app, triggers_app  # noqa: E402
-
 app.add_typer(events_app, name="events")
 app.add_typer(triggers_app, name="triggers")
-
-from lepton.cli.secrets import secret_app  # noqa: E402
-
 app.add_typer(secret_app, name="secret")
-
-from lepton.cli.keys import keys_app  # noqa: E402
-
 app.add_typer(keys_app, name="keys")
-
-from lepton.cli.jobs import jobs_app  # noqa: E402
-
 app.add_typer(jobs_app, name="jobs")
-
-from lepton.cli import build as _build_command  # noqa: E402
-
-_build_command.register(app)
 
 
 def main(argv: Optional[list[str]] = None) -> None:
+    """Run the CLI on `argv` (default: sys.argv); a `LeptonError` is one `error:` line on
+    stderr and its `exit_code`, not a traceback."""
     try:
         app(args=argv, standalone_mode=True)
     except LeptonError as exc:

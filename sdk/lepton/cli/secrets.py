@@ -9,7 +9,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from lepton.cli.platform import OutputOpt, PlatformOpt, TokenOpt, check_output, client, emit_json, fetch, print_table
+from lepton.cli.options import OutputOpt, PlatformOpt, TokenOpt, check_output, client
+from lepton.cli.output import emit_json, fetch, print_table
 from lepton.errors import LeptonError
 from lepton.names import check_secret_name
 
@@ -50,7 +51,8 @@ def _value(name: str, value: str | None, from_file: Path | None, from_env: str |
             raise SecretInputError(f"secret {name}: environment variable {from_env} is not set")
         return os.environ[from_env]
     if sys.stdin.isatty():
-        return typer.prompt(f"Value of {name}", hide_input=True)
+        prompted: str = typer.prompt(f"Value of {name}", hide_input=True)
+        return prompted
     data = sys.stdin.buffer.read()
     try:
         text = data.decode()
