@@ -33,9 +33,11 @@ OWNED = ("Trigger", "PingSource", "Service", "Secret")
 class ClusterError(LeptonError):
     """The API server refused an object, or it did not become Ready."""
 
-    def __init__(self, message: str, status: int | None = None) -> None:
+    def __init__(self, message: str, api_status: int | None = None) -> None:
         super().__init__(message)
-        self.status = status  # the API server's HTTP status, when it answered
+        # The API server's HTTP status, when it answered; not `status`, which is what the
+        # platform's API would answer (it never lets a ClusterError through untranslated).
+        self.api_status = api_status
 
 
 def describe_api_error(obj: dict[str, Any], exc: Exception) -> str:

@@ -9,7 +9,7 @@ from lepton_platform.activator import Activator
 from lepton_platform.api import build_api
 from lepton_platform.asgi import ASGIApp, Receive, Scope, Send
 from lepton_platform.console.app import PREFIX as CONSOLE, build_console
-from lepton_platform.ingress import PATH as INGRESS, Ingress, document
+from lepton_platform.ingress import PATH as INGRESS, Ingress
 from lepton_platform.proxy import ReplicaProxy
 from lepton_platform.router import PREFIX, Router
 from lepton_platform.service import Platform
@@ -27,7 +27,6 @@ def build_app(home: Path, *, fork: bool = True, url: str = "http://127.0.0.1:876
     ingress = Ingress(platform)
     console = build_console(platform)
     platform.broker.app = platform.jobs.app = invoke
-    api.openapi_schema = document(api.openapi())
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] in ("http", "websocket") and scope["path"].startswith(PREFIX):

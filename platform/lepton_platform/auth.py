@@ -12,14 +12,17 @@ import secrets
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from types import MappingProxyType
+from typing import TYPE_CHECKING
 
-from fastapi import Depends, Header, HTTPException, Request
-
+from lepton.errors import BucketError
 from lepton.names import check_bucket_name
+from lepton_platform.errors import Denied
 from lepton_platform.keys import PREFIX as KEY_PREFIX
 
 if TYPE_CHECKING:
+    from starlette.requests import Request
+
     from lepton_platform.service import Platform
     from lepton_platform.store import Revision
 
@@ -59,6 +62,16 @@ def check(expected: str, authorization: str | None) -> int:
     return 0
 
 
+BEARER = MappingProxyType({"WWW-Authenticate": "Bearer"})  # the challenge of a 401, and of a 403 for a wrong token
+
+
+def require_admin(expected: str, authorization: str | None) -> None:
+    """Denied (401 or 403) unless the header carries the admin token; nothing else will do."""
+    status = check(expected, authorization)
+    if status:
+        raise Denied("missing bearer token" if status == 401 else "invalid token", status, BEARER)
+
+
 @dataclass(frozen=True)
 class Access:
     """Who is calling: `buckets` None means every bucket (the admin token)."""
@@ -73,19 +86,18 @@ class Access:
         try:
             check_bucket_name(bucket)
         except ValueError as exc:
-            raise HTTPException(400, str(exc)) from None
+            raise BucketError(str(exc)) from None
         if self.buckets is not None and bucket not in self.buckets:
-            raise HTTPException(403, f"{self.who} may not use bucket {bucket!r}: it is not in the function's buckets=[...]")
+            raise Denied(f"{self.who} may not use bucket {bucket!r}: it is not in the function's buckets=[...]")
         return bucket
 
     def admin(self, what: str) -> None:
         if self.buckets is not None:
-            raise HTTPException(403, f"{self.who} may not {what}; that needs the admin token")
+            raise Denied(f"{self.who} may not {what}; that needs the admin token")
 
 
-def access(request: Request, authorization: Annotated[str | None, Header()] = None) -> Access:
+def access(platform: Platform, request: Request, authorization: str | None) -> Access:
     """Admin token, a revision's scoped token, or a signed URL's query string."""
-    platform: Platform = request.app.state.platform
     credentials = platform.credentials
     signature = request.query_params.get("signature")
     if signature is not None and authorization is None:
@@ -93,7 +105,7 @@ def access(request: Request, authorization: Annotated[str | None, Header()] = No
         method = "GET" if request.method == "HEAD" else request.method
         problem = credentials.check_url(method, bucket, key, request.query_params.get("expires", ""), signature)
         if problem:
-            raise HTTPException(403, problem)
+            raise Denied(problem)
         return Access("a signed URL", frozenset({bucket}))
     return identify(platform, authorization, what=f"use {request.method} {request.url.path}")
 
@@ -108,28 +120,25 @@ def identify(platform: Platform, authorization: str | None, *, keys: bool = Fals
     if token is not None and token.startswith(KEY_PREFIX):
         key = platform.keys.find(token)
         if key is None:
-            raise HTTPException(403, "invalid key")
+            raise Denied("invalid key")
         now = time.time()
         problem = key.problem(now)
         if problem:
-            raise HTTPException(401, problem, headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+            raise Denied(problem, 401, {"WWW-Authenticate": 'Bearer error="invalid_token"'})
         if not keys:
-            raise HTTPException(403, f"a key may not {what} (key {key.id}): keys invoke functions (/fn/NAME), "
-                                     "use their jobs (/v1/jobs) and send events (POST /v1/events); the rest needs the admin token")
+            raise Denied(f"a key may not {what} (key {key.id}): keys invoke functions (/fn/NAME), "
+                         "use their jobs (/v1/jobs) and send events (POST /v1/events); the rest needs the admin token")
         platform.keys.used(key, now)
         return Access(f"key {key.id}", frozenset(), key=key.id, functions=key.functions or None)
     if token is not None and token.startswith("rev."):
         revision = platform.credentials.claimed_revision(token)
         record = platform.store.revision(revision) if revision else None
         if record is None or not platform.credentials.issued_to(token, record):
-            raise HTTPException(403, "invalid scoped token")
+            raise Denied("invalid scoped token")
         return Access(f"function {record.function} ({record.id})", frozenset(record.spec.buckets), record.id)
     if token is None:
-        raise HTTPException(401, "missing bearer token", headers={"WWW-Authenticate": "Bearer"})
-    raise HTTPException(403, "invalid token", headers={"WWW-Authenticate": "Bearer"})
-
-
-Caller = Annotated[Access, Depends(access)]
+        raise Denied("missing bearer token", 401, BEARER)
+    raise Denied("invalid token", 403, BEARER)
 
 
 @dataclass(frozen=True)

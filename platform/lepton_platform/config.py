@@ -191,7 +191,7 @@ def load_config(home: Path) -> Config:
             node[where[-1]] = os.environ[var]
     try:
         config = Config.model_validate(raw)
-    except ValidationError as exc:
+    except ValidationError as exc:  # the message names the first error; the cause lists them all
         err = exc.errors()[0]
-        raise ConfigError(f"configuration {'.'.join(map(str, err['loc']))}: {err['msg']} (from {path} or LEPTON_* variables)") from None
+        raise ConfigError(f"configuration {'.'.join(map(str, err['loc']))}: {err['msg']} (from {path} or LEPTON_* variables)") from exc
     return config

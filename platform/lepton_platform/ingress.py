@@ -12,13 +12,12 @@ import re
 import sqlite3
 from typing import TYPE_CHECKING, Any
 
-from fastapi import HTTPException
-
 from lepton.runtime import tracing
 from lepton.runtime.events import BATCH, FORMAT, STRUCTURED, BadEvent, parse
 from lepton_platform.asgi import BodyTooLarge, Receive, Scope, Send, declared_too_large, header, read_body, send_json
 from lepton_platform.auth import identify
 from lepton_platform.broker.log import Event
+from lepton_platform.errors import Denied
 
 if TYPE_CHECKING:
     from lepton_platform.service import Platform
@@ -98,8 +97,8 @@ class Ingress:
             caller = tracing.parse(headers.get(tracing.TRACEPARENT), headers.get(tracing.TRACESTATE))
             if caller is not None:
                 events = [carry_trace(event, caller) for event in events]
-        except HTTPException as exc:
-            await send_json(send, exc.status_code, exc.detail, [(k.encode(), v.encode()) for k, v in (exc.headers or {}).items()])
+        except Denied as exc:
+            await send_json(send, exc.status, str(exc), [(k.encode(), v.encode()) for k, v in (exc.headers or {}).items()])
             return
         except BodyTooLarge as exc:
             await send_json(send, 413, str(exc))

@@ -84,6 +84,7 @@ class Platform:
                               max_queued=self.config.limits.max_queued_jobs)
         self.backend: Backend = open_backend(self, fork=fork)
         self._locks: dict[str, asyncio.Lock] = {}
+        self.secrets_lock = asyncio.Lock()  # one secret change at a time: the vault and the cluster see the same order of values
         self._arriving: Counter[str] = Counter()  # new functions being deployed, counted against limits.max_functions
         self._manifests: OrderedDict[str, Unpacked] = OrderedDict()  # by digest, the most recently used last
 

@@ -63,7 +63,7 @@ class Tracing:
                 from lepton.runtime.otlp import Exporter
             except ImportError as exc:
                 raise ConfigError(f"configuration tracing.otlp_endpoint is set, but spans cannot be exported: {exc}; "
-                                  "install lepton[otlp]") from None
+                                  "install lepton[otlp]") from exc
             self.exporter = Exporter(self.endpoint, {"service.name": config.service_name})
 
     def invocation(self, function: str, traceparent: str | None, tracestate: str | None) -> Trace:

@@ -22,6 +22,8 @@ TAG = re.compile(r"^[a-z]([-a-z0-9]{0,30}[a-z0-9])?$")  # a DNS label: Knative m
 class InvalidTraffic(LeptonError):
     """A traffic rule the platform refuses; routing stays as it was."""
 
+    status = 422
+
 
 @dataclass(frozen=True)
 class Traffic:

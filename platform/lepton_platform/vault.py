@@ -106,8 +106,8 @@ class Vault:
                     self._key = self._load_or_create_key()
                 except ConfigError as exc:
                     raise SecretError(str(exc)) from None
-                except OSError as exc:
-                    raise SecretError(f"cannot use the key file {self.key_path}: {exc.strerror}") from None
+                except OSError as exc:  # the cause says which step failed, and on which path (the key file's, or its folder's)
+                    raise SecretError(f"cannot use the key file {self.key_path}: {exc.strerror}") from exc
         return AESGCM(self._key)
 
     def _load_or_create_key(self) -> bytes:

@@ -345,7 +345,7 @@ class KnativeBackend:
         try:
             return await asyncio.to_thread(fn, *args)
         except ClusterError as exc:
-            raise SecretError(f"secret {name}: {exc}", 409 if exc.status == 409 else 502) from None
+            raise SecretError(f"secret {name}: {exc}", 409 if exc.api_status == 409 else 502) from exc
 
     # -- what runs ---------------------------------------------------------------------------
 
@@ -427,7 +427,7 @@ class KnativeBackend:
                     text = await asyncio.to_thread(self.cluster.pod_log, self.config.namespace, name, CONTAINER,
                                                    tail=tail, since=since)
                 except ClusterError as exc:
-                    if exc.status not in (400, 404):  # 400: still starting; 404: just gone
+                    if exc.api_status not in (400, 404):  # 400: still starting; 404: just gone
                         yield f"error: {exc}\n".encode()
                     continue
                 fetched[name] = started

@@ -8,6 +8,7 @@ from lepton_platform.config import StorageConfig
 from lepton_platform.storage.base import (
     BucketInfo,
     BucketNotEmpty,
+    CannotStore,
     NoSuchBucket,
     NoSuchKey,
     ObjectInfo,
@@ -17,7 +18,7 @@ from lepton_platform.storage.base import (
 )
 
 __all__ = [
-    "BucketInfo", "BucketNotEmpty", "NoSuchBucket", "NoSuchKey", "ObjectInfo", "ObjectStore",
+    "BucketInfo", "BucketNotEmpty", "CannotStore", "NoSuchBucket", "NoSuchKey", "ObjectInfo", "ObjectStore",
     "StorageError", "Upload", "open_store",
 ]
 

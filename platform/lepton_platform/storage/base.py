@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import abc
 from dataclasses import asdict, dataclass
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 from lepton.errors import LeptonError
+
+if TYPE_CHECKING:
+    from lepton_platform.outbox import Outbox
 
 CHUNK = 1 << 20
 
@@ -29,6 +32,12 @@ class NoSuchKey(StorageError):
 
     def __init__(self, bucket: str, key: str) -> None:
         super().__init__(f"object {key!r} not found in bucket {bucket!r}")
+
+
+class CannotStore(StorageError):
+    """The platform's own disk refused an upload (full, read-only): its fault, not the caller's."""
+
+    status = 507
 
 
 class BucketNotEmpty(StorageError):
@@ -75,6 +84,8 @@ class Upload(abc.ABC):
 
 class ObjectStore(abc.ABC):
     """Blocking calls: the API runs them in a worker thread (`Upload.write` excepted)."""
+
+    outbox: Outbox  # the bucket events the broker is yet to publish
 
     @abc.abstractmethod
     def create_bucket(self, bucket: str) -> bool:

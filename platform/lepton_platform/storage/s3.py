@@ -55,7 +55,7 @@ class S3Upload(Upload):
                 ExtraArgs={"ContentType": self.content_type}, Config=self.store.transfer,
             )
         except Exception as exc:
-            raise self.store.error(exc, self.bucket, self.key) from None
+            raise self.store.error(exc, self.bucket, self.key) from exc
         finally:
             Path(self.file.name).unlink(missing_ok=True)
         info = self.store.head(self.bucket, self.key)
@@ -136,7 +136,7 @@ class S3Store(ObjectStore):
         except self.client.exceptions.BucketAlreadyOwnedByYou:
             return False
         except Exception as exc:
-            raise self.error(exc, bucket) from None
+            raise self.error(exc, bucket) from exc
 
     def delete_bucket(self, bucket: str, *, force: bool = False) -> None:
         keys = [info.key for info in self._all(bucket)]
@@ -150,7 +150,7 @@ class S3Store(ObjectStore):
                     self.emit(DELETED, bucket, key, {})
             self.client.delete_bucket(Bucket=self.s3_name(bucket))
         except Exception as exc:
-            raise self.error(exc, bucket) from None
+            raise self.error(exc, bucket) from exc
 
     def _all(self, bucket: str) -> Iterator[ObjectInfo]:
         after = ""
@@ -162,7 +162,7 @@ class S3Store(ObjectStore):
         try:
             buckets = self.client.list_buckets()["Buckets"]
         except Exception as exc:
-            raise self.error(exc, "*") from None
+            raise self.error(exc, "*") from exc
         return [BucketInfo(b["Name"][len(self.prefix):], b["CreationDate"].timestamp())
                 for b in buckets if b["Name"].startswith(self.prefix)]
 
@@ -175,14 +175,14 @@ class S3Store(ObjectStore):
         try:
             r = self.client.head_object(Bucket=self.s3_name(bucket), Key=key)
         except Exception as exc:
-            raise self.error(exc, bucket, key) from None
+            raise self.error(exc, bucket, key) from exc
         return _info(key, r["ContentLength"], r["ETag"], r.get("ContentType", "application/octet-stream"), r["LastModified"])
 
     def read(self, bucket: str, key: str) -> tuple[ObjectInfo, Iterator[bytes]]:
         try:
             r = self.client.get_object(Bucket=self.s3_name(bucket), Key=key)
         except Exception as exc:
-            raise self.error(exc, bucket, key) from None
+            raise self.error(exc, bucket, key) from exc
         info = _info(key, r["ContentLength"], r["ETag"], r.get("ContentType", "application/octet-stream"), r["LastModified"])
         return info, _chunks(r["Body"])
 
@@ -191,14 +191,14 @@ class S3Store(ObjectStore):
         try:
             self.client.delete_object(Bucket=self.s3_name(bucket), Key=key)
         except Exception as exc:
-            raise self.error(exc, bucket, key) from None
+            raise self.error(exc, bucket, key) from exc
         self.emit(DELETED, bucket, key, {})
 
     def list(self, bucket: str, prefix: str = "", start_after: str = "", limit: int = 1000) -> list[ObjectInfo]:
         try:
             r = self.client.list_objects_v2(Bucket=self.s3_name(bucket), Prefix=prefix, StartAfter=start_after, MaxKeys=limit)
         except Exception as exc:
-            raise self.error(exc, bucket) from None
+            raise self.error(exc, bucket) from exc
         # ListObjectsV2 does not return content types; HEAD the object when you need it.
         return [_info(o["Key"], o["Size"], o["ETag"], "", o["LastModified"]) for o in r.get("Contents", [])]
 
