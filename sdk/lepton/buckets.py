@@ -18,7 +18,7 @@ import io
 import mimetypes
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any, Iterator
+from typing import IO, Any, Callable, Iterator
 from urllib.parse import quote
 
 from lepton.client import Client
@@ -35,7 +35,7 @@ def _default_client() -> Client:
     return _client
 
 
-def _checked(check: Any, value: str) -> str:
+def _checked(check: Callable[[str], str], value: str) -> str:
     try:
         return check(value)
     except ValueError as exc:
@@ -66,6 +66,16 @@ class _StreamReader(io.RawIOBase):
 
 
 class Bucket:
+    """One bucket on the platform: store, read, list and delete its objects, and hand out
+    signed URLs. Making one sends nothing (the name is checked here); each method is one
+    request, or one per page. `lepton.bucket(name)` makes one.
+
+    Example:
+        images = lepton.bucket("images")
+        images.put("in/cat.png", Path("cat.png"))
+        images.exists("in/cat.png")    # True
+    """
+
     def __init__(self, name: str, client: Client | None = None) -> None:
         self.name = _checked(check_bucket_name, name)
         self._client = client
@@ -75,27 +85,35 @@ class Bucket:
 
     @property
     def client(self) -> Client:
+        """The client requests go through: the one given, else one shared by every bucket made
+        without one, for LEPTON_URL and LEPTON_TOKEN (in a replica: its own platform and token)."""
         return self._client or _default_client()
 
     def object_path(self, key: str) -> str:
+        """The API path of object `key` (checked, then quoted), for a request this class does
+        not make itself, such as a streamed upload with progress (`lepton bucket put`)."""
         return f"/v1/buckets/{self.name}/objects/{quote(_checked(check_object_key, key), safe='/')}"
 
     def put(self, key: str, data: bytes | str | IO[bytes] | Path, content_type: str | None = None) -> dict[str, Any]:
         """Store `data` (bytes, text, a binary file or a path, streamed) at `key`; returns its info."""
         content_type = content_type or mimetypes.guess_type(key)[0] or "application/octet-stream"
         headers = {"content-type": content_type}
+        info: dict[str, Any]
         if isinstance(data, Path):
             with data.open("rb") as fh:
-                return self.client.request("PUT", self.object_path(key), content=fh, headers=headers).json()
+                info = self.client.request("PUT", self.object_path(key), content=fh, headers=headers).json()
+            return info
         if isinstance(data, str):
             data = data.encode()
-        return self.client.request("PUT", self.object_path(key), content=data, headers=headers).json()
+        info = self.client.request("PUT", self.object_path(key), content=data, headers=headers).json()
+        return info
 
     def get(self, key: str) -> bytes:
+        """The whole object in memory; `open` streams one too large for that."""
         return self.client.request("GET", self.object_path(key)).content
 
     @contextmanager
-    def open(self, key: str, chunk_size: int = 1 << 20) -> Iterator[io.BufferedReader]:
+    def open(self, key: str, chunk_size: int = 1 << 20) -> Iterator[io.BufferedReader[_StreamReader]]:
         """The object as a binary file read from the network as you go (never whole in memory)."""
         with self.client.open("GET", self.object_path(key)) as response:
             info = {"size": int(response.headers.get("content-length", 0)), "etag": response.headers.get("etag", "").strip('"'),
@@ -104,11 +122,14 @@ class Bucket:
                 yield reader
 
     def head(self, key: str) -> dict[str, Any]:
+        """The object's key, size, etag and content type, without reading its body; a missing
+        object raises `InvocationError` 404."""
         r = self.client.request("HEAD", self.object_path(key))
         return {"key": key, "size": int(r.headers["content-length"]), "etag": r.headers["etag"].strip('"'),
                 "content_type": r.headers.get("content-type", "")}
 
     def exists(self, key: str) -> bool:
+        """Whether the bucket holds `key` (one HEAD request); errors other than 404 are raised."""
         try:
             self.head(key)
             return True
@@ -129,12 +150,15 @@ class Bucket:
             after = page["next"]
 
     def delete(self, key: str) -> None:
+        """Remove the object at `key`; functions with `lepton.on_bucket(..., events=["deleted"])`
+        on this bucket then run."""
         self.client.request("DELETE", self.object_path(key))
 
     def url(self, key: str, expires: int = 3600, method: str = "GET") -> str:
         """A URL for this one object that needs no token, valid for `expires` seconds."""
         body = {"key": _checked(check_object_key, key), "expires": expires, "method": method}
-        return self.client.request("POST", f"/v1/buckets/{self.name}/urls", json=body).json()["url"]
+        url: str = self.client.request("POST", f"/v1/buckets/{self.name}/urls", json=body).json()["url"]
+        return url
 
 
 def bucket(name: str, client: Client | None = None) -> Bucket:

@@ -28,6 +28,14 @@ MAP_CONCURRENCY = 16
 
 
 class Client:
+    """A connection to the platform's API and its functions, with the caller's token: what
+    `fn.remote()`, `lepton.bucket` and the CLI use underneath. It pools connections, so keep
+    one for many calls, and close it (or use `with`) when done.
+
+    The URL and token come from the arguments, else LEPTON_URL and LEPTON_TOKEN, else the
+    local platform and the admin token `lepton up` wrote (see the module's example).
+    """
+
     def __init__(self, url: str | None = None, token: str | None = None, timeout: float = 330.0,
                  connections: int = 20) -> None:
         """`connections`: keep-alive connections kept open, enough for that many calls at once
@@ -42,6 +50,7 @@ class Client:
 
     @property
     def closed(self) -> bool:
+        """Whether `close` has run; a `Job` whose client is closed polls through a sibling."""
         return self._http.is_closed
 
     def sibling(self, connections: int = 20) -> Client:
@@ -49,6 +58,7 @@ class Client:
         return Client(self.url, self.token, self.timeout, connections)
 
     def close(self) -> None:
+        """Close the pooled connections; leaving a `with` block does it."""
         self._http.close()
 
     def __enter__(self) -> Client:
@@ -59,6 +69,7 @@ class Client:
 
     @staticmethod
     def function_path(name: str) -> str:
+        """Where function `name` is invoked, relative to the platform's URL."""
         return f"/fn/{name}"
 
     def invoke(self, name: str, payload: dict[str, Any] | None = None, **kwargs: Any) -> Any:
@@ -98,6 +109,8 @@ class Client:
                        ordered=ordered, return_exceptions=return_exceptions)
 
     def call(self, path: str, payload: Any) -> Any:
+        """POST `payload` as JSON to `path` (a function, or a server from `lepton run`) and
+        return the answer: decoded JSON, the bytes of any other content type, None when empty."""
         response = self.request("POST", path, json=payload)
         if not response.content:
             return None
@@ -106,6 +119,8 @@ class Client:
         return response.content
 
     def call_stream(self, path: str, payload: Any) -> Iterator[Any]:
+        """POST `payload` as JSON to `path` and yield the answer as it arrives: each decoded line
+        of a JSON-lines stream, else chunks of text."""
         with self.open("POST", path, json=payload) as response:
             if response.headers.get("content-type", "").startswith("application/x-ndjson"):
                 for line in response.iter_lines():
@@ -129,14 +144,14 @@ class Client:
                     raise _error(response)
                 yield response
         except httpx.TransportError as exc:
-            raise ConnectError(f"cannot reach {self.url}: {exc}") from None
+            raise ConnectError(f"cannot reach {self.url}: {exc}") from exc
 
     def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         """One API request; raises `InvocationError` for 4xx/5xx, `ConnectError` if unreachable."""
         try:
             response = self._http.request(method, path, **kwargs)
         except httpx.TransportError as exc:
-            raise ConnectError(f"cannot reach {self.url}: {exc}; is the platform up (`lepton up`)?") from None
+            raise ConnectError(f"cannot reach {self.url}: {exc}; is the platform up (`lepton up`)?") from exc
         if response.status_code >= 400:
             raise _error(response)
         return response

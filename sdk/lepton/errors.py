@@ -6,17 +6,27 @@ and exits non-zero instead of showing a traceback.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 
 class LeptonError(Exception):
-    """Base of every error Lepton raises on purpose."""
+    """Base of every error Lepton raises on purpose.
+
+    `exit_code` is what the CLI exits with when it shows one. `status` is the HTTP status the
+    platform's API answers with when one reaches it, as `{"detail": message}` with `headers`
+    (a `WWW-Authenticate` challenge, say) where the answer needs them; a subclass sets its own.
+    """
 
     exit_code = 1
+    status: int = 500
+    headers: Mapping[str, str] | None = None
 
 
 class SpecError(LeptonError, ValueError):
     """A decorator option or trigger is invalid; raised at decoration time."""
 
     exit_code = 2
+    status = 422
 
 
 class LoadError(LeptonError):
@@ -28,18 +38,22 @@ class LoadError(LeptonError):
 class ArtifactError(LeptonError):
     """An artifact is malformed or does not match its digest."""
 
+    status = 400
+
 
 class BucketError(LeptonError, ValueError):
-    """A bucket name or object key is invalid; raised before anything is sent."""
+    """A bucket name or object key is invalid: the SDK raises it before anything is sent,
+    the platform's API answers it with a 400."""
 
     exit_code = 2
+    status = 400
 
 
 class InvocationError(LeptonError):
     """A function call over HTTP returned an error status."""
 
     def __init__(self, status_code: int, detail: object, url: str = "") -> None:
-        self.status_code = status_code
+        self.status_code: int | None = status_code  # None only for a JobFailed that got no answer
         self.detail = detail
         self.url = url
         where = f" from {url}" if url else ""

@@ -12,13 +12,14 @@ import difflib
 import inspect
 import os
 import threading
-from typing import Any, Callable, Sequence
+from typing import Any, Awaitable, Callable, Sequence, TypeVar
 
 from lepton.handlers import ASGI_SIGNATURE, Signature, inspect_handler
 from lepton.spec import Batch, FunctionSpec, HandlerInfo, Retries
 from lepton.triggers import BucketTrigger, CronTrigger, EventTrigger
 
 _TRIGGER_TYPES = (EventTrigger, CronTrigger, BucketTrigger)
+T = TypeVar("T")
 
 
 class Function:
@@ -48,32 +49,41 @@ class Function:
 
     @property
     def name(self) -> str:
+        """The name the platform knows it by: it is served at `/fn/NAME`, and `calls=`, triggers
+        and the CLI refer to it so."""
         return self._name
 
     @property
     def spec(self) -> FunctionSpec:
-        if self._spec is None:
-            self._made()
-        return self._spec  # type: ignore[return-value]
+        """The validated options that `lepton deploy` packages. A replica serving another
+        function of the same file makes it only when asked, so many functions in a file start
+        as fast as one."""
+        return self._made()[0]
 
     @property
     def signature(self) -> Signature:
-        if self._signature is None:
-            self._made()
-        return self._signature  # type: ignore[return-value]
+        """How the runtime calls the handler (its kind, input model and output adapter),
+        read from its type hints."""
+        return self._made()[1]
 
-    def _made(self) -> None:
-        assert self._build is not None
-        self._spec, self._signature = self._build()
+    def _made(self) -> tuple[FunctionSpec, Signature]:
+        if self._spec is None or self._signature is None:
+            assert self._build is not None, "a Function is given a spec and signature, or a build to make them"
+            self._spec, self._signature = self._build()
+        return self._spec, self._signature
 
     @property
     def is_class(self) -> bool:
+        """Whether the handler is a class: it is instantiated and set up once per process, then
+        its instance's `__call__` serves every request."""
         return inspect.isclass(self.obj)
 
     def __repr__(self) -> str:
         return f"<lepton.Function {self.name!r} ({self.signature.kind})>"
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Run the handler here, in this process, as plain Python (tests, notebooks). A class is
+        instantiated and its `setup()` run on the first call, as in a replica."""
         if not self.is_class:
             return self.obj(*args, **kwargs)
         with self._lock:
@@ -85,7 +95,7 @@ class Function:
                     if inspect.isawaitable(result):
                         import asyncio
 
-                        asyncio.run(result)
+                        asyncio.run(_awaited(result))
                 self._instance = instance
         return self._instance(*args, **kwargs)
 
@@ -165,19 +175,37 @@ def function(
     retries: int | Retries = 0,
     **misspelt: Any,
 ) -> Any:
-    """Make a handler a Lepton function, deployed with `lepton deploy` and served at `/fn/NAME`.
+    """Make a handler a Lepton function: `lepton run` serves it here, `lepton deploy` puts it on
+    the platform at `/fn/NAME`, and calling it still runs it in this process.
 
-    Works bare (`@lepton.function`) or with options (`@lepton.function(max_scale=4)`); the
-    README's "Options" section describes each. In short: `name` (default: the handler's);
-    `cpu`, `memory`, `gpu` per replica; `min_scale`, `max_scale`, `concurrency` (requests a
-    replica takes at once), `target` (the autoscaler's aim per replica), `scale_down_after`
-    (seconds idle before the last replica goes), `timeout` per request; `max_queue`
-    (requests that may wait for a free replica before more get 503 and `Retry-After`);
-    `buckets`, `secrets`, `env`, `requirements` it needs; `calls` (the private functions it
-    may call); `public` (callable without a token); `triggers` (`lepton.on_event`,
-    `on_bucket`, `on_cron`); `batch` (`lepton.Batch`); `methods` (the HTTP methods it answers;
-    GET reads parameters from the query string); `retries` (how often a failed async job is
-    tried again). A misspelt option is a `SpecError` that names the one meant.
+    Works bare (`@lepton.function`) or with options (`@lepton.function(max_scale=4)`). The
+    options are checked when the function is decorated: a bad value or a misspelt option is a
+    `SpecError` that names it.
+
+    Options:
+        name: its name on the platform (default: the handler's, in lower case, `_` as `-`).
+        cpu, memory, gpu: what each replica gets, e.g. "500m", "2Gi", 1.
+        min_scale, max_scale: bounds of the replica count; with 0 it scales to zero when idle.
+        concurrency: requests a replica takes at once (0: no limit).
+        target: in-flight requests per replica the autoscaler aims for (default: 70% of
+            `concurrency`; without one, 10, or 100 with `batch`).
+        scale_down_after: seconds without traffic before the last replica goes.
+        timeout: seconds one request (or one attempt of an async job) may take.
+        max_queue: requests that may wait for a free replica before more get 503 with
+            `Retry-After` (default: the platform's limit).
+        buckets, secrets, env, requirements: what the handler needs: the buckets it may use,
+            secrets it reads as environment variables, fixed variables, pip requirements.
+        calls: the private functions it may invoke with its own token.
+        public: callable without a token.
+        triggers: what else makes it run: `lepton.on_event`, `on_bucket`, `on_cron`.
+        batch: `lepton.Batch(...)` merges concurrent calls into one handler call.
+        methods: the HTTP methods it answers; GET reads the parameters from the query string.
+        retries: how often a failed async job is tried again: a number, or `lepton.Retries`.
+
+    Example:
+        @lepton.function(memory="2Gi", max_scale=4, secrets=["HF_TOKEN"])
+        def classify(text: str) -> str:
+            ...
     """
     if misspelt:
         raise _unknown_option("function", misspelt)
@@ -235,9 +263,12 @@ def _record(target_obj: Any, options: dict[str, Any], *, asgi: bool) -> Function
     if not callable(target_obj):
         raise _spec_error(str(name), f"{decorator} needs a function or class, got {target_obj!r}")
     python_name = getattr(target_obj, "__name__", None)
-    if name is None and python_name is None:
+    if name is not None:
+        fn_name: str = name
+    elif python_name is not None:
+        fn_name = python_name.replace("_", "-").lower()
+    else:
         raise _spec_error("?", f"{decorator} needs name= for {target_obj!r}, which has no __name__ to derive one from")
-    fn_name = name if name is not None else python_name.replace("_", "-").lower()
     for trig in options["triggers"]:
         if not isinstance(trig, _TRIGGER_TYPES):
             raise _spec_error(
@@ -310,7 +341,7 @@ class AsgiFunction(Function):
         super().__init__(obj, spec, ASGI_SIGNATURE)
         self.factory = factory
 
-    def __call__(self) -> Any:  # type: ignore[override]
+    def __call__(self) -> Any:
         with self._lock:
             if self._instance is None:
                 self._instance = self.obj() if self.factory else self.obj
@@ -331,6 +362,11 @@ def _spec_error(name: str, message: str) -> Exception:
     from lepton.errors import SpecError
 
     return SpecError(f"function {name!r}: {message}")
+
+
+async def _awaited(awaitable: Awaitable[T]) -> T:
+    """`asyncio.run` takes a coroutine; a class's `setup()` may return any awaitable."""
+    return await awaitable
 
 
 def find_functions(namespace: dict[str, Any]) -> dict[str, Function]:

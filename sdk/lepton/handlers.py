@@ -63,12 +63,13 @@ class Signature:
         return {name: getattr(validated, name) for name in type(validated).model_fields}
 
 
-def call_target(obj: Any) -> Callable[..., Any]:
+def call_target(obj: Callable[..., Any]) -> Callable[..., Any]:
     """The callable whose signature defines the handler: a function, or a class's __call__."""
     if inspect.isclass(obj):
         if not callable(getattr(obj, "__call__", None)) or obj.__call__ is object.__call__:
             raise SpecError(f"class {obj.__name__!r} needs a __call__ method to be a function")
-        return obj.__call__
+        method: Callable[..., Any] = obj.__call__
+        return method
     return obj
 
 

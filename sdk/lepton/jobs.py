@@ -54,6 +54,8 @@ class Job:
 
     @property
     def url(self) -> str:
+        """The job's API path, relative to the platform's URL: anyone with a token may look
+        it up there, as `lepton jobs get ID` does."""
         return f"/v1/jobs/{self.id}"
 
     def __repr__(self) -> str:
@@ -98,7 +100,7 @@ class Job:
 
     def _poll(self, api: Client, wait: float) -> dict[str, Any]:
         """GET the job, waiting up to `wait` seconds on the platform for it to finish."""
-        job = api.request("GET", self.url, params={"wait": round(wait, 3)}, timeout=wait + READ_MARGIN).json()
+        job: dict[str, Any] = api.request("GET", self.url, params={"wait": round(wait, 3)}, timeout=wait + READ_MARGIN).json()
         self._state = job["state"]
         return job
 

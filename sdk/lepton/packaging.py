@@ -41,13 +41,20 @@ class Artifact:
 
     @property
     def digest(self) -> str:
+        """The artifact's identity: the platform stores it under this and checks it again
+        before running it, so a revision always runs exactly the bytes that were deployed."""
         return "sha256:" + hashlib.sha256(self.data).hexdigest()
 
     @property
     def functions(self) -> list[dict[str, Any]]:
-        return self.manifest["functions"]
+        """The specs of the functions inside, as JSON, in name order: what the platform
+        deploys without importing the code."""
+        functions: list[dict[str, Any]] = self.manifest["functions"]
+        return functions
 
     def write(self, folder: Path) -> Path:
+        """Save the bytes as `<hex>.tar.gz` in `folder` (made if missing) and return that path,
+        e.g. for `python -m lepton.runtime --artifact PATH`."""
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"{self.digest.removeprefix('sha256:')}.tar.gz"
         path.write_bytes(self.data)

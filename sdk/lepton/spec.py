@@ -61,7 +61,7 @@ class Retries(Options):
 
     def backoff_seconds(self, attempt: int) -> float:
         """Wait before retry number `attempt` (1-based), capped at `max_delay`."""
-        wait = self.delay * attempt if self.backoff == "linear" else self.delay * 2 ** (attempt - 1)
+        wait = self.delay * attempt if self.backoff == "linear" else self.delay * 2.0 ** (attempt - 1)
         return min(wait, self.max_delay)
 
 
@@ -79,7 +79,12 @@ class HandlerInfo(BaseModel):
 
 
 class FunctionSpec(BaseModel):
-    """Validated options of one function (contract 1 in ARCHITECTURE.md)."""
+    """Everything `@lepton.function(...)` recorded about one function, validated: the
+    platform and the Knative renderer deploy from this alone, never from the user's code.
+
+    Frozen and JSON-serialisable (`fn.spec.model_dump(mode="json")` is what an artifact's
+    manifest holds); `FunctionSpec.build(...)` reports a bad option as one `SpecError` line.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 

@@ -8,7 +8,7 @@ Knative Trigger/PingSource) does the wiring.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal, TypeVar, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -71,7 +71,7 @@ class Delivery(Options):
         """Wait before retry number `attempt` (1-based), as Knative computes it."""
         if self.backoff == "linear":
             return self.delay * attempt
-        return self.delay * 2 ** (attempt - 1)
+        return self.delay * 2.0 ** (attempt - 1)
 
 
 class EventTrigger(_Model):
@@ -198,7 +198,10 @@ class BucketTrigger(_Model):
 Trigger = Annotated[Union[EventTrigger, CronTrigger, BucketTrigger], Field(discriminator="kind")]
 
 
-def _build(model: type[_Model], what: str, **fields: Any) -> Any:
+M = TypeVar("M", bound=_Model)
+
+
+def _build(model: type[M], what: str, **fields: Any) -> M:
     try:
         return model(**fields)
     except ValidationError as exc:

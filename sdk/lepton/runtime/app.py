@@ -3,7 +3,7 @@ Knative container.
 
 Every function answers the platform's probes under `/_lepton/` (`healthz`, `readyz`,
 `metrics`). JSON, event, stream and batch handlers are invoked at `/` and keep `/healthz`,
-`/readyz`, `/metrics` and `/openapi.json` beside it (contract 3); a `lepton.Request` handler
+`/readyz`, `/metrics` and `/openapi.json` beside it; a `lepton.Request` handler
 (and an ASGI app, `asgi_app.py`) owns every other path.
 """
 
@@ -21,7 +21,7 @@ import typing
 from concurrent.futures import ThreadPoolExecutor
 import contextlib
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any, AsyncIterator, Callable
+from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Mapping
 
 import pydantic_core
 from fastapi import FastAPI, Query, Request, Response
@@ -31,10 +31,11 @@ from pydantic import BaseModel, ValidationError
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException
+from starlette.types import Receive, Scope, Send
 
 from lepton import web
 from lepton.functions import Function
-from lepton.handlers import ASGI, BATCH, EVENT, REQUEST, STREAM
+from lepton.handlers import ASGI, EVENT, REQUEST, STREAM
 from lepton.runtime import events, tracing
 from lepton.runtime.batching import Batcher
 from lepton.runtime.metrics import Metrics
@@ -68,8 +69,14 @@ def _settle(future: asyncio.Future[Any], result: Any, exc: BaseException | None)
 class InvocationFailed(Exception):
     """Carries the HTTP status and detail of a failed invocation up to `invoke`."""
 
-    def __init__(self, status: int, detail: Any, cause: str, headers: dict[str, str] | None = None) -> None:
+    def __init__(self, status: int, detail: Any, cause: str, headers: Mapping[str, str] | None = None) -> None:
         self.status, self.detail, self.cause, self.headers = status, detail, cause, headers
+
+
+def _before_setup(*args: Any, **kwargs: Any) -> Any:
+    """The handler until `setup()` has made the real one; requests wait for that, so this is
+    never called."""
+    raise RuntimeError("the handler was called before setup() made it")
 
 
 def allowed_methods(methods: tuple[str, ...]) -> tuple[str, ...]:
@@ -89,7 +96,7 @@ class FunctionRuntime:
         self.ready = asyncio.Event()
         self.settled = asyncio.Event()  # setup() is over, well or not
         self.failed: BaseException | None = None
-        self.handler: Callable[..., Any] | None = None
+        self.handler: Callable[..., Any] = _before_setup
         self.spans: Exporter | None = None  # set in the replica, never in a template process that forks it
         self.handler_is_async = self.sig.is_async
         self.allowed = allowed_methods(self.spec.methods)
@@ -139,8 +146,9 @@ class FunctionRuntime:
     async def prepare(self) -> Callable[..., Any]:
         """The handler: the function itself, or an instance of the class after its `setup()`."""
         if not self.fn.is_class:
-            return self.fn.obj
-        instance = await self._in_thread(self.fn.obj)
+            handler: Callable[..., Any] = self.fn.obj
+            return handler
+        instance: Callable[..., Any] = await self._in_thread(self.fn.obj)
         hook = getattr(instance, "setup", None)
         if hook is not None:
             if inspect.iscoroutinefunction(hook):
@@ -154,7 +162,7 @@ class FunctionRuntime:
 
     # -- request path --------------------------------------------------------------------
 
-    def owns(self, scope: dict[str, Any]) -> bool:
+    def owns(self, scope: Scope) -> bool:
         """Whether a request is the function's: `/`, or for a request handler every path
         outside the runtime's own."""
         if scope["type"] != "http":
@@ -162,7 +170,7 @@ class FunctionRuntime:
         path = scope["path"]
         return path == "/" or (self.every_path and not path.startswith(INTERNAL))
 
-    async def serve(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+    async def serve(self, scope: Scope, receive: Receive, send: Send) -> None:
         traceparent = tracestate = None
         for key, value in scope["headers"]:
             if key == JOB_ID_HEADER:  # an async job's attempt: lepton.job_id() tells the handler
@@ -182,8 +190,7 @@ class FunctionRuntime:
             status = response.status_code
             await response(scope, receive, send)
         finally:
-            if span is not None:
-                self.spans.end(span, status)
+            self.leave_trace(span, status)
 
     def enter_trace(self, caller: tracing.TraceParent | None) -> Span | None:
         """Run the request in a span of its own under the caller's (or in a new trace), and
@@ -194,6 +201,11 @@ class FunctionRuntime:
         span, ours = self.spans.start(f"run {self.fn.name}", caller, "server", {"lepton.function": self.fn.name})
         tracing.enter(ours)
         return span
+
+    def leave_trace(self, span: Span | None, status: int) -> None:
+        """End the span `enter_trace` started, if it started one, with the answer's status."""
+        if span is not None and self.spans is not None:
+            self.spans.end(span, status)
 
     @staticmethod
     async def _event_trace(request: Request) -> tracing.TraceParent | None:
@@ -245,7 +257,7 @@ class FunctionRuntime:
                 if self.sig.kind == EVENT:
                     return await self._invoke_event(request, body)
                 validated = self._validate_query(request) if method in QUERY_METHODS else self._validate(body)
-                if self.sig.kind == BATCH:
+                if self.batcher is not None:  # a batch handler
                     result = await self._guard(self.batcher.submit(validated))
                     return self._json(result)
                 if self.sig.kind == STREAM:
@@ -263,8 +275,10 @@ class FunctionRuntime:
         await self.ready.wait()
 
     def _validate(self, body: bytes) -> BaseModel:
+        model = self.sig.input_model
+        assert model is not None  # json, stream and batch handlers have one
         try:
-            return self.sig.input_model.model_validate_json(body or b"{}")
+            return model.model_validate_json(body or b"{}")
         except ValidationError as exc:
             errors = exc.errors(include_url=False, include_context=False, include_input=False)
             if any(e["type"] == "json_invalid" for e in errors):
@@ -279,8 +293,10 @@ class FunctionRuntime:
         """The parameters from the query string, converted as pydantic's lax mode does ("1" -> 1)."""
         query = request.query_params
         params = {key: query.getlist(key) if key in self.list_params else query[key] for key in query}
+        model = self.sig.input_model
+        assert model is not None  # json, stream and batch handlers have one
         try:
-            return self.sig.input_model.model_validate(params)
+            return model.model_validate(params)
         except ValidationError as exc:
             errors = exc.errors(include_url=False, include_context=False, include_input=False)
             raise InvocationFailed(422, _field_errors("query", errors), "input") from None
@@ -325,7 +341,7 @@ class FunctionRuntime:
         self.threads.submit(run)
         return future
 
-    async def _run_batch(self, items: list[BaseModel]) -> list[Any]:
+    async def _run_batch(self, items: list[BaseModel]) -> Any:
         columns = {name: [getattr(item, name) for item in items] for name in type(items[0]).model_fields}
         return await self._call(**columns)
 
@@ -456,7 +472,7 @@ class RuntimeAPI(FastAPI):
 
     runtime: FunctionRuntime
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self.runtime.owns(scope):
             await self.runtime.serve(scope, receive, send)
             return
@@ -512,6 +528,7 @@ def _openapi(app: FastAPI, fn: Function) -> dict[str, Any]:
             },
         }}
     else:
+        assert sig.input_model is not None  # json, stream and batch handlers have one
         input_schema = sig.input_model.model_json_schema(ref_template=COMPONENTS)
         required = set(input_schema.get("required", ()))
         query = [{"name": name, "in": "query", "required": name in required, "schema": field}

@@ -10,6 +10,7 @@ import time
 from typing import TYPE_CHECKING, Any, Callable
 
 from fastapi.responses import JSONResponse
+from starlette.types import Message, Receive, Scope, Send
 
 from lepton import web
 from lepton.runtime import tracing
@@ -83,7 +84,7 @@ class AsgiRuntime(FunctionRuntime):
 
     async def prepare(self) -> Callable[..., Any]:
         """Build the app in a thread (a factory may load a model), then run its startup."""
-        app = await self._in_thread(self.fn)
+        app: Callable[..., Any] = await self._in_thread(self.fn)
         self.app_lifespan = Lifespan(app)
         await self.app_lifespan.startup()
         return app
@@ -92,10 +93,10 @@ class AsgiRuntime(FunctionRuntime):
         if self.app_lifespan is not None:
             await self.app_lifespan.shutdown()
 
-    def owns(self, scope: dict[str, Any]) -> bool:
+    def owns(self, scope: Scope) -> bool:
         return scope["type"] in ("http", "websocket") and not scope["path"].startswith(INTERNAL)
 
-    async def serve(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+    async def serve(self, scope: Scope, receive: Receive, send: Send) -> None:
         if not self.ready.is_set():
             try:
                 async with asyncio.timeout(self.spec.timeout):
@@ -108,16 +109,15 @@ class AsgiRuntime(FunctionRuntime):
             try:
                 await self.handler(scope, receive, send)
             finally:
-                if span is not None:
-                    self.spans.end(span, 101)
+                self.leave_trace(span, 101)
             return
         await self._observed(scope, receive, send, span)
 
-    def _rewrite(self, scope: dict[str, Any]) -> tracing.TraceParent | None:
+    def _rewrite(self, scope: Scope) -> tracing.TraceParent | None:
         """Give the app its lifespan state and, behind the platform, the URL prefix the way
         ASGI expects it (`root_path`, and `path` including it), so links and /docs work; an
         async job's id goes to `lepton.job_id()`. Returns the caller's trace context."""
-        scope["state"] = self.app_lifespan.state.copy()
+        scope["state"] = self.app_lifespan.state.copy() if self.app_lifespan is not None else {}
         traceparent = tracestate = None
         for key, value in scope["headers"]:
             if key == PREFIX_HEADER and value.startswith(b"/"):
@@ -134,11 +134,11 @@ class AsgiRuntime(FunctionRuntime):
                 tracestate = value.decode("latin-1")
         return tracing.parse(traceparent, tracestate)
 
-    async def _observed(self, scope: dict[str, Any], receive: Any, send: Any, span: Span | None) -> None:
+    async def _observed(self, scope: Scope, receive: Receive, send: Send, span: Span | None) -> None:
         """Pass an HTTP request to the app, counting it in the function's metrics (and its span)."""
         status = 500  # unless the app starts a response
 
-        async def observe(message: dict[str, Any]) -> None:
+        async def observe(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
@@ -150,10 +150,9 @@ class AsgiRuntime(FunctionRuntime):
             await self.handler(scope, receive, observe)
         finally:
             self.metrics.finished(status, time.perf_counter() - started)
-            if span is not None:
-                self.spans.end(span, status)
+            self.leave_trace(span, status)
 
-    async def _refuse(self, scope: dict[str, Any], receive: Any, send: Any, exc: Exception) -> None:
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send, exc: Exception) -> None:
         if scope["type"] == "websocket":
             await send({"type": "websocket.close", "code": 1011, "reason": "the function is not ready"})
             return

@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any, Awaitable, Callable
 
-RunBatch = Callable[[list[Any]], Awaitable[list[Any]]]
+# Calls the handler with a batch; what it returns is checked to be a list (or tuple) of one
+# result per item.
+RunBatch = Callable[[list[Any]], Awaitable[Any]]
 
 
 class BatchSizeMismatch(RuntimeError):

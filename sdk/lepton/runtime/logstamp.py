@@ -36,7 +36,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import TextIO
+from typing import BinaryIO, TextIO
 
 from lepton.runtime.tracing import trace_id
 
@@ -178,16 +178,11 @@ class StampedStream(io.TextIOBase):
         self._pending = ""
         self._lock = threading.RLock()
 
-    @property
-    def encoding(self) -> str:
-        return "utf-8"
+    encoding = "utf-8"
+    errors = "backslashreplace"
 
     @property
-    def errors(self) -> str:
-        return "backslashreplace"
-
-    @property
-    def buffer(self) -> io.BufferedIOBase:  # bytes written here are stamped by the thread
+    def buffer(self) -> BinaryIO:  # bytes written here are stamped by the thread
         return self._original.buffer
 
     def fileno(self) -> int:
@@ -296,8 +291,9 @@ def install(replica: str, fds: list[int], max_bytes: int) -> LogSink:
     for fd in fds:
         os.set_inheritable(fd, False)  # what the replica starts writes to fd 1 and 2
     sink = LogSink(replica, fds, max_bytes)
-    sys.__stdout__.flush()
-    sys.__stderr__.flush()
+    for original in (sys.__stdout__, sys.__stderr__):
+        if original is not None:  # None in a process started without them
+            original.flush()
     pipes = {}
     for target, stream in ((1, "out"), (2, "err")):
         read_end, write_end = os.pipe()

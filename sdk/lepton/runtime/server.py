@@ -7,7 +7,7 @@ import logging
 import os
 import socket
 import struct
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import uvicorn
 import uvloop
@@ -16,6 +16,9 @@ from lepton.functions import Function
 from lepton.handlers import ASGI
 from lepton.runtime import logstamp
 from lepton.runtime.app import build_app
+
+if TYPE_CHECKING:
+    from lepton.runtime.handoff import Handoff
 
 SETUP_FAILED = 3
 PEER_UID_ENV = "LEPTON_PLATFORM_UID"
@@ -34,9 +37,10 @@ def configure_logging(level: str = "info") -> None:
 PEER = struct.Struct("3i")  # struct ucred: pid, uid, gid
 
 
-def peer_uid(sock: Any) -> int:
+def peer_uid(sock: socket.socket) -> int:
     """The user of the process at the other end of a Unix socket."""
-    return PEER.unpack(sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, PEER.size))[1]
+    pid_uid_gid: tuple[int, int, int] = PEER.unpack(sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, PEER.size))
+    return pid_uid_gid[1]
 
 
 def only_from(uid: int) -> type:
@@ -103,7 +107,7 @@ def serve(
     return SETUP_FAILED if failures else 0
 
 
-async def _serve_with(server: uvicorn.Server, sock: socket.socket | None, handoff: Any) -> None:
+async def _serve_with(server: uvicorn.Server, sock: socket.socket | None, handoff: Handoff) -> None:
     accepting = asyncio.create_task(handoff.serve())
     try:
         await server.serve(sockets=[sock] if sock is not None else None)
