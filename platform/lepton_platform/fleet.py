@@ -274,7 +274,7 @@ class Fleet:
                     return  # another fleet took the GPUs first; the next tick looks again
                 finally:
                     self._drop(placeholder)
-                if self.revision is not revision:  # switched while it spawned: not needed
+                if self.revision is not revision or self._closed:  # switched or drained while it spawned: not needed
                     self._spawn(replica.stop(grace=0))
                     return
                 self.replicas.append(replica)
