@@ -49,6 +49,7 @@ bench: install
 	$(PY) tests/bench/websocket.py
 	$(PY) tests/bench/scale.py
 	$(PY) tests/bench/burst.py
+	$(PY) tests/bench/log_overhead.py
 	$(PY) tests/bench/batching.py
 	$(PY) tests/bench/quantization.py
 

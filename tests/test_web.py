@@ -301,7 +301,7 @@ def test_asgi_decorator_forms_and_refusals():
         lepton.asgi(name="web", batch=lepton.Batch())
     with pytest.raises(SpecError, match=r"@lepton.asgi takes no methods="):
         lepton.asgi(bare_app, name="web", methods=["GET"])
-    with pytest.raises(TypeError, match="max_scal"):
+    with pytest.raises(SpecError, match="no option max_scal=; did you mean max_scale="):
         lepton.asgi(name="web", max_scal=4)
     with pytest.raises(SpecError, match="needs name="):
         lepton.asgi(FastAPI())  # an app object has no __name__

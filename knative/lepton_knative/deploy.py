@@ -46,13 +46,15 @@ def plan(spec: FunctionSpec, target: Target) -> Plan:
     return Plan(spec, target, objects[0], objects[1:])
 
 
-def start(cluster: Cluster, new: Plan, serving: str | None, tokens: dict[str, str], *, timeout: float,
+def start(cluster: Cluster, new: Plan, serving: str | list[dict[str, Any]] | None, tokens: dict[str, str], *, timeout: float,
           progress: Progress = lambda _: None) -> dict[str, Any]:
     """Step 1: create the new Revision beside the serving one (`serving`, a Knative Revision
-    name, or None for a first deploy); returns the Service once the new Revision is ready.
-    `tokens` (key -> token) must hold the serving revision's as well as the new one's."""
+    name, the `spec.traffic` of a split that stays as it is, or None for a first deploy);
+    returns the Service once the new Revision is ready. `tokens` (key -> token) must hold the
+    serving revisions' as well as the new one's."""
     cluster.apply(secret(new.spec.name, new.target, tokens, new.revision))
-    svc = service(new.spec, new.target, pinned(serving) if serving else LATEST)
+    traffic = (pinned(serving) if isinstance(serving, str) else serving) if serving else LATEST
+    svc = service(new.spec, new.target, traffic)
     ensure_valid([svc])
     cluster.apply(svc)
     return cluster.wait_ready(svc, timeout, progress)

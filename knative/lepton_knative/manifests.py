@@ -1,4 +1,4 @@
-"""Knative objects for a function, from its spec (the mapping in ARCHITECTURE.md):
+"""Knative objects for a function, from its spec (the mapping in the README, "How a deploy works"):
 
 - the function        -> serving.knative.dev/v1 Service (one Knative Revision per template)
 - its credentials     -> a v1 Secret `lepton-fn-NAME`: the platform's in-cluster URL and one

@@ -19,15 +19,16 @@ if TYPE_CHECKING:
 async def acquire(fleet: Any, metrics: PlatformMetrics, *, bounded: bool = True) -> tuple[Any, bool] | Refusal:
     """(replica, cold) once one has a free slot, or the Refusal (recorded in the metrics)."""
     started = time.perf_counter()
+    cold = False  # a refusal counts as a cold start only when a start was what failed
     try:
         return await fleet.acquire(timeout=fleet.spec.timeout, bounded=bounded)
     except TimeoutError:
         refusal = Refusal(504, f"function {fleet.name!r} had no free replica within {fleet.spec.timeout:g}s")
     except StartFailed as exc:
-        refusal = Refusal(503, f"function {fleet.name!r} cannot start: {exc}")
+        refusal, cold = Refusal(503, f"function {fleet.name!r} cannot start: {exc}"), True
     except Overloaded as exc:
         refusal = Refusal(503, str(exc), ((b"retry-after", b"1"),))
-    metrics.invoked(fleet.name, refusal.status, time.perf_counter() - started, True)
+    metrics.invoked(fleet.name, refusal.status, time.perf_counter() - started, cold)
     return refusal
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from lepton.spec import FunctionSpec
 
@@ -23,6 +23,7 @@ MIN_STABLE_WINDOW = 2.0
 class Decision:
     desired: int
     panic: bool
+    triggered: bool = field(default=False, compare=False)  # a panic-sized burst now: the caller times the panic from it
 
 
 def stable_window(spec: FunctionSpec) -> float:
@@ -38,20 +39,21 @@ def decide(
     idle_for: float,
     in_flight: int,
     was_panicking: bool,
+    calm_for: float = 0.0,
 ) -> Decision:
-    """How many replicas `spec` should have now."""
+    """How many replicas `spec` should have now. `calm_for`: seconds since a panic-sized burst
+    was last seen; like Knative's KPA, panic mode (no scaling down) lasts a stable window after it."""
     target = spec.autoscale_target
     stable = math.ceil(stable_avg / target - 1e-9)
     panic_want = math.ceil(panic_avg / target - 1e-9)
-    panic = panic_want >= PANIC_THRESHOLD * max(ready, 1) and panic_want > ready
-    if was_panicking and not panic and stable < ready:
-        panic = panic_avg > 0  # stay in panic until the burst is over
+    triggered = panic_want >= PANIC_THRESHOLD * max(ready, 1) and panic_want > ready
+    panic = triggered or (was_panicking and stable < ready and calm_for < stable_window(spec))
     desired = max(stable, panic_want, ready) if panic else max(stable, panic_want)
     if in_flight > 0 or idle_for < spec.scale_down_after:
         desired = max(desired, 1)
     else:
         desired = 0
-    return Decision(max(spec.min_scale, min(spec.max_scale, desired)), panic)
+    return Decision(max(spec.min_scale, min(spec.max_scale, desired)), panic, triggered)
 
 
 class ConcurrencyWindow:

@@ -186,8 +186,13 @@ def load_config(home: Path) -> Config:
     for var, where in ENV.items():
         if os.environ.get(var):
             node = raw
-            for part in where[:-1]:
-                node = node.setdefault(part, {})
+            for depth, part in enumerate(where[:-1]):
+                if node.get(part) is None:  # absent, or left empty (`storage:`)
+                    node[part] = {}
+                node = node[part]
+                if not isinstance(node, dict):
+                    raise ConfigError(f"configuration {'.'.join(where[:depth + 1])}: {path} sets it to {node!r}, "
+                                      f"but {var} sets {'.'.join(where)} inside it; make it a mapping")
             node[where[-1]] = os.environ[var]
     try:
         config = Config.model_validate(raw)

@@ -44,6 +44,7 @@ class Fleet:
         self.replicas: list[Replica] = []
         self.desired = 0
         self.panic = False
+        self._burst_at = 0.0  # when a panic-sized burst was last seen (monotonic)
         self.failure: str | None = None
         self._failures_in_a_row = 0
         self._next_start = 0.0
@@ -237,9 +238,11 @@ class Fleet:
         decision = decide(
             self.spec, stable_avg=stable_avg, panic_avg=panic_avg, ready=ready,
             idle_for=0.0 if self._demand else now - self._last_request, in_flight=self._demand,
-            was_panicking=self.panic,
+            was_panicking=self.panic, calm_for=now - self._burst_at,
         )
         self.desired, self.panic = decision.desired, decision.panic
+        if decision.triggered:
+            self._burst_at = now
         alive = [r for r in self.replicas if r.state in (STARTING, READY)]
         if len(alive) < self.desired and now >= self._next_start:
             for _ in range(self.desired - len(alive)):
@@ -274,7 +277,7 @@ class Fleet:
                     return  # another fleet took the GPUs first; the next tick looks again
                 finally:
                     self._drop(placeholder)
-                if self.revision is not revision:  # switched while it spawned: not needed
+                if self.revision is not revision or self._closed:  # switched or drained while it spawned: not needed
                     self._spawn(replica.stop(grace=0))
                     return
                 self.replicas.append(replica)

@@ -13,7 +13,7 @@ from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 from lepton.runtime.metrics import LATENCY_BUCKETS
-from lepton_platform.console.history import History
+from lepton_platform.history import History
 
 if TYPE_CHECKING:
     from lepton_platform.broker.triggers import Trigger

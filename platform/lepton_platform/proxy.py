@@ -46,7 +46,7 @@ class ReplicaProxy:
             await send_json(send, 413, f"{exc} for function {fleet.name!r}")
             return
         headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"] if k not in DROP_REQUEST]
-        headers.append(("x-forwarded-prefix", f"/fn/{fleet.name}"))
+        headers.append(("x-forwarded-prefix", scope["lepton.prefix"]))
         headers += scope["lepton.trace"].headers()
         job = scope.get("lepton.job")
         if job is not None:
@@ -91,7 +91,7 @@ async def proxy_websocket(scope: Scope, receive: Receive, send: Send) -> None:
     # aiohttp makes the handshake's own headers; subprotocols pass as `protocols`.
     skip = DROP_REQUEST | {b"sec-websocket-key", b"sec-websocket-version", b"sec-websocket-extensions", b"sec-websocket-protocol"}
     headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"] if k not in skip]
-    headers.append(("x-forwarded-prefix", f"/fn/{fleet.name}"))
+    headers.append(("x-forwarded-prefix", scope["lepton.prefix"]))
     headers += scope["lepton.trace"].headers()
     try:
         async with asyncio.timeout(fleet.spec.timeout + 5):

@@ -47,7 +47,9 @@ def admit(platform: Platform, name: str, method: str, authorization: str | None,
     if fleet is None:
         return Refusal(404, f"function {name!r} has no tag {tag!r}; `lepton revisions {name}` shows its tags")
     spec = fleet.spec
-    if not spec.public:
+    # Who may call is the function's (its main revision's) rule, whichever revision takes the
+    # call; a revision that is itself private still needs the token.
+    if not (spec.public and (routes is None or routes.main.spec.public)):
         denied = platform.callers.refusal(name, authorization)
         if denied is not None:
             status, reason = denied
@@ -129,6 +131,7 @@ class Router:
             scope["lepton.fleet"] = fleet
             scope["lepton.limit"] = self.limit
             scope["lepton.path"] = "/" + raw[len(PREFIX):].partition("/")[2] + ("?" + query if query else "")
+            scope["lepton.prefix"] = PREFIX + raw[len(PREFIX):].partition("/")[0]  # /fn/NAME, or /fn/NAME@TAG as called
             scope["lepton.trace"] = trace
             await self.app(scope, receive, answer)
         finally:

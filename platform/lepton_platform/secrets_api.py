@@ -37,8 +37,8 @@ def valid_name(name: str) -> str:
 
 
 def users(platform: Platform, name: str) -> list[str]:
-    """Deployed functions whose serving revision declares the secret."""
-    return sorted(f for f, fleet in platform.fleets.items() if name in fleet.spec.secrets)
+    """Deployed functions with a revision that serves (in a split, or by tag) and declares the secret."""
+    return sorted({fleet.name for fleet in platform.serving() if name in fleet.spec.secrets})
 
 
 async def read_value(request: Request, name: str, limit: int) -> str:

@@ -68,7 +68,6 @@ def bind(host: str, port: int) -> socket.socket:
         if exc.errno == errno.EADDRINUSE:
             raise CannotStart(f"port {port} is in use on {host}; stop what holds it or pick another with --port") from None
         raise CannotStart(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
-    sock.set_inheritable(True)
     return sock
 
 

@@ -112,8 +112,9 @@ class Platform:
             if not traffic.simple:
                 try:
                     await self._split(name, traffic)
-                except (DeployFailed, ArtifactError) as exc:
-                    logger.error("function %s: its traffic split cannot be restored, its main revision takes it all: %s", name, exc)
+                except (DeployFailed, NotFound, ArtifactError) as exc:
+                    logger.error("function %s: its traffic split and tags cannot be restored, so the platform sends every call "
+                                 "to its main revision (%s): %s", name, revision.id, exc)
         await self.broker.start()
         await self.jobs.start()
         # Everything imported and built so far lives as long as the process: keep it out of
@@ -180,6 +181,9 @@ class Platform:
         if percent is not None and percent < 100 and function not in self.fleets:
             raise InvalidTraffic(f"function {function!r} is not serving yet, so its first revision takes all traffic; "
                                  "deploy it without --traffic first")
+        if percent == 0 and tag is None:
+            raise InvalidTraffic(f"function {function!r}: a revision deployed at 0% is reachable only through a tag; "
+                                 "add --tag")
         if tag is not None:
             validate(function, {"new": 100}, {tag: "new"}, ["new"])
         self._unpacked(digest)
@@ -190,7 +194,8 @@ class Platform:
         self.backend.check(spec, digest, image)
         self.check_secrets(spec)
         fleet = self.fleets.get(function)
-        if fleet is not None and fleet.revision.content == content_id(digest, spec, image):
+        plain = percent in (None, 100) and tag is None and function not in self.splits  # moves nothing but all traffic
+        if plain and fleet is not None and fleet.revision.content == content_id(digest, spec, image):
             return spec, fleet.revision
         return spec, None
 
@@ -237,8 +242,10 @@ class Platform:
                 self.store.set_revision_status(revision.id, "failed", str(exc))
                 raise
             self.store.set_revision_status(revision.id, "ready")
-            if (percent is None or percent >= 100) and tag is None and spec.name not in self.splits:
+            if spec.name not in self.fleets or ((percent is None or percent >= 100) and tag is None and spec.name not in self.splits):
                 revision = await self._route(revision, proof)
+                if tag is not None:  # a first deploy with a tag
+                    await self._split(spec.name, Traffic.single(revision.id, {tag: revision.id}))
             else:
                 traffic = self.traffic_of(spec.name).with_canary(revision.id, 100 if percent is None else percent, tag)
                 await self._split(spec.name, traffic, (revision.id, proof))

@@ -69,6 +69,8 @@ class Traffic:
         tags = {**self.tags, **({tag: revision} if tag else {})}
         if percent >= 100:
             return Traffic.single(revision, tags)
+        if revision in self.split:  # already taking traffic (the same code deployed again): its share stays
+            return Traffic(dict(self.split), tags)
         split = {self.main: 100 - percent, **({revision: percent} if percent else {})}
         return Traffic(split, tags)
 

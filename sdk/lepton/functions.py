@@ -208,7 +208,7 @@ def function(
             ...
     """
     if misspelt:
-        raise _unknown_option("function", misspelt)
+        raise _unknown_option("function", misspelt, _OPTIONS)
     options = {key: value for key, value in locals().items() if key not in ("obj", "misspelt")}  # every option, as given
     return _decorator(obj, options, asgi=False)
 
@@ -235,7 +235,7 @@ def asgi(obj: Any = None, **options: Any) -> Any:
         if refused in options:
             raise _spec_error(str(options.get("name")), f"@lepton.asgi takes no {refused}= ({why})")
     if unknown := {key: value for key, value in options.items() if key not in _OPTIONS}:
-        raise _unknown_option("asgi", unknown)
+        raise _unknown_option("asgi", unknown, [o for o in _OPTIONS if o not in ("batch", "methods")])
     return _decorator(obj, {**_OPTIONS, **options}, asgi=True)
 
 
@@ -348,13 +348,13 @@ class AsgiFunction(Function):
         return self._instance
 
 
-def _unknown_option(decorator: str, given: dict[str, Any]) -> Exception:
+def _unknown_option(decorator: str, given: dict[str, Any], options: Sequence[str]) -> Exception:
     """A SpecError for an option the decorator does not have, with the nearest real one."""
     from lepton.errors import SpecError
 
     key = sorted(given)[0]
-    near = difflib.get_close_matches(key, _OPTIONS, n=1)
-    hint = f"did you mean {near[0]}=?" if near else f"the options are {', '.join(_OPTIONS)}"
+    near = difflib.get_close_matches(key, options, n=1)
+    hint = f"did you mean {near[0]}=?" if near else f"the options are {', '.join(options)}"
     return SpecError(f"@lepton.{decorator} has no option {key}=; {hint}")
 
 

@@ -9,7 +9,6 @@ import io
 import json
 import signal
 import sys
-import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -19,7 +18,7 @@ import numpy as np
 import pytest
 
 from tests.embedded.conftest import PlatformProcess, start_platform
-from tests.embedded.test_events import STRUCTURED
+from tests.embedded.test_events import STRUCTURED, settled
 from tests.helpers import wait_for
 
 FUNCTIONS = Path(__file__).resolve().parents[2] / "functions"
@@ -138,7 +137,9 @@ def test_device_events_raise_alerts_only_for_faults(ai):
             return [o["key"] for o in listed if run in o["key"]]
 
         wait_for(lambda: len(alert_keys()) >= 2, timeout=30, message="two alerts")
-        time.sleep(1)
+        # detect publishes an alert before its delivery is acknowledged: once detect owes
+        # nothing, then alerts owes nothing, every reading was scored and every alert stored.
+        wait_for(lambda: settled(ai, "detect") and settled(ai, "alerts"), timeout=30, message="every reading scored, every alert stored")
         alerts = alert_keys()
         devices = {key.split("/")[1] for key in alerts}
         assert devices == {f"motor-{run}-bearing", f"motor-{run}-stall"}, alerts

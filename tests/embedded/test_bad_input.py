@@ -110,13 +110,19 @@ def raw_request(url: str, head: str, body: bytes = b"") -> tuple[int, str]:
         sender = threading.Thread(target=push, daemon=True)
         sender.start()
         sock.settimeout(30)
+
+        def more(got: bytes) -> bytes:
+            chunk = sock.recv(65536)
+            assert chunk, f"the server closed the connection early; got {got!r}"  # else this loops for ever on b""
+            return chunk
+
         reply = b""
         while b"\r\n\r\n" not in reply:
-            reply += sock.recv(65536)
+            reply += more(reply)
         head_part, _, rest = reply.partition(b"\r\n\r\n")
         length = int(next(line.split(b":")[1] for line in head_part.split(b"\r\n") if line.lower().startswith(b"content-length")))
         while len(rest) < length:
-            rest += sock.recv(65536)
+            rest += more(head_part + rest)
     text = (head_part + b"\r\n\r\n" + rest).decode(errors="replace")
     return int(text.split()[1]), text
 

@@ -22,6 +22,7 @@ import pytest
 
 import lepton
 from tests.embedded.conftest import PlatformProcess, start_platform
+from tests.helpers import wait_for
 
 S3_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
 
@@ -206,12 +207,13 @@ def test_upload_cut_off_half_way_leaves_nothing(storage):
         http.put("/v1/buckets/cut")
         http.put("/v1/buckets/cut/objects/kept", content=b"old version")
     host, port = urlsplit(storage.url).hostname, urlsplit(storage.url).port
+    uploading = storage.home / "buckets" / "tmp"  # where both stores spool an upload until it is complete
     for key in ("fresh", "kept"):
         with socket.create_connection((host, port)) as sock:
             sock.sendall((f"PUT /v1/buckets/cut/objects/{key} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {storage.token}\r\n"
                           "Content-Length: 1000000\r\n\r\n").encode() + b"y" * 400_000)
-            time.sleep(0.2)
-    time.sleep(0.5)
+            wait_for(lambda: any(uploading.iterdir()), timeout=10, message=f"the upload of {key} has begun")
+        wait_for(lambda: not any(uploading.iterdir()), timeout=10, message=f"the cut-off upload of {key} is over")
     with storage.http() as http:
         assert http.head("/v1/buckets/cut/objects/fresh").status_code == 404
         assert http.get("/v1/buckets/cut/objects/kept").content == b"old version"

@@ -21,7 +21,7 @@ import httpx
 import pytest
 
 from lepton.runtime.metrics import LATENCY_BUCKETS
-from lepton_platform.console.history import History, quantile
+from lepton_platform.history import History, quantile
 from tests.embedded.conftest import PlatformProcess, start_platform
 from tests.helpers import FUNCTIONS, log_records, wait_for
 

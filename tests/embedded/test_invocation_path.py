@@ -16,7 +16,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.embedded.conftest import PlatformProcess, start_platform
-from tests.helpers import FUNCTIONS
+from tests.helpers import FUNCTIONS, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -213,18 +213,26 @@ def test_requests_off_the_fast_path_take_the_asgi_path(target, wire):
 
 
 def test_a_caller_that_hangs_up_frees_the_replica(target):
+    """Mid-reply, a hang-up stops the reply and frees the slot at once: this stream would run
+    for a minute more. Before the reply starts, the slot comes back when the replica answers
+    (README: "A caller that hangs up frees its slot when the replica finishes")."""
     with target.http() as http:
-        assert http.post("/fn/slow", json={"seconds": 0}).status_code == 200  # warm
+        assert http.post("/fn/words", json={"text": "warm"}).status_code == 200
+    caller = Wire(target.url)
+    caller.send(post("/fn/words", json.dumps({"text": "word " * 6000}).encode(), target.token))  # 0.01 s a word
+    assert caller.response(head=True)[0] == 200  # the reply has started streaming
+    assert target.info("words")["in_flight"] == 1
+    caller.close()
+    wait_for(lambda: target.info("words")["in_flight"] == 0, timeout=10, message="the slot is freed long before the stream would end")
+
     caller = Wire(target.url)
     caller.send(post("/fn/slow", b'{"seconds": 1}', target.token))
-    time.sleep(0.2)
+    wait_for(lambda: target.info("slow")["in_flight"] == 1, timeout=10, message="the call runs")
     caller.close()
-    deadline = time.monotonic() + 10
-    while target.info("slow")["in_flight"] and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert target.info("slow")["in_flight"] == 0
+    wait_for(lambda: target.info("slow")["in_flight"] == 0, timeout=10, message="the slot is freed once the replica answers")
     with target.http() as http:
         assert http.post("/fn/slow", json={"seconds": 0}).json() == {"slept": 0}
+        assert http.post("/fn/words", json={"text": "still serving"}).text == "still serving "
 
 
 def test_stopping_the_platform_finishes_the_invocation_in_flight(platform):
@@ -240,7 +248,7 @@ def test_stopping_the_platform_finishes_the_invocation_in_flight(platform):
 
     caller = threading.Thread(target=call)
     caller.start()
-    time.sleep(0.5)
+    wait_for(lambda: platform.info("slow")["in_flight"] == 1, timeout=10, message="the call is in flight")
     platform.process.proc.send_signal(signal.SIGTERM)
     caller.join(30)
     assert answers == [(200, {"slept": 1.5})]
@@ -253,17 +261,23 @@ def test_large_bodies_pass_both_ways(target):
     assert response.status_code == 200 and response.json()["hello"] == name
 
 
+def replica_starts(target: PlatformProcess, function: str) -> float:
+    with target.http() as http:
+        text = http.get("/metrics").text
+    return sum(float(n) for n in re.findall(rf'lepton_replica_start_seconds_count{{[^}}]*function="{function}"[^}}]*}} (\S+)', text))
+
+
 def test_a_caller_that_hangs_up_during_a_cold_start_frees_the_replica(target):
-    deadline = time.monotonic() + 15
-    while target.info("greet")["replicas"] and time.monotonic() < deadline:  # greet scales to zero after 1 s
-        time.sleep(0.2)
-    assert target.info("greet")["replicas"] == 0
+    """The request leaves the queue when its caller goes: the replica it woke starts, and the
+    request never runs on it."""
+    wait_for(lambda: target.info("greet")["replicas"] == 0, timeout=15, message="greet scales to zero after 1 s")
+    before, starts = invocations(target, "greet"), replica_starts(target, "greet")
     caller = Wire(target.url)
     caller.send(post("/fn/greet", b'{"name": "gone"}', target.token))
     caller.close()
-    deadline = time.monotonic() + 10
-    while (target.info("greet")["ready"] == 0 or target.info("greet")["in_flight"]) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert target.info("greet")["in_flight"] == 0
+    wait_for(lambda: replica_starts(target, "greet") > starts, timeout=10, message="the replica it woke became ready")
+    wait_for(lambda: target.info("greet")["in_flight"] == 0, timeout=10, message="nothing holds the replica")
+    assert invocations(target, "greet") == before, "the abandoned request was run"
     with target.http() as http:
         assert http.post("/fn/greet", json={"name": "next"}).json()["hello"] == "next"
+    assert invocations(target, "greet") == before + 1

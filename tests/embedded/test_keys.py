@@ -220,7 +220,7 @@ def test_a_revoked_key_stops_working_at_once(target):
         sent = http.post("/v1/events", content=json.dumps(event), headers={"content-type": "application/cloudevents+json"})
         assert sent.status_code == 401 and "revoked" in sent.json()["detail"]
         # HTTP/1.0 takes the ASGI router rather than the socket fast path: the same decision.
-        with socket.create_connection(("127.0.0.1", int(target.url.rsplit(":", 1)[1]))) as raw:
+        with socket.create_connection(("127.0.0.1", int(target.url.rsplit(":", 1)[1])), timeout=30) as raw:
             raw.sendall(f"POST /fn/callee HTTP/1.0\r\nAuthorization: Bearer {created['key']}\r\ncontent-length: 2\r\n\r\n{{}}".encode())
             answer = b""
             while chunk := raw.recv(65536):

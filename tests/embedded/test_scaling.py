@@ -89,9 +89,9 @@ def test_no_failed_request_while_a_new_revision_takes_over(platform):
     for t in threads:
         t.start()
     try:
-        time.sleep(0.5)
+        wait_for(lambda: any(v == 1 for _, v in results), timeout=30, message="the first revision serves")
         platform.deploy(platform.source("app.py", 2), "work")
-        time.sleep(0.8)
+        wait_for(lambda: sum(v == 2 for _, v in results) >= 20, timeout=30, message="the new revision serves a while")
     finally:
         stop.set()
         for t in threads:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from collections import Counter
 
+import httpx
+
 from tests.helpers import wait_for
 
 
@@ -105,3 +107,33 @@ def test_bad_rules_are_refused_and_routing_stays(platform):
         assert result.returncode != 0 and words in result.stderr and "Traceback" not in result.stderr, (args, result.stderr)
     first = platform.cli("deploy", f"{platform.source('app.py', 1)}:work", "--traffic", "10")
     assert first.returncode != 0 and "not serving yet" in first.stderr and "Traceback" not in first.stderr
+
+
+def test_a_first_deploy_can_be_tagged_and_a_dark_deploy_needs_a_tag(platform):
+    tagged = platform.cli("deploy", f"{platform.source('app.py', 1)}:greet", "--tag", "v1")
+    assert tagged.returncode == 0, tagged.stderr
+    with platform.http() as http:
+        assert served_by(http, "/fn/greet@v1", 3) == {"greet-00001": 3}
+        assert served_by(http, "/fn/greet", 3) == {"greet-00001": 3}
+    dark = platform.cli("deploy", f"{platform.source('app.py', 2)}:greet", "--traffic", "0")
+    assert dark.returncode != 0 and "reachable only through a tag; add --tag" in dark.stderr
+    # The same code as the main revision, tagged: nothing new starts, the tag is added.
+    again = platform.cli("deploy", f"{platform.source('app.py', 1)}:greet", "--tag", "stable")
+    assert again.returncode == 0, again.stderr
+    with platform.http() as http:
+        assert http.get("/v1/functions/greet/traffic").json()["tags"] == {"v1": "greet-00001", "stable": "greet-00001"}
+
+
+def test_who_may_call_is_the_main_revisions_rule_whichever_revision_answers(platform):
+    platform.deploy(platform.source("app.py", 1), "greet")  # private
+    public = platform.source("app.py", 2)
+    public.write_text(public.read_text().replace("@lepton.function(scale_down_after=1)", "@lepton.function(scale_down_after=1, public=True)"))
+    platform.deploy(public, "greet")
+    with platform.http() as http:
+        assert http.post("/v1/functions/greet/rollback", json={"revision": "greet-00001"}).status_code == 200
+        # greet-00002 is public, but greet-00001, the main revision (the larger share), is not.
+        assert http.put("/v1/functions/greet/traffic", json={"split": {"greet-00001": 60, "greet-00002": 40},
+                                                              "tags": {"open": "greet-00002"}}).status_code == 200
+    anonymous = [httpx.post(f"{platform.url}/fn/greet", json={}).status_code for _ in range(40)]
+    assert set(anonymous) == {401}, anonymous
+    assert httpx.post(f"{platform.url}/fn/greet@open", json={}).status_code == 401

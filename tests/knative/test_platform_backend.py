@@ -432,6 +432,14 @@ def test_traffic_split_and_tags_become_the_services_spec_traffic(knative, tmp_pa
         refused = http.put("/v1/functions/hello/traffic", json={"split": {"hello-00001": 50}})
         assert refused.status_code == 422 and knative.service("hello")["spec"]["traffic"] == svc["spec"]["traffic"]
 
+        # A deploy starts its Revision beside the split and its tags: one that fails leaves them as they were.
+        knative.cluster.fail["hello"] = "Container failed with: exec format error"
+        with pytest.raises(lepton.InvocationError):
+            knative.platform.deploy(source(tmp_path, "v3", HELLO.read_text().replace("Hello,", "Hey,")))
+        del knative.cluster.fail["hello"]
+        assert knative.service("hello")["spec"]["traffic"] == svc["spec"]["traffic"]
+        assert http.get("/v1/functions/hello/traffic").json()["tags"] == {"canary": "hello-00002", "stable": "hello-00001"}
+
         # Kept across a restart; a rollback pins one revision and keeps the tags at 0%.
         knative.restart()
         assert http.get("/v1/functions/hello/traffic").json()["split"] == {"hello-00001": 90, "hello-00002": 10}

@@ -462,3 +462,129 @@ def test_json_object_problem_matches_pingsource(text, go_accepts):
 def test_quantity(text, value):
     got = rules.quantity(text)
     assert (got is None) if value is None else got == rules.Decimal(value)
+
+
+# --- rules the CASES table leaves out -----------------------------------------------------------
+# Traffic, annotations that depend on each other, legacy keys, labels, filter shapes, delivery
+# destinations and PingSource dataBase64; `changed` sets several fields of one base object.
+
+def changed(kind: str, *edits: tuple[tuple, Any]) -> dict[str, Any]:
+    obj = BASE[kind]()
+    for path, value in edits:
+        node = obj
+        for part in path[:-1]:
+            node = node[part] if isinstance(part, int) else node.setdefault(part, {})
+        if value is KeyError:
+            node.pop(path[-1], None)
+        else:
+            node[path[-1]] = copy.deepcopy(value)
+    return obj
+
+
+TRAFFIC = ("spec", "traffic")
+SPLIT = [{"revisionName": "fn-0123abcd", "percent": 90}, {"latestRevision": True, "percent": 10, "tag": "canary"}]
+
+MORE_CASES = [
+    # Traffic (route_validation.go validateTrafficList).
+    ("Service", [(TRAFFIC, SPLIT)], None),
+    ("Service", [(TRAFFIC, [{**SPLIT[0], "percent": 80}, SPLIT[1]])], "spec.traffic: traffic targets sum to 90, want 100"),
+    ("Service", [(TRAFFIC, [{**SPLIT[0], "percent": 100}, SPLIT[1]])], "traffic targets sum to 110, want 100"),
+    ("Service", [(TRAFFIC, [{**SPLIT[0], "tag": "canary"}, SPLIT[1]])],
+     "spec.traffic[1].tag: multiple definitions for 'canary' (also spec.traffic[0].tag)"),
+    ("Service", [(TRAFFIC, [SPLIT[0], {**SPLIT[1], "tag": "Canary"}])], "spec.traffic[1].tag: 'Canary' is not a DNS-1035 label"),
+    ("Service", [(TRAFFIC, [{"revisionName": "fn-0123abcd", "tag": "pinned"}, {"latestRevision": True, "percent": 100}])], None),
+    ("Service", [(TRAFFIC, [])], None),  # no targets: Knative's default of 100% to the latest
+    # Annotations that depend on each other, and the legacy camel-case keys.
+    ("Service", [(ANN + (A + "min-scale",), "5"), (ANN + (A + "max-scale",), "3")], "max-scale]: 3 is below min-scale 5"),
+    ("Service", [(ANN + (A + "min-scale",), "3"), (ANN + (A + "max-scale",), "3")], None),
+    ("Service", [(ANN + (A + "min-scale",), "3"), (ANN + (A + "activation-scale",), "2")], "activation-scale]: 2 is below min-scale 3"),
+    ("Service", [(ANN + (A + "activation-scale",), "two")], "activation-scale]: 'two' is not an integer"),
+    ("Service", [(ANN + (A + "activation-scale",), "10")], None),  # equal to max-scale
+    ("Service", [(ANN + (A + "min-scale",), KeyError), (ANN + (A + "minScale",), "-1")], "minScale]: '-1' is not a non-negative integer"),
+    ("Service", [(ANN + (A + "max-scale",), KeyError), (ANN + (A + "maxScale",), "x")], "maxScale]: 'x' is not a non-negative integer"),
+    ("Service", [(ANN + (A + "max-scale",), KeyError), (ANN + (A + "maxScale",), "2"), (ANN + (A + "min-scale",), "4")],
+     "max-scale]: 2 is below min-scale 4"),
+    ("Service", [(ANN + (A + "minScale",), "-1"), (ANN + (A + "min-scale",), "1")], None),  # the new key wins
+    ("Service", [(ANN + (A + "panicWindowPercentage",), "0.5")], "panicWindowPercentage]: 0.5 is outside 1..100"),
+    ("Service", [(ANN + (A + "target",), 100)], "target]: annotation values must be strings, got 100"),
+    ("Service", [(ANN + (A + "window",), "61m")], "'61m' is not a duration between 6s and 1h"),
+    ("Service", [(ANN + (A + "window",), "1h")], None),
+    ("Service", [(ANN + (A + "scale-down-delay",), "-1s")], "'-1s' is not a duration between 0s and 1h"),
+    ("Service", [(ANN + (A + "scale-to-zero-pod-retention-period",), KeyError), (ANN + (A + "scaleToZeroPodRetentionPeriod",), "2h")],
+     "scaleToZeroPodRetentionPeriod]: '2h' is not a duration"),
+    ("Service", [(ANN + (A + "class",), rules.HPA), (ANN + (A + "metric",), "cpu")], None),  # HPA scales on any metric
+    ("Service", [(ANN + (A + "class",), rules.HPA), (ANN + (A + "metric",), "")], "is not a metric the hpa.autoscaling.knative.dev autoscaler"),
+    ("Service", [(ANN + (A + "metric",), "concurrency")], None),
+    ("Service", [(ANN + (A + "class",), KeyError), (ANN + (A + "metric-aggregation-algorithm",), "median")], None),  # only under KPA
+    ("Service", [(ANN + (A + "metricAggregationAlgorithm",), "weightedExponential")], None),
+    ("Service", [(("metadata", "annotations"), {"serving.knative.dev/rollout-duration": "-5s"})], "rollout-duration]: '-5s' must not be negative"),
+    ("Service", [(("metadata", "annotations"), {"serving.knative.dev/rollout-duration": "soon"})], "'soon' is not a Go duration"),
+    # Names, labels, containers.
+    ("Service", [(("spec", "template", "metadata", "name"), "other-0123abcd")], "'other-0123abcd' must be a DNS-1123 label starting with 'fn-'"),
+    ("Service", [(("metadata", "namespace"), "ML")], "metadata.namespace: 'ML' is not a DNS-1123 label"),
+    ("Service", [(("metadata", "labels"), {"app": "a b"})], "metadata.labels[app]: 'a b' is not a valid label value"),
+    ("Service", [(("metadata", "labels"), {"-app": "x"})], "metadata.labels[-app]: not a valid label key"),
+    ("Service", [(("spec", "template", "metadata", "labels"), {"tier": 1})], "spec.template.metadata.labels[tier]: 1 is not a valid label value"),
+    ("Service", [(("spec", "template", "spec", "containers"), [])], "one serving container expected, got 0"),
+    # Filter shapes (trigger_validation.go ValidateSubscriptionAPIFilter), nested paths included.
+    ("Trigger", [(("spec", "filters"), [{"exact": {}}])], "spec.filters.0.exact: needs a non-empty map of attribute to value"),
+    ("Trigger", [(("spec", "filters"), [{"prefix": {"type": ""}}])], "spec.filters.0.prefix[type]: needs a non-empty string"),
+    ("Trigger", [(("spec", "filters"), [{"suffix": {"type": 5}}])], "spec.filters.0.suffix[type]: needs a non-empty string"),
+    ("Trigger", [(("spec", "filters"), [{"exact": {"type": ""}}])], None),  # exact may want an empty value
+    ("Trigger", [(("spec", "filters"), [{"all": []}])], "spec.filters.0.all: needs a non-empty list of filters"),
+    ("Trigger", [(("spec", "filters"), [{"regex": {"type": "x"}}])], "spec.filters.0: unknown filter dialect 'regex'"),
+    ("Trigger", [(("spec", "filters"), [{}])], "spec.filters.0: each filter needs exactly one dialect"),
+    ("Trigger", [(("spec", "filters"), [{"exact": {"a": "1"}, "prefix": {"b": "2"}}])], "each filter needs exactly one dialect"),
+    ("Trigger", [(("spec", "filters"), [{"any": [{"exact": {"type": "a"}}, {"not": {"exact": {"Type": "a"}}}]}])],
+     "spec.filters.0.any.1.not.exact[Type]: attribute names must match"),
+    ("Trigger", [(("spec", "filter"), {"attributes": {"type": 5}})], "spec.filter.attributes[type]: values must be strings"),
+    # Delivery and destinations.
+    ("Trigger", [(("spec", "delivery", "backoffPolicy"), "random")], "backoffPolicy: 'random' is not 'linear' or 'exponential'"),
+    ("Trigger", [(("spec", "delivery", "retry"), 0), (("spec", "delivery", "backoffDelay"), "PT0S")], None),  # no retries to pause between
+    ("Trigger", [(("spec", "delivery", "deadLetterSink"), {})], "spec.delivery.deadLetterSink: needs a ref or a uri"),
+    ("Trigger", [(("spec", "delivery", "deadLetterSink"), {"uri": "dead"})], "deadLetterSink.uri: 'dead' must be an absolute URL"),
+    ("Trigger", [(("spec", "subscriber"), KeyError)], "spec.subscriber: needs a ref or a uri"),
+    ("Trigger", [(("spec", "subscriber"), {"ref": {"apiVersion": "v1", "kind": "Service"}})], "spec.subscriber.ref.name: required"),
+    # PingSource: dataBase64 and content types other than exactly application/json.
+    ("PingSource", [(("spec", "data"), KeyError), (("spec", "dataBase64"), "eyJ0aWNrIjogdHJ1ZX0=")], None),  # {"tick": true}
+    ("PingSource", [(("spec", "data"), KeyError), (("spec", "dataBase64"), "WzFd")],  # [1]
+     "spec.dataBase64: decoded, is an array, not a JSON object (contentType application/json needs a JSON object)"),
+    ("PingSource", [(("spec", "data"), KeyError), (("spec", "dataBase64"), "not base64!")], "spec.dataBase64: is not standard base64"),
+    ("PingSource", [(("spec", "data"), KeyError), (("spec", "dataBase64"), "eyJ0aWNrIjogdHJ1\nZX0=")], None),  # Go skips newlines
+    ("PingSource", [(("spec", "contentType"), "application/json; charset=utf-8"), (("spec", "data"), "[1]")], None),
+    ("PingSource", [(("spec", "schedule"), KeyError)], "left empty, Knative would run it every minute"),
+]
+
+
+@pytest.mark.parametrize("kind, edits, expected", MORE_CASES)
+def test_more_rules(kind, edits, expected):
+    found = list(rule_errors(changed(kind, *edits)))
+    if expected is None:
+        assert found == []
+    else:
+        assert any(expected in f for f in found), found
+    assert all("\n" not in f for f in found)
+
+
+def test_a_valid_traffic_split_also_passes_the_schema():
+    assert problems(changed("Service", (TRAFFIC, SPLIT))) == []
+
+
+def test_the_clusters_ping_data_limit_counts_bytes():
+    data = changed("PingSource", (("spec", "data"), '{"k": "é"}'))  # 10 characters, 11 bytes
+    assert list(rule_errors(data, ClusterConfig(ping_data_max_size=11))) == []
+    assert list(rule_errors(data, ClusterConfig(ping_data_max_size=10))) == ["spec.data: 11 bytes exceeds the cluster's data-max-size 10"]
+    encoded = changed("PingSource", (("spec", "data"), KeyError), (("spec", "dataBase64"), "eyJ0aWNrIjogdHJ1ZX0="))
+    assert any("spec.dataBase64: 20 bytes exceeds" in f for f in rule_errors(encoded, ClusterConfig(ping_data_max_size=19)))
+
+
+def test_the_clusters_max_scale_limit_caps_max_scale():
+    over = changed("Service", (ANN + (A + "max-scale",), "60"))
+    assert any("max-scale]: 60 is above the cluster's max-scale-limit 50" in f for f in rule_errors(over, ClusterConfig(max_scale_limit=50)))
+    assert list(rule_errors(changed("Service", (ANN + (A + "max-scale",), "50")), ClusterConfig(max_scale_limit=50))) == []
+
+
+def test_the_clusters_default_class_decides_which_metrics_are_allowed():
+    cpu = changed("Service", (ANN + (A + "class",), KeyError), (ANN + (A + "metric",), "cpu"))
+    assert any("is not a metric the kpa" in f for f in rule_errors(cpu))
+    assert list(rule_errors(cpu, ClusterConfig(pod_autoscaler_class=rules.HPA))) == []

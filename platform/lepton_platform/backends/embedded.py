@@ -220,6 +220,8 @@ class EmbeddedBackend:
         for rev_id, fleet in current.fleets.items():
             if rev_id not in fleets:
                 fleet.drain()
+        if proof is not None and proof[0] not in fleets and proof[1] is not None:
+            await proof[1].stop(grace=0)  # proven, but it takes no traffic and has no tag
         await self.platform.broker.set_function_triggers(revisions[traffic.main].spec)
         return Routes(traffic, fleets)
 

@@ -233,12 +233,20 @@ class KnativeBackend:
         if rollback and await self._exists(revision.backend_ref):
             return revision.backend_ref
         new = self._plan(revision)
-        # Pin the traffic where it is while the new revision starts; if the serving Revision
-        # is gone (deleted by hand), there is nothing to keep serving.
-        serving = current.backend_ref if current is not None and await self._exists(current.backend_ref) else None
+        # Pin the traffic where it is while the new revision starts (a split and its tags
+        # stay as they are); if the serving Revision is gone (deleted by hand), there is
+        # nothing to keep serving.
+        serving: str | list[dict[str, Any]] | None = None
+        tokens = self._tokens(revision)
+        routes = self.platform.splits.get(revision.function)
+        if routes is not None:
+            serving, others = self._targets(routes.traffic)
+            tokens = self._tokens(revision, *others)
+        elif current is not None and await self._exists(current.backend_ref):
+            serving = current.backend_ref
+            tokens = self._tokens(revision, current)
         await self._call(f"revision {revision.id} failed on Knative; the previous revision keeps serving", deploy.start,
-                         self.cluster, new, serving, self._tokens(revision, current if serving else None),
-                         timeout=self.config.ready_timeout)
+                         self.cluster, new, serving, tokens, timeout=self.config.ready_timeout)
         self.platform.store.set_backend_ref(revision.id, new.revision)
         return new.revision
 
@@ -281,13 +289,9 @@ class KnativeBackend:
         revision per request, so the platform sends untagged calls to the Service and tagged
         ones to the tag's own address. The main revision's triggers are put in place."""
         from lepton_knative import deploy
-        from lepton_knative.manifests import split
 
         main = revisions[traffic.main]
-        refs = {rev_id: revision.backend_ref for rev_id, revision in revisions.items()}
-        if missing := sorted(rev_id for rev_id, ref in refs.items() if not ref):
-            raise DeployFailed(f"revision {missing[0]} has no Knative Revision on the cluster; deploy it again")
-        targets = split({refs[r]: pct for r, pct in traffic.split.items()}, {tag: refs[r] for tag, r in traffic.tags.items()})
+        targets, _ = self._targets(traffic, revisions)
         new = self._plan(main)
         found = await self._call("cannot read the cluster", self.cluster.find, "Service", self.config.namespace, main.function)
         template = (found or {}).get("spec", {}).get("template")  # the newest template stays as it is
@@ -296,13 +300,16 @@ class KnativeBackend:
         url = service_url(final) or UNAVAILABLE
         fleet = current.main if isinstance(current.main, KnativeFleet) else KnativeFleet(main, url)
         fleet.switch(main, url)
-        by_tag = {t["tag"]: t.get("url") for t in final.get("status", {}).get("traffic") or [] if t.get("tag")}
         before = {id(f): f for f in current.all() if f is not current.main}
         tagged = {}
         for tag, rev_id in sorted(traffic.tags.items()):
             old = current.pick(tag)
-            tagged[tag] = old if old is not None and old is not current.main else KnativeFleet(revisions[rev_id], UNAVAILABLE)
-            tagged[tag].switch(revisions[rev_id], by_tag.get(tag) or UNAVAILABLE)
+            address = tag_url(url, tag)
+            if old is not None and old is not current.main:
+                old.switch(revisions[rev_id], address)
+                tagged[tag] = old
+            else:
+                tagged[tag] = KnativeFleet(revisions[rev_id], address)
             before.pop(id(tagged[tag]), None)
         loop = asyncio.get_running_loop()
         for old in before.values():  # requests in flight finish first
@@ -314,6 +321,17 @@ class KnativeBackend:
             fleet.problem = f"revision {main.id} serves, but {exc}"
             logger.error("%s", fleet.problem)
         return Routes(traffic, {traffic.main: fleet}, tagged=tagged, weighted=False)
+
+    def _targets(self, traffic: Traffic, revisions: dict[str, Revision] | None = None) -> tuple[list[dict[str, Any]], list[Revision]]:
+        """`spec.traffic` for a split (by the Knative Revisions' names), and its revisions."""
+        from lepton_knative.manifests import split
+
+        found = revisions if revisions is not None else {r: self.platform.store.revision(r) for r in traffic.revisions}
+        refs = {rev_id: (revision.backend_ref if revision else "") for rev_id, revision in found.items()}
+        if missing := sorted(rev_id for rev_id, ref in refs.items() if not ref):
+            raise DeployFailed(f"revision {missing[0]} has no Knative Revision on the cluster; deploy it again")
+        targets = split({refs[r]: pct for r, pct in traffic.split.items()}, {tag: refs[r] for tag, r in traffic.tags.items()})
+        return targets, [r for r in found.values() if r is not None]
 
     async def remove(self, function: str, serving: Any) -> None:
         gone = await self._call(f"function {function!r}: could not delete it from the cluster", self.cluster.delete_function,
@@ -451,3 +469,13 @@ def pod_line(pod: str, line: bytes) -> tuple[bytes, bytes]:
     if when is None:  # no time from the API: when it was read
         when, text = logstamp.stamp(time.time()).encode(), line
     return when, unstamped(when, pod, text)
+
+
+def tag_url(service: str, tag: str) -> str:
+    """Where the platform reaches a tag of a Service: Knative routes `TAG-NAME` beside the
+    Service's own host. status.traffic[].url is the external address, which the platform's pod
+    may not resolve, so the cluster-local host is used with the tag in front."""
+    if service == UNAVAILABLE:
+        return UNAVAILABLE
+    scheme, _, rest = service.partition("://")
+    return f"{scheme}://{tag}-{rest}"

@@ -3,7 +3,8 @@ zone, the trigger's function gets a `dev.knative.sources.ping` event carrying `d
 
 A tick's event id is derived from the trigger and the tick time, and the last tick is stored
 with the event, so a restart never sends a tick twice. A tick missed while the platform was
-down is sent once when it comes back (only the latest one, like a PingSource catching up).
+down, or while the process was suspended, is sent once when it comes back (only the latest
+one, like a PingSource catching up).
 """
 
 from __future__ import annotations
@@ -49,6 +50,11 @@ async def run_cron(broker: Broker, trigger: Trigger) -> None:
     while True:
         tick = ticks.get_next(datetime)
         await asyncio.sleep(max(0.0, tick.timestamp() - time.time()))
+        if time.time() - tick.timestamp() > 1.0:  # woke late (suspended, clock stepped): the latest tick only, as after a restart
+            now = datetime.now(zone)
+            latest = croniter(trigger.cron.schedule, now).get_prev(datetime)
+            if latest > tick:
+                tick, ticks = latest, croniter(trigger.cron.schedule, now)
         await _fire(broker, trigger, tick)
 
 
