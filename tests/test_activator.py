@@ -20,7 +20,7 @@ from lepton_platform.fleet import Fleet
 from lepton_platform.metrics import PlatformMetrics
 from lepton_platform.replicas import NoCapacity
 from lepton_platform.starts import StartSlots
-from lepton_platform.store import Revision
+from lepton_platform.catalog import Revision
 from tests.test_fleet_queue import ReadyReplica
 
 

@@ -11,11 +11,11 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from lepton.errors import ArtifactError, BucketError, LeptonError, SpecError
-from lepton_platform.api import answer_error
+from lepton_platform.control_api import answer_error
 from lepton_platform.auth import BEARER
 from lepton_platform.errors import Conflict, Denied, DeployFailed, NotFound
-from lepton_platform.storage import BucketNotEmpty, CannotStore, NoSuchBucket, StorageError
-from lepton_platform.storage.s3 import S3Error
+from lepton_platform.buckets import BucketNotEmpty, CannotStore, NoSuchBucket, StorageError
+from lepton_platform.buckets.s3 import S3Error
 from lepton_platform.traffic import InvalidTraffic
 from lepton_platform.vault import SecretError, SecretMissing, SecretUnreadable
 

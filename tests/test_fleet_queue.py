@@ -15,7 +15,7 @@ from lepton.spec import FunctionSpec
 from lepton_platform.fleet import Fleet, Overloaded
 from lepton_platform.replicas import READY, NoCapacity
 from lepton_platform.starts import DEPLOY, FIRST, MORE, StartSlots
-from lepton_platform.store import Revision
+from lepton_platform.catalog import Revision
 
 
 class ReadyReplica:

@@ -11,7 +11,7 @@ import pytest
 
 import lepton
 from lepton.errors import ArtifactError
-from lepton.packaging import unpack
+from lepton.artifacts import unpack
 from tests.helpers import FUNCTIONS
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from lepton_platform.activator import Activator
-from lepton_platform.api import build_api
+from lepton_platform.control_api import build_api
 from lepton_platform.asgi import ASGIApp, Receive, Scope, Send
 from lepton_platform.console.app import PREFIX as CONSOLE, build_console
 from lepton_platform.ingress import PATH as INGRESS, Ingress

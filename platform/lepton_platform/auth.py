@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from starlette.requests import Request
 
     from lepton_platform.service import Platform
-    from lepton_platform.store import Revision
+    from lepton_platform.catalog import Revision
 
 
 def load_or_create_token(home: Path) -> str:
@@ -132,7 +132,7 @@ def identify(platform: Platform, authorization: str | None, *, keys: bool = Fals
         return Access(f"key {key.id}", frozenset(), key=key.id, functions=key.functions or None)
     if token is not None and token.startswith("rev."):
         revision = platform.credentials.claimed_revision(token)
-        record = platform.store.revision(revision) if revision else None
+        record = platform.catalog.revision(revision) if revision else None
         if record is None or not platform.credentials.issued_to(token, record):
             raise Denied("invalid scoped token")
         return Access(f"function {record.function} ({record.id})", frozenset(record.spec.buckets), record.id)
@@ -196,7 +196,7 @@ class Callers:
         fleet = self.platform.fleets.get(function)
         record: Revision | None = fleet.revision if fleet is not None and fleet.revision.id == revision_id else None
         if record is None:  # a revision that no longer takes traffic (its replicas may still be draining)
-            record = self.platform.store.revision(revision_id)
+            record = self.platform.catalog.revision(revision_id)
             if record is None:
                 return None
         if not self.platform.credentials.issued_to(token, record):

@@ -24,8 +24,8 @@ from lepton.names import check_object_key
 from lepton_platform.credentials import MAX_URL_SECONDS
 from lepton_platform.dependencies import Caller, PlatformDep
 from lepton_platform.errors import Denied
-from lepton_platform.storage import CannotStore, ObjectInfo
-from lepton_platform.storage.s3 import s3_event_records
+from lepton_platform.buckets import CannotStore, ObjectInfo
+from lepton_platform.buckets.s3 import s3_event_records
 
 WRITE_SIZE = 1 << 20
 

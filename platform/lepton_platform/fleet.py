@@ -19,7 +19,7 @@ from typing import Any
 from lepton_platform.autoscaler import ConcurrencyWindow, decide, stable_window
 from lepton_platform.replicas import DEAD, DRAINING, READY, STARTING, NoCapacity, Replica, ReplicaFactory, ReplicaFailed
 from lepton_platform.starts import FIRST, MORE
-from lepton_platform.store import Revision
+from lepton_platform.catalog import Revision
 
 logger = logging.getLogger("lepton.platform.fleet")
 TICK = 0.1

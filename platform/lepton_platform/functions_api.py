@@ -116,7 +116,7 @@ async def revisions(name: str, request: Request, response: Response, platform: P
                     after: Annotated[int | None, Query(ge=0, le=2**31, description="the last number of the page before")] = None,
                     ) -> list[dict[str, Any]]:
     traffic = platform.traffic_of(name)
-    found = page(platform.store.revisions(name, limit=limit + 1, after=after or 0), limit, request, response, lambda r: r.number)
+    found = page(platform.catalog.revisions(name, limit=limit + 1, after=after or 0), limit, request, response, lambda r: r.number)
     return [{**r.to_json(), "routed": r.id == traffic.main, "percent": traffic.split.get(r.id, 0), "tags": traffic.tags_of(r.id)}
             for r in found]
 

@@ -50,7 +50,7 @@ async def list_jobs(
         raise HTTPException(400, f"state {state!r} is not one of {', '.join(STATES)}")
     visible: frozenset[str] | None = caller.functions
     if caller.revision is not None:  # a function's scoped token: the functions in its calls=[...]
-        record = platform.store.revision(caller.revision)
+        record = platform.catalog.revision(caller.revision)
         visible = frozenset(record.spec.calls) if record else frozenset()
     if visible is not None and function is not None:
         visible = visible & {function}

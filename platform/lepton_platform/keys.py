@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from lepton_platform.sqlite import Database
+from lepton_platform.database import Database
 
 logger = logging.getLogger("lepton.platform")
 

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import Any
 
-from lepton_platform.sqlite import Database
+from lepton_platform.database import Database
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (

@@ -38,7 +38,7 @@ from lepton_platform.handoff import HandoffChannel
 from lepton_platform.isolation import Isolation
 from lepton_platform.logfiles import drop_empty, last_messages
 from lepton_platform.starts import StartSlots
-from lepton_platform.store import Revision
+from lepton_platform.catalog import Revision
 from lepton_platform.template import TemplateProcess, TemplateUnavailable, die_with_parent
 from lepton_platform.upstream import ReplicaConnector, ReplicaPool, socket_address
 from lepton_platform.watchdog import memory_bytes, private_bytes

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, AsyncIterator, NamedTuple
 
 from lepton.errors import ArtifactError
-from lepton.packaging import unpack
+from lepton.artifacts import unpack
 from lepton.spec import FunctionSpec
 from lepton_platform.auth import Callers, load_or_create_token
 from lepton_platform.backends import Backend, open_backend
@@ -32,9 +32,9 @@ from lepton_platform.jobs.store import JobStore
 from lepton_platform.keys import Keys
 from lepton_platform.logfiles import LogQuery
 from lepton_platform.metrics import PlatformMetrics
-from lepton_platform.storage import open_store
+from lepton_platform.buckets import open_store
 from lepton_platform.tracing import Tracing
-from lepton_platform.store import Revision, Store, content_id
+from lepton_platform.catalog import Revision, Catalog, content_id
 from lepton_platform.traffic import InvalidTraffic, Routes, Traffic, validate
 from lepton_platform.vault import SecretError, Vault
 
@@ -60,7 +60,7 @@ class Platform:
         self.config = load_config(home)
         self.token = load_or_create_token(home)
         self.credentials = Credentials(self.token)
-        self.store = Store(home / "state.db")
+        self.catalog = Catalog(home / "state.db")
         self.vault = Vault(home / "state.db", home)
         self.keys = Keys(home / "state.db")
         self.storage = open_store(self.config.storage, home / "buckets")
@@ -102,7 +102,7 @@ class Platform:
 
     async def start(self) -> None:
         await self.backend.start()
-        for name, revision, traffic in self.store.routed():
+        for name, revision, traffic in self.catalog.routed():
             try:
                 self._unpacked(revision.digest)
             except ArtifactError as exc:
@@ -127,7 +127,7 @@ class Platform:
         await self.broker.stop()
         await asyncio.gather(*(fleet.close() for fleet in self.serving()), return_exceptions=True)
         await self.backend.stop()
-        self.store.close()
+        self.catalog.close()
         self.vault.close()
         self.keys.close()
         self.storage.close()
@@ -137,7 +137,7 @@ class Platform:
     # -- artifacts -------------------------------------------------------------------------
 
     def save_artifact(self, digest: str, data: bytes) -> dict[str, Any]:
-        """Store uploaded bytes under their digest after checking it; returns the manifest."""
+        """Catalog uploaded bytes under their digest after checking it; returns the manifest."""
         actual = "sha256:" + hashlib.sha256(data).hexdigest()
         if actual != digest:
             raise ArtifactError(f"upload does not match its digest: expected {digest}, got {actual}")
@@ -226,9 +226,9 @@ class Platform:
 
     async def _deploy(self, spec: FunctionSpec, digest: str, image: str, percent: int | None, tag: str | None) -> Revision:
         async with self._lock(spec.name):
-            revision = self.store.find_revision(spec.name, content_id(digest, spec, image))
+            revision = self.catalog.find_revision(spec.name, content_id(digest, spec, image))
             if revision is None or revision.status == "failed":
-                revision = self.store.create_revision(spec, digest, image)
+                revision = self.catalog.create_revision(spec, digest, image)
             await self._create_buckets(spec)
             started = time.perf_counter()
             current = self.fleets.get(spec.name)
@@ -239,9 +239,9 @@ class Platform:
                     await self.backend.install(revision, missing)
                 proof = await self.backend.prove(revision, current.revision if current else None)
             except DeployFailed as exc:
-                self.store.set_revision_status(revision.id, "failed", str(exc))
+                self.catalog.set_revision_status(revision.id, "failed", str(exc))
                 raise
-            self.store.set_revision_status(revision.id, "ready")
+            self.catalog.set_revision_status(revision.id, "ready")
             if spec.name not in self.fleets or ((percent is None or percent >= 100) and tag is None and spec.name not in self.splits):
                 revision = await self._route(revision, proof)
                 if tag is not None:  # a first deploy with a tag
@@ -249,20 +249,20 @@ class Platform:
             else:
                 traffic = self.traffic_of(spec.name).with_canary(revision.id, 100 if percent is None else percent, tag)
                 await self._split(spec.name, traffic, (revision.id, proof))
-                revision = self.store.revision(revision.id) or revision
+                revision = self.catalog.revision(revision.id) or revision
             logger.info("%s now serves %s (ready in %.0f ms)", spec.name, revision.id, (time.perf_counter() - started) * 1000)
             return revision
 
     async def _route(self, revision: Revision, proof: Any) -> Revision:
         self.fleets[revision.function] = await self.backend.route(revision, proof, self.fleets.get(revision.function))
-        self.store.route(revision.function, Traffic.single(revision.id))
-        return self.store.revision(revision.id) or revision
+        self.catalog.route(revision.function, Traffic.single(revision.id))
+        return self.catalog.revision(revision.id) or revision
 
     async def _split(self, function: str, traffic: Traffic, proof: tuple[str, Any] | None = None) -> Routes:
         """Serve `traffic`: each revision in it by what serves it now, or by something new."""
         revisions = {}
         for rev_id in traffic.revisions:
-            revision = self.store.revision(rev_id)
+            revision = self.catalog.revision(rev_id)
             if revision is None:
                 raise NotFound(f"function {function!r} has no revision {rev_id!r}")
             self._unpacked(revision.digest)
@@ -274,7 +274,7 @@ class Platform:
             self.splits.pop(function, None)
         else:
             self.splits[function] = routes
-        self.store.route(function, traffic)
+        self.catalog.route(function, traffic)
         return routes
 
     def traffic_of(self, function: str) -> Traffic:
@@ -306,24 +306,24 @@ class Platform:
                     wanted[tag] = rev_id
                 elif wanted.pop(tag, None) is None:
                     raise InvalidTraffic(f"function {function!r} has no tag {tag!r}")
-            ready = [r.id for r in self.store.revisions(function) if r.status == "ready"]
+            ready = [r.id for r in self.catalog.revisions(function) if r.status == "ready"]
             traffic = validate(function, current.split if split is None else split, wanted, ready)
             if traffic == current:
                 return traffic
             main = self.fleets[function].revision
             for rev_id in set(traffic.revisions) - set(current.revisions):
-                revision = self.store.revision(rev_id)
+                revision = self.catalog.revision(rev_id)
                 assert revision is not None
                 self._unpacked(revision.digest)
                 self.check_secrets(revision.spec)
             if traffic.simple and function not in self.splits:
-                revision = self.store.revision(traffic.main)
+                revision = self.catalog.revision(traffic.main)
                 assert revision is not None
                 await self._route(revision, await self.backend.prove(revision, main, rollback=True))
             else:
                 # A revision that takes traffic again may have to be made anew on the backend (Knative).
                 for rev_id in set(traffic.revisions) - set(current.revisions):
-                    revision = self.store.revision(rev_id)
+                    revision = self.catalog.revision(rev_id)
                     assert revision is not None
                     await self.backend.prove(revision, main, rollback=True)
                 await self._split(function, traffic)
@@ -341,12 +341,12 @@ class Platform:
         fleet = self.fleet(function)
         async with self._lock(function):
             if rev_id is None:
-                earlier = [r for r in self.store.revisions(function) if r.status == "ready" and r.number < fleet.revision.number]
+                earlier = [r for r in self.catalog.revisions(function) if r.status == "ready" and r.number < fleet.revision.number]
                 if not earlier:
                     raise NotFound(f"function {function!r} has no ready revision before {fleet.revision.id}")
                 revision = earlier[-1]
             else:
-                revision = self.store.revision(rev_id)
+                revision = self.catalog.revision(rev_id)
                 if revision is None or revision.function != function:
                     raise NotFound(f"function {function!r} has no revision {rev_id!r}; see `lepton revisions {function}`")
                 if revision.status != "ready":
@@ -357,7 +357,7 @@ class Platform:
             if function not in self.splits:
                 return await self._route(revision, proof)
             await self._split(function, Traffic.single(revision.id, self.traffic_of(function).tags), (revision.id, proof))
-            return self.store.revision(revision.id) or revision
+            return self.catalog.revision(revision.id) or revision
 
     async def remove(self, function: str) -> None:
         fleet = self.fleet(function)
@@ -376,7 +376,7 @@ class Platform:
             if routes is not None:
                 await asyncio.gather(*(f.close() for f in routes.all() if f is not fleet), return_exceptions=True)
             await self.broker.remove_function(function)
-            self.store.delete_function(function)
+            self.catalog.delete_function(function)
             self.metrics.forget(function)
             shutil.rmtree(self.logs / function, ignore_errors=True)
 
@@ -446,5 +446,5 @@ class Platform:
     def may_read_artifact(self, revision_id: str, digest: str) -> bool:
         """A revision's token reads the artifacts of its own function's revisions (a pod of
         an older revision may start while a newer one's token is in the Secret)."""
-        revision = self.store.revision(revision_id)
-        return revision is not None and any(r.digest == digest for r in self.store.revisions(revision.function))
+        revision = self.catalog.revision(revision_id)
+        return revision is not None and any(r.digest == digest for r in self.catalog.revisions(revision.function))

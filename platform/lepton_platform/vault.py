@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from lepton.errors import LeptonError
 from lepton_platform.config import ConfigError
 from lepton_platform.errors import NotFound
-from lepton_platform.sqlite import Database
+from lepton_platform.database import Database
 
 KEY_ENV = "LEPTON_SECRET_KEY"
 KEY_FILE = "secret.key"

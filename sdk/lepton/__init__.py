@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from lepton.client import Client
     from lepton.jobs import Job
     from lepton.optimize import optimize
-    from lepton.packaging import Artifact, package
+    from lepton.artifacts import Artifact, package
     from lepton.web import Request, Response, UploadedFile, job_id
 
 __version__ = "0.1.0"
@@ -57,8 +57,8 @@ _LAZY = {
     "Bucket": ("lepton.buckets", "Bucket"),
     "bucket": ("lepton.buckets", "bucket"),
     "optimize": ("lepton.optimize", "optimize"),
-    "Artifact": ("lepton.packaging", "Artifact"),
-    "package": ("lepton.packaging", "package"),
+    "Artifact": ("lepton.artifacts", "Artifact"),
+    "package": ("lepton.artifacts", "package"),
     "Request": ("lepton.web", "Request"),
     "Response": ("lepton.web", "Response"),
     "UploadedFile": ("lepton.web", "UploadedFile"),

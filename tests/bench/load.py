@@ -187,7 +187,7 @@ class Platform:
             self.api = Client(self.url, token.read().strip())
 
     def deploy(self, path: Path) -> None:
-        from lepton.packaging import package
+        from lepton.artifacts import package
 
         artifact = package(path)
         self.api.request("PUT", f"/v1/artifacts/{artifact.digest}", content=artifact.data)

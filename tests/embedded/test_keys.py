@@ -261,9 +261,9 @@ def test_keys_name_deployed_functions_and_valid_expiries(target):
 
 def _scoped_token(target: PlatformProcess) -> str:
     from lepton_platform.credentials import Credentials
-    from lepton_platform.store import Store
+    from lepton_platform.catalog import Catalog
 
-    store = Store(target.home / "state.db")
+    store = Catalog(target.home / "state.db")
     try:
         return Credentials(target.token).scoped_token(store.revision("caller-00001"))
     finally:

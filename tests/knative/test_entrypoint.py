@@ -16,7 +16,7 @@ from pathlib import Path
 
 import httpx
 
-from lepton.packaging import package
+from lepton.artifacts import package
 from tests.helpers import ROOT, free_port, start_process
 
 HELLO = ROOT / "examples" / "hello.py"

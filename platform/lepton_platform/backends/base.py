@@ -9,7 +9,7 @@ from typing import Any, AsyncIterator, Protocol
 
 from lepton.spec import FunctionSpec
 from lepton_platform.logfiles import LogQuery
-from lepton_platform.store import Revision
+from lepton_platform.catalog import Revision
 from lepton_platform.traffic import Routes, Traffic
 
 

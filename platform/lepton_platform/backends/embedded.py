@@ -20,11 +20,11 @@ from lepton_platform.gpus import GpuPlacement
 from lepton_platform.gpus import discover as discover_gpus
 from lepton_platform.isolation import Isolation
 from lepton_platform.logfiles import LogQuery, LogReader
-from lepton_platform.packages import Packages, RequirementError, missing_requirements
+from lepton_platform.installs import Packages, RequirementError, missing_requirements
 from lepton_platform.metrics import replica_series
 from lepton_platform.replicas import READY, Replica, ReplicaFactory, ReplicaFailed, replica_environment
 from lepton_platform.starts import DEPLOY, StartSlots
-from lepton_platform.store import Revision
+from lepton_platform.catalog import Revision
 from lepton_platform.template import TemplateProcess, TemplateUnavailable
 from lepton_platform.traffic import Routes, Traffic
 from lepton_platform.vault import SecretError

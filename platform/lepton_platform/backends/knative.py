@@ -28,7 +28,7 @@ from lepton.runtime import logstamp
 from lepton.spec import FunctionSpec
 from lepton_platform.errors import DeployFailed, NotFound
 from lepton_platform.logfiles import LogQuery, api_time, unstamped
-from lepton_platform.store import Revision
+from lepton_platform.catalog import Revision
 from lepton_platform.traffic import Routes, Traffic
 from lepton_platform.vault import SecretError
 
@@ -247,7 +247,7 @@ class KnativeBackend:
             tokens = self._tokens(revision, current)
         await self._call(f"revision {revision.id} failed on Knative; the previous revision keeps serving", deploy.start,
                          self.cluster, new, serving, tokens, timeout=self.config.ready_timeout)
-        self.platform.store.set_backend_ref(revision.id, new.revision)
+        self.platform.catalog.set_backend_ref(revision.id, new.revision)
         return new.revision
 
     async def route(self, revision: Revision, proof: str, serving: Any) -> KnativeFleet:
@@ -266,8 +266,8 @@ class KnativeBackend:
         final = await self._call(f"revision {revision.id} is ready on Knative but could not take its traffic", deploy.move,
                                  self.cluster, new, proof, self._tokens(revision, previous), template=template,
                                  timeout=self.config.ready_timeout)
-        self.platform.store.set_backend_ref(revision.id, proof)
-        revision = self.platform.store.revision(revision.id) or revision
+        self.platform.catalog.set_backend_ref(revision.id, proof)
+        revision = self.platform.catalog.revision(revision.id) or revision
         url = service_url(final) or UNAVAILABLE
         if isinstance(serving, KnativeFleet):
             fleet = serving
@@ -326,7 +326,7 @@ class KnativeBackend:
         """`spec.traffic` for a split (by the Knative Revisions' names), and its revisions."""
         from lepton_knative.manifests import split
 
-        found = revisions if revisions is not None else {r: self.platform.store.revision(r) for r in traffic.revisions}
+        found = revisions if revisions is not None else {r: self.platform.catalog.revision(r) for r in traffic.revisions}
         refs = {rev_id: (revision.backend_ref if revision else "") for rev_id, revision in found.items()}
         if missing := sorted(rev_id for rev_id, ref in refs.items() if not ref):
             raise DeployFailed(f"revision {missing[0]} has no Knative Revision on the cluster; deploy it again")

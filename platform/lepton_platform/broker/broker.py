@@ -26,7 +26,7 @@ from lepton_platform.broker.log import Event, EventLog
 from lepton_platform.broker.triggers import API, DEAD_LETTER, FORWARD, SPEC, Trigger, from_spec
 from lepton_platform.paging import keys_after
 from lepton_platform.config import TracingConfig
-from lepton_platform.sqlite import GroupCommit
+from lepton_platform.database import GroupCommit
 from lepton_platform.tracing import Tracing
 
 if TYPE_CHECKING:

@@ -17,7 +17,7 @@ from typing import Any, Iterable, Mapping
 
 from lepton_platform.broker.index import TriggerIndex
 from lepton_platform.broker.triggers import Trigger
-from lepton_platform.sqlite import Database
+from lepton_platform.database import Database
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (

@@ -30,7 +30,7 @@ from lepton_platform.console import buckets, events, functions, jobs, signin
 from lepton_platform.console.charts import chart, duration, sparkline
 from lepton_platform.console.session import COOKIE, Session, Sessions
 from lepton_platform.errors import NotFound
-from lepton_platform.storage import StorageError
+from lepton_platform.buckets import StorageError
 
 if TYPE_CHECKING:
     from lepton_platform.service import Platform

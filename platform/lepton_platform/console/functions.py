@@ -59,7 +59,7 @@ def routes(console: Console) -> list[Route]:
         tags: dict[str, list[str]] = {}
         for tag, revision in sorted(traffic.tags.items()):
             tags.setdefault(revision, []).append(tag)
-        newest_first = platform.store.revisions(name)[::-1]  # the newest, and any older one that still has a share or a tag
+        newest_first = platform.catalog.revisions(name)[::-1]  # the newest, and any older one that still has a share or a tag
         revisions = [r for i, r in enumerate(newest_first) if i < REVISIONS_SHOWN or r.id in traffic.split or r.id in tags]
         statuses = await asyncio.gather(*(platform.backend.status(fleet) for fleet in platform.serving(name)))
         replicas = [replica for status in statuses for replica in status.get("replica_details", [])]  # of every revision with a share

@@ -27,7 +27,7 @@ def refusal(platform: Platform, token: str) -> tuple[int, str] | None:
     if token.startswith(KEY_PREFIX) and platform.keys.find(token) is not None:
         return 403, "That is an access key: it invokes functions and sends events. The console needs the admin token."
     revision = platform.credentials.claimed_revision(token)
-    record = platform.store.revision(revision) if revision else None
+    record = platform.catalog.revision(revision) if revision else None
     if record is not None and platform.credentials.issued_to(token, record):
         return 403, f"That is function {record.function}'s scoped token. The console needs the admin token."
     return 403, "That is not the platform's admin token."

@@ -30,7 +30,7 @@ def build(
     their requirements pinned to exact versions, and their artifact baked in. Prints
     `NAME  IMAGE  ARTIFACT-DIGEST` per function."""
     from lepton.loader import load_functions, split_target
-    from lepton.packaging import package
+    from lepton.artifacts import package
     from lepton_knative.build import find_builder, parse_build_args, write_contexts
     from lepton_knative.manifests import DEFAULT_IMAGE
 

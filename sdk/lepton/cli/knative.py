@@ -24,7 +24,7 @@ def render(
     import yaml
 
     from lepton.loader import load_functions, split_target
-    from lepton.packaging import package
+    from lepton.artifacts import package
     from lepton_knative.deploy import plan
     from lepton_knative.manifests import DEFAULT_IMAGE, DEFAULT_PLATFORM_URL, Target
 

@@ -75,7 +75,7 @@ def deploy(
     if target_kind not in ("embedded", "knative"):
         raise typer.BadParameter(f"{target_kind!r}; use 'embedded' or 'knative'", param_hint="--target")
     from lepton.loader import load_functions, split_target
-    from lepton.packaging import package
+    from lepton.artifacts import package
 
     con = console()
     with client(platform, token) as api, con.status("packaging...") as status:

@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     add_platform_packages()
     try:
         if args.artifact:
-            from lepton.packaging import load_artifact_function
+            from lepton.artifacts import load_artifact_function
 
             fn = load_artifact_function(args.artifact, args.function, digest=args.digest)
         elif args.target:

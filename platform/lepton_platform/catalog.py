@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from lepton.spec import FunctionSpec
-from lepton_platform.sqlite import Database
+from lepton_platform.database import Database
 from lepton_platform.traffic import Traffic
 
 SCHEMA = """
@@ -79,7 +79,7 @@ def content_id(digest: str, spec: FunctionSpec, image: str = "") -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-class Store:
+class Catalog:
     """Thread-safe access to the state database (WAL, so readers never wait for a writer)."""
 
     def __init__(self, path: Path) -> None:

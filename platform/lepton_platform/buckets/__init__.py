@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from lepton_platform.config import StorageConfig
-from lepton_platform.storage.base import (
+from lepton_platform.buckets.base import (
     BucketInfo,
     BucketNotEmpty,
     CannotStore,
@@ -25,9 +25,9 @@ __all__ = [
 
 def open_store(config: StorageConfig, root: Path) -> ObjectStore:
     if config.backend == "s3":
-        from lepton_platform.storage.s3 import S3Store
+        from lepton_platform.buckets.s3 import S3Store
 
         return S3Store(root, **config.s3.model_dump())
-    from lepton_platform.storage.local import LocalStore
+    from lepton_platform.buckets.local import LocalStore
 
     return LocalStore(root)

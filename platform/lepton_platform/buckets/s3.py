@@ -17,8 +17,8 @@ from typing import Any, Iterator
 from urllib.parse import unquote_plus
 
 from lepton_platform.outbox import CREATED, DELETED, Outbox, bucket_event
-from lepton_platform.sqlite import Database
-from lepton_platform.storage.base import (
+from lepton_platform.database import Database
+from lepton_platform.buckets.base import (
     CHUNK,
     BucketInfo,
     BucketNotEmpty,

@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import BinaryIO, Iterator
 
 from lepton_platform.outbox import CREATED, DELETED, Outbox, bucket_event
-from lepton_platform.sqlite import Database
-from lepton_platform.storage.base import (
+from lepton_platform.database import Database
+from lepton_platform.buckets.base import (
     CHUNK,
     BucketInfo,
     BucketNotEmpty,
