@@ -28,7 +28,7 @@ from selenium.webdriver.common.by import By
 
 DOCS = Path(__file__).resolve().parent
 ROOT = DOCS.parent
-FUNCTIONS = '''
+FUNCTIONS = """
 import random, time
 import lepton
 
@@ -64,7 +64,7 @@ def orders(event: lepton.CloudEvent) -> None:
 @lepton.function(buckets=["images"])
 def nightly() -> str:
     return "done"
-'''
+"""
 
 
 def free_port() -> int:
@@ -74,8 +74,13 @@ def free_port() -> int:
 
 
 def lepton(home: Path, *args: str) -> None:
-    subprocess.run([sys.executable, "-m", "lepton.cli", *args], check=True, cwd=ROOT, env={**os.environ, "LEPTON_HOME": str(home)},
-                   stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [sys.executable, "-m", "lepton.cli", *args],
+        check=True,
+        cwd=ROOT,
+        env={**os.environ, "LEPTON_HOME": str(home)},
+        stdout=subprocess.DEVNULL,
+    )
 
 
 def traffic(url: str, token: str, minutes: float) -> None:
@@ -84,9 +89,11 @@ def traffic(url: str, token: str, minutes: float) -> None:
     with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=30) as http:
         while time.monotonic() - started < minutes * 60:
             phase = (time.monotonic() - started) / 60
-            for name, body, rate in (("summarize", {"text": "a long document " * 20}, 3 + 2 * math.sin(phase * 2)),
-                                     ("thumbnail", {"width": 256}, 5 + 4 * math.cos(phase * 1.3)),
-                                     ("classify", {"label": "dog"}, 2 + 2 * math.sin(phase * 3 + 1))):
+            for name, body, rate in (
+                ("summarize", {"text": "a long document " * 20}, 3 + 2 * math.sin(phase * 2)),
+                ("thumbnail", {"width": 256}, 5 + 4 * math.cos(phase * 1.3)),
+                ("classify", {"label": "dog"}, 2 + 2 * math.sin(phase * 3 + 1)),
+            ):
                 for _ in range(max(0, round(rate + random.uniform(-1, 1)))):
                     http.post(f"/fn/{name}", json=body)
             event = {"ce-specversion": "1.0", "ce-id": os.urandom(8).hex(), "ce-source": "/shop", "ce-type": "com.example.order"}
@@ -101,9 +108,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         home, port = Path(folder) / "home", free_port()
         url = f"http://127.0.0.1:{port}"
-        platform = subprocess.Popen([sys.executable, "-m", "lepton.cli", "up", "--port", str(port)], cwd=ROOT,
-                                    env={**os.environ, "LEPTON_HOME": str(home), "LEPTON_PRELOAD": "none"},
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        platform = subprocess.Popen(
+            [sys.executable, "-m", "lepton.cli", "up", "--port", str(port)],
+            cwd=ROOT,
+            env={**os.environ, "LEPTON_HOME": str(home), "LEPTON_PRELOAD": "none"},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         try:
             while True:
                 try:
@@ -126,7 +137,9 @@ def main() -> None:
             for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,800", "--hide-scrollbars"):
                 options.add_argument(argument)
             driver = webdriver.Chrome(options=options, service=Service("/usr/bin/chromedriver"))
-            driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {"width": 1280, "height": 800, "deviceScaleFactor": 1, "mobile": False})
+            driver.execute_cdp_cmd(
+                "Emulation.setDeviceMetricsOverride", {"width": 1280, "height": 800, "deviceScaleFactor": 1, "mobile": False}
+            )
             try:
                 driver.get(f"{url}/ui/signin")
                 driver.find_element(By.ID, "token").send_keys(token)

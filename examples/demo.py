@@ -53,7 +53,7 @@ def call(http: httpx.Client, url: str, payload: dict, show: object = None) -> ht
     return response
 
 
-def wait_for(check, timeout: float = 60):  # noqa: ANN001, ANN201 - a predicate, its value
+def wait_for(check, timeout: float = 60):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if value := check():
@@ -69,8 +69,10 @@ def main() -> int:
     env.pop("LEPTON_TOKEN", None)
     step(f"lepton up --port {port}   (state in {home})")
     # The template process preloads sentence-transformers too, so embedding functions fork warm.
-    platform = subprocess.Popen([sys.executable, "-m", "lepton.cli", "up", "--port", str(port), "--log-level", "warning"],
-                                env={**env, "LEPTON_PRELOAD": "sentence_transformers"})
+    platform = subprocess.Popen(
+        [sys.executable, "-m", "lepton.cli", "up", "--port", str(port), "--log-level", "warning"],
+        env={**env, "LEPTON_PRELOAD": "sentence_transformers"},
+    )
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -108,8 +110,10 @@ def main() -> int:
 
             step("scale to zero after 2 s without traffic, then wake on the next request")
             for _ in range(100):
-                info = httpx.get(f"http://127.0.0.1:{port}/v1/functions/hello",
-                                 headers={"Authorization": "Bearer " + (home / "token").read_text().strip()}).json()
+                info = httpx.get(
+                    f"http://127.0.0.1:{port}/v1/functions/hello",
+                    headers={"Authorization": "Bearer " + (home / "token").read_text().strip()},
+                ).json()
                 if info["replicas"] == 0:
                     break
                 time.sleep(0.1)
@@ -161,16 +165,22 @@ def ai_workloads(port: int, env: dict[str, str]) -> None:
         burst = list(range(1300, 1556))
         started = time.perf_counter()
         with ThreadPoolExecutor(32) as pool:
-            answers = list(pool.map(lambda i: http.post(f"{base}/fn/digits", json={"image": digits.images[i].tolist()}).json()["digit"], burst))
+            answers = list(
+                pool.map(lambda i: http.post(f"{base}/fn/digits", json={"image": digits.images[i].tolist()}).json()["digit"], burst)
+            )
         right = sum(a == digits.target[i] for a, i in zip(answers, burst))
         print(f"   {len(burst)} images from 32 concurrent clients in {time.perf_counter() - started:.2f} s: {right}/{len(burst)} right")
 
         step("a PNG posted as a form (digits-form), an async job, and Client.map over 100 images")
-        answer = http.post(f"{base}/fn/digits-form", files={"image": ("digit.png", grid_to_png(digits.images[picks[3]].tolist()), "image/png")})
+        answer = http.post(
+            f"{base}/fn/digits-form", files={"image": ("digit.png", grid_to_png(digits.images[picks[3]].tolist()), "image/png")}
+        )
         print(f"   form upload of a {digits.target[picks[3]]}: predicted {answer.json()['digit']}")
         job = api.spawn("digits", image=digits.images[picks[4]].tolist())
-        print(f"   job {job.id} of a {digits.target[picks[4]]}: predicted {job.result(timeout=60)['digit']} "
-              f"after {job.status()['attempts']} attempt")
+        print(
+            f"   job {job.id} of a {digits.target[picks[4]]}: predicted {job.result(timeout=60)['digit']} "
+            f"after {job.status()['attempts']} attempt"
+        )
         started = time.perf_counter()
         mapped = list(api.map("digits", ({"image": digits.images[i].tolist()} for i in range(1600, 1700)), concurrency=16))
         right = sum(a["digit"] == digits.target[i] for a, i in zip(mapped, range(1600, 1700)))
@@ -194,16 +204,29 @@ def ai_workloads(port: int, env: dict[str, str]) -> None:
         for query in ("how do tides form?", "why train neural networks on graphics cards", "keeping sourdough alive"):
             started = time.perf_counter()
             hits = http.post(f"{base}/fn/search", json={"query": query, "k": 1}).json()
-            print(f"   {query!r} -> {hits[0]['doc']}: {hits[0]['passage'][:70]}... ({hits[0]['score']:.2f}, {(time.perf_counter() - started) * 1000:.0f} ms)")
+            print(
+                f"   {query!r} -> {hits[0]['doc']}: {hits[0]['passage'][:70]}... ({hits[0]['score']:.2f}, {(time.perf_counter() - started) * 1000:.0f} ms)"
+            )
 
         step("device events: detect flags anomalies, alerts stores them in the `alerts` bucket")
         rng = np.random.default_rng(3)
         rows = [(f"motor-{i}", row) for i, row in enumerate(healthy(8, rng))]
         rows += [("motor-8", faulty(1, rng, "bearing")[0]), ("motor-9", faulty(1, rng, "overheat")[0])]
-        events = [{"specversion": "1.0", "id": f"reading-{device}", "source": "/plant/line-1", "type": "dev.lepton.sensor.reading",
-                   "datacontenttype": "application/json", "data": reading(row, device)} for device, row in rows]
+        events = [
+            {
+                "specversion": "1.0",
+                "id": f"reading-{device}",
+                "source": "/plant/line-1",
+                "type": "dev.lepton.sensor.reading",
+                "datacontenttype": "application/json",
+                "data": reading(row, device),
+            }
+            for device, row in rows
+        ]
         started = time.perf_counter()
-        accepted = http.post(f"{base}/v1/events", content=json.dumps(events), headers={"content-type": "application/cloudevents-batch+json"}).json()
+        accepted = http.post(
+            f"{base}/v1/events", content=json.dumps(events), headers={"content-type": "application/cloudevents-batch+json"}
+        ).json()
         print(f"   sent {len(events)} readings (2 from faulty motors): {accepted['accepted']} accepted")
         alerts = lepton.bucket("alerts", api)
         found = wait_for(lambda: len(keys := [o["key"] for o in alerts.list("alerts/")]) >= 2 and keys)

@@ -8,9 +8,9 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import httpx
 
@@ -24,9 +24,13 @@ def log_records(home: Path | str, tag: str) -> list[str]:
     from lepton_platform.logfiles import parse
 
     prefix = tag + " "
-    messages = (record.message for log in sorted((Path(home) / "logs").rglob("*.log"))
-                for record in map(parse, log.read_bytes().splitlines()) if record is not None)
-    return [message[len(prefix):] for message in messages if message.startswith(prefix)]
+    messages = (
+        record.message
+        for log in sorted((Path(home) / "logs").rglob("*.log"))
+        for record in map(parse, log.read_bytes().splitlines())
+        if record is not None
+    )
+    return [message[len(prefix) :] for message in messages if message.startswith(prefix)]
 
 
 def wait_for(condition: Callable[[], object], timeout: float = 20, message: str = "") -> object:
@@ -78,13 +82,17 @@ class Process:
         return self.proc.returncode
 
 
-def start_process(args: list[str], log: Path, url: str, *, env: dict[str, str] | None = None,
-                  ready_path: str | None = "/healthz", timeout: float = 30) -> Process:
+def start_process(
+    args: list[str], log: Path, url: str, *, env: dict[str, str] | None = None, ready_path: str | None = "/healthz", timeout: float = 30
+) -> Process:
     """Start `python args...`, wait until GET url+ready_path answers 200 (or the process dies)."""
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, *args], stdout=out, stderr=subprocess.STDOUT,
-            env={**os.environ, **(env or {})}, cwd=ROOT,
+            [sys.executable, *args],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
+            cwd=ROOT,
         )
     process = Process(proc, url, log)
     if ready_path is None:

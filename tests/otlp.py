@@ -11,8 +11,13 @@ from typing import Any
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest, ExportTraceServiceResponse
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
-KINDS = {Span.SPAN_KIND_SERVER: "server", Span.SPAN_KIND_CONSUMER: "consumer", Span.SPAN_KIND_CLIENT: "client",
-         Span.SPAN_KIND_PRODUCER: "producer", Span.SPAN_KIND_INTERNAL: "internal"}
+KINDS = {
+    Span.SPAN_KIND_SERVER: "server",
+    Span.SPAN_KIND_CONSUMER: "consumer",
+    Span.SPAN_KIND_CLIENT: "client",
+    Span.SPAN_KIND_PRODUCER: "producer",
+    Span.SPAN_KIND_INTERNAL: "internal",
+}
 
 
 def _value(any_value: Any) -> Any:
@@ -34,7 +39,7 @@ class Receiver:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("content-length", 0)))
                 if self.headers.get("content-encoding") == "gzip":
                     body = gzip.decompress(body)
@@ -60,11 +65,18 @@ class Receiver:
             resource = _attributes(resource_spans.resource.attributes)
             for scope_spans in resource_spans.scope_spans:
                 for span in scope_spans.spans:
-                    self.spans.append({
-                        "name": span.name, "kind": KINDS.get(span.kind, str(span.kind)), "trace_id": span.trace_id.hex(),
-                        "span_id": span.span_id.hex(), "parent_id": span.parent_span_id.hex(), "status": span.status.code,
-                        "attributes": _attributes(span.attributes), "service": resource.get("service.name"),
-                    })
+                    self.spans.append(
+                        {
+                            "name": span.name,
+                            "kind": KINDS.get(span.kind, str(span.kind)),
+                            "trace_id": span.trace_id.hex(),
+                            "span_id": span.span_id.hex(),
+                            "parent_id": span.parent_span_id.hex(),
+                            "status": span.status.code,
+                            "attributes": _attributes(span.attributes),
+                            "service": resource.get("service.name"),
+                        }
+                    )
 
     def find(self, **wanted: Any) -> list[dict[str, Any]]:
         return [span for span in list(self.spans) if all(span.get(k) == v for k, v in wanted.items())]

@@ -16,11 +16,11 @@ import pytest
 from lepton.spec import FunctionSpec
 from lepton_platform.activator import Activator, acquire
 from lepton_platform.asgi import Refusal
+from lepton_platform.catalog import Revision
 from lepton_platform.fleet import Fleet
 from lepton_platform.metrics import PlatformMetrics
 from lepton_platform.replicas import NoCapacity
 from lepton_platform.starts import StartSlots
-from lepton_platform.catalog import Revision
 from tests.test_fleet_queue import ReadyReplica
 
 
@@ -94,6 +94,7 @@ async def receive() -> dict[str, Any]:
 
 
 # -- 504 -----------------------------------------------------------------------------------------
+
 
 def test_no_free_replica_within_the_timeout_is_a_504_naming_the_function():
     async def scenario() -> tuple[Any, dict, int]:
@@ -179,6 +180,7 @@ def test_a_refusal_while_the_function_is_warm_is_not_a_cold_start():
 
 # -- 503 -----------------------------------------------------------------------------------------
 
+
 def test_a_full_queue_is_a_503_with_retry_after_but_the_platforms_own_callers_wait():
     async def scenario() -> tuple[Any, Any]:
         serving, _ = fleet(max_queue=1)
@@ -203,6 +205,7 @@ def test_a_full_queue_is_a_503_with_retry_after_but_the_platforms_own_callers_wa
 
 
 # -- the per-replica concurrency cap -------------------------------------------------------------
+
 
 def test_a_replica_never_holds_more_than_concurrency_requests_at_once():
     async def scenario() -> tuple[list[int], list[int], dict, list[int]]:

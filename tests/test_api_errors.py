@@ -11,22 +11,39 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from lepton.errors import ArtifactError, BucketError, LeptonError, SpecError
-from lepton_platform.control_api import answer_error
 from lepton_platform.auth import BEARER
-from lepton_platform.errors import Conflict, Denied, DeployFailed, NotFound
 from lepton_platform.buckets import BucketNotEmpty, CannotStore, NoSuchBucket, StorageError
 from lepton_platform.buckets.s3 import S3Error
+from lepton_platform.control_api import answer_error
+from lepton_platform.errors import Conflict, Denied, DeployFailed, NotFound
 from lepton_platform.traffic import InvalidTraffic
 from lepton_platform.vault import SecretError, SecretMissing, SecretUnreadable
 
 
-@pytest.mark.parametrize(("error", "status"), [
-    (LeptonError("x"), 500), (SpecError("x"), 422), (ArtifactError("x"), 400), (BucketError("x"), 400),
-    (NotFound("x"), 404), (Conflict("x"), 409), (DeployFailed("x"), 422), (InvalidTraffic("x"), 422),
-    (Denied("x"), 403), (Denied("x", 401, BEARER), 401), (StorageError("x"), 400), (NoSuchBucket("b"), 404),
-    (BucketNotEmpty("b"), 409), (CannotStore("x"), 507), (S3Error("x"), 502), (SecretError("x"), 500),
-    (SecretError("x", 409), 409), (SecretMissing("x"), 404), (SecretUnreadable("x"), 500),
-])
+@pytest.mark.parametrize(
+    ("error", "status"),
+    [
+        (LeptonError("x"), 500),
+        (SpecError("x"), 422),
+        (ArtifactError("x"), 400),
+        (BucketError("x"), 400),
+        (NotFound("x"), 404),
+        (Conflict("x"), 409),
+        (DeployFailed("x"), 422),
+        (InvalidTraffic("x"), 422),
+        (Denied("x"), 403),
+        (Denied("x", 401, BEARER), 401),
+        (StorageError("x"), 400),
+        (NoSuchBucket("b"), 404),
+        (BucketNotEmpty("b"), 409),
+        (CannotStore("x"), 507),
+        (S3Error("x"), 502),
+        (SecretError("x"), 500),
+        (SecretError("x", 409), 409),
+        (SecretMissing("x"), 404),
+        (SecretUnreadable("x"), 500),
+    ],
+)
 def test_each_error_carries_its_status(error, status):
     assert error.status == status
 

@@ -24,13 +24,31 @@ def spec(**options: object) -> FunctionSpec:
     return FunctionSpec(name="fn", **options)
 
 
-def want(function: FunctionSpec, *, stable_avg: float = 0.0, panic_avg: float = 0.0, ready: int = 0,
-         idle_for: float = 0.0, in_flight: int = 0, was_panicking: bool = False, calm_for: float = 0.0) -> Decision:
-    return decide(function, stable_avg=stable_avg, panic_avg=panic_avg, ready=ready, idle_for=idle_for,
-                  in_flight=in_flight, was_panicking=was_panicking, calm_for=calm_for)
+def want(
+    function: FunctionSpec,
+    *,
+    stable_avg: float = 0.0,
+    panic_avg: float = 0.0,
+    ready: int = 0,
+    idle_for: float = 0.0,
+    in_flight: int = 0,
+    was_panicking: bool = False,
+    calm_for: float = 0.0,
+) -> Decision:
+    return decide(
+        function,
+        stable_avg=stable_avg,
+        panic_avg=panic_avg,
+        ready=ready,
+        idle_for=idle_for,
+        in_flight=in_flight,
+        was_panicking=was_panicking,
+        calm_for=calm_for,
+    )
 
 
 # -- target arithmetic --------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("stable_avg, desired", [(10, 1), (10.01, 2), (20, 2), (25, 3), (29.99, 3), (30, 3), (30.5, 4)])
 def test_desired_replicas_are_average_in_flight_over_target_rounded_up(stable_avg, desired):
@@ -38,13 +56,16 @@ def test_desired_replicas_are_average_in_flight_over_target_rounded_up(stable_av
     assert want(spec(), stable_avg=stable_avg, ready=4) == Decision(desired, False)
 
 
-@pytest.mark.parametrize("options, target", [
-    ({}, 10.0),
-    ({"concurrency": 10}, 7.0),  # 70% of the hard limit, Knative's target-utilization default
-    ({"concurrency": 1}, 1.0),  # never below one request per replica
-    ({"concurrency": 10, "target": 4}, 4.0),  # an explicit target wins
-    ({"batch": Batch(max_size=8)}, 100.0),
-])
+@pytest.mark.parametrize(
+    "options, target",
+    [
+        ({}, 10.0),
+        ({"concurrency": 10}, 7.0),  # 70% of the hard limit, Knative's target-utilization default
+        ({"concurrency": 1}, 1.0),  # never below one request per replica
+        ({"concurrency": 10, "target": 4}, 4.0),  # an explicit target wins
+        ({"batch": Batch(max_size=8)}, 100.0),
+    ],
+)
 def test_the_target_comes_from_target_or_70_percent_of_concurrency(options, target):
     function = spec(**options)
     assert function.autoscale_target == target
@@ -64,6 +85,7 @@ def test_the_panic_average_alone_can_ask_for_more_replicas_without_panicking():
 
 
 # -- panic mode -----------------------------------------------------------------------------------
+
 
 def test_panic_mode_starts_when_the_burst_asks_for_twice_the_ready_replicas():
     assert want(spec(), panic_avg=40, ready=2) == Decision(4, True)  # 4 >= 2 x 2
@@ -104,6 +126,7 @@ def test_panic_mode_ends_once_the_stable_window_asks_for_the_ready_replicas():
 
 # -- bounds ---------------------------------------------------------------------------------------
 
+
 def test_min_scale_is_a_floor_even_when_idle_for_ever():
     function = spec(min_scale=2, scale_down_after=5)
     assert want(function, idle_for=math.inf) == Decision(2, False)
@@ -121,6 +144,7 @@ def test_max_scale_caps_the_stable_and_the_panic_decision():
 
 
 # -- scale to zero --------------------------------------------------------------------------------
+
 
 def test_scale_to_zero_only_after_scale_down_after():
     function = spec(scale_down_after=30)
@@ -143,6 +167,7 @@ def test_a_request_wakes_a_function_at_zero():
 
 
 # -- the window of samples ------------------------------------------------------------------------
+
 
 def test_stable_window_follows_scale_down_after_within_its_bounds():
     assert stable_window(spec(scale_down_after=30)) == 30
@@ -186,8 +211,7 @@ def test_panic_mode_ends_after_a_stable_window_of_light_traffic():
     function = spec(scale_down_after=60)
     ready, panicking = 6, True
     for tick in range(6000):
-        decision = want(function, stable_avg=10, panic_avg=10, ready=ready, in_flight=10, was_panicking=panicking,
-                        calm_for=tick * 0.1)
+        decision = want(function, stable_avg=10, panic_avg=10, ready=ready, in_flight=10, was_panicking=panicking, calm_for=tick * 0.1)
         ready, panicking = decision.desired, decision.panic
         if tick * 0.1 < 59.9:
             assert (ready, panicking) == (6, True), f"panic holds the replicas a stable window long (at {tick * 0.1:.1f} s)"

@@ -19,11 +19,11 @@ from lepton.spec import FunctionSpec
 from lepton_platform import fleet as fleet_module
 from lepton_platform.activator import acquire
 from lepton_platform.asgi import Refusal
+from lepton_platform.catalog import Revision
 from lepton_platform.fleet import MAX_RESTART_DELAY, Fleet, StartFailed
 from lepton_platform.metrics import PlatformMetrics
 from lepton_platform.replicas import DEAD, READY, STARTING, ReplicaFailed
 from lepton_platform.starts import StartSlots
-from lepton_platform.catalog import Revision
 
 FAILED = "replica fn-00001-r exited with status 1 before it was ready:\nImportError: no module named 'torchh'"
 

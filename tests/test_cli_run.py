@@ -14,14 +14,23 @@ from tests.helpers import FUNCTIONS, ROOT, free_port, start_process
 
 
 def lepton_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "lepton.cli", *args], capture_output=True, text=True, cwd=ROOT, timeout=60,
-                          env={**os.environ, **env} if env else None)
+    return subprocess.run(
+        [sys.executable, "-m", "lepton.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+        env={**os.environ, **env} if env else None,
+    )
 
 
 def test_run_serves_the_named_function(tmp_path):
     port = free_port()
-    proc = start_process(["-m", "lepton.cli", "run", str(FUNCTIONS / "kinds/main.py:add"), "--port", str(port)],
-                         tmp_path / "run.log", f"http://127.0.0.1:{port}")
+    proc = start_process(
+        ["-m", "lepton.cli", "run", str(FUNCTIONS / "kinds/main.py:add"), "--port", str(port)],
+        tmp_path / "run.log",
+        f"http://127.0.0.1:{port}",
+    )
     try:
         assert httpx.post(proc.url, json={"a": 40, "b": 2}).json() == 42
     finally:

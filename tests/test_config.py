@@ -49,45 +49,54 @@ def test_the_documented_example_loads(tmp_path):
     assert loaded.tracing.otlp_endpoint == "http://127.0.0.1:4318" and loaded.logs.keep == 2
 
 
-@pytest.mark.parametrize("text, key, problem", [
-    ("colour: red", "colour", "Extra inputs are not permitted"),
-    ("limits:\n  max_object_byte: 10", "limits.max_object_byte", "Extra inputs are not permitted"),
-    ("storage:\n  s3:\n    bucket: x", "storage.s3.bucket", "Extra inputs are not permitted"),
-    ("1: x", "1", "Keys should be strings"),
-])
+@pytest.mark.parametrize(
+    "text, key, problem",
+    [
+        ("colour: red", "colour", "Extra inputs are not permitted"),
+        ("limits:\n  max_object_byte: 10", "limits.max_object_byte", "Extra inputs are not permitted"),
+        ("storage:\n  s3:\n    bucket: x", "storage.s3.bucket", "Extra inputs are not permitted"),
+        ("1: x", "1", "Keys should be strings"),
+    ],
+)
 def test_an_unknown_key_is_refused_by_its_dotted_path(tmp_path, text, key, problem):
     assert refused(tmp_path, text).startswith(f"configuration {key}: {problem} (from {tmp_path / 'config.yaml'} or LEPTON_* variables)")
 
 
-@pytest.mark.parametrize("text, key, problem", [
-    ("limits:\n  max_queued_jobs: lots", "limits.max_queued_jobs", "valid integer"),
-    ("limits:\n  max_object_bytes: 1.5", "limits.max_object_bytes", "fractional part"),
-    ("metrics_public: maybe", "metrics_public", "valid boolean"),
-    ("job_ttl: soon", "job_ttl", "valid number"),
-    ("knative: 5", "knative", "valid dictionary"),
-    ("storage: s3", "storage", "valid dictionary"),  # meant `storage: {backend: s3}`
-])
+@pytest.mark.parametrize(
+    "text, key, problem",
+    [
+        ("limits:\n  max_queued_jobs: lots", "limits.max_queued_jobs", "valid integer"),
+        ("limits:\n  max_object_bytes: 1.5", "limits.max_object_bytes", "fractional part"),
+        ("metrics_public: maybe", "metrics_public", "valid boolean"),
+        ("job_ttl: soon", "job_ttl", "valid number"),
+        ("knative: 5", "knative", "valid dictionary"),
+        ("storage: s3", "storage", "valid dictionary"),  # meant `storage: {backend: s3}`
+    ],
+)
 def test_a_value_of_the_wrong_type_is_refused_naming_the_key(tmp_path, text, key, problem):
     message = refused(tmp_path, text)
     assert message.startswith(f"configuration {key}: ") and problem in message
 
 
-@pytest.mark.parametrize("text, key, problem", [
-    ("backend: kubernetes", "backend", "'embedded' or 'knative'"),
-    ("sandbox: maybe", "sandbox", "'auto', 'required' or 'off'"),
-    ("memory_limits: lots", "memory_limits", "'auto', 'cgroup' or 'watchdog'"),
-    ("gpus: '0,a'", "gpus", "should match pattern"),
-    ("sandbox_user: ''", "sandbox_user", "at least 1 character"),
-    ("job_ttl: 0", "job_ttl", "greater than 0"),
-    ("limits:\n  max_starting: 0", "limits.max_starting", "greater than 0"),
-    ("limits:\n  max_queued_requests: -1", "limits.max_queued_requests", "greater than 0"),
-    ("logs:\n  keep: 21", "logs.keep", "less than or equal to 20"),
-    ("logs:\n  max_bytes: 100", "logs.max_bytes", "greater than or equal to 4096"),
-    ("storage:\n  s3:\n    multipart_threshold: 1024", "storage.s3.multipart_threshold", "greater than or equal to 5242880"),
-    ("storage:\n  s3:\n    bucket_prefix: Bad_Prefix", "storage.s3.bucket_prefix", "should match pattern"),
-    ("knative:\n  ready_timeout: 0", "knative.ready_timeout", "greater than 0"),
-    ("tracing:\n  otlp_endpoint: collector:4318", "tracing.otlp_endpoint", "should match pattern"),
-])
+@pytest.mark.parametrize(
+    "text, key, problem",
+    [
+        ("backend: kubernetes", "backend", "'embedded' or 'knative'"),
+        ("sandbox: maybe", "sandbox", "'auto', 'required' or 'off'"),
+        ("memory_limits: lots", "memory_limits", "'auto', 'cgroup' or 'watchdog'"),
+        ("gpus: '0,a'", "gpus", "should match pattern"),
+        ("sandbox_user: ''", "sandbox_user", "at least 1 character"),
+        ("job_ttl: 0", "job_ttl", "greater than 0"),
+        ("limits:\n  max_starting: 0", "limits.max_starting", "greater than 0"),
+        ("limits:\n  max_queued_requests: -1", "limits.max_queued_requests", "greater than 0"),
+        ("logs:\n  keep: 21", "logs.keep", "less than or equal to 20"),
+        ("logs:\n  max_bytes: 100", "logs.max_bytes", "greater than or equal to 4096"),
+        ("storage:\n  s3:\n    multipart_threshold: 1024", "storage.s3.multipart_threshold", "greater than or equal to 5242880"),
+        ("storage:\n  s3:\n    bucket_prefix: Bad_Prefix", "storage.s3.bucket_prefix", "should match pattern"),
+        ("knative:\n  ready_timeout: 0", "knative.ready_timeout", "greater than 0"),
+        ("tracing:\n  otlp_endpoint: collector:4318", "tracing.otlp_endpoint", "should match pattern"),
+    ],
+)
 def test_a_bad_value_is_refused_naming_the_key_and_the_problem(tmp_path, text, key, problem):
     message = refused(tmp_path, text)
     assert message.startswith(f"configuration {key}: ") and problem in message, message
@@ -143,4 +152,3 @@ def test_an_environment_twin_fills_a_section_left_empty_and_refuses_one_that_is_
     assert load(tmp_path, "storage:\n").storage.s3.region == "eu-west-1"
     with pytest.raises(ConfigError, match=r"^configuration storage: .* sets it to 's3', but LEPTON_S3_REGION sets storage.s3.region"):
         load(tmp_path, "storage: s3\n")
-

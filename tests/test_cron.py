@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import types
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -17,7 +17,7 @@ from lepton.triggers import CronTrigger
 from lepton_platform.broker import cron
 from lepton_platform.broker.triggers import Trigger
 
-UTC = timezone.utc
+UTC = UTC
 
 
 class Enough(BaseException):
@@ -57,8 +57,17 @@ def trigger(schedule: str, zone: str = "UTC", data: Any = None) -> Trigger:
     return Trigger("ticker-1a2b3c", "ticker", kind="cron", cron=CronTrigger(schedule=schedule, timezone=zone, data=data))
 
 
-def run(monkeypatch: pytest.MonkeyPatch, schedule: str, start: datetime, *, zone: str = "UTC", last: datetime | None = None,
-        fires: int = 3, pause: float = 0.0, data: Any = None) -> tuple[list[datetime], Clock, Broker]:
+def run(
+    monkeypatch: pytest.MonkeyPatch,
+    schedule: str,
+    start: datetime,
+    *,
+    zone: str = "UTC",
+    last: datetime | None = None,
+    fires: int = 3,
+    pause: float = 0.0,
+    data: Any = None,
+) -> tuple[list[datetime], Clock, Broker]:
     """Run the cron loop from `start` until it has published `fires` ticks; the ticks in UTC."""
     clock = Clock(start, pause)
     broker = Broker(clock, last, fires)
@@ -113,12 +122,15 @@ def test_each_tick_is_a_ping_event_named_by_trigger_and_time(monkeypatch):
     assert json.loads(event.body)["data"] == {"tick": True}
 
 
-@pytest.mark.parametrize("zone, first", [
-    ("UTC", "2024-01-10 09:00"),
-    ("America/New_York", "2024-01-10 14:00"),  # 09:00 EST is UTC-5
-    ("Asia/Kolkata", "2024-01-11 03:30"),  # 09:00 IST is UTC+5:30; today's has passed
-    ("Australia/Sydney", "2024-01-10 22:00"),  # 09:00 AEDT (UTC+11) on the 11th
-])
+@pytest.mark.parametrize(
+    "zone, first",
+    [
+        ("UTC", "2024-01-10 09:00"),
+        ("America/New_York", "2024-01-10 14:00"),  # 09:00 EST is UTC-5
+        ("Asia/Kolkata", "2024-01-11 03:30"),  # 09:00 IST is UTC+5:30; today's has passed
+        ("Australia/Sydney", "2024-01-10 22:00"),  # 09:00 AEDT (UTC+11) on the 11th
+    ],
+)
 def test_the_schedule_is_read_in_its_time_zone(monkeypatch, zone, first):
     ticks, _, _ = run(monkeypatch, "0 9 * * *", at("2024-01-10 06:00"), zone=zone, fires=1)
     assert ticks == [at(first)]
@@ -166,8 +178,7 @@ def test_a_new_cron_trigger_does_not_fire_for_the_past(monkeypatch):
 
 def test_a_restart_in_another_time_zone_catches_up_the_local_tick(monkeypatch):
     # 09:00 New York (14:00 UTC) was missed while down from 13:00 to 15:00 UTC.
-    ticks, _, _ = run(monkeypatch, "0 9 * * *", at("2024-01-10 15:00"), zone="America/New_York",
-                      last=at("2024-01-09 14:00"), fires=2)
+    ticks, _, _ = run(monkeypatch, "0 9 * * *", at("2024-01-10 15:00"), zone="America/New_York", last=at("2024-01-09 14:00"), fires=2)
     assert ticks == [at("2024-01-10 14:00"), at("2024-01-11 14:00")]
 
 

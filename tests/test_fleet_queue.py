@@ -12,10 +12,10 @@ import time
 import pytest
 
 from lepton.spec import FunctionSpec
+from lepton_platform.catalog import Revision
 from lepton_platform.fleet import Fleet, Overloaded
 from lepton_platform.replicas import READY, NoCapacity
 from lepton_platform.starts import DEPLOY, FIRST, MORE, StartSlots
-from lepton_platform.catalog import Revision
 
 
 class ReadyReplica:
@@ -37,7 +37,7 @@ class NoStarts:
 
     starts = StartSlots(2)
 
-    class gpus:  # noqa: N801 - stands in for GpuPlacement
+    class gpus:
         @staticmethod
         def fits(count: int) -> bool:
             return True
@@ -151,8 +151,10 @@ def test_start_slots_go_to_first_replicas_then_more_then_deploys_and_none_leak()
 
         first = asyncio.create_task(hold())
         await asyncio.sleep(0)
-        tasks = [asyncio.create_task(start(label, priority)) for label, priority in
-                 (("deploy", DEPLOY), ("more", MORE), ("gone", FIRST), ("first", FIRST))]
+        tasks = [
+            asyncio.create_task(start(label, priority))
+            for label, priority in (("deploy", DEPLOY), ("more", MORE), ("gone", FIRST), ("first", FIRST))
+        ]
         await asyncio.sleep(0)
         tasks[2].cancel()  # gave up while it waited
         holder.set()

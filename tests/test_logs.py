@@ -8,7 +8,7 @@ import os
 import subprocess
 import sys
 import textwrap
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -18,7 +18,7 @@ from lepton.runtime.logstamp import LINE_MAX, LogSink, StampedStream
 from lepton_platform.logfiles import LogQuery, LogReader, api_time, backwards, last_messages, parse, parse_since, replica_files
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
-NOW = datetime(2026, 12, 2, 9, 41, 42, 123000, tzinfo=timezone.utc).timestamp()
+NOW = datetime(2026, 12, 2, 9, 41, 42, 123000, tzinfo=UTC).timestamp()
 
 
 def sink_for(path: Path, keep: int = 2, max_bytes: int = 0, replica: str = "fn-00001-ab1") -> LogSink:
@@ -42,30 +42,43 @@ def test_a_line_has_time_replica_stream_trace_and_text(tmp_path):
     lines = (tmp_path / "r.log").read_bytes().splitlines()
     records = [parse(line) for line in lines]
     assert [(r.replica, r.stream, r.trace, r.message) for r in records] == [
-        ("fn-00001-ab1", "out", None, "plain"), ("fn-00001-ab1", "out", None, "with  two spaces "),
-        ("fn-00001-ab1", "err", TRACE, "traced"), ("fn-00001-ab1", "out", None, "bad trace")]
+        ("fn-00001-ab1", "out", None, "plain"),
+        ("fn-00001-ab1", "out", None, "with  two spaces "),
+        ("fn-00001-ab1", "err", TRACE, "traced"),
+        ("fn-00001-ab1", "out", None, "bad trace"),
+    ]
     for record in records:
         assert len(record.time) == 24 and record.time.endswith("Z")
-        assert abs(datetime.fromisoformat(record.time).timestamp() - datetime.now(timezone.utc).timestamp()) < 60
+        assert abs(datetime.fromisoformat(record.time).timestamp() - datetime.now(UTC).timestamp()) < 60
     assert parse(b"Traceback (most recent call last):") is None
     assert logstamp.stamp(NOW) == "2026-12-02T09:41:42.123Z"
 
 
-@pytest.mark.parametrize(("text", "seconds_back"), [
-    ("30s", 30), ("10m", 600), ("2h", 7200), ("1d", 86400), ("1h30m", 5400), ("1.5h", 5400), ("0s", 0)])
+@pytest.mark.parametrize(
+    ("text", "seconds_back"), [("30s", 30), ("10m", 600), ("2h", 7200), ("1d", 86400), ("1h30m", 5400), ("1.5h", 5400), ("0s", 0)]
+)
 def test_since_takes_durations(text, seconds_back):
     assert parse_since(text, NOW) == pytest.approx(NOW - seconds_back)
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("2026-12-02T09:41:42Z", "2026-12-02T09:41:42.000Z"), ("2026-12-02T10:41:42.5+01:00", "2026-12-02T09:41:42.500Z")])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("2026-12-02T09:41:42Z", "2026-12-02T09:41:42.000Z"), ("2026-12-02T10:41:42.5+01:00", "2026-12-02T09:41:42.500Z")],
+)
 def test_since_takes_rfc3339_times(text, expected):
     assert logstamp.stamp(parse_since(text, NOW)) == expected
 
 
-@pytest.mark.parametrize(("text", "problem"), [
-    ("10x", "neither a duration"), ("10", "neither a duration"), ("-5m", "neither a duration"), ("5m ago", "neither a duration"),
-    ("2026-12-02T09:41:42", "no time zone")])
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("10x", "neither a duration"),
+        ("10", "neither a duration"),
+        ("-5m", "neither a duration"),
+        ("5m ago", "neither a duration"),
+        ("2026-12-02T09:41:42", "no time zone"),
+    ],
+)
 def test_since_names_what_is_wrong(text, problem):
     with pytest.raises(ValueError, match=problem) as caught:
         parse_since(text, NOW)
@@ -129,7 +142,12 @@ def test_streams_write_whole_lines_with_the_writers_trace(tmp_path):
     close(sink)
     records = [parse(line) for line in (tmp_path / "r.log").read_bytes().splitlines()]
     assert [(r.trace, r.message) for r in records] == [
-        (None, "one two"), (TRACE, "partial and the rest"), (TRACE, "next"), (None, "x" * LINE_MAX), (None, "x" * 10 + "unfinished")]
+        (None, "one two"),
+        (TRACE, "partial and the rest"),
+        (TRACE, "next"),
+        (None, "x" * LINE_MAX),
+        (None, "x" * 10 + "unfinished"),
+    ]
 
 
 def test_install_stamps_every_writer_and_close_loses_nothing(tmp_path):
@@ -138,7 +156,7 @@ def test_install_stamps_every_writer_and_close_loses_nothing(tmp_path):
         import logging, os, subprocess, sys
         from pathlib import Path
         from lepton.runtime import logstamp, tracing
-        logstamp.install("fn-00001-ab1", logstamp.open_files(Path({str(tmp_path / 'r.log')!r}), 1), 0)
+        logstamp.install("fn-00001-ab1", logstamp.open_files(Path({str(tmp_path / "r.log")!r}), 1), 0)
         logging.basicConfig(level="INFO", format="%(levelname)s %(name)s: %(message)s")
         print("printed")
         logging.getLogger("mine").warning("logged")
@@ -159,9 +177,18 @@ def test_install_stamps_every_writer_and_close_loses_nothing(tmp_path):
     records = [parse(line) for line in (tmp_path / "r.log").read_bytes().splitlines()]
     assert all(records), (tmp_path / "r.log").read_text()
     got = {(r.stream, r.trace, r.message) for r in records}
-    assert {("out", None, "printed"), ("err", None, "WARNING mine: logged"), ("out", None, "fd one"), ("err", None, "fd two"),
-            ("out", None, "child process"), ("out", TRACE, "traced"), ("err", TRACE, "ERROR root: failed"),
-            ("err", TRACE, "ZeroDivisionError: division by zero"), ("out", TRACE, "no newline"), ("out", None, "fd no newline")} <= got
+    assert {
+        ("out", None, "printed"),
+        ("err", None, "WARNING mine: logged"),
+        ("out", None, "fd one"),
+        ("err", None, "fd two"),
+        ("out", None, "child process"),
+        ("out", TRACE, "traced"),
+        ("err", TRACE, "ERROR root: failed"),
+        ("err", TRACE, "ZeroDivisionError: division by zero"),
+        ("out", TRACE, "no newline"),
+        ("out", None, "fd no newline"),
+    } <= got
     times = [r.time for r in records]
     assert times == sorted(times), "the file is in time order"
 
@@ -185,8 +212,10 @@ def test_tail_merges_replicas_by_time_and_keeps_the_last_lines_overall(tmp_path)
     write(tmp_path / "fn-00002-b2.log", "fn-00002-b2", [(at(1), "b1"), (at(3), "b3"), (at(5), "b5")])
     (tmp_path / "fn-00002-b2.log.1").touch()
     (tmp_path / "template.txt").touch()
-    assert replica_files(tmp_path) == {"fn-00001-a1": [tmp_path / "fn-00001-a1.log", tmp_path / "fn-00001-a1.log.1"],
-                                       "fn-00002-b2": [tmp_path / "fn-00002-b2.log", tmp_path / "fn-00002-b2.log.1"]}
+    assert replica_files(tmp_path) == {
+        "fn-00001-a1": [tmp_path / "fn-00001-a1.log", tmp_path / "fn-00001-a1.log.1"],
+        "fn-00002-b2": [tmp_path / "fn-00002-b2.log", tmp_path / "fn-00002-b2.log.1"],
+    }
 
     def messages(reader: LogReader, count: int) -> list[str]:
         return [parse(line).message for line in reader.tail(count)]
@@ -208,8 +237,10 @@ def test_unstamped_lines_come_stamped_and_a_partial_line_waits(tmp_path):
     with path.open("ab") as fh:
         fh.write(b"half a li")
     reader = LogReader(tmp_path)
-    assert reader.tail(10) == [f"{at(7)} fn-00001-a1 - Traceback (most recent call last):\n".encode(),
-                               f"{at(7)} fn-00001-a1 out stamped\n".encode()]
+    assert reader.tail(10) == [
+        f"{at(7)} fn-00001-a1 - Traceback (most recent call last):\n".encode(),
+        f"{at(7)} fn-00001-a1 out stamped\n".encode(),
+    ]
     assert reader.poll() == []
     with path.open("ab") as fh:
         fh.write(b"ne\n")

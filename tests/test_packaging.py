@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
+import io
 import shutil
 import tarfile
-import io
 
 import httpx
 import pytest
 
 import lepton
-from lepton.errors import ArtifactError
 from lepton.artifacts import unpack
+from lepton.errors import ArtifactError
 from tests.helpers import FUNCTIONS
 
 

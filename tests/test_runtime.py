@@ -82,7 +82,7 @@ def test_a_call_that_timed_out_waiting_for_a_thread_never_runs(serve, tmp_path):
         # be in flight together, wide enough for a loaded 2-core machine.
         busy = [pool.submit(httpx.post, fn.url, json={"seconds": 5, "name": f"busy-{i}"}, timeout=15) for i in range(40)]
         deadline = time.monotonic() + 10
-        while "lepton_in_flight_requests{function=\"mark\"} 40.0" not in httpx.get(fn.url + "/metrics").text:
+        while 'lepton_in_flight_requests{function="mark"} 40.0' not in httpx.get(fn.url + "/metrics").text:
             assert time.monotonic() < deadline, "the 40 calls never were in flight together"
             time.sleep(0.02)  # until all 40 of the replica's handler threads are asleep
         queued = httpx.post(fn.url, json={"seconds": 0, "name": "queued"}, timeout=15)
@@ -174,9 +174,14 @@ def test_cloudevent_round_trip(serve, mode):
 
 def test_cloudevent_binary_payload_stays_bytes(serve):
     fn = serve("kinds/main.py:echo_event")
-    payload = bytes([0x89, 0x50, 0x4E, 0x47]) + "ascii".encode()
-    headers = {"ce-specversion": "1.0", "ce-id": "b-1", "ce-source": "/t", "ce-type": "com.example.png",
-               "content-type": "application/octet-stream"}
+    payload = bytes([0x89, 0x50, 0x4E, 0x47]) + b"ascii"
+    headers = {
+        "ce-specversion": "1.0",
+        "ce-id": "b-1",
+        "ce-source": "/t",
+        "ce-type": "com.example.png",
+        "content-type": "application/octet-stream",
+    }
     response = httpx.post(fn.url, content=payload, headers=headers)
     assert response.status_code == 200
     assert response.content == payload[::-1]

@@ -17,8 +17,9 @@ import subprocess
 import sys
 import textwrap
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 
@@ -46,12 +47,12 @@ def in_child(fn: Callable[[], Any], timeout: float = 20.0) -> Any:
             os.close(r)
             try:
                 result: dict[str, Any] = {"value": fn()}
-            except BaseException as exc:  # noqa: BLE001 - reported to the parent
+            except BaseException as exc:
                 result = {"error": type(exc).__name__, "errno": getattr(exc, "errno", None), "message": str(exc)}
             data = json.dumps(result, default=str).encode()
             while data:
-                data = data[os.write(w, data):]
-        except BaseException:  # noqa: BLE001
+                data = data[os.write(w, data) :]
+        except BaseException:
             code = 1
         finally:
             os._exit(code)
@@ -154,11 +155,23 @@ def test_read_paths_allow_reading_only(tree: Path) -> None:
     result = in_child(check)
     assert result.pop("abi") == landlock_abi()
     assert result == {
-        "read": "ro/f", "read nested": "ro/sub/g", "list": ["f", "sub"],
-        "read outside": "EACCES", "list outside": "EACCES", "list parent": "EACCES",
-        "write": "EACCES", "create": "EACCES", "delete": "EACCES", "rename": "EACCES", "truncate": "EACCES",
-        "mkdir": "EACCES", "rmdir": "EACCES", "symlink": "EACCES", "fifo": "EACCES",
-        "write outside": "EACCES", "create outside": "EACCES",
+        "read": "ro/f",
+        "read nested": "ro/sub/g",
+        "list": ["f", "sub"],
+        "read outside": "EACCES",
+        "list outside": "EACCES",
+        "list parent": "EACCES",
+        "write": "EACCES",
+        "create": "EACCES",
+        "delete": "EACCES",
+        "rename": "EACCES",
+        "truncate": "EACCES",
+        "mkdir": "EACCES",
+        "rmdir": "EACCES",
+        "symlink": "EACCES",
+        "fifo": "EACCES",
+        "write outside": "EACCES",
+        "create outside": "EACCES",
     }
     # Nothing leaked out of the child.
     assert sorted(os.listdir(tree / "ro")) == ["f", "sub"] and (tree / "ro/f").read_text() == "ro/f"
@@ -189,9 +202,21 @@ def test_write_paths_allow_every_right(tree: Path) -> None:
         }
 
     assert in_child(check) == {
-        "read": "ok", "append": "ok", "create": "ok", "truncate": "ok", "mkdir": "ok", "symlink": "ok", "fifo": "ok",
-        "socket": "ok", "rename": "ok", "rename across dirs (REFER)": "ok", "link across dirs (REFER)": "ok",
-        "delete": "ok", "rmdir": "ok", "read outside": "EACCES", "write outside": "EACCES",
+        "read": "ok",
+        "append": "ok",
+        "create": "ok",
+        "truncate": "ok",
+        "mkdir": "ok",
+        "symlink": "ok",
+        "fifo": "ok",
+        "socket": "ok",
+        "rename": "ok",
+        "rename across dirs (REFER)": "ok",
+        "link across dirs (REFER)": "ok",
+        "delete": "ok",
+        "rmdir": "ok",
+        "read outside": "EACCES",
+        "write outside": "EACCES",
     }
     assert (rw / "f").read_text() == "rw/f+" and (rw / "b/x").exists() and not (rw / "d").exists()
     assert (tree / "out/f").read_text() == "out/f"
@@ -213,8 +238,12 @@ def test_file_rules_and_missing_paths(tree: Path) -> None:
         }
 
     assert in_child(check) == {
-        "read file rule": "ok", "write file rule": "EACCES", "sibling": "EACCES", "list its dir": "EACCES",
-        "write to write file rule": "ok", "create beside write file rule": "EACCES",
+        "read file rule": "ok",
+        "write file rule": "EACCES",
+        "sibling": "EACCES",
+        "list its dir": "EACCES",
+        "write to write file rule": "ok",
+        "create beside write file rule": "EACCES",
     }
 
 
@@ -278,11 +307,15 @@ def test_python_runs_confined_to_its_installation(tmp_path: Path) -> None:
         print(json.dumps({"abi": abi, "imported_before": imported_before, "true": true, "secret": secret,
                           "mime": email.mime.text.MIMEText("hi").get_content_type()}))
     """)
-    proc = subprocess.run([sys.executable, "-c", script, str(tmp_path / "rw"), str(tmp_path / "secret")],
-                          cwd=tmp_path / "rw", capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "rw"), str(tmp_path / "secret")],
+        cwd=tmp_path / "rw",
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 0, proc.stderr
-    assert json.loads(proc.stdout) == {"abi": landlock_abi(), "imported_before": [], "true": 0, "secret": "denied",
-                                       "mime": "text/plain"}
+    assert json.loads(proc.stdout) == {"abi": landlock_abi(), "imported_before": [], "true": 0, "secret": "denied", "mime": "text/plain"}
     assert (tmp_path / "rw/out.txt").read_text() == "written"
 
 
@@ -333,8 +366,12 @@ def test_scope_blocks_signals_abstract_sockets_and_ptrace() -> None:
             }
 
         assert in_child(lambda: check(True)) == {
-            "signal parent": "EPERM", "signal self": "ok", "connect parent's abstract socket": "EPERM",
-            "own abstract socket": "ok", "ptrace parent": "EPERM", "parent's memory": "EACCES",
+            "signal parent": "EPERM",
+            "signal self": "ok",
+            "connect parent's abstract socket": "EPERM",
+            "own abstract socket": "ok",
+            "ptrace parent": "EPERM",
+            "parent's memory": "EACCES",
         }
         # Without scopes signals and abstract sockets reach out again (ptrace stays refused:
         # Landlock always forbids tracing a process outside the domain).
@@ -366,12 +403,19 @@ def test_drop_privileges() -> None:
     def check() -> dict[str, Any]:
         os.setgroups([0, 42])  # supplementary groups that must not survive
         drop_privileges(*NOBODY)
-        return {"ids": [os.getresuid(), os.getresgid(), os.getgroups()],
-                "setuid(0)": outcome(lambda: os.setuid(0)), "setgid(0)": outcome(lambda: os.setgid(0)),
-                "read /etc/shadow": outcome(lambda: read("/etc/shadow"))}
+        return {
+            "ids": [os.getresuid(), os.getresgid(), os.getgroups()],
+            "setuid(0)": outcome(lambda: os.setuid(0)),
+            "setgid(0)": outcome(lambda: os.setgid(0)),
+            "read /etc/shadow": outcome(lambda: read("/etc/shadow")),
+        }
 
-    assert in_child(check) == {"ids": [[65534] * 3, [65534] * 3, []], "setuid(0)": "EPERM", "setgid(0)": "EPERM",
-                               "read /etc/shadow": "EACCES"}
+    assert in_child(check) == {
+        "ids": [[65534] * 3, [65534] * 3, []],
+        "setuid(0)": "EPERM",
+        "setgid(0)": "EPERM",
+        "read /etc/shadow": "EACCES",
+    }
     with pytest.raises(ValueError):
         drop_privileges(0, 0)
 
@@ -415,8 +459,13 @@ def test_private_view(tmp_path: Path) -> None:
     result = in_child(check)
     assert result == {
         "paths": {ro_name: f"/tmp/{ro_name}", rw_name: f"/tmp/{rw_name}"},
-        "tmp": sorted([ro_name, rw_name]), "tmp mode": "0o755", "read": "w",
-        "write ro": "EROFS", "create ro": "EROFS", "write rw": "ok", "original visible": False,
+        "tmp": sorted([ro_name, rw_name]),
+        "tmp mode": "0o755",
+        "read": "w",
+        "write ro": "EROFS",
+        "create ro": "EROFS",
+        "write rw": "ok",
+        "original visible": False,
     }
     # The writable bind wrote through; the view itself stayed private to the child.
     assert (rw / "out").read_text() == "out"
@@ -456,9 +505,11 @@ def test_private_view_gives_an_unprivileged_user_what_it_needs(tmp_path: Path) -
         paths = private_view({"code": str(ro)}, read_only=["code"], root="/tmp")
         drop_privileges(*NOBODY)
         confine([paths["code"]], [])  # the three steps in the order a replica takes them
-        return {"read": read(os.path.join(paths["code"], "handler.py")),
-                "list": os.listdir(paths["code"]),
-                "write": outcome(lambda: write(os.path.join(paths["code"], "handler.py"), "y", "a"))}
+        return {
+            "read": read(os.path.join(paths["code"], "handler.py")),
+            "list": os.listdir(paths["code"]),
+            "write": outcome(lambda: write(os.path.join(paths["code"], "handler.py"), "y", "a")),
+        }
 
     assert in_child(unprivileged_direct) == "EACCES"  # why the view is needed
     assert in_child(through_view) == {"read": "print('hi')", "list": ["handler.py"], "write": "EACCES"}

@@ -26,12 +26,25 @@ def test_defaults_and_local_call():
 
 def test_every_option_is_recorded_and_round_trips():
     @lepton.function(
-        name="classify", cpu="500m", memory="2Gi", gpu=1, min_scale=1, max_scale=3, concurrency=8,
-        target=4, scale_down_after=30, timeout=20, buckets=["images", "predictions"], env={"MODE": "fast"},
-        secrets=["HF_TOKEN"], requirements=["torch>=2"], public=True,
+        name="classify",
+        cpu="500m",
+        memory="2Gi",
+        gpu=1,
+        min_scale=1,
+        max_scale=3,
+        concurrency=8,
+        target=4,
+        scale_down_after=30,
+        timeout=20,
+        buckets=["images", "predictions"],
+        env={"MODE": "fast"},
+        secrets=["HF_TOKEN"],
+        requirements=["torch>=2"],
+        public=True,
         triggers=[
-            lepton.on_event(type="com.example.order", region="eu",
-                            delivery=lepton.Delivery(retry=5, backoff="linear", delay=0.5, dead_letter="failed")),
+            lepton.on_event(
+                type="com.example.order", region="eu", delivery=lepton.Delivery(retry=5, backoff="linear", delay=0.5, dead_letter="failed")
+            ),
             lepton.on_cron("*/5 * * * *", data={"k": 1}, timezone="Europe/Paris"),
             lepton.on_bucket("images", events=["created", "deleted"], prefix="in/", suffix=".png"),
         ],
@@ -138,15 +151,18 @@ def test_handler_kinds_come_from_the_signature():
 
 def test_signature_mistakes_are_explained():
     with pytest.raises(SpecError, match="declare every parameter as a list"):
+
         @lepton.function(batch=lepton.Batch())
         def not_lists(x: int) -> int:
             return x
 
     with pytest.raises(SpecError, match="exactly one parameter"):
+
         @lepton.function
         def two(event: lepton.CloudEvent, extra: int) -> None: ...
 
     with pytest.raises(SpecError, match="named parameter"):
+
         @lepton.function
         def star(*args: int) -> None: ...
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 import contextvars
 import json
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import httpx
 import pytest
@@ -38,6 +38,7 @@ def receiver() -> Iterator[Receiver]:
 
 # -- parse, new, child ----------------------------------------------------------------------
 
+
 def test_parse_reads_a_valid_traceparent_and_its_tracestate():
     assert tracing.parse(VALID) == TraceParent(TRACE, PARENT, "01", None)
     assert tracing.parse(VALID, "congo=t61rcWkgMzE") == TraceParent(TRACE, PARENT, "01", "congo=t61rcWkgMzE")
@@ -45,19 +46,25 @@ def test_parse_reads_a_valid_traceparent_and_its_tracestate():
     assert tracing.parse(VALID).header() == VALID
 
 
-@pytest.mark.parametrize("value", [
-    None, "", "garbage", 55,
-    f"00-{TRACE.upper()}-{PARENT}-01",          # upper-case hex
-    f"00-{'0' * 32}-{PARENT}-01",               # all-zero trace id
-    f"00-{TRACE}-{'0' * 16}-01",                # all-zero parent id
-    f"00-{TRACE[:-1]}-{PARENT}-01",             # short trace id
-    f"00-{TRACE}-{PARENT}0-01",                 # long parent id
-    f"00-{TRACE}-{PARENT}-1",                   # one-digit flags
-    f"ff-{TRACE}-{PARENT}-01",                  # the forbidden version
-    f"00-{TRACE}-{PARENT}-01-extra",            # version 00 has exactly four fields
-    f"0g-{TRACE}-{PARENT}-01",                  # not hex
-    f" {VALID}",                                # not trimmed for us
-])
+@pytest.mark.parametrize(
+    "value",
+    [
+        None,
+        "",
+        "garbage",
+        55,
+        f"00-{TRACE.upper()}-{PARENT}-01",  # upper-case hex
+        f"00-{'0' * 32}-{PARENT}-01",  # all-zero trace id
+        f"00-{TRACE}-{'0' * 16}-01",  # all-zero parent id
+        f"00-{TRACE[:-1]}-{PARENT}-01",  # short trace id
+        f"00-{TRACE}-{PARENT}0-01",  # long parent id
+        f"00-{TRACE}-{PARENT}-1",  # one-digit flags
+        f"ff-{TRACE}-{PARENT}-01",  # the forbidden version
+        f"00-{TRACE}-{PARENT}-01-extra",  # version 00 has exactly four fields
+        f"0g-{TRACE}-{PARENT}-01",  # not hex
+        f" {VALID}",  # not trimmed for us
+    ],
+)
 def test_parse_refuses_what_w3c_calls_invalid(value):
     assert tracing.parse(value, "vendor=1") is None
 
@@ -108,6 +115,7 @@ def test_a_reply_event_gets_the_current_trace_unless_it_has_one():
 
 # -- the runtime, over real HTTP --------------------------------------------------------------
 
+
 def test_the_handler_runs_in_a_child_of_the_callers_trace_even_in_its_thread(serve):
     fn = serve("tracing/chain.py:publish")
     got = httpx.post(fn.url, json={"mark": "m", "send": False}, headers={"traceparent": VALID, "tracestate": "vendor=1"}).json()
@@ -130,8 +138,9 @@ def test_an_event_continues_its_own_trace_and_its_reply_carries_it(serve, mode):
     fn = serve("tracing/chain.py:reply")
     attributes = {"specversion": "1.0", "type": "dev.test.ask", "source": "/t", "id": "1", "traceparent": VALID}
     if mode == "binary":
-        response = httpx.post(fn.url, content=b"{}", headers={"content-type": "application/json",
-                                                               **{f"ce-{k}": v for k, v in attributes.items()}})
+        response = httpx.post(
+            fn.url, content=b"{}", headers={"content-type": "application/json", **{f"ce-{k}": v for k, v in attributes.items()}}
+        )
         answer = response.headers["ce-traceparent"]
     else:
         response = httpx.post(fn.url, json=attributes, headers={"content-type": "application/cloudevents+json"})
@@ -166,6 +175,7 @@ def test_a_replica_exports_its_handler_span_under_the_caller(serve, receiver):
 
 # -- the platform's pieces --------------------------------------------------------------------
 
+
 def test_the_ingress_gives_the_request_trace_to_events_without_one():
     caller = TraceParent(TRACE, PARENT, "01", "vendor=1")
     plain = Event.from_json({"specversion": "1.0", "id": "1", "source": "/s", "type": "t", "data": {"a": 1}})
@@ -177,8 +187,21 @@ def test_the_ingress_gives_the_request_trace_to_events_without_one():
 
 
 def test_a_job_event_carries_the_trace_the_job_was_submitted_in():
-    job = Job(1, "job-1", "fn", "POST", "/fn/fn", [("content-type", "application/json"), ("traceparent", VALID)], "succeeded",
-              1, 1, 0, 0.0, 0.0, finished_at=time.time())
+    job = Job(
+        1,
+        "job-1",
+        "fn",
+        "POST",
+        "/fn/fn",
+        [("content-type", "application/json"), ("traceparent", VALID)],
+        "succeeded",
+        1,
+        1,
+        0,
+        0.0,
+        0.0,
+        finished_at=time.time(),
+    )
     assert job_event(job, None).attrs["traceparent"] == VALID
     job.headers = [("content-type", "application/json")]
     assert "traceparent" not in job_event(job, None).attrs

@@ -15,10 +15,16 @@ READY = ["fn-00001", "fn-00002", "fn-00003"]
 def test_shares_must_be_whole_percents_of_ready_revisions_adding_up_to_100():
     assert validate("fn", {"fn-00001": 90, "fn-00002": 10}, {}, READY) == Traffic({"fn-00001": 90, "fn-00002": 10})
     assert validate("fn", {"fn-00001": 100, "fn-00002": 0}, {}, READY).split == {"fn-00001": 100}  # 0% leaves the split
-    for split, words in [({"fn-00001": 90, "fn-00002": 20}, "add up to 110%"), ({"fn-00001": 50}, "add up to 50%"),
-                         ({}, "at least one revision"), ({"fn-00009": 100}, "no ready revision 'fn-00009'"),
-                         ({"fn-00001": 101}, "whole percent"), ({"fn-00001": -1, "fn-00002": 101}, "whole percent"),
-                         ({"fn-00001": 50.5, "fn-00002": 49.5}, "whole percent"), ({"fn-00001": True}, "whole percent")]:
+    for split, words in [
+        ({"fn-00001": 90, "fn-00002": 20}, "add up to 110%"),
+        ({"fn-00001": 50}, "add up to 50%"),
+        ({}, "at least one revision"),
+        ({"fn-00009": 100}, "no ready revision 'fn-00009'"),
+        ({"fn-00001": 101}, "whole percent"),
+        ({"fn-00001": -1, "fn-00002": 101}, "whole percent"),
+        ({"fn-00001": 50.5, "fn-00002": 49.5}, "whole percent"),
+        ({"fn-00001": True}, "whole percent"),
+    ]:
         with pytest.raises(InvalidTraffic, match=words.replace("(", r"\(")):
             validate("fn", split, {}, READY)
 

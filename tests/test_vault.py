@@ -61,8 +61,10 @@ def test_a_changed_key_or_a_moved_row_names_the_secret_and_never_its_value(vault
     vault.set("HF_TOKEN", VALUE)
     vault.set("OTHER", "other-value")
     # A row copied under another name does not decrypt: the name is the associated data.
-    vault._db.execute("UPDATE secrets SET nonce = (SELECT nonce FROM secrets WHERE name = 'HF_TOKEN'), "
-                      "ciphertext = (SELECT ciphertext FROM secrets WHERE name = 'HF_TOKEN') WHERE name = 'OTHER'")
+    vault._db.execute(
+        "UPDATE secrets SET nonce = (SELECT nonce FROM secrets WHERE name = 'HF_TOKEN'), "
+        "ciphertext = (SELECT ciphertext FROM secrets WHERE name = 'HF_TOKEN') WHERE name = 'OTHER'"
+    )
     with pytest.raises(SecretUnreadable, match="secret 'OTHER' cannot be decrypted"):
         vault.get("OTHER")
 

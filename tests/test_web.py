@@ -9,9 +9,9 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Iterator
 
 import httpx
 import pytest
@@ -29,15 +29,21 @@ WEB = FUNCTIONS / "web"
 
 def launch(args: list[str], log: Path, url: str, env: dict[str, str] | None = None) -> Process:
     with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "lepton.runtime", *args], stdout=out, stderr=subprocess.STDOUT,
-                                env={**os.environ, **(env or {})}, cwd=ROOT)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "lepton.runtime", *args],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
+            cwd=ROOT,
+        )
     return Process(proc, url, log)
 
 
 def listening(abstract_name: str) -> bool:
     """Whether a Unix socket of that name accepts connections (the flag __SO_ACCEPTCON)."""
-    return any(line.split()[3] == "00010000" and line.endswith(" " + abstract_name)
-               for line in Path("/proc/net/unix").read_text().splitlines()[1:])
+    return any(
+        line.split()[3] == "00010000" and line.endswith(" " + abstract_name) for line in Path("/proc/net/unix").read_text().splitlines()[1:]
+    )
 
 
 def wait_ready(process: Process, client: httpx.Client, timeout: float = 30) -> None:
@@ -68,12 +74,17 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, tupl
     for target in ("main.py:site", "main.py:add"):
         port = free_port()
         url = f"http://127.0.0.1:{port}"
-        started[target.split(":")[1]] = (launch([str(WEB / target), "--port", str(port)], folder / f"{port}.log", url),
-                                         httpx.Client(base_url=url, timeout=10))
-    shop = launch([str(WEB / "shop.py"), "--uds", f"@{socket_name}"], folder / "shop.log", "http://replica",
-                  env={"LEPTON_PLATFORM_UID": str(os.getuid())})
-    started["shop"] = (shop, httpx.Client(base_url="http://replica", timeout=10,
-                                          transport=httpx.HTTPTransport(uds="\0" + socket_name)))
+        started[target.split(":")[1]] = (
+            launch([str(WEB / target), "--port", str(port)], folder / f"{port}.log", url),
+            httpx.Client(base_url=url, timeout=10),
+        )
+    shop = launch(
+        [str(WEB / "shop.py"), "--uds", f"@{socket_name}"],
+        folder / "shop.log",
+        "http://replica",
+        env={"LEPTON_PLATFORM_UID": str(os.getuid())},
+    )
+    started["shop"] = (shop, httpx.Client(base_url="http://replica", timeout=10, transport=httpx.HTTPTransport(uds="\0" + socket_name)))
     try:
         for process, client in started.values():
             wait_ready(process, client)
@@ -87,8 +98,7 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, tupl
 def test_request_handler_sees_method_sub_path_query_and_headers(servers):
     _, http = servers["site"]
     got = http.get("/a/b", params={"q": "cats", "n": "2"}, headers={"x-agent": "tests"}).json()
-    assert got == {"method": "GET", "path": "/a/b", "query": {"q": "cats", "n": "2"}, "agent": "tests",
-                   "form": {}, "files": {}, "text": ""}
+    assert got == {"method": "GET", "path": "/a/b", "query": {"q": "cats", "n": "2"}, "agent": "tests", "form": {}, "files": {}, "text": ""}
     assert http.delete("/").json()["method"] == "DELETE"
     assert http.post("/echo", json={"deep": [1, 2]}).json() == {"deep": [1, 2]}
     bad_json = http.post("/echo", content=b"{nope")
@@ -280,8 +290,11 @@ def test_retries_and_their_backoff():
     assert lepton.Retries(backoff="linear", delay=2).backoff_seconds(3) == 6
     spec = lepton.function(retries=lepton.Retries(max_retries=2, backoff="linear"))(target).spec
     assert lepton.FunctionSpec.model_validate_json(spec.model_dump_json()) == spec
-    for options, message in [({"max_retries": 101}, "max_retries"), ({"delay": 0}, "delay"),
-                             ({"delay": 10, "max_delay": 5}, "max_delay (5) must not be below delay (10)")]:
+    for options, message in [
+        ({"max_retries": 101}, "max_retries"),
+        ({"delay": 0}, "delay"),
+        ({"delay": 10, "max_delay": 5}, "max_delay (5) must not be below delay (10)"),
+    ]:
         with pytest.raises(SpecError, match=re.escape(message)):
             lepton.Retries(**options)
     with pytest.raises(SpecError, match="max_retries: Input should be greater than or equal to 0"):

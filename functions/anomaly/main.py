@@ -16,8 +16,13 @@ READING = "dev.lepton.sensor.reading"
 ANOMALY = "dev.lepton.sensor.anomaly"
 
 
-@lepton.function(name="detect", max_scale=2, concurrency=32, requirements=["torch", "numpy"],
-                 triggers=[lepton.on_event(type=READING, delivery=lepton.Delivery(retry=5, backoff="exponential", delay=0.1))])
+@lepton.function(
+    name="detect",
+    max_scale=2,
+    concurrency=32,
+    requirements=["torch", "numpy"],
+    triggers=[lepton.on_event(type=READING, delivery=lepton.Delivery(retry=5, backoff="exponential", delay=0.1))],
+)
 class Detect:
     def setup(self) -> None:
         from autoencoder import Detector
@@ -26,7 +31,6 @@ class Detect:
 
     def __call__(self, event: lepton.CloudEvent) -> lepton.CloudEvent | None:
         import torch
-
         from sensors import FEATURES
 
         data = event.get_data()
@@ -36,10 +40,20 @@ class Detect:
         if score <= self.detector.threshold:
             return None
         return lepton.CloudEvent(
-            {"type": ANOMALY, "source": "/functions/detect", "id": f"anomaly-{event.get_id()}", "subject": str(data.get("device", "")),
-             "datacontenttype": "application/json"},
-            {"device": data.get("device"), "score": round(score, 4), "threshold": round(self.detector.threshold, 4), "reading": data,
-             "reading_id": event.get_id()},
+            {
+                "type": ANOMALY,
+                "source": "/functions/detect",
+                "id": f"anomaly-{event.get_id()}",
+                "subject": str(data.get("device", "")),
+                "datacontenttype": "application/json",
+            },
+            {
+                "device": data.get("device"),
+                "score": round(score, 4),
+                "threshold": round(self.detector.threshold, 4),
+                "reading": data,
+                "reading_id": event.get_id(),
+            },
         )
 
 

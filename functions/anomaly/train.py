@@ -16,8 +16,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from autoencoder import CALIBRATION, WEIGHTS, AutoEncoder, Detector  # noqa: E402
-from sensors import FAULTS, faulty, healthy  # noqa: E402
+from autoencoder import CALIBRATION, WEIGHTS, AutoEncoder, Detector
+from sensors import FAULTS, faulty, healthy
 
 SEED = 11
 
@@ -49,10 +49,13 @@ def main() -> None:
     recall = {f: float((detector.scores(torch.tensor(faulty(1_000, test_rng, f))).numpy() > threshold).mean()) for f in FAULTS}
     flagged_faults = sum(recall.values()) * 1_000
     metrics = {
-        "threshold": round(threshold, 5), "false_positive_rate": round(float(normal.mean()), 4),
+        "threshold": round(threshold, 5),
+        "false_positive_rate": round(float(normal.mean()), 4),
         "recall": {f: round(r, 4) for f, r in recall.items()},
         "precision": round(flagged_faults / (flagged_faults + normal.sum()), 4),
-        "train_readings": len(train), "seed": SEED, "torch": torch.__version__,
+        "train_readings": len(train),
+        "seed": SEED,
+        "torch": torch.__version__,
     }
     (WEIGHTS.parent / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     print(json.dumps(metrics))

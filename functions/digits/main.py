@@ -12,7 +12,7 @@ metrics.json), served four ways.
 
 from __future__ import annotations
 
-from typing import Annotated, Union
+from typing import Annotated
 
 from annotated_types import Len
 from fastapi import HTTPException
@@ -22,7 +22,7 @@ import lepton
 
 Row = Annotated[list[Annotated[float, Field(ge=0, le=16)]], Len(8, 8)]
 Grid = Annotated[list[Row], Len(8, 8)]
-Image = Union[Grid, Base64Bytes]
+Image = Grid | Base64Bytes
 
 
 class Prediction(BaseModel):
@@ -39,19 +39,27 @@ class Classifier:
 
     def predict(self, images: list[Image]) -> list[Prediction]:
         import torch
-
         from digitnet import png_to_grid, to_tensor
 
         grids = [png_to_grid(image) if isinstance(image, bytes) else image for image in images]
         with torch.inference_mode():
             rows = torch.softmax(self.model(to_tensor(grids)), dim=1).tolist()  # one conversion, not 12 tensor ops an image
-        return [Prediction(digit=max(range(len(row)), key=row.__getitem__), confidence=round(max(row), 4),
-                           probabilities=[round(v, 4) for v in row])
-                for row in rows]
+        return [
+            Prediction(
+                digit=max(range(len(row)), key=row.__getitem__), confidence=round(max(row), 4), probabilities=[round(v, 4) for v in row]
+            )
+            for row in rows
+        ]
 
 
-@lepton.function(name="digits", batch=lepton.Batch(max_size=32, max_wait_ms=4), max_scale=2, concurrency=64,
-                 requirements=["torch", "pillow"], public=True)
+@lepton.function(
+    name="digits",
+    batch=lepton.Batch(max_size=32, max_wait_ms=4),
+    max_scale=2,
+    concurrency=64,
+    requirements=["torch", "pillow"],
+    public=True,
+)
 class Digits(Classifier):
     def __call__(self, image: list[Image]) -> list[Prediction]:
         return self.predict(image)
@@ -63,8 +71,12 @@ class DigitsSingle(Classifier):
         return self.predict([image])[0]
 
 
-@lepton.function(name="digits-upload", buckets=["images", "predictions"], requirements=["torch", "pillow"],
-                 triggers=[lepton.on_bucket("images", prefix="in/", suffix=".png")])
+@lepton.function(
+    name="digits-upload",
+    buckets=["images", "predictions"],
+    requirements=["torch", "pillow"],
+    triggers=[lepton.on_bucket("images", prefix="in/", suffix=".png")],
+)
 class DigitsUpload(Classifier):
     def __call__(self, event: lepton.CloudEvent) -> None:
         key = event.get_subject()

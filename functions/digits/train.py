@@ -20,7 +20,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from digitnet import WEIGHTS, DigitNet  # noqa: E402
+from digitnet import WEIGHTS, DigitNet
 
 SEED = 7
 EPOCHS = 40
@@ -29,7 +29,9 @@ EPOCHS = 40
 def split() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """The fixed train/test split every script uses (tests and benchmarks too)."""
     digits = load_digits()
-    x_train, x_test, y_train, y_test = train_test_split(digits.images, digits.target, test_size=0.2, random_state=SEED, stratify=digits.target)
+    x_train, x_test, y_train, y_test = train_test_split(
+        digits.images, digits.target, test_size=0.2, random_state=SEED, stratify=digits.target
+    )
     as_x = lambda a: torch.tensor(a, dtype=torch.float32).unsqueeze(1) / 16.0  # noqa: E731
     return as_x(x_train), torch.tensor(y_train), as_x(x_test), torch.tensor(y_test)
 
@@ -38,7 +40,7 @@ def shift(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """Augment: move each image by up to one pixel in each direction."""
     padded = nn.functional.pad(x, (1, 1, 1, 1))
     dx, dy = torch.randint(0, 3, (2,), generator=generator).tolist()
-    return padded[:, :, dy:dy + 8, dx:dx + 8]
+    return padded[:, :, dy : dy + 8, dx : dx + 8]
 
 
 def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
@@ -60,7 +62,7 @@ def main() -> None:
         model.train()
         order = torch.randperm(len(x_train), generator=generator)
         for start in range(0, len(order), 64):
-            idx = order[start:start + 64]
+            idx = order[start : start + 64]
             loss = nn.functional.cross_entropy(model(shift(x_train[idx], generator)), y_train[idx], label_smoothing=0.05)
             optimizer.zero_grad()
             loss.backward()
@@ -71,9 +73,16 @@ def main() -> None:
     model.eval()
     test_accuracy = accuracy(model, x_test, y_test)
     torch.save(model.state_dict(), WEIGHTS)
-    metrics = {"test_accuracy": round(test_accuracy, 4), "train_images": len(x_train), "test_images": len(x_test),
-               "epochs": EPOCHS, "seed": SEED, "parameters": sum(p.numel() for p in model.parameters()),
-               "train_seconds": round(time.perf_counter() - started, 1), "torch": torch.__version__}
+    metrics = {
+        "test_accuracy": round(test_accuracy, 4),
+        "train_images": len(x_train),
+        "test_images": len(x_test),
+        "epochs": EPOCHS,
+        "seed": SEED,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "train_seconds": round(time.perf_counter() - started, 1),
+        "torch": torch.__version__,
+    }
     (WEIGHTS.parent / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     print(json.dumps(metrics))
 

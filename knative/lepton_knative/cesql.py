@@ -36,12 +36,21 @@ from typing import Any
 # https://github.com/cloudevents/sdk-go/blob/3ce6b2f1f011/sql/v2/runtime/functions_resolver.go init()
 # and sql/v2/function/*.go.
 FUNCTIONS: dict[str, tuple[int, int | None, str]] = {
-    "INT": (1, 1, "int"), "BOOL": (1, 1, "bool"), "STRING": (1, 1, "string"),
-    "IS_BOOL": (1, 1, "bool"), "IS_INT": (1, 1, "bool"),
-    "ABS": (1, 1, "int"), "LENGTH": (1, 1, "int"),
-    "CONCAT": (0, None, "string"), "CONCAT_WS": (1, None, "string"),
-    "LOWER": (1, 1, "string"), "UPPER": (1, 1, "string"), "TRIM": (1, 1, "string"),
-    "LEFT": (2, 2, "string"), "RIGHT": (2, 2, "string"), "SUBSTRING": (2, 3, "string"),
+    "INT": (1, 1, "int"),
+    "BOOL": (1, 1, "bool"),
+    "STRING": (1, 1, "string"),
+    "IS_BOOL": (1, 1, "bool"),
+    "IS_INT": (1, 1, "bool"),
+    "ABS": (1, 1, "int"),
+    "LENGTH": (1, 1, "int"),
+    "CONCAT": (0, None, "string"),
+    "CONCAT_WS": (1, None, "string"),
+    "LOWER": (1, 1, "string"),
+    "UPPER": (1, 1, "string"),
+    "TRIM": (1, 1, "string"),
+    "LEFT": (2, 2, "string"),
+    "RIGHT": (2, 2, "string"),
+    "SUBSTRING": (2, 3, "string"),
 }
 
 INT32 = (-(2**31), 2**31 - 1)
@@ -75,17 +84,37 @@ class Node:
     pos: int
     op: str = ""
     value: Any = None
-    args: tuple["Node", ...] = ()
+    args: tuple[Node, ...] = ()
 
 
 # Lexer rules in CESQLLexer.g4 order (ties between equally long matches go to the earlier rule).
 _FIXED = [
-    ("LR_BRACKET", "("), ("RR_BRACKET", ")"), ("COMMA", ","), ("SINGLE_QUOTE_SYMB", "'"), ("DOUBLE_QUOTE_SYMB", '"'),
-    ("AND", "AND"), ("OR", "OR"), ("XOR", "XOR"), ("NOT", "NOT"),
-    ("STAR", "*"), ("DIVIDE", "/"), ("MODULE", "%"), ("PLUS", "+"), ("MINUS", "-"),
-    ("EQUAL", "="), ("NOT_EQUAL", "!="), ("GREATER", ">"), ("GREATER_OR_EQUAL", ">="), ("LESS", "<"),
-    ("LESS_GREATER", "<>"), ("LESS_OR_EQUAL", "<="),
-    ("LIKE", "LIKE"), ("EXISTS", "EXISTS"), ("IN", "IN"), ("TRUE", "TRUE"), ("FALSE", "FALSE"),
+    ("LR_BRACKET", "("),
+    ("RR_BRACKET", ")"),
+    ("COMMA", ","),
+    ("SINGLE_QUOTE_SYMB", "'"),
+    ("DOUBLE_QUOTE_SYMB", '"'),
+    ("AND", "AND"),
+    ("OR", "OR"),
+    ("XOR", "XOR"),
+    ("NOT", "NOT"),
+    ("STAR", "*"),
+    ("DIVIDE", "/"),
+    ("MODULE", "%"),
+    ("PLUS", "+"),
+    ("MINUS", "-"),
+    ("EQUAL", "="),
+    ("NOT_EQUAL", "!="),
+    ("GREATER", ">"),
+    ("GREATER_OR_EQUAL", ">="),
+    ("LESS", "<"),
+    ("LESS_GREATER", "<>"),
+    ("LESS_OR_EQUAL", "<="),
+    ("LIKE", "LIKE"),
+    ("EXISTS", "EXISTS"),
+    ("IN", "IN"),
+    ("TRUE", "TRUE"),
+    ("FALSE", "FALSE"),
 ]
 _PATTERNS = [
     ("DQUOTED_STRING_LITERAL", re.compile(r'"(?:\\.|""|[^"\\])*"', re.S)),
@@ -98,10 +127,16 @@ _PATTERNS = [
 _SPACE = re.compile(r"[ \t\r\n]+")
 _STRINGS = ("DQUOTED_STRING_LITERAL", "SQUOTED_STRING_LITERAL")
 _NAMES = ("IDENTIFIER", "IDENTIFIER_WITH_NUMBER")
-_COMPARISONS = {"EQUAL": "=", "NOT_EQUAL": "!=", "LESS_GREATER": "<>", "GREATER_OR_EQUAL": ">=",
-                "LESS_OR_EQUAL": "<=", "LESS": "<", "GREATER": ">"}
-_OPERATORS = {"STAR": "*", "DIVIDE": "/", "MODULE": "%", "PLUS": "+", "MINUS": "-", "AND": "AND", "OR": "OR", "XOR": "XOR",
-              **_COMPARISONS}
+_COMPARISONS = {
+    "EQUAL": "=",
+    "NOT_EQUAL": "!=",
+    "LESS_GREATER": "<>",
+    "GREATER_OR_EQUAL": ">=",
+    "LESS_OR_EQUAL": "<=",
+    "LESS": "<",
+    "GREATER": ">",
+}
+_OPERATORS = {"STAR": "*", "DIVIDE": "/", "MODULE": "%", "PLUS": "+", "MINUS": "-", "AND": "AND", "OR": "OR", "XOR": "XOR", **_COMPARISONS}
 
 
 def _upper(text: str) -> str:
@@ -129,7 +164,7 @@ def tokens(expr: str) -> list[Token]:
                 best, length = kind, found.end() - pos
         if not length:
             raise CESQLError(f"character {expr[pos]!r} is not part of CESQL (Knative's lexer would drop it silently)", pos)
-        out.append(Token(best, expr[pos:pos + length], pos))
+        out.append(Token(best, expr[pos : pos + length], pos))
         pos += length
     out.append(Token("EOF", "", len(expr)))
     return out
@@ -232,9 +267,14 @@ class _Parser:
         if kind in _NAMES:
             return Node("identifier", token.pos, value=token.text.lower())
         if kind == "FUNCTION_IDENTIFIER_WITH_UNDERSCORE":
-            raise CESQLError(f"CESQL syntax error: {token.text!r} is not an attribute name (attribute names are letters and digits)", token.pos)
+            raise CESQLError(
+                f"CESQL syntax error: {token.text!r} is not an attribute name (attribute names are letters and digits)", token.pos
+            )
         self.i -= 1
-        raise CESQLError(f"CESQL syntax error: expected a value, an attribute, a function call, NOT, -, EXISTS or '(', found {_describe(token)}", token.pos)
+        raise CESQLError(
+            f"CESQL syntax error: expected a value, an attribute, a function call, NOT, -, EXISTS or '(', found {_describe(token)}",
+            token.pos,
+        )
 
 
 def _unquote(text: str) -> str:
@@ -283,8 +323,13 @@ def check(node: Node) -> list[CESQLError]:
             found.append(CESQLError(f"{n.op} takes {wanted} argument{'s' * (wanted != '1')}, got {len(n.args)}", n.pos))
     kind = result_type(node)
     if kind not in ("bool", "any"):
-        found.append(CESQLError(f"a filter must be true or false, but this expression gives {'an' if kind == 'int' else 'a'} {kind} "
-                                "(Knative's broker would fail on every event)", node.pos))
+        found.append(
+            CESQLError(
+                f"a filter must be true or false, but this expression gives {'an' if kind == 'int' else 'a'} {kind} "
+                "(Knative's broker would fail on every event)",
+                node.pos,
+            )
+        )
     return found
 
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from lepton.errors import LeptonError
 
@@ -120,8 +121,9 @@ class Cluster:
         group, version, plural = REVISIONS if kind == "Revision" else KINDS[kind]
         return self._call(probe, self.api.get_namespaced_custom_object, group, version, namespace, plural, name, missing_ok=True)
 
-    def _until(self, obj: dict[str, Any], judge: Callable[[dict[str, Any]], str | None], timeout: float,
-               progress: Callable[[str], None], late: str) -> dict[str, Any]:
+    def _until(
+        self, obj: dict[str, Any], judge: Callable[[dict[str, Any]], str | None], timeout: float, progress: Callable[[str], None], late: str
+    ) -> dict[str, Any]:
         """Read `obj` until `judge` (None when done, else what it waits for, or a
         ClusterError when it failed) is satisfied, backing off from 50 ms to 1 s."""
         deadline = time.monotonic() + timeout
@@ -137,8 +139,7 @@ class Cluster:
             time.sleep(delay)
             delay = min(delay * 2, 1.0)
 
-    def wait_traffic(self, svc: dict[str, Any], timeout: float = 300,
-                     progress: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
+    def wait_traffic(self, svc: dict[str, Any], timeout: float = 300, progress: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
         """Poll until the Service's route sends traffic as its `spec.traffic` says (shares
         and tags of pinned Revisions). Not `Ready`: that also needs the newest template's
         revision ready, which a rollback away from a failed one never is."""
@@ -191,7 +192,10 @@ class Cluster:
         if kind == "Secret":
             return self._call(probe, self.core.delete_namespaced_secret, name, namespace, missing_ok=True) is not None
         group, version, plural = KINDS[kind]
-        return self._call(probe, self.api.delete_namespaced_custom_object, group, version, namespace, plural, name, missing_ok=True) is not None
+        return (
+            self._call(probe, self.api.delete_namespaced_custom_object, group, version, namespace, plural, name, missing_ok=True)
+            is not None
+        )
 
     def _secret_labels(self, namespace: str, name: str) -> dict[str, str] | None:
         """The labels of Secret `name`, or None when there is none: found by listing, since
@@ -206,8 +210,11 @@ class Cluster:
         overwrite or delete a user's own."""
         labels = self._secret_labels(namespace, name)
         if labels is not None and not (labels.get("app.kubernetes.io/managed-by") == "lepton" and label in labels):
-            raise ClusterError(f"Secret {name} already exists in namespace {namespace} and Lepton does not manage it "
-                               f"(no labels app.kubernetes.io/managed-by=lepton and {label}); delete or rename it first", 409)
+            raise ClusterError(
+                f"Secret {name} already exists in namespace {namespace} and Lepton does not manage it "
+                f"(no labels app.kubernetes.io/managed-by=lepton and {label}); delete or rename it first",
+                409,
+            )
         return labels is not None
 
     def apply_named_secret(self, obj: dict[str, Any], label: str) -> None:
@@ -220,7 +227,9 @@ class Cluster:
         """Delete a Secret Lepton owns by name; False when it was not there."""
         return self._refuse_unmanaged(namespace, name, label) and self.delete("Secret", namespace, name)
 
-    def prune(self, namespace: str, function: str, keep: set[tuple[str, str]], kinds: tuple[str, ...] = ("Trigger", "PingSource")) -> list[str]:
+    def prune(
+        self, namespace: str, function: str, keep: set[tuple[str, str]], kinds: tuple[str, ...] = ("Trigger", "PingSource")
+    ) -> list[str]:
         """Delete the function's objects of `kinds` that Lepton manages and that are not in
         `keep` (kind, name): a trigger or schedule the new revision no longer declares stops
         at once. Objects without Lepton's managed-by label (a user's own Secret, labelled
@@ -245,13 +254,15 @@ class Cluster:
         pods = []
         for pod in result.items:
             statuses = (pod.status.container_statuses or []) if pod.status else []
-            pods.append({
-                "id": pod.metadata.name,
-                "revision": (pod.metadata.labels or {}).get("serving.knative.dev/revision"),
-                "state": (pod.status.phase if pod.status else None) or "Unknown",
-                "ready": bool(statuses) and all(s.ready for s in statuses),
-                "restarts": sum(s.restart_count or 0 for s in statuses),
-            })
+            pods.append(
+                {
+                    "id": pod.metadata.name,
+                    "revision": (pod.metadata.labels or {}).get("serving.knative.dev/revision"),
+                    "state": (pod.status.phase if pod.status else None) or "Unknown",
+                    "ready": bool(statuses) and all(s.ready for s in statuses),
+                    "restarts": sum(s.restart_count or 0 for s in statuses),
+                }
+            )
         return sorted(pods, key=lambda p: p["id"])
 
     def pod_log(self, namespace: str, pod: str, container: str, *, tail: int | None = None, since: int | None = None) -> str:

@@ -14,8 +14,9 @@ Everything is rendered and validated before the first object is applied.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from lepton.spec import FunctionSpec
 from lepton_knative.cluster import Cluster
@@ -46,8 +47,15 @@ def plan(spec: FunctionSpec, target: Target) -> Plan:
     return Plan(spec, target, objects[0], objects[1:])
 
 
-def start(cluster: Cluster, new: Plan, serving: str | list[dict[str, Any]] | None, tokens: dict[str, str], *, timeout: float,
-          progress: Progress = lambda _: None) -> dict[str, Any]:
+def start(
+    cluster: Cluster,
+    new: Plan,
+    serving: str | list[dict[str, Any]] | None,
+    tokens: dict[str, str],
+    *,
+    timeout: float,
+    progress: Progress = lambda _: None,
+) -> dict[str, Any]:
     """Step 1: create the new Revision beside the serving one (`serving`, a Knative Revision
     name, the `spec.traffic` of a split that stays as it is, or None for a first deploy);
     returns the Service once the new Revision is ready. `tokens` (key -> token) must hold the
@@ -60,8 +68,16 @@ def start(cluster: Cluster, new: Plan, serving: str | list[dict[str, Any]] | Non
     return cluster.wait_ready(svc, timeout, progress)
 
 
-def move(cluster: Cluster, new: Plan, revision: str | list[dict[str, Any]], tokens: dict[str, str], *,
-         template: dict[str, Any] | None = None, timeout: float, progress: Progress = lambda _: None) -> dict[str, Any]:
+def move(
+    cluster: Cluster,
+    new: Plan,
+    revision: str | list[dict[str, Any]],
+    tokens: dict[str, str],
+    *,
+    template: dict[str, Any] | None = None,
+    timeout: float,
+    progress: Progress = lambda _: None,
+) -> dict[str, Any]:
     """Step 2: all traffic to `revision` (the new one, or an older one for a rollback, with
     `template` keeping the Service's newest template as it is), or shared as a `spec.traffic`
     list says (`split`). `tokens` keeps the revisions that served until now beside it: their

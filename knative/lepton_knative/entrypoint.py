@@ -67,7 +67,7 @@ def revision_name() -> str:
     id, which the pod's scoped token (`rev.<id>.<mac>`) carries; else Knative's."""
     token = os.environ.get("LEPTON_TOKEN", "")
     if token.startswith("rev.") and token.count(".") >= 2:
-        return token[len("rev."):].rsplit(".", 1)[0]
+        return token[len("rev.") :].rsplit(".", 1)[0]
     return os.environ.get("K_REVISION", "")
 
 
@@ -84,8 +84,10 @@ def main() -> int:
     if path is None:
         absent = [v for v in ("LEPTON_URL", "LEPTON_TOKEN") if not os.environ.get(v)]
         if absent:
-            print(f"error: artifact {digest[:19]}... is not in the image; set {', '.join(absent)} to fetch it from the platform",
-                  file=sys.stderr)
+            print(
+                f"error: artifact {digest[:19]}... is not in the image; set {', '.join(absent)} to fetch it from the platform",
+                file=sys.stderr,
+            )
             return 2
         path = Path(tempfile.mkdtemp(prefix="lepton-artifact-")) / "artifact.tar.gz"
         try:
@@ -96,8 +98,20 @@ def main() -> int:
     os.environ.setdefault("LEPTON_REVISION", revision_name())
     from lepton.runtime.__main__ import main as serve
 
-    return serve(["--artifact", str(path), "--digest", digest, "--function", os.environ["LEPTON_FUNCTION"],
-                  "--host", os.environ.get("HOST", "0.0.0.0"), "--port", os.environ.get("PORT", "8080")])
+    return serve(
+        [
+            "--artifact",
+            str(path),
+            "--digest",
+            digest,
+            "--function",
+            os.environ["LEPTON_FUNCTION"],
+            "--host",
+            os.environ.get("HOST", "0.0.0.0"),
+            "--port",
+            os.environ.get("PORT", "8080"),
+        ]
+    )
 
 
 if __name__ == "__main__":

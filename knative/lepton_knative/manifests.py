@@ -68,8 +68,10 @@ def iso_duration(seconds: float, where: str) -> str:
     zero, so anything finer is refused rather than silently changed."""
     tenths = round(seconds * 10)
     if tenths <= 0 or abs(tenths - seconds * 10) > 1e-6:
-        raise RenderError(f"{where}: {seconds:g} s cannot be said to Knative, which keeps one decimal of a second "
-                          f"(PT{seconds:g}S would be read as PT{math.floor(seconds * 10) / 10:g}S); use a multiple of 0.1 s")
+        raise RenderError(
+            f"{where}: {seconds:g} s cannot be said to Knative, which keeps one decimal of a second "
+            f"(PT{seconds:g}S would be read as PT{math.floor(seconds * 10) / 10:g}S); use a multiple of 0.1 s"
+        )
     text = f"{tenths / 10:.1f}".removesuffix(".0")
     return f"PT{text}S"
 
@@ -96,9 +98,14 @@ def user_secret(name: str, value: str, namespace: str) -> dict[str, Any]:
     the function Secret). Not labelled with a function: pruning never touches it."""
     kube_name = user_secret_name(name)
     return {
-        "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
-        "metadata": {"name": kube_name, "namespace": namespace,
-                     "labels": {**MANAGED_BY, USER_SECRET_LABEL: _label_value(kube_name.removeprefix(USER_SECRET_PREFIX))}},
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "Opaque",
+        "metadata": {
+            "name": kube_name,
+            "namespace": namespace,
+            "labels": {**MANAGED_BY, USER_SECRET_LABEL: _label_value(kube_name.removeprefix(USER_SECRET_PREFIX))},
+        },
         "data": {name: base64.b64encode(value.encode()).decode()},
     }
 
@@ -141,9 +148,11 @@ def revision_name(service_name: str, template: dict[str, Any]) -> str:
 def template(spec: FunctionSpec, target: Target) -> dict[str, Any]:
     """The Service's revision template, named by its own content."""
     if spec.scale_down_after > MAX_RETENTION:
-        raise RenderError(f"function {spec.name!r}: scale_down_after {spec.scale_down_after:g} s: Knative keeps a last pod at most "
-                          f"{MAX_RETENTION} s after its last request (scale-to-zero-pod-retention-period); use at most {MAX_RETENTION}, "
-                          "or min_scale=1 to keep one always")
+        raise RenderError(
+            f"function {spec.name!r}: scale_down_after {spec.scale_down_after:g} s: Knative keeps a last pod at most "
+            f"{MAX_RETENTION} s after its last request (scale-to-zero-pod-retention-period); use at most {MAX_RETENTION}, "
+            "or min_scale=1 to keep one always"
+        )
     value, utilization = autoscaling_target(spec)
     annotations = {
         "autoscaling.knative.dev/class": "kpa.autoscaling.knative.dev",
@@ -168,14 +177,19 @@ def template(spec: FunctionSpec, target: Target) -> dict[str, Any]:
     if spec.gpu:
         limits["nvidia.com/gpu"] = str(spec.gpu)
     container: dict[str, Any] = {
-        "name": CONTAINER, "image": target.image, "env": env,
+        "name": CONTAINER,
+        "image": target.image,
+        "env": env,
         "ports": [{"containerPort": 8080, "name": "http1"}],
         "resources": {"requests": requests, "limits": limits},
         # The artifact fetch and setup() run before readyz answers: the startup probe holds
         # the liveness probe off until then, so a slow model load is not restarted in a loop.
         # The probes live under /_lepton/, which no function's own paths reach.
-        "startupProbe": {"httpGet": {"path": "/_lepton/readyz", "port": 8080}, "periodSeconds": STARTUP_PERIOD,
-                         "failureThreshold": STARTUP_SECONDS // STARTUP_PERIOD},
+        "startupProbe": {
+            "httpGet": {"path": "/_lepton/readyz", "port": 8080},
+            "periodSeconds": STARTUP_PERIOD,
+            "failureThreshold": STARTUP_SECONDS // STARTUP_PERIOD,
+        },
         "readinessProbe": {"httpGet": {"path": "/_lepton/readyz"}, "periodSeconds": 1},
         "livenessProbe": {"httpGet": {"path": "/_lepton/healthz"}, "periodSeconds": 10},
     }
@@ -210,14 +224,19 @@ def split(shares: dict[str, int], tags: dict[str, str]) -> list[dict[str, Any]]:
     return targets
 
 
-def service(spec: FunctionSpec, target: Target, traffic: list[dict[str, Any]] | None = None,
-            revision_template: dict[str, Any] | None = None) -> dict[str, Any]:
+def service(
+    spec: FunctionSpec, target: Target, traffic: list[dict[str, Any]] | None = None, revision_template: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """The Service; `revision_template` keeps a template already on the cluster (a rollback
     moves traffic without creating a revision)."""
     body = revision_template or template(spec, target)
     name = body["metadata"]["name"]
-    meta: dict[str, Any] = {"name": spec.name, "namespace": target.namespace, "labels": labels(spec, name),
-                            "annotations": {"lepton.dev/artifact": target.digest}}
+    meta: dict[str, Any] = {
+        "name": spec.name,
+        "namespace": target.namespace,
+        "labels": labels(spec, name),
+        "annotations": {"lepton.dev/artifact": target.digest},
+    }
     if not spec.public:
         meta["labels"]["networking.knative.dev/visibility"] = "cluster-local"
     return {**SERVICE_API, "metadata": meta, "spec": {"template": body, "traffic": traffic or LATEST}}
@@ -228,9 +247,14 @@ def secret(function: str, target: Target, tokens: dict[str, str], revision: str)
     may run. Values go under `data` (server-side apply tracks `data` keys, not `stringData`)."""
     values = {URL_KEY: target.platform_url, **tokens}
     return {
-        "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
-        "metadata": {"name": secret_name(function), "namespace": target.namespace,
-                     "labels": {**MANAGED_BY, "lepton.dev/function": function, "lepton.dev/revision": revision}},
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "Opaque",
+        "metadata": {
+            "name": secret_name(function),
+            "namespace": target.namespace,
+            "labels": {**MANAGED_BY, "lepton.dev/function": function, "lepton.dev/revision": revision},
+        },
         "data": {k: base64.b64encode(v.encode()).decode() for k, v in sorted(values.items())},
     }
 
@@ -240,8 +264,11 @@ def _ref(name: str) -> dict[str, Any]:
 
 
 def delivery(policy: Delivery, where: str) -> dict[str, Any]:
-    out: dict[str, Any] = {"retry": policy.retry, "backoffPolicy": policy.backoff,
-                           "backoffDelay": iso_duration(policy.delay, f"{where}.delay")}
+    out: dict[str, Any] = {
+        "retry": policy.retry,
+        "backoffPolicy": policy.backoff,
+        "backoffDelay": iso_duration(policy.delay, f"{where}.delay"),
+    }
     if policy.timeout:
         out["timeout"] = iso_duration(policy.timeout, f"{where}.timeout")
     if policy.dead_letter:
@@ -264,8 +291,10 @@ def _ping_payload(spec: FunctionSpec, index: int, data: Any) -> dict[str, Any]:
         return {"contentType": "application/json", "data": json.dumps(data, sort_keys=True)}
     if isinstance(data, str):
         return {"contentType": "text/plain", "data": data}
-    raise RenderError(f"function {spec.name!r}: triggers[{index}] on_cron data: Knative's PingSource sends a JSON object "
-                      f"or text, not {type(data).__name__} {data!r}; wrap it in a dict")
+    raise RenderError(
+        f"function {spec.name!r}: triggers[{index}] on_cron data: Knative's PingSource sends a JSON object "
+        f"or text, not {type(data).__name__} {data!r}; wrap it in a dict"
+    )
 
 
 def trigger_objects(spec: FunctionSpec, target: Target, revision: str) -> list[dict[str, Any]]:

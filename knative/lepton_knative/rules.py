@@ -27,9 +27,10 @@ import binascii
 import json
 import math
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Iterator
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from lepton_knative import cesql
@@ -80,8 +81,10 @@ DEFAULTS = ClusterConfig()
 # --- Go parsers ---------------------------------------------------------------------------
 
 _GO_INT = re.compile(r"^[+-]?[0-9]+$")
-_GO_FLOAT = re.compile(r"^[+-]?(([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?"
-                       r"|0[xX]([0-9a-fA-F]+(\.[0-9a-fA-F]*)?|\.[0-9a-fA-F]+)[pP][+-]?[0-9]+)$")
+_GO_FLOAT = re.compile(
+    r"^[+-]?(([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?"
+    r"|0[xX]([0-9a-fA-F]+(\.[0-9a-fA-F]*)?|\.[0-9a-fA-F]+)[pP][+-]?[0-9]+)$"
+)
 _GO_UNITS = {"ns": 1, "us": 10**3, "\u00b5s": 10**3, "\u03bcs": 10**3, "ms": 10**6, "s": SECOND, "m": 60 * SECOND, "h": HOUR}
 
 
@@ -102,8 +105,9 @@ def go_float(text: str) -> float | None:
         prefix = re.match(r"^[+-]?0[xX]", text)
         digits = "0123456789abcdefABCDEF" if prefix else "0123456789"
         for i, c in enumerate(text):
-            if c == "_" and not ((i > 0 and text[i - 1] in digits or prefix and i == prefix.end())
-                                 and i + 1 < len(text) and text[i + 1] in digits):
+            if c == "_" and not (
+                (i > 0 and text[i - 1] in digits or prefix and i == prefix.end()) and i + 1 < len(text) and text[i + 1] in digits
+            ):
                 return None
         text = text.replace("_", "")
     if not _GO_FLOAT.match(text):
@@ -129,14 +133,14 @@ def go_duration(text: str) -> int | None:
         if not (s[0] == "." or "0" <= s[0] <= "9"):
             return None
         digits = re.match(r"[0-9]*", s).group()
-        s = s[len(digits):]
+        s = s[len(digits) :]
         whole = int(digits or "0")
         if whole > 2**63:
             return None
         frac, scale, post = 0, 1.0, False
         if s[:1] == ".":
             fraction = re.match(r"[0-9]*", s[1:]).group()
-            s = s[1 + len(fraction):]
+            s = s[1 + len(fraction) :]
             post = bool(fraction)
             overflow = False
             for c in fraction:  # leadingFraction: stop adding precision at int64 overflow
@@ -153,7 +157,7 @@ def go_duration(text: str) -> int | None:
         if not digits and not post:
             return None
         unit_text = re.match(r"[^0-9.]*", s).group()
-        s = s[len(unit_text):]
+        s = s[len(unit_text) :]
         unit = _GO_UNITS.get(unit_text)
         if unit is None:
             return None
@@ -182,6 +186,7 @@ def _fmt_seconds(nanos: int) -> str:
 
 
 # --- ISO-8601 periods, as github.com/rickb777/date v1.13.0 period.Parse reads them ----------
+
 
 def _quo(a: int, b: int) -> int:  # Go integer division (truncates toward zero)
     q = abs(a) // abs(b)
@@ -227,15 +232,15 @@ def knative_period(text: str) -> tuple[int, int, int, int, int, int] | None:
         if dec < 0:
             dec = number.find(",")
         if dec >= 0:
-            number = number[:dec] + number[dec + 1:dec + 2] if len(number) - dec > 1 else number[:dec] + number[dec + 1:] + "0"
+            number = number[:dec] + number[dec + 1 : dec + 2] if len(number) - dec > 1 else number[:dec] + number[dec + 1 :] + "0"
         else:
             number += "0"
-        return go_int(number), part[m + 1:], True
+        return go_int(number), part[m + 1 :], True
 
     t = rest.find("T")
     date_part = rest
     if t >= 0:
-        part = rest[t + 1:]
+        part = rest[t + 1 :]
         for mark, key in (("H", "h"), ("M", "m"), ("S", "s")):
             value, part, found = field(part, mark)
             if value is None:
@@ -308,8 +313,10 @@ def period_seconds(text: str) -> float | None:
 
 
 _NUM = r"[0-9]+(?:[.,][0-9]+)?"
-_ISO = re.compile(rf"^P(?=[0-9])(?:({_NUM})Y)?(?:({_NUM})M)?(?:({_NUM})W)?(?:({_NUM})D)?"
-                  rf"(?:T(?=[0-9])(?:({_NUM})H)?(?:({_NUM})M)?(?:({_NUM})S)?)?$|^PT(?=[0-9])(?:({_NUM})H)?(?:({_NUM})M)?(?:({_NUM})S)?$")
+_ISO = re.compile(
+    rf"^P(?=[0-9])(?:({_NUM})Y)?(?:({_NUM})M)?(?:({_NUM})W)?(?:({_NUM})D)?"
+    rf"(?:T(?=[0-9])(?:({_NUM})H)?(?:({_NUM})M)?(?:({_NUM})S)?)?$|^PT(?=[0-9])(?:({_NUM})H)?(?:({_NUM})M)?(?:({_NUM})S)?$"
+)
 
 
 def duration_problem(text: Any) -> str | None:
@@ -327,8 +334,10 @@ def duration_problem(text: Any) -> str | None:
     match = _ISO.match(text)
     if any(re.search(r"[.,][0-9]{2,}$", group) for group in match.groups() if group):
         seconds = period_nanos(knative_period(text))  # type: ignore[arg-type]
-        return (f"{text!r} has more than one decimal; Knative keeps one decimal of a second (of each field) "
-                f"and would read it as {_fmt_seconds(seconds)}")
+        return (
+            f"{text!r} has more than one decimal; Knative keeps one decimal of a second (of each field) "
+            f"and would read it as {_fmt_seconds(seconds)}"
+        )
     return None
 
 
@@ -336,8 +345,14 @@ def duration_problem(text: Any) -> str | None:
 
 _MONTHS = {m: i + 1 for i, m in enumerate(("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"))}
 _DAYS = {d: i for i, d in enumerate(("sun", "mon", "tue", "wed", "thu", "fri", "sat"))}
-_BOUNDS = (("second", 0, 59, None), ("minute", 0, 59, None), ("hour", 0, 23, None), ("day-of-month", 1, 31, None),
-           ("month", 1, 12, _MONTHS), ("day-of-week", 0, 6, _DAYS))
+_BOUNDS = (
+    ("second", 0, 59, None),
+    ("minute", 0, 59, None),
+    ("hour", 0, 23, None),
+    ("day-of-month", 1, 31, None),
+    ("month", 1, 12, _MONTHS),
+    ("day-of-week", 0, 6, _DAYS),
+)
 DESCRIPTORS = ("@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly")
 _GO_SPACE = "\t\n\v\f\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
 
@@ -380,6 +395,7 @@ def _cron_range(expr: str, low: int, high: int, names: dict[str, int] | None) ->
     if low_and_high[0] in ("*", "?"):
         start, end = low, high
     else:
+
         def named(text: str) -> int:
             return names[text.lower()] if names and text.lower() in names else _cron_int(text)
 
@@ -419,7 +435,7 @@ def robfig_parse(spec: str, *, second_optional: bool = True) -> None:
         space, eq = spec.find(" "), spec.find("=")
         if space < 0:  # Go slices spec[eq+1:-1] here and panics
             raise CronError("location", "a time zone prefix needs a schedule after it")
-        name = spec[eq + 1:space]
+        name = spec[eq + 1 : space]
         if not _go_load_location(name):
             raise CronError("location", f"provided bad location {name}: unknown time zone {name}")
         spec = spec[space:].strip(_GO_SPACE)
@@ -427,7 +443,7 @@ def robfig_parse(spec: str, *, second_optional: bool = True) -> None:
         if spec in DESCRIPTORS:
             return
         if spec.startswith("@every "):
-            if go_duration(spec[len("@every "):]) is None:
+            if go_duration(spec[len("@every ") :]) is None:
                 raise CronError("descriptor", f"failed to parse duration {spec}")
             return
         raise CronError("descriptor", f"unrecognized descriptor: {spec}")
@@ -499,16 +515,20 @@ def cron_problems(schedule: Any, timezone: Any = None) -> list[str]:
         return out
     body = spec.split(" ", 1)[1].strip(_GO_SPACE) if spec.startswith(("TZ=", "CRON_TZ=")) else spec
     if not body.startswith("@") and len(_go_fields(body)) == 6:
-        out.append(f"spec.schedule: {schedule!r} is not a 5-field cron schedule: Knative's PingSource would read the first "
-                   "of 6 fields as seconds, Lepton's embedded platform the last (use minute hour day-of-month month day-of-week)")
+        out.append(
+            f"spec.schedule: {schedule!r} is not a 5-field cron schedule: Knative's PingSource would read the first "
+            "of 6 fields as seconds, Lepton's embedded platform the last (use minute hour day-of-month month day-of-week)"
+        )
     return out
 
 
 # --- JSON, as PingSource decodes `data` ----------------------------------------------------
 
+
 def json_object_problem(text: str) -> str | None:
     """Why Go's json.Unmarshal of `text` into a map[string]interface{} fails, or None.
     PingSource's validateJSON does exactly that, so `data` must be a JSON object (or null)."""
+
     def constant(name: str) -> Any:
         raise ValueError(f"invalid character {name[0]!r} looking for beginning of value")
 
@@ -529,6 +549,7 @@ def json_object_problem(text: str) -> str | None:
 
 
 # --- the rules -----------------------------------------------------------------------------
+
 
 def rule_errors(obj: dict[str, Any], config: ClusterConfig = DEFAULTS) -> Iterator[str]:
     """Each rule `obj` breaks, as 'field.path: message'."""
@@ -558,8 +579,10 @@ def _name(where: str, name: Any) -> Iterator[str]:
     # knative.dev/pkg apis/metadata_validation.go ValidateObjectMetadata: NameIsDNS1035Label.
     # https://github.com/knative/pkg/blob/main/apis/metadata_validation.go
     if not isinstance(name, str) or not DNS_LABEL.match(name):
-        yield (f"{where}: {name!r} is not a DNS-1123 label starting with a letter "
-               "(Knative wants DNS-1035: lower-case letters, digits, '-', a letter first, at most 63)")
+        yield (
+            f"{where}: {name!r} is not a DNS-1123 label starting with a letter "
+            "(Knative wants DNS-1035: lower-case letters, digits, '-', a letter first, at most 63)"
+        )
 
 
 def _labels(where: str, labels: Any) -> Iterator[str]:
@@ -584,7 +607,9 @@ def _service_metadata(meta: dict[str, Any]) -> Iterator[str]:
             yield f"metadata.annotations[{key}]: autoscaling annotations must be put under spec.template.metadata.annotations"
     # serving metadata_validation.go ValidateRolloutDurationAnnotation
     if "serving.knative.dev/rollout-duration" in notes:
-        yield from _whole_seconds("metadata.annotations[serving.knative.dev/rollout-duration]", notes["serving.knative.dev/rollout-duration"])
+        yield from _whole_seconds(
+            "metadata.annotations[serving.knative.dev/rollout-duration]", notes["serving.knative.dev/rollout-duration"]
+        )
 
 
 def _whole_seconds(where: str, value: Any) -> Iterator[str]:
@@ -606,16 +631,19 @@ def _service(name: str, spec: dict[str, Any], config: ClusterConfig) -> Iterator
     # serving pkg/apis/serving/v1/revision_validation.go validateRevisionName: DNS-1035 label with
     # the prefix '<service>-'. https://github.com/knative/serving/blob/knative-v1.23.0/pkg/apis/serving/v1/revision_validation.go
     if rev is not None and (not isinstance(rev, str) or not rev.startswith(f"{name}-") or not DNS_LABEL.match(rev)):
-        yield (f"spec.template.metadata.name: {rev!r} must be a DNS-1123 label starting with '{name}-' "
-               f"(a letter first, at most 63 characters, so '{name}-' leaves {max(0, 63 - len(name) - 1)})")
+        yield (
+            f"spec.template.metadata.name: {rev!r} must be a DNS-1123 label starting with '{name}-' "
+            f"(a letter first, at most 63 characters, so '{name}-' leaves {max(0, 63 - len(name) - 1)})"
+        )
     yield from _labels("spec.template.metadata.labels", tmeta.get("labels", {}))
     notes = tmeta.get("annotations", {})
     if isinstance(notes, dict):
         yield from _autoscaling("spec.template.metadata.annotations", notes, config)
         if "serving.knative.dev/progress-deadline" in notes:
             # revision_validation.go validateProgressDeadlineAnnotation
-            yield from _whole_seconds("spec.template.metadata.annotations[serving.knative.dev/progress-deadline]",
-                                      notes["serving.knative.dev/progress-deadline"])
+            yield from _whole_seconds(
+                "spec.template.metadata.annotations[serving.knative.dev/progress-deadline]", notes["serving.knative.dev/progress-deadline"]
+            )
     pod = template.get("spec", {})
     if not isinstance(pod, dict):
         return
@@ -628,8 +656,10 @@ def _service(name: str, spec: dict[str, Any], config: ClusterConfig) -> Iterator
     # then replaced by the default (300 s), so Lepton refuses 0 as well.
     timeout = pod.get("timeoutSeconds")
     if isinstance(timeout, int) and not 0 < timeout <= config.max_revision_timeout_seconds:
-        yield (f"spec.template.spec.timeoutSeconds: {timeout} is outside 1..{config.max_revision_timeout_seconds} "
-               "(max-revision-timeout-seconds; 0 would mean Knative's default)")
+        yield (
+            f"spec.template.spec.timeoutSeconds: {timeout} is outside 1..{config.max_revision_timeout_seconds} "
+            "(max-revision-timeout-seconds; 0 would mean Knative's default)"
+        )
     yield from _traffic(spec.get("traffic"))
     containers = pod.get("containers", [])
     if not isinstance(containers, list):
@@ -738,9 +768,24 @@ def _ports(where: str, ports: Any) -> Iterator[str]:
     return (port_name or "http", number or DEFAULT_PORT)
 
 
-_SCALE = {"n": Decimal("1e-9"), "u": Decimal("1e-6"), "m": Decimal("1e-3"), "": Decimal(1), "k": Decimal("1e3"),
-          "M": Decimal("1e6"), "G": Decimal("1e9"), "T": Decimal("1e12"), "P": Decimal("1e15"), "E": Decimal("1e18"),
-          "Ki": Decimal(2**10), "Mi": Decimal(2**20), "Gi": Decimal(2**30), "Ti": Decimal(2**40), "Pi": Decimal(2**50), "Ei": Decimal(2**60)}
+_SCALE = {
+    "n": Decimal("1e-9"),
+    "u": Decimal("1e-6"),
+    "m": Decimal("1e-3"),
+    "": Decimal(1),
+    "k": Decimal("1e3"),
+    "M": Decimal("1e6"),
+    "G": Decimal("1e9"),
+    "T": Decimal("1e12"),
+    "P": Decimal("1e15"),
+    "E": Decimal("1e18"),
+    "Ki": Decimal(2**10),
+    "Mi": Decimal(2**20),
+    "Gi": Decimal(2**30),
+    "Ti": Decimal(2**40),
+    "Pi": Decimal(2**50),
+    "Ei": Decimal(2**60),
+}
 
 
 def quantity(text: Any) -> Decimal | None:
@@ -809,9 +854,13 @@ def _probe(where: str, kind: str, probe: dict[str, Any], port: tuple[str, int]) 
             # runs readiness probes from queue-proxy; a startupProbe reaches the Pod unchanged, where
             # Kubernetes refuses port 0 (ValidatePortNumOrName) and the serving port is renamed
             # 'user-port' (deploy.go buildContainerPorts): only the port number works.
-            yield (f"{where}.{handler}.port: {'required' if value is None else repr(value)}: set port: {port[1]} "
-                   "(Knative passes a startupProbe to Kubernetes unchanged)")
-    numbers = {k: probe.get(k, 0) for k in ("initialDelaySeconds", "timeoutSeconds", "periodSeconds", "successThreshold", "failureThreshold")}
+            yield (
+                f"{where}.{handler}.port: {'required' if value is None else repr(value)}: set port: {port[1]} "
+                "(Knative passes a startupProbe to Kubernetes unchanged)"
+            )
+    numbers = {
+        k: probe.get(k, 0) for k in ("initialDelaySeconds", "timeoutSeconds", "periodSeconds", "successThreshold", "failureThreshold")
+    }
     for field, value in numbers.items():
         if isinstance(value, int) and value < 0:
             yield f"{where}.{field}: {value} must not be negative"
@@ -952,8 +1001,10 @@ def _autoscaling(where: str, annotations: dict[str, Any], config: ClusterConfig 
         if initial is None or initial < 0:
             yield f"{where}[{key}]: {value!r} is not a non-negative integer"
         elif initial == 0 and not config.allow_zero_initial_scale:
-            yield (f"{where}[{key}]: 0 is refused unless the cluster sets allow-zero-initial-scale: \"true\" "
-                   "in config-autoscaler (leave initial-scale out to start at min-scale, or 1)")
+            yield (
+                f'{where}[{key}]: 0 is refused unless the cluster sets allow-zero-initial-scale: "true" '
+                "in config-autoscaler (leave initial-scale out to start at min-scale, or 1)"
+            )
 
 
 def _filter(where: str, entry: Any) -> Iterator[str]:

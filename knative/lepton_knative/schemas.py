@@ -8,9 +8,10 @@ The API server prunes unknown fields instead of rejecting them, which hides typo
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import yaml
 from jsonschema import Draft7Validator
@@ -51,7 +52,11 @@ def validator(api_version: str, kind: str) -> Draft7Validator:
             schema = strict(copy.deepcopy(entry["schema"]["openAPIV3Schema"]))
             # The API server always accepts these at the top, whether the CRD lists them or not.
             schema.setdefault("properties", {}).update(
-                {k: schema["properties"].get(k, {"type": t}) for k, t in (("apiVersion", "string"), ("kind", "string"), ("metadata", "object"))})
+                {
+                    k: schema["properties"].get(k, {"type": t})
+                    for k, t in (("apiVersion", "string"), ("kind", "string"), ("metadata", "object"))
+                }
+            )
             return Draft7Validator(schema)
     raise KeyError(f"CRD {path} does not serve version {version}")
 

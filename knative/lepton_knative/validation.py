@@ -3,7 +3,8 @@ schema (`schemas.py`) and against the rules the schemas miss (`rules.py`)."""
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from lepton.errors import LeptonError
 from lepton_knative.rules import rule_errors

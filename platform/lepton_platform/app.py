@@ -6,10 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from lepton_platform.activator import Activator
-from lepton_platform.control_api import build_api
 from lepton_platform.asgi import ASGIApp, Receive, Scope, Send
-from lepton_platform.console.app import PREFIX as CONSOLE, build_console
-from lepton_platform.ingress import PATH as INGRESS, Ingress
+from lepton_platform.console.app import PREFIX as CONSOLE
+from lepton_platform.console.app import build_console
+from lepton_platform.control_api import build_api
+from lepton_platform.ingress import PATH as INGRESS
+from lepton_platform.ingress import Ingress
 from lepton_platform.proxy import ReplicaProxy
 from lepton_platform.router import PREFIX, Router
 from lepton_platform.service import Platform

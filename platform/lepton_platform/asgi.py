@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Iterable
+from typing import Any
 from urllib.parse import unquote
 
 Scope = dict[str, Any]
@@ -31,8 +32,13 @@ async def send_refusal(send: Send, refusal: Refusal, scope: Scope | None = None)
     denial response, which the platform's uvicorn supports)."""
     if scope is not None and scope["type"] == "websocket":
         body = error_body(refusal.detail)
-        await send({"type": "websocket.http.response.start", "status": refusal.status,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *refusal.headers]})
+        await send(
+            {
+                "type": "websocket.http.response.start",
+                "status": refusal.status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *refusal.headers],
+            }
+        )
         await send({"type": "websocket.http.response.body", "body": body})
         return
     await send_json(send, refusal.status, refusal.detail, list(refusal.headers))
@@ -40,10 +46,13 @@ async def send_refusal(send: Send, refusal: Refusal, scope: Scope | None = None)
 
 async def send_json(send: Send, status: int, detail: Any, headers: list[tuple[bytes, bytes]] | None = None) -> None:
     body = error_body(detail)
-    await send({
-        "type": "http.response.start", "status": status,
-        "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *(headers or [])],
-    })
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *(headers or [])],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 
@@ -88,8 +97,16 @@ class ResponseTooLarge(Exception):
     """A response body over the limit given to `call`."""
 
 
-async def call(app: ASGIApp, method: str, target: str, headers: dict[str, str] | Iterable[tuple[str, str]], body: bytes, *,
-               scope: dict[str, Any] | None = None, limit: int | None = None) -> tuple[int, dict[str, str], bytes]:
+async def call(
+    app: ASGIApp,
+    method: str,
+    target: str,
+    headers: dict[str, str] | Iterable[tuple[str, str]],
+    body: bytes,
+    *,
+    scope: dict[str, Any] | None = None,
+    limit: int | None = None,
+) -> tuple[int, dict[str, str], bytes]:
     """One request through an ASGI app in this process (no socket); returns status, headers
     and the whole body (ResponseTooLarge past `limit` bytes). The broker delivers events and
     the job runner runs jobs through the request path this way. `target` is as on the wire
@@ -97,9 +114,18 @@ async def call(app: ASGIApp, method: str, target: str, headers: dict[str, str] |
     raw, _, query = target.partition("?")
     pairs = headers.items() if isinstance(headers, dict) else headers
     request: Scope = {
-        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method, "scheme": "http",
-        "path": unquote(raw), "raw_path": raw.encode("latin-1"), "query_string": query.encode("latin-1"), "root_path": "",
-        "client": None, "server": None, "headers": [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in pairs],
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": unquote(raw),
+        "raw_path": raw.encode("latin-1"),
+        "query_string": query.encode("latin-1"),
+        "root_path": "",
+        "client": None,
+        "server": None,
+        "headers": [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in pairs],
         "lepton.internal": True,  # the platform calling itself: not held to a function's queue limit
         **(scope or {}),
     }

@@ -23,8 +23,8 @@ from lepton_platform.keys import PREFIX as KEY_PREFIX
 if TYPE_CHECKING:
     from starlette.requests import Request
 
-    from lepton_platform.service import Platform
     from lepton_platform.catalog import Revision
+    from lepton_platform.service import Platform
 
 
 def load_or_create_token(home: Path) -> str:
@@ -126,8 +126,10 @@ def identify(platform: Platform, authorization: str | None, *, keys: bool = Fals
         if problem:
             raise Denied(problem, 401, {"WWW-Authenticate": 'Bearer error="invalid_token"'})
         if not keys:
-            raise Denied(f"a key may not {what} (key {key.id}): keys invoke functions (/fn/NAME), "
-                         "use their jobs (/v1/jobs) and send events (POST /v1/events); the rest needs the admin token")
+            raise Denied(
+                f"a key may not {what} (key {key.id}): keys invoke functions (/fn/NAME), "
+                "use their jobs (/v1/jobs) and send events (POST /v1/events); the rest needs the admin token"
+            )
         platform.keys.used(key, now)
         return Access(f"key {key.id}", frozenset(), key=key.id, functions=key.functions or None)
     if token is not None and token.startswith("rev."):
@@ -179,8 +181,10 @@ class Callers:
                 return 403, f"invalid scoped token for function {function!r}"
             if function in caller.calls:
                 return None
-            return 403, (f"{caller.who} may not invoke function {function!r}: it is not in the caller's "
-                         f"calls=[{', '.join(repr(c) for c in sorted(caller.calls))}]")
+            return 403, (
+                f"{caller.who} may not invoke function {function!r}: it is not in the caller's "
+                f"calls=[{', '.join(repr(c) for c in sorted(caller.calls))}]"
+            )
         return 403, f"invalid token for function {function!r}"
 
     def _scoped_caller(self, token: str) -> _Scoped | None:
@@ -201,7 +205,11 @@ class Callers:
                 return None
         if not self.platform.credentials.issued_to(token, record):
             return None
-        caller = _Scoped(f"function {record.function} ({record.id})", frozenset(record.spec.calls), record.function,
-                         self.platform.fleets.get(record.function))
+        caller = _Scoped(
+            f"function {record.function} ({record.id})",
+            frozenset(record.spec.calls),
+            record.function,
+            self.platform.fleets.get(record.function),
+        )
         self._scoped[token] = caller
         return caller

@@ -21,11 +21,11 @@ from starlette.requests import ClientDisconnect
 
 from lepton.errors import BucketError
 from lepton.names import check_object_key
+from lepton_platform.buckets import CannotStore, ObjectInfo
+from lepton_platform.buckets.s3 import s3_event_records
 from lepton_platform.credentials import MAX_URL_SECONDS
 from lepton_platform.dependencies import Caller, PlatformDep
 from lepton_platform.errors import Denied
-from lepton_platform.buckets import CannotStore, ObjectInfo
-from lepton_platform.buckets.s3 import s3_event_records
 
 WRITE_SIZE = 1 << 20
 
@@ -47,8 +47,10 @@ def valid_key(key: str) -> str:
 
 def object_headers(info: ObjectInfo) -> dict[str, str]:
     return {
-        "etag": f'"{info.etag}"', "content-length": str(info.size),
-        "last-modified": formatdate(info.modified, usegmt=True), "content-type": info.content_type or "application/octet-stream",
+        "etag": f'"{info.etag}"',
+        "content-length": str(info.size),
+        "last-modified": formatdate(info.modified, usegmt=True),
+        "content-type": info.content_type or "application/octet-stream",
     }
 
 
@@ -75,7 +77,11 @@ async def delete_bucket(bucket: str, caller: Caller, platform: PlatformDep, forc
 
 @router.get("/buckets/{bucket}/objects", summary="List objects by prefix, in key order, a page at a time", tags=["buckets"])
 async def list_objects(
-    bucket: str, caller: Caller, platform: PlatformDep, prefix: str = "", start_after: str = "",
+    bucket: str,
+    caller: Caller,
+    platform: PlatformDep,
+    prefix: str = "",
+    start_after: str = "",
     limit: Annotated[int, Query(ge=1, le=1000)] = 1000,
 ) -> dict[str, Any]:
     found = await asyncio.to_thread(platform.storage.list, caller.bucket(bucket), prefix, start_after, limit)
@@ -173,7 +179,9 @@ async def s3_source(request: Request, caller: Caller, platform: PlatformDep) -> 
     return {"url": str(url), "backend": platform.config.storage.backend, "notifications": platform.config.storage.s3.notifications}
 
 
-@router.post("/sources/s3/notifications", summary="Receives S3 event notifications (SNS http or direct)", tags=["sources"], include_in_schema=False)
+@router.post(
+    "/sources/s3/notifications", summary="Receives S3 event notifications (SNS http or direct)", tags=["sources"], include_in_schema=False
+)
 async def s3_notification(request: Request, platform: PlatformDep, secret: str = "") -> Response:
     if not hmac.compare_digest(secret.encode(), platform.credentials.notification_secret().encode()):
         raise Denied("wrong or missing notification secret")
@@ -195,4 +203,3 @@ async def s3_notification(request: Request, platform: PlatformDep, secret: str =
     events = s3_event_records(message, prefix)
     await asyncio.to_thread(platform.storage.outbox.put, events)
     return Response(json.dumps({"accepted": len(events)}), status_code=200, media_type="application/json")
-

@@ -10,9 +10,10 @@ import hashlib
 import json
 import sqlite3
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from lepton.spec import FunctionSpec
 from lepton_platform.database import Database
@@ -42,8 +43,10 @@ CREATE TABLE IF NOT EXISTS functions (
 );
 """
 # Columns added after the first release, for state databases created before them.
-ADDED_COLUMNS = {"revisions": {"image": "TEXT NOT NULL DEFAULT ''", "backend_ref": "TEXT NOT NULL DEFAULT ''"},
-                 "functions": {"traffic": "TEXT NOT NULL DEFAULT ''"}}
+ADDED_COLUMNS = {
+    "revisions": {"image": "TEXT NOT NULL DEFAULT ''", "backend_ref": "TEXT NOT NULL DEFAULT ''"},
+    "functions": {"traffic": "TEXT NOT NULL DEFAULT ''"},
+}
 ADDED_OPTIONS = ("max_queue",)  # FunctionSpec fields newer than the content ids of deployed revisions
 
 
@@ -58,14 +61,20 @@ class Revision:
     created_at: float
     status: str
     message: str = ""
-    image: str = ""        # the container image it runs in on Knative ('' = the platform's default)
+    image: str = ""  # the container image it runs in on Knative ('' = the platform's default)
     backend_ref: str = ""  # the backend's own name for it (the Knative Revision's name)
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "id": self.id, "function": self.function, "number": self.number, "digest": self.digest,
-            "created_at": self.created_at, "status": self.status, "message": self.message,
-            "image": self.image or None, "backend_ref": self.backend_ref or None,
+            "id": self.id,
+            "function": self.function,
+            "number": self.number,
+            "digest": self.digest,
+            "created_at": self.created_at,
+            "status": self.status,
+            "message": self.message,
+            "image": self.image or None,
+            "backend_ref": self.backend_ref or None,
         }
 
 
@@ -102,9 +111,7 @@ class Catalog:
         content = content_id(digest, spec, image)
         now = time.time()
         with self._db.transaction() as db:
-            (number,) = db.execute(
-                "SELECT COALESCE(MAX(number), 0) + 1 FROM revisions WHERE function = ?", (spec.name,)
-            ).fetchone()
+            (number,) = db.execute("SELECT COALESCE(MAX(number), 0) + 1 FROM revisions WHERE function = ?", (spec.name,)).fetchone()
             rev_id = f"{spec.name}-{number:05d}"
             db.execute(
                 "INSERT INTO revisions (id, function, number, content, digest, spec, created_at, status, image) "
@@ -127,7 +134,11 @@ class Catalog:
             "INSERT INTO functions (name, revision, created_at, updated_at, traffic) VALUES (?, ?, ?, ?, ?) "
             "ON CONFLICT(name) DO UPDATE SET revision = excluded.revision, updated_at = excluded.updated_at, "
             "traffic = excluded.traffic",
-            function, traffic.main, now, now, "" if traffic.simple else json.dumps(traffic.to_json()),
+            function,
+            traffic.main,
+            now,
+            now,
+            "" if traffic.simple else json.dumps(traffic.to_json()),
         )
 
     def revision(self, rev_id: str) -> Revision | None:
@@ -156,7 +167,15 @@ class Catalog:
 
 def _revision(row: sqlite3.Row) -> Revision:
     return Revision(
-        row["id"], row["function"], row["number"], row["content"], row["digest"],
-        FunctionSpec.model_validate(json.loads(row["spec"])), row["created_at"], row["status"], row["message"],
-        row["image"], row["backend_ref"],
+        row["id"],
+        row["function"],
+        row["number"],
+        row["content"],
+        row["digest"],
+        FunctionSpec.model_validate(json.loads(row["spec"])),
+        row["created_at"],
+        row["status"],
+        row["message"],
+        row["image"],
+        row["backend_ref"],
     )

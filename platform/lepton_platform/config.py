@@ -191,8 +191,10 @@ def load_config(home: Path) -> Config:
                     node[part] = {}
                 node = node[part]
                 if not isinstance(node, dict):
-                    raise ConfigError(f"configuration {'.'.join(where[:depth + 1])}: {path} sets it to {node!r}, "
-                                      f"but {var} sets {'.'.join(where)} inside it; make it a mapping")
+                    raise ConfigError(
+                        f"configuration {'.'.join(where[: depth + 1])}: {path} sets it to {node!r}, "
+                        f"but {var} sets {'.'.join(where)} inside it; make it a mapping"
+                    )
             node[where[-1]] = os.environ[var]
     try:
         config = Config.model_validate(raw)

@@ -34,8 +34,8 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from lepton_platform.activator import acquire
 from lepton_platform.asgi import Refusal, error_body
 from lepton_platform.fleet import Fleet
-from lepton_platform.proxy import DROP_REQUEST, no_answer, replica_failed
 from lepton_platform.jobs.runner import QueueFull
+from lepton_platform.proxy import DROP_REQUEST, no_answer, replica_failed
 from lepton_platform.router import NOT_KEPT, PREFIX, TAG_HEADER, accepted, admit, job_refused, wants_async
 from lepton_platform.tunnel import Tunnel
 from lepton_platform.upstream import ReplicaConnection, open_unix
@@ -64,7 +64,7 @@ def status_line(status: int) -> bytes:
 
 def replica_target(url: bytes) -> bytes:
     """`/fn/NAME/rest?query` as the replica sees it: `/rest?query`."""
-    path, mark, query = url[len(PREFIX):].partition(b"?")
+    path, mark, query = url[len(PREFIX) :].partition(b"?")
     return b"/" + path.partition(b"/")[2] + mark + query
 
 
@@ -99,9 +99,31 @@ class Exchange:
     for the next; a task that outlives its exchange (a timeout, a hang-up) sees that it is no
     longer the connection's."""
 
-    __slots__ = ("name", "method", "url", "forwarded", "dropped", "job", "websocket", "received", "size", "complete",
-                 "refusal", "fleet", "trace", "waiting", "started", "replica", "cold", "upstream", "deadline", "status",
-                 "unsent", "spliced", "upgraded")
+    __slots__ = (
+        "name",
+        "method",
+        "url",
+        "forwarded",
+        "dropped",
+        "job",
+        "websocket",
+        "received",
+        "size",
+        "complete",
+        "refusal",
+        "fleet",
+        "trace",
+        "waiting",
+        "started",
+        "replica",
+        "cold",
+        "upstream",
+        "deadline",
+        "status",
+        "unsent",
+        "spliced",
+        "upgraded",
+    )
 
     def __init__(self) -> None:
         # The request, as it is read.
@@ -136,8 +158,16 @@ class PlatformConnection(asyncio.Protocol):
     outlives a request (the transport, the parser, keep-alive, bytes read ahead); the request
     in hand is its `exchange`."""
 
-    def __init__(self, platform: Platform, deadlines: Deadlines, *, config: Any, server_state: Any,
-                 app_state: dict[str, Any], _loop: asyncio.AbstractEventLoop | None = None) -> None:
+    def __init__(
+        self,
+        platform: Platform,
+        deadlines: Deadlines,
+        *,
+        config: Any,
+        server_state: Any,
+        app_state: dict[str, Any],
+        _loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
         if not config.loaded:
             config.load()
         self.platform = platform
@@ -235,7 +265,7 @@ class PlatformConnection(asyncio.Protocol):
         if len(parts) != 3 or parts[0] not in METHODS or parts[2] != b"HTTP/1.1" or not parts[1].startswith(b"/fn/"):
             return None
         self.exchange.method, self.exchange.url = parts[0], parts[1]
-        name = parts[1][len(PREFIX):].split(b"/", 1)[0].split(b"?", 1)[0].decode("latin-1")
+        name = parts[1][len(PREFIX) :].split(b"/", 1)[0].split(b"?", 1)[0].decode("latin-1")
         if "%" in name:
             name = unquote(name)
         fleet = self.platform.fleets.get(name.partition("@")[0])
@@ -260,7 +290,7 @@ class PlatformConnection(asyncio.Protocol):
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
             self.keep_alive = False  # after a tunnel, or an upgrade that is not a WebSocket's (plain HTTP), close
-            exchange.upgraded = data[exc.args[0]:] if exchange.websocket else b""
+            exchange.upgraded = data[exc.args[0] :] if exchange.websocket else b""
         except httptools.HttpParserError as exc:
             if exchange.complete:
                 self.keep_alive = False  # a pipelined request follows: see the module docstring
@@ -300,8 +330,15 @@ class PlatformConnection(asyncio.Protocol):
         # A WebSocket only with `Connection: Upgrade` too: the parser then hands over what follows.
         exchange.websocket = dropped.get(b"upgrade", b"").lower() == b"websocket" and self.parser.should_upgrade()
         tag = dropped.get(TAG_HEADER)
-        admitted = admit(self.platform, exchange.name, exchange.method.decode("latin-1"), authorization and authorization.decode("latin-1"),
-                         content_length and content_length.decode("latin-1"), websocket=exchange.websocket, tag=tag and tag.decode("latin-1"))
+        admitted = admit(
+            self.platform,
+            exchange.name,
+            exchange.method.decode("latin-1"),
+            authorization and authorization.decode("latin-1"),
+            content_length and content_length.decode("latin-1"),
+            websocket=exchange.websocket,
+            tag=tag and tag.decode("latin-1"),
+        )
         if isinstance(admitted, Refusal):
             exchange.refusal = admitted
             if admitted.status == 413 or expect == b"100-continue":
@@ -309,8 +346,9 @@ class PlatformConnection(asyncio.Protocol):
             return
         exchange.fleet = admitted
         traceparent, tracestate = dropped.get(b"traceparent"), dropped.get(b"tracestate")
-        exchange.trace = self.platform.tracing.invocation(admitted.name, traceparent and traceparent.decode("latin-1"),
-                                                          tracestate and tracestate.decode("latin-1"))
+        exchange.trace = self.platform.tracing.invocation(
+            admitted.name, traceparent and traceparent.decode("latin-1"), tracestate and tracestate.decode("latin-1")
+        )
         if expect == b"100-continue":
             self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
@@ -365,8 +403,9 @@ class PlatformConnection(asyncio.Protocol):
         kept = [line[:-2].decode("latin-1").split(": ", 1) for line in exchange.forwarded]
         headers = [(name.lower(), value) for name, value in kept if name.lower() not in NOT_KEPT] + exchange.trace.headers()
         try:
-            job = await self.platform.jobs.submit(exchange.fleet.spec, exchange.method.decode("latin-1"), exchange.url.decode("latin-1"),
-                                                  headers, b"".join(exchange.received))
+            job = await self.platform.jobs.submit(
+                exchange.fleet.spec, exchange.method.decode("latin-1"), exchange.url.decode("latin-1"), headers, b"".join(exchange.received)
+            )
         except (OSError, sqlite3.Error, QueueFull) as exc:
             self._refuse(job_refused(exc))
             return
@@ -374,16 +413,22 @@ class PlatformConnection(asyncio.Protocol):
         exchange.status = 202
         if not self.lost:
             close = [] if self.keep_alive and not self.closing else [b"connection: close\r\n"]
-            self.transport.write(b"".join([status_line(202), *(b"%s: %s\r\n" % h for h in (*head, exchange.trace.reply_header())),
-                                           *close, b"\r\n", body]))
+            self.transport.write(
+                b"".join([status_line(202), *(b"%s: %s\r\n" % h for h in (*head, exchange.trace.reply_header())), *close, b"\r\n", body])
+            )
         self._done()
 
     @staticmethod
     def _head(exchange: Exchange) -> bytes:
         """The request line and headers as the replica gets them."""
-        return b"".join([b"%s %s HTTP/1.1\r\nhost: replica\r\nx-forwarded-prefix: %s%s\r\n"
-                         % (exchange.method, replica_target(exchange.url), PREFIX.encode(), exchange.name.encode()),
-                         exchange.trace.head(), *exchange.forwarded])
+        return b"".join(
+            [
+                b"%s %s HTTP/1.1\r\nhost: replica\r\nx-forwarded-prefix: %s%s\r\n"
+                % (exchange.method, replica_target(exchange.url), PREFIX.encode(), exchange.name.encode()),
+                exchange.trace.head(),
+                *exchange.forwarded,
+            ]
+        )
 
     def _forward(self, replica: Replica, cold: bool) -> None:
         exchange = self.exchange
@@ -421,8 +466,14 @@ class PlatformConnection(asyncio.Protocol):
             return
         # From here to the abort nothing awaits: the caller's bytes go either all to the replica or all through us.
         self.transport.pause_reading()  # what was read goes along; the replica reads the rest itself
-        head = b"".join([self._head(exchange), b"connection: Upgrade\r\nupgrade: %s\r\n\r\n" % exchange.dropped[b"upgrade"],
-                         exchange.upgraded, self.pending])
+        head = b"".join(
+            [
+                self._head(exchange),
+                b"connection: Upgrade\r\nupgrade: %s\r\n\r\n" % exchange.dropped[b"upgrade"],
+                exchange.upgraded,
+                self.pending,
+            ]
+        )
         fleet, cold, started, metrics = exchange.fleet, exchange.cold, exchange.started, self.platform.metrics
 
         def closed() -> None:
@@ -463,8 +514,9 @@ class PlatformConnection(asyncio.Protocol):
         exchange.upstream = tunnel
         self.state = TUNNEL
         # With what the caller sent after its request, and while we connected (reading paused).
-        tunnel.write(b"".join([self._head(exchange), b"connection: Upgrade\r\nupgrade: %s\r\n\r\n" % upgrade,
-                               exchange.upgraded, self.pending]))
+        tunnel.write(
+            b"".join([self._head(exchange), b"connection: Upgrade\r\nupgrade: %s\r\n\r\n" % upgrade, exchange.upgraded, self.pending])
+        )
         exchange.upgraded = self.pending = b""
         self.transport.resume_reading()
 
@@ -591,8 +643,9 @@ class PlatformConnection(asyncio.Protocol):
         exchange = self.exchange
         if exchange.replica is not None:
             exchange.fleet.release(exchange.replica)
-            self.platform.metrics.invoked(exchange.fleet.name, exchange.status or 500, time.perf_counter() - exchange.started,
-                                          exchange.cold)
+            self.platform.metrics.invoked(
+                exchange.fleet.name, exchange.status or 500, time.perf_counter() - exchange.started, exchange.cold
+            )
             if exchange.trace.span is not None:
                 self.platform.tracing.end(exchange.trace, exchange.status or 500, exchange.replica, exchange.cold)
             exchange.replica = None

@@ -45,8 +45,16 @@ async def answer_error(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": str(exc)}, status_code=exc.status, headers=exc.headers)
 
 
-ROUTERS = (probes, functions_api.router, functions_api.downloads, buckets_api.router, events_api.router, jobs_api.router,
-           keys_api.router, secrets_api.router)
+ROUTERS = (
+    probes,
+    functions_api.router,
+    functions_api.downloads,
+    buckets_api.router,
+    events_api.router,
+    jobs_api.router,
+    keys_api.router,
+    secrets_api.router,
+)
 
 
 def build_api(platform: Platform) -> FastAPI:

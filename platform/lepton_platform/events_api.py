@@ -24,9 +24,14 @@ class TriggerRequest(BaseModel):
 
 
 @router.get("/triggers", tags=["events"], summary="Triggers with their delivery settings and backlog, by id, a page at a time")
-async def list_triggers(caller: Caller, request: Request, response: Response, platform: PlatformDep, limit: Limit = DEFAULT_LIMIT,
-                        after: Annotated[str | None, Query(max_length=256, description="the last id of the page before")] = None,
-                        ) -> list[dict[str, Any]]:
+async def list_triggers(
+    caller: Caller,
+    request: Request,
+    response: Response,
+    platform: PlatformDep,
+    limit: Limit = DEFAULT_LIMIT,
+    after: Annotated[str | None, Query(max_length=256, description="the last id of the page before")] = None,
+) -> list[dict[str, Any]]:
     caller.admin("list triggers")
     return page(platform.broker.status(limit=limit + 1, after=after), limit, request, response, lambda t: t["id"])
 
@@ -56,9 +61,14 @@ async def delete_trigger(trigger_id: str, caller: Caller, platform: PlatformDep)
 
 
 @router.get("/deadletters", tags=["events"], summary="Events that ran out of delivery attempts, newest first, a page at a time")
-async def dead_letters(caller: Caller, request: Request, response: Response, platform: PlatformDep, limit: Limit = DEFAULT_LIMIT,
-                       after: Annotated[int | None, Query(ge=1, le=2**63 - 1, description="the last id of the page before")] = None,
-                       ) -> list[dict[str, Any]]:
+async def dead_letters(
+    caller: Caller,
+    request: Request,
+    response: Response,
+    platform: PlatformDep,
+    limit: Limit = DEFAULT_LIMIT,
+    after: Annotated[int | None, Query(ge=1, le=2**63 - 1, description="the last id of the page before")] = None,
+) -> list[dict[str, Any]]:
     caller.admin("read dead letters")
     return page(platform.broker.log.dead_letters(limit + 1, before=after), limit, request, response, lambda d: d["id"])
 

@@ -17,9 +17,9 @@ from collections import deque
 from typing import Any
 
 from lepton_platform.autoscaler import ConcurrencyWindow, decide, stable_window
+from lepton_platform.catalog import Revision
 from lepton_platform.replicas import DEAD, DRAINING, READY, STARTING, NoCapacity, Replica, ReplicaFactory, ReplicaFailed
 from lepton_platform.starts import FIRST, MORE
-from lepton_platform.catalog import Revision
 
 logger = logging.getLogger("lepton.platform.fleet")
 TICK = 0.1
@@ -64,7 +64,7 @@ class Fleet:
         return self.revision.function
 
     @property
-    def spec(self):  # noqa: ANN201 - FunctionSpec
+    def spec(self):
         return self.revision.spec
 
     @property
@@ -132,13 +132,14 @@ class Fleet:
             return replica, False
         limit = self.spec.max_queue or self.queue_limit
         if bounded and len(self._queue) >= limit:
-            raise Overloaded(f"function {self.name!r} has {len(self._queue)} requests waiting for a replica, "
-                             f"its limit (max_queue={limit}); try again shortly")
+            raise Overloaded(
+                f"function {self.name!r} has {len(self._queue)} requests waiting for a replica, "
+                f"its limit (max_queue={limit}); try again shortly"
+            )
         if self._closed:
             raise StartFailed(f"function {self.name!r} was removed")
         cold = not any(r.state == READY for r in self.replicas)
-        if (cold and self.failure and time.monotonic() < self._next_start
-                and not any(r.state == STARTING for r in self.replicas)):
+        if cold and self.failure and time.monotonic() < self._next_start and not any(r.state == STARTING for r in self.replicas):
             raise StartFailed(self.failure)  # in its crash-loop backoff: after it, a request tries again
         self._account(+1)
         waiter: asyncio.Future[Replica] = asyncio.get_running_loop().create_future()
@@ -213,7 +214,7 @@ class Fleet:
         while True:
             try:
                 await asyncio.wait_for(self._kick.wait(), TICK)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             self._kick.clear()
             try:
@@ -236,9 +237,14 @@ class Fleet:
         stable_avg, panic_avg = self._window.averages()
         ready = sum(1 for r in self.replicas if r.state == READY)
         decision = decide(
-            self.spec, stable_avg=stable_avg, panic_avg=panic_avg, ready=ready,
-            idle_for=0.0 if self._demand else now - self._last_request, in_flight=self._demand,
-            was_panicking=self.panic, calm_for=now - self._burst_at,
+            self.spec,
+            stable_avg=stable_avg,
+            panic_avg=panic_avg,
+            ready=ready,
+            idle_for=0.0 if self._demand else now - self._last_request,
+            in_flight=self._demand,
+            was_panicking=self.panic,
+            calm_for=now - self._burst_at,
         )
         self.desired, self.panic = decision.desired, decision.panic
         if decision.triggered:
@@ -370,8 +376,14 @@ class Fleet:
     def status(self) -> dict[str, Any]:
         ready = sum(1 for r in self.replicas if r.state == READY)
         return {
-            "revision": self.revision.id, "ready": ready, "replicas": len(self.replicas), "desired": self.desired,
-            "in_flight": self._demand, "queued": len(self._queue), "panic": self.panic, "awake": self.awake,
+            "revision": self.revision.id,
+            "ready": ready,
+            "replicas": len(self.replicas),
+            "desired": self.desired,
+            "in_flight": self._demand,
+            "queued": len(self._queue),
+            "panic": self.panic,
+            "awake": self.awake,
             "replica_details": [r.to_json() for r in self.replicas if isinstance(r, Replica) and r.state != DEAD],
         }
 

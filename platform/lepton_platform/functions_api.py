@@ -32,11 +32,18 @@ class DeployRequest(BaseModel):
     artifact: str = Field(pattern=DIGEST.pattern, description="sha256:<hex> of an uploaded artifact")
     function: str
     wait: bool = True
-    image: str = Field("", max_length=512, pattern=r"^[^\s]*$",
-                       description="knative: the container image to run it in (from `lepton build`); default: the platform's runtime image")
+    image: str = Field(
+        "",
+        max_length=512,
+        pattern=r"^[^\s]*$",
+        description="knative: the container image to run it in (from `lepton build`); default: the platform's runtime image",
+    )
     dry_run: bool = Field(False, description="only check that it can be deployed (a deploy of many functions checks them all first)")
-    deploying: list[str] = Field([], max_length=100_000, description="every function the same deploy creates or updates, "
-                                 "so that one dry run checks the platform's limits for all of them")
+    deploying: list[str] = Field(
+        [],
+        max_length=100_000,
+        description="every function the same deploy creates or updates, so that one dry run checks the platform's limits for all of them",
+    )
     traffic: int | None = Field(None, ge=0, le=100, description="the new revision's share of traffic (a canary); default 100")
     tag: str | None = Field(None, max_length=64, description="a tag for the new revision: /fn/NAME@TAG reaches it")
 
@@ -71,20 +78,34 @@ async def upload(digest: str, request: Request, platform: PlatformDep) -> dict[s
 
 @router.post("/functions", summary="Deploy one function of an uploaded artifact")
 async def deploy(body: DeployRequest, request: Request, platform: PlatformDep) -> JSONResponse:
-    spec, unchanged = platform.prepare(body.function, body.artifact, body.image, together=body.deploying,
-                                       percent=body.traffic, tag=body.tag)
+    spec, unchanged = platform.prepare(
+        body.function, body.artifact, body.image, together=body.deploying, percent=body.traffic, tag=body.tag
+    )
     base = str(request.base_url).rstrip("/")
     if body.dry_run:
-        return JSONResponse({"function": spec.name, "revision": None, "changed": unchanged is None, "status": "valid", "url": f"{base}/fn/{spec.name}"})
+        return JSONResponse(
+            {"function": spec.name, "revision": None, "changed": unchanged is None, "status": "valid", "url": f"{base}/fn/{spec.name}"}
+        )
     if unchanged is not None:
-        return JSONResponse({"function": spec.name, "revision": unchanged.id, "changed": False, "status": "ready", "url": f"{base}/fn/{spec.name}"})
+        return JSONResponse(
+            {"function": spec.name, "revision": unchanged.id, "changed": False, "status": "ready", "url": f"{base}/fn/{spec.name}"}
+        )
     if not body.wait:
         task = asyncio.create_task(platform.deploy(spec, body.artifact, body.image, percent=body.traffic, tag=body.tag))
         task.add_done_callback(lambda t: t.exception())  # failures are recorded on the revision
-        return JSONResponse({"function": spec.name, "revision": None, "changed": True, "status": "deploying", "url": f"{base}/fn/{spec.name}"}, status_code=202)
+        return JSONResponse(
+            {"function": spec.name, "revision": None, "changed": True, "status": "deploying", "url": f"{base}/fn/{spec.name}"},
+            status_code=202,
+        )
     revision = await platform.deploy(spec, body.artifact, body.image, percent=body.traffic, tag=body.tag)
-    answer = {"function": spec.name, "revision": revision.id, "changed": True, "status": "ready", "url": f"{base}/fn/{spec.name}",
-              "traffic": platform.traffic_of(spec.name).to_json()}
+    answer = {
+        "function": spec.name,
+        "revision": revision.id,
+        "changed": True,
+        "status": "ready",
+        "url": f"{base}/fn/{spec.name}",
+        "traffic": platform.traffic_of(spec.name).to_json(),
+    }
     problem = getattr(platform.fleets.get(spec.name), "problem", None)
     if problem:
         answer["warning"] = problem
@@ -92,9 +113,13 @@ async def deploy(body: DeployRequest, request: Request, platform: PlatformDep) -
 
 
 @router.get("/functions", summary="List functions by name, a page at a time (Link: rel=next)")
-async def list_functions(request: Request, response: Response, platform: PlatformDep, limit: Limit = DEFAULT_LIMIT,
-                         after: Annotated[str | None, Query(max_length=256, description="the last name of the page before")] = None,
-                         ) -> list[dict[str, Any]]:
+async def list_functions(
+    request: Request,
+    response: Response,
+    platform: PlatformDep,
+    limit: Limit = DEFAULT_LIMIT,
+    after: Annotated[str | None, Query(max_length=256, description="the last name of the page before")] = None,
+) -> list[dict[str, Any]]:
     chosen = page(keys_after(sorted(platform.fleets), after, limit + 1), limit, request, response, lambda name: name)
     base = str(request.base_url).rstrip("/")
     return list(await asyncio.gather(*(platform.describe(name, base) for name in chosen)))
@@ -112,13 +137,19 @@ async def remove(name: str, platform: PlatformDep) -> dict[str, Any]:
 
 
 @router.get("/functions/{name}/revisions", summary="Revision history, oldest first, a page at a time (Link: rel=next)")
-async def revisions(name: str, request: Request, response: Response, platform: PlatformDep, limit: Limit = DEFAULT_LIMIT,
-                    after: Annotated[int | None, Query(ge=0, le=2**31, description="the last number of the page before")] = None,
-                    ) -> list[dict[str, Any]]:
+async def revisions(
+    name: str,
+    request: Request,
+    response: Response,
+    platform: PlatformDep,
+    limit: Limit = DEFAULT_LIMIT,
+    after: Annotated[int | None, Query(ge=0, le=2**31, description="the last number of the page before")] = None,
+) -> list[dict[str, Any]]:
     traffic = platform.traffic_of(name)
     found = page(platform.catalog.revisions(name, limit=limit + 1, after=after or 0), limit, request, response, lambda r: r.number)
-    return [{**r.to_json(), "routed": r.id == traffic.main, "percent": traffic.split.get(r.id, 0), "tags": traffic.tags_of(r.id)}
-            for r in found]
+    return [
+        {**r.to_json(), "routed": r.id == traffic.main, "percent": traffic.split.get(r.id, 0), "tags": traffic.tags_of(r.id)} for r in found
+    ]
 
 
 @router.get("/functions/{name}/traffic", summary="How the function's traffic is shared, and its tags")
@@ -139,13 +170,19 @@ async def rollback(name: str, body: RollbackRequest, platform: PlatformDep) -> d
 
 
 @router.get("/functions/{name}/logs", summary="Logs of the function's replicas, merged by time; 404 for a replica that matches none")
-async def logs(name: str, platform: PlatformDep,
-               tail: Annotated[int, Query(ge=0, le=100_000, description="the last lines overall")] = 200,
-               follow: bool = False,
-               replica: Annotated[str | None, Query(max_length=253, pattern=r"^[A-Za-z0-9._-]+$",
-                                                    description="only replicas (pods) whose id starts so: one, or a revision's")] = None,
-               since: Annotated[str | None, Query(max_length=64, description="only lines this recent: 30s, 10m, 2h, 1d, "
-                                                  "1h30m, or an RFC 3339 time")] = None) -> StreamingResponse:
+async def logs(
+    name: str,
+    platform: PlatformDep,
+    tail: Annotated[int, Query(ge=0, le=100_000, description="the last lines overall")] = 200,
+    follow: bool = False,
+    replica: Annotated[
+        str | None,
+        Query(max_length=253, pattern=r"^[A-Za-z0-9._-]+$", description="only replicas (pods) whose id starts so: one, or a revision's"),
+    ] = None,
+    since: Annotated[
+        str | None, Query(max_length=64, description="only lines this recent: 30s, 10m, 2h, 1d, 1h30m, or an RFC 3339 time")
+    ] = None,
+) -> StreamingResponse:
     try:
         start = parse_since(since, time.time()) if since else None
     except ValueError as exc:

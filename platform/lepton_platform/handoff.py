@@ -9,7 +9,7 @@ import array
 import asyncio
 import itertools
 import socket
-from typing import Callable
+from collections.abc import Callable
 
 from lepton.runtime.handoff import ID
 

@@ -99,8 +99,14 @@ class History:
             series["cold"].append(slot.cold)
             series["p50"].append(quantile(0.5, slot.latency, self.bounds) or 0)
             series["p99"].append(quantile(0.99, slot.latency, self.bounds) or 0)
-        return Summary(int(sum(series["requests"])), int(sum(series["errors"])), int(sum(series["cold"])),
-                       quantile(0.5, latency, self.bounds), quantile(0.99, latency, self.bounds), series)
+        return Summary(
+            int(sum(series["requests"])),
+            int(sum(series["errors"])),
+            int(sum(series["cold"])),
+            quantile(0.5, latency, self.bounds),
+            quantile(0.99, latency, self.bounds),
+            series,
+        )
 
 
 def quantile(q: float, counts: list[int], bounds: tuple[float, ...]) -> float | None:

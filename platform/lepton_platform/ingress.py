@@ -115,27 +115,55 @@ class Ingress:
             return
         accepted = sum(fresh)
         body = json.dumps({"accepted": accepted, "duplicates": len(fresh) - accepted, "ids": [e.id for e in events]}).encode()
-        await send({"type": "http.response.start", "status": 202,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 202,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+            }
+        )
         await send({"type": "http.response.body", "body": body})
 
 
 def document(schema: dict[str, Any]) -> dict[str, Any]:
     """Add the ingress to the API's OpenAPI schema."""
-    schema.setdefault("paths", {})[PATH] = {"post": {
-        "tags": ["events"], "operationId": "ingest_events",
-        "summary": "Accept CloudEvents (binary, structured or batch); 202 once they are stored durably",
-        "description": "Binary mode (ce-* headers), structured mode (application/cloudevents+json) or a batch "
-                       "(application/cloudevents-batch+json). Duplicates (same source and id) are accepted once. A valid "
-                       "`traceparent` header becomes the distributed-tracing extension of events that have none.",
-        "requestBody": {"required": True, "content": {"application/cloudevents+json": {"schema": {"type": "object"}},
-                                                      "application/cloudevents-batch+json": {"schema": {"type": "array"}},
-                                                      "*/*": {"schema": {}}}},
-        "responses": {
-            "202": {"description": "Stored durably", "content": {"application/json": {"schema": {"type": "object", "properties": {
-                "accepted": {"type": "integer"}, "duplicates": {"type": "integer"}, "ids": {"type": "array", "items": {"type": "string"}}}}}}},
-            "400": {"description": "Not a valid CloudEvent; the detail names the problem"},
-            "401": {"description": "No token"}, "403": {"description": "Wrong token"}, "413": {"description": "Body over the limit"},
-        },
-    }}
+    schema.setdefault("paths", {})[PATH] = {
+        "post": {
+            "tags": ["events"],
+            "operationId": "ingest_events",
+            "summary": "Accept CloudEvents (binary, structured or batch); 202 once they are stored durably",
+            "description": "Binary mode (ce-* headers), structured mode (application/cloudevents+json) or a batch "
+            "(application/cloudevents-batch+json). Duplicates (same source and id) are accepted once. A valid "
+            "`traceparent` header becomes the distributed-tracing extension of events that have none.",
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/cloudevents+json": {"schema": {"type": "object"}},
+                    "application/cloudevents-batch+json": {"schema": {"type": "array"}},
+                    "*/*": {"schema": {}},
+                },
+            },
+            "responses": {
+                "202": {
+                    "description": "Stored durably",
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "properties": {
+                                    "accepted": {"type": "integer"},
+                                    "duplicates": {"type": "integer"},
+                                    "ids": {"type": "array", "items": {"type": "string"}},
+                                },
+                            }
+                        }
+                    },
+                },
+                "400": {"description": "Not a valid CloudEvent; the detail names the problem"},
+                "401": {"description": "No token"},
+                "403": {"description": "Wrong token"},
+                "413": {"description": "Body over the limit"},
+            },
+        }
+    }
     return schema

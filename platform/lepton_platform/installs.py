@@ -67,9 +67,20 @@ class Packages:
         pins = self.root / "platform-constraints.txt"
         pins.write_text("".join(f"{d.metadata['Name']}=={d.version}\n" for d in metadata.distributions() if d.metadata["Name"]))
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "pip", "install", "--quiet", "--no-input", "--disable-pip-version-check",
-            "--target", str(staging), "--constraint", str(pins), *requirements,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-input",
+            "--disable-pip-version-check",
+            "--target",
+            str(staging),
+            "--constraint",
+            str(pins),
+            *requirements,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
         )
         output, _ = await process.communicate()
         if process.returncode != 0:

@@ -37,8 +37,17 @@ SYSTEM_READ = ("/usr", "/lib", "/lib64", "/lib32", "/bin", "/sbin", "/etc", "/sy
 # other processes: Landlock alone would let it read their /proc/PID/environ.
 # What CUDA opens read-write, besides /dev/nvidiaN of the replica's own GPUs (no others).
 GPU_DEVICES = ("/dev/nvidiactl", "/dev/nvidia-uvm", "/dev/nvidia-uvm-tools", "/dev/nvidia-modeset")
-PROC_READ = ("/proc/self", "/proc/cpuinfo", "/proc/meminfo", "/proc/stat", "/proc/loadavg", "/proc/sys",
-             "/proc/filesystems", "/proc/version", "/proc/uptime")
+PROC_READ = (
+    "/proc/self",
+    "/proc/cpuinfo",
+    "/proc/meminfo",
+    "/proc/stat",
+    "/proc/loadavg",
+    "/proc/sys",
+    "/proc/filesystems",
+    "/proc/version",
+    "/proc/uptime",
+)
 SCOPED_ABI = 6  # signals and abstract Unix sockets scoped to the replica's own domain
 # Pretend the kernel has no Landlock: how the tests check `sandbox: required` and the warning.
 NO_LANDLOCK_ENV = "LEPTON_NO_LANDLOCK"
@@ -52,12 +61,12 @@ class SandboxUnavailable(RuntimeError):
 class Isolation:
     """The platform's side: the mode in force and the plan each replica applies."""
 
-    mode: str            # the configured mode: auto, required or off
-    abi: int             # the Landlock ABI in force, 0 when replicas are not confined
+    mode: str  # the configured mode: auto, required or off
+    abi: int  # the Landlock ABI in force, 0 when replicas are not confined
     user: tuple[int, int] | None  # (uid, gid) replicas switch to, None when not root
     user_name: str
-    read: tuple[str, ...]        # system and Python paths every replica may read
-    protected: tuple[str, ...]   # paths no replica may read (the platform's own state)
+    read: tuple[str, ...]  # system and Python paths every replica may read
+    protected: tuple[str, ...]  # paths no replica may read (the platform's own state)
 
     @classmethod
     def configure(cls, mode: str, user: str, protected: list[Path]) -> Isolation:
@@ -81,8 +90,10 @@ class Isolation:
         """Why replicas may not start, or None."""
         if self.mode == "required" and self.abi < SCOPED_ABI:
             found = f"only Landlock ABI {self.abi}, without signal and socket scoping" if self.abi else "no Landlock"
-            return (f"`sandbox: required` in config.yaml, but this kernel offers {found} (Linux 6.12+ with "
-                    "landlock in the `lsm=` boot list has ABI 6); replicas are not started")
+            return (
+                f"`sandbox: required` in config.yaml, but this kernel offers {found} (Linux 6.12+ with "
+                "landlock in the `lsm=` boot list has ABI 6); replicas are not started"
+            )
         return None
 
     def describe(self) -> str:
@@ -96,9 +107,15 @@ class Isolation:
         """What one replica applies (JSON, it travels to the template process)."""
         scratch.mkdir(mode=0o700)
         devices = [*GPU_DEVICES, *(f"/dev/nvidia{i}" for i in gpus)] if gpus else []
-        plan = {"app": str(app), "packages": str(packages) if packages else None, "scratch": str(scratch),
-                "landlock": self.confined, "read": list(self.read), "user": list(self.user) if self.user else None,
-                "devices": devices}
+        plan = {
+            "app": str(app),
+            "packages": str(packages) if packages else None,
+            "scratch": str(scratch),
+            "landlock": self.confined,
+            "read": list(self.read),
+            "user": list(self.user) if self.user else None,
+            "devices": devices,
+        }
         if self.user:
             os.chown(scratch, *self.user)
             plan["root"] = view_root(self.read)
@@ -113,8 +130,15 @@ def python_paths(protected: tuple[str, ...]) -> list[str]:
     # Lepton's own packages are added by where they are: an editable install finds them
     # through an import hook, not a sys.path entry.
     cwd = os.getcwd()
-    candidates = [*SYSTEM_READ, sys.prefix, sys.base_prefix, sys.exec_prefix, os.path.dirname(sys.executable),
-                  *(p for p in sys.path if p and os.path.realpath(p) != os.path.realpath(cwd)), *package_folders()]
+    candidates = [
+        *SYSTEM_READ,
+        sys.prefix,
+        sys.base_prefix,
+        sys.exec_prefix,
+        os.path.dirname(sys.executable),
+        *(p for p in sys.path if p and os.path.realpath(p) != os.path.realpath(cwd)),
+        *package_folders(),
+    ]
     found = []
     for path in dict.fromkeys(os.path.realpath(p) for p in candidates):
         if not os.path.exists(path) or any(_within(guarded, path) for guarded in protected):

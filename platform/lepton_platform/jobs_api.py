@@ -41,8 +41,11 @@ async def shown(platform: Platform, job: Job) -> dict[str, Any]:
 
 @router.get("", summary="Jobs, newest first, a page at a time")
 async def list_jobs(
-    platform: PlatformDep, authorization: Authorization = None, function: str | None = None,
-    state: str | None = None, limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    platform: PlatformDep,
+    authorization: Authorization = None,
+    function: str | None = None,
+    state: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     after: Annotated[str | None, Query(pattern=r"^[0-9]{1,18}$", description="the `next` of the page before")] = None,
 ) -> dict[str, Any]:
     caller = identify(platform, authorization, keys=True)
@@ -54,16 +57,18 @@ async def list_jobs(
         visible = frozenset(record.spec.calls) if record else frozenset()
     if visible is not None and function is not None:
         visible = visible & {function}
-    jobs = await asyncio.to_thread(platform.jobs.store.page, function=function, state=state, functions=visible, limit=limit + 1,
-                                   after=int(after) if after else None)
+    jobs = await asyncio.to_thread(
+        platform.jobs.store.page, function=function, state=state, functions=visible, limit=limit + 1, after=int(after) if after else None
+    )
     more = len(jobs) > limit
     jobs = jobs[:limit]
     return {"jobs": [j.to_json() for j in jobs], "next": str(jobs[-1].seq) if more else None}
 
 
 @router.get("/{job_id}", summary="A job's state, attempts and result; ?wait=S waits up to S seconds for it to end")
-async def get_job(job_id: str, platform: PlatformDep, authorization: Authorization = None,
-                  wait: Annotated[float, Query(ge=0, le=MAX_WAIT)] = 0) -> dict[str, Any]:
+async def get_job(
+    job_id: str, platform: PlatformDep, authorization: Authorization = None, wait: Annotated[float, Query(ge=0, le=MAX_WAIT)] = 0
+) -> dict[str, Any]:
     job = await job_for(platform, job_id, authorization)
     if wait and not job.final:
         job = await platform.jobs.wait(job_id, wait) or job

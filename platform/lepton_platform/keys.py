@@ -18,10 +18,11 @@ import logging
 import re
 import secrets
 import time
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from lepton_platform.database import Database
 
@@ -104,8 +105,13 @@ class Key:
     def to_json(self, now: float) -> dict[str, Any]:
         """What `GET /v1/keys` shows: never the hash, never the key."""
         return {
-            "id": self.id, "functions": sorted(self.functions), "created_at": self.created_at, "expires_at": self.expires_at,
-            "revoked_at": self.revoked_at, "last_used_at": self.last_used_at, "status": self.status(now),
+            "id": self.id,
+            "functions": sorted(self.functions),
+            "created_at": self.created_at,
+            "expires_at": self.expires_at,
+            "revoked_at": self.revoked_at,
+            "last_used_at": self.last_used_at,
+            "status": self.status(now),
         }
 
 
@@ -118,8 +124,15 @@ class Keys:
         self._by_hash: dict[str, Key] = {}
         self._by_id: dict[str, Key] = {}
         for row in self._db.rows("SELECT * FROM access_keys"):
-            key = Key(row["id"], row["hash"], frozenset(json.loads(row["functions"])), row["created_at"],
-                      row["expires_at"], row["revoked_at"], row["last_used_at"])
+            key = Key(
+                row["id"],
+                row["hash"],
+                frozenset(json.loads(row["functions"])),
+                row["created_at"],
+                row["expires_at"],
+                row["revoked_at"],
+                row["last_used_at"],
+            )
             self._by_hash[key.hash] = self._by_id[key.id] = key
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="lepton-keys")
 
@@ -138,7 +151,11 @@ class Keys:
         key = Key(key_id, hash_key(plain), frozenset(functions), now, now + expires_in if expires_in is not None else None)
         self._db.execute(
             "INSERT INTO access_keys (id, hash, functions, created_at, expires_at) VALUES (?, ?, ?, ?, ?)",
-            key.id, key.hash, json.dumps(sorted(key.functions)), key.created_at, key.expires_at,
+            key.id,
+            key.hash,
+            json.dumps(sorted(key.functions)),
+            key.created_at,
+            key.expires_at,
         )
         self._by_hash[key.hash] = self._by_id[key.id] = key
         return key, plain
@@ -175,8 +192,7 @@ class Keys:
         if problem is not None:
             return 401, problem  # RFC 6750: an expired or revoked token is 'invalid_token', 401
         if key.functions and function not in key.functions:
-            return 403, (f"key {key.id} may not invoke function {function!r}; it may invoke "
-                         f"{', '.join(sorted(key.functions))}")
+            return 403, (f"key {key.id} may not invoke function {function!r}; it may invoke {', '.join(sorted(key.functions))}")
         self.used(key, now)
         return None
 

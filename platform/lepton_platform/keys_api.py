@@ -22,10 +22,12 @@ MAX_FUNCTIONS = 1000
 class KeyRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")  # a misspelt `functions` must not make a key for every function
 
-    functions: list[str] = Field(default_factory=list, max_length=MAX_FUNCTIONS,
-                                 description="deployed functions the key may invoke; empty: every function")
-    expires: str | None = Field(None, max_length=32,
-                                description="'30d', '12h', '45m', '90s' or a number of days (at most 10 years); null: never")
+    functions: list[str] = Field(
+        default_factory=list, max_length=MAX_FUNCTIONS, description="deployed functions the key may invoke; empty: every function"
+    )
+    expires: str | None = Field(
+        None, max_length=32, description="'30d', '12h', '45m', '90s' or a number of days (at most 10 years); null: never"
+    )
 
 
 def keys_admin(platform: PlatformDep, authorization: Authorization = None) -> None:
@@ -45,12 +47,14 @@ async def create_key(body: KeyRequest, response: Response, platform: PlatformDep
         raise HTTPException(400, str(exc)) from None
     unknown = [name for name in names if name not in platform.fleets]
     if unknown:
-        raise HTTPException(400, f"no function {', '.join(map(repr, unknown))} is deployed: a key names deployed functions "
-                                 "(one that is not is most likely a typo); `lepton ls` lists them")
+        raise HTTPException(
+            400,
+            f"no function {', '.join(map(repr, unknown))} is deployed: a key names deployed functions "
+            "(one that is not is most likely a typo); `lepton ls` lists them",
+        )
     key, plain = await asyncio.to_thread(platform.keys.create, names, expires_in)
     response.headers["cache-control"] = "no-store"
-    return {"id": key.id, "key": plain, "functions": sorted(key.functions), "created_at": key.created_at,
-            "expires_at": key.expires_at}
+    return {"id": key.id, "key": plain, "functions": sorted(key.functions), "created_at": key.created_at, "expires_at": key.expires_at}
 
 
 @router.get("", summary="List access keys (ids and what they may do; never the keys or their hashes)")

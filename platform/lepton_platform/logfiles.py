@@ -16,11 +16,12 @@ import os
 import re
 import time
 from collections import deque
+from collections.abc import Iterator
 from contextlib import closing
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Iterator, NamedTuple
+from typing import NamedTuple
 
 from lepton.runtime.logstamp import stamp
 
@@ -49,7 +50,7 @@ def parse(line: bytes | str) -> Record | None:
     match = STAMPED.match(data)
     if match is None:
         return None
-    message = data[match.end():].rstrip(b"\n").decode(errors="replace")
+    message = data[match.end() :].rstrip(b"\n").decode(errors="replace")
     return Record(match[1].decode(), match[2].decode(), match[3].decode(), match[4] and match[4].decode(), message)
 
 
@@ -73,8 +74,9 @@ def parse_since(text: str, now: float) -> float:
     try:
         when = datetime.fromisoformat(text)
     except ValueError:
-        raise ValueError(f"since {text!r} is neither a duration (30s, 10m, 2h, 1d, 1h30m) nor an RFC 3339 time "
-                         "(2026-12-02T09:41:42Z)") from None
+        raise ValueError(
+            f"since {text!r} is neither a duration (30s, 10m, 2h, 1d, 1h30m) nor an RFC 3339 time (2026-12-02T09:41:42Z)"
+        ) from None
     if when.tzinfo is None:
         raise ValueError(f"since {text!r} has no time zone: add Z for UTC, or an offset such as +01:00")
     return max(0.0, when.timestamp())
@@ -147,7 +149,7 @@ def backwards(path: Path, end: int | None = None) -> Iterator[bytes]:
                 cut = data.rfind(b"\n")
                 if cut < 0:
                     continue
-                data, rest = data[:cut + 1], b""
+                data, rest = data[: cut + 1], b""
             pieces = (data + rest).split(b"\n")
             rest = pieces[0] + b"\n"
             for piece in reversed(pieces[1:-1]):
@@ -164,8 +166,7 @@ def last_messages(path: Path, count: int) -> list[str]:
             found = [line for line, _ in zip(lines, range(count))]
     except OSError:
         return []
-    return [record.message if (record := parse(line)) else line.rstrip(b"\n").decode(errors="replace")
-            for line in reversed(found)]
+    return [record.message if (record := parse(line)) else line.rstrip(b"\n").decode(errors="replace") for line in reversed(found)]
 
 
 @dataclass
@@ -287,4 +288,4 @@ def _whole_lines_end(fd: int, size: int) -> int:
 
 def _complete(data: bytes) -> bytes:
     """`data` up to its last newline: a partial line is read once it is whole."""
-    return data[:data.rfind(b"\n") + 1]
+    return data[: data.rfind(b"\n") + 1]

@@ -77,15 +77,22 @@ class PlatformMetrics:
             "lepton_cold_starts", "Invocations that waited for a replica to start.", ["function"], registry=self.registry
         )
         self.replica_start = Histogram(
-            "lepton_replica_start_seconds", "Process start to ready, per replica.", ["function", "forked"],
-            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60), registry=self.registry,
+            "lepton_replica_start_seconds",
+            "Process start to ready, per replica.",
+            ["function", "forked"],
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+            registry=self.registry,
         )
         self.replicas = Gauge("lepton_replicas", "Replicas of the routed revision.", ["function"], registry=self.registry)
         self.desired = Gauge("lepton_desired_replicas", "What the autoscaler wants.", ["function"], registry=self.registry)
-        self.events_accepted = Counter("lepton_events_accepted", "Events stored by the broker (duplicates excluded).", registry=self.registry)
+        self.events_accepted = Counter(
+            "lepton_events_accepted", "Events stored by the broker (duplicates excluded).", registry=self.registry
+        )
         self.deliveries = Counter(
-            "lepton_trigger_deliveries", "Delivery attempts by outcome: delivered, retried, dead_lettered.",
-            ["trigger", "function", "outcome"], registry=self.registry,
+            "lepton_trigger_deliveries",
+            "Delivery attempts by outcome: delivered, retried, dead_lettered.",
+            ["trigger", "function", "outcome"],
+            registry=self.registry,
         )
 
     def invoked(self, function: str, code: int, seconds: float, cold: bool) -> None:
@@ -115,7 +122,7 @@ class PlatformMetrics:
         self.registry.register(_Families(source))
 
     def forget_trigger(self, trigger_id: str) -> None:
-        for labels in [key for key in list(self.deliveries._metrics) if key[0] == trigger_id]:  # noqa: SLF001 - prometheus_client has no public lookup
+        for labels in [key for key in list(self.deliveries._metrics) if key[0] == trigger_id]:
             self.deliveries.remove(*labels)
 
     def forget(self, function: str) -> None:

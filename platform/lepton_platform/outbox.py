@@ -11,7 +11,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from lepton_platform.database import Database
@@ -27,14 +27,20 @@ CREATED = "dev.lepton.bucket.object.created"
 DELETED = "dev.lepton.bucket.object.deleted"
 
 
-def bucket_event(kind: str, bucket: str, key: str, data: dict[str, Any], *, event_id: str | None = None,
-                 when: float | None = None) -> dict[str, Any]:
+def bucket_event(
+    kind: str, bucket: str, key: str, data: dict[str, Any], *, event_id: str | None = None, when: float | None = None
+) -> dict[str, Any]:
     """A structured-mode CloudEvent (as JSON) for an object created or deleted in `bucket`."""
-    stamp = datetime.fromtimestamp(when if when is not None else time.time(), timezone.utc)
+    stamp = datetime.fromtimestamp(when if when is not None else time.time(), UTC)
     return {
-        "specversion": "1.0", "id": event_id or str(uuid.uuid4()), "source": f"/buckets/{bucket}",
-        "type": kind, "subject": key, "time": stamp.isoformat().replace("+00:00", "Z"),
-        "datacontenttype": "application/json", "data": {"bucket": bucket, "key": key, **data},
+        "specversion": "1.0",
+        "id": event_id or str(uuid.uuid4()),
+        "source": f"/buckets/{bucket}",
+        "type": kind,
+        "subject": key,
+        "time": stamp.isoformat().replace("+00:00", "Z"),
+        "datacontenttype": "application/json",
+        "data": {"bucket": bucket, "key": key, **data},
     }
 
 

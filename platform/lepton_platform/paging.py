@@ -8,7 +8,8 @@ names) and `page` trims it, pointing the link past the page's last item when the
 from __future__ import annotations
 
 from bisect import bisect_right
-from typing import Annotated, Callable, TypeVar
+from collections.abc import Callable
+from typing import Annotated, TypeVar
 
 from fastapi import Query, Request, Response
 
@@ -20,7 +21,7 @@ Limit = Annotated[int, Query(ge=1, le=1000, description="at most this many items
 def keys_after(keys: list[str], after: str | None, count: int) -> list[str]:
     """The first `count` of the sorted `keys` that come after `after`."""
     start = bisect_right(keys, after) if after is not None else 0
-    return keys[start:start + count]
+    return keys[start : start + count]
 
 
 def page(found: list[T], limit: int, request: Request, response: Response, cursor: Callable[[T], str | int]) -> list[T]:

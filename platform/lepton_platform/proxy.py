@@ -17,9 +17,22 @@ from lepton_platform.tracing import TRACE_HEADERS
 # The platform has the whole body before it forwards, so `Expect: 100-continue` stops here.
 # What the platform sets itself is dropped too: the prefix a function is served under, the id
 # and attempt of the async job a call runs for, and the trace context (checked: tracing.py).
-DROP_REQUEST = {b"host", b"connection", b"keep-alive", b"transfer-encoding", b"authorization", b"content-length", b"te",
-                b"upgrade", b"expect", b"x-forwarded-prefix", b"lepton-job-id", b"lepton-job-attempt", b"lepton-tag",
-                *TRACE_HEADERS}
+DROP_REQUEST = {
+    b"host",
+    b"connection",
+    b"keep-alive",
+    b"transfer-encoding",
+    b"authorization",
+    b"content-length",
+    b"te",
+    b"upgrade",
+    b"expect",
+    b"x-forwarded-prefix",
+    b"lepton-job-id",
+    b"lepton-job-attempt",
+    b"lepton-tag",
+    *TRACE_HEADERS,
+}
 DROP_RESPONSE = {b"connection", b"keep-alive", b"transfer-encoding", b"date", b"server"}  # uvicorn sets its own
 
 
@@ -95,8 +108,9 @@ async def proxy_websocket(scope: Scope, receive: Receive, send: Send) -> None:
     headers += scope["lepton.trace"].headers()
     try:
         async with asyncio.timeout(fleet.spec.timeout + 5):
-            upstream = await replica.session.ws_connect(scope["lepton.path"], headers=headers, protocols=scope.get("subprotocols", ()),
-                                                        autoclose=False, max_msg_size=0)
+            upstream = await replica.session.ws_connect(
+                scope["lepton.path"], headers=headers, protocols=scope.get("subprotocols", ()), autoclose=False, max_msg_size=0
+            )
     except aiohttp.WSServerHandshakeError as exc:
         status = exc.status if exc.status >= 400 else 502  # a 101 that was not a valid handshake is the replica's fault
         await send_refusal(send, Refusal(status, f"function {fleet.name!r} refused the WebSocket: {exc.message}"), scope)

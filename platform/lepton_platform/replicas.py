@@ -19,9 +19,10 @@ import signal
 import socket
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import aiohttp
 
@@ -29,6 +30,7 @@ from lepton.handlers import ASGI
 from lepton.runtime import logstamp
 from lepton.runtime.handoff import SUFFIX as HANDOFF_SUFFIX
 from lepton_platform import isolation
+from lepton_platform.catalog import Revision
 from lepton_platform.cgroups import CgroupLimits
 from lepton_platform.cgroups import join as join_cgroup
 from lepton_platform.config import LogsConfig
@@ -38,7 +40,6 @@ from lepton_platform.handoff import HandoffChannel
 from lepton_platform.isolation import Isolation
 from lepton_platform.logfiles import drop_empty, last_messages
 from lepton_platform.starts import StartSlots
-from lepton_platform.catalog import Revision
 from lepton_platform.template import TemplateProcess, TemplateUnavailable, die_with_parent
 from lepton_platform.upstream import ReplicaConnector, ReplicaPool, socket_address
 from lepton_platform.watchdog import memory_bytes, private_bytes
@@ -91,8 +92,10 @@ class Replica:
         # request path (broker deliveries, HEAD, HTTP/1.0) and readiness checks use aiohttp.
         self.pool = ReplicaPool(socket_address(self.uds))
         self.session = aiohttp.ClientSession(
-            "http://replica", connector=ReplicaConnector(path=socket_address(self.uds), limit=0),
-            auto_decompress=False, skip_auto_headers=("User-Agent", "Accept-Encoding"),
+            "http://replica",
+            connector=ReplicaConnector(path=socket_address(self.uds), limit=0),
+            auto_decompress=False,
+            skip_auto_headers=("User-Agent", "Accept-Encoding"),
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=5),
         )
         if self.revision.spec.handler is not None and self.revision.spec.handler.kind == ASGI:
@@ -100,8 +103,15 @@ class Replica:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "id": self.id, "revision": self.revision.id, "pid": self.pid, "state": self.state,
-            "in_flight": self.in_flight, "forked": self.forked, "socket": self.uds, "cpus": self.cpus, "gpus": self.gpus,
+            "id": self.id,
+            "revision": self.revision.id,
+            "pid": self.pid,
+            "state": self.state,
+            "in_flight": self.in_flight,
+            "forked": self.forked,
+            "socket": self.uds,
+            "cpus": self.cpus,
+            "gpus": self.gpus,
             "memory_bytes": private_bytes(self.pid) if self.pid and not self.exited.is_set() else None,
             "ready_ms": round(self.ready_after * 1000, 1) if self.ready_after is not None else None,
         }
@@ -118,8 +128,7 @@ class Replica:
     def why_ended(self) -> str | None:
         """Why the platform or the kernel stopped it, if they did (for its callers)."""
         if self.ended_because is None and self.cgroup is not None and CgroupLimits.oom_kills(self.cgroup):
-            self.ended_because = (f"it went over its memory limit of {self.revision.spec.memory} "
-                                  "and the kernel stopped it")
+            self.ended_because = f"it went over its memory limit of {self.revision.spec.memory} and the kernel stopped it"
         return self.ended_because
 
     def mark_exited(self, status: int) -> None:
@@ -182,7 +191,7 @@ class Replica:
         try:
             if not self.idle.is_set():  # (wait_for with 0 s times out even on a set event)
                 await asyncio.wait_for(self.idle.wait(), grace)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             logger.warning("replica %s still has %d requests after %gs; stopping it anyway", self.id, self.in_flight, grace)
         else:
             # Our idle keep-alive connections go first: uvicorn otherwise waits for them for
@@ -191,7 +200,7 @@ class Replica:
         self.signal(signal.SIGTERM)
         try:
             await asyncio.wait_for(self.exited.wait(), 5)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             self.signal(signal.SIGKILL)
             await self.exited.wait()
         await self.close_clients()
@@ -235,11 +244,21 @@ def become_replica(cpus: list[int], plan: dict[str, Any], cgroup: str | None) ->
 class ReplicaFactory:
     """Starts replicas: forked from the template process, or as a fresh process when it is not there."""
 
-    def __init__(self, template: TemplateProcess | None, run_dir: Path, logs_dir: Path, unpacked: Path, sandbox: Isolation,
-                 platform_env: Callable[[Revision], dict[str, str]] = lambda revision: {},
-                 placement: CpuPlacement | None = None, gpus: GpuPlacement | None = None,
-                 cgroups: CgroupLimits | None = None, on_memory_kill: Callable[[Replica], None] = lambda replica: None,
-                 starts: StartSlots | None = None, logs: LogsConfig | None = None) -> None:
+    def __init__(
+        self,
+        template: TemplateProcess | None,
+        run_dir: Path,
+        logs_dir: Path,
+        unpacked: Path,
+        sandbox: Isolation,
+        platform_env: Callable[[Revision], dict[str, str]] = lambda revision: {},
+        placement: CpuPlacement | None = None,
+        gpus: GpuPlacement | None = None,
+        cgroups: CgroupLimits | None = None,
+        on_memory_kill: Callable[[Replica], None] = lambda replica: None,
+        starts: StartSlots | None = None,
+        logs: LogsConfig | None = None,
+    ) -> None:
         self.template = template
         self.logs = logs or LogsConfig()
         self.starts = starts or StartSlots()
@@ -276,8 +295,7 @@ class ReplicaFactory:
     def environment(self, revision: Revision) -> dict[str, str]:
         """What a replica gets on top of the sanitised base: the function's env, who it is, and
         how to reach the platform with its revision's scoped token."""
-        return {**revision.spec.env, "LEPTON_FUNCTION": revision.function, "LEPTON_REVISION": revision.id,
-                **self.platform_env(revision)}
+        return {**revision.spec.env, "LEPTON_FUNCTION": revision.function, "LEPTON_REVISION": revision.id, **self.platform_env(revision)}
 
     async def start(self, revision: Revision) -> Replica:
         problem = self.sandbox.problem()
@@ -322,11 +340,17 @@ class ReplicaFactory:
         if self.cgroups is not None:
             replica.cgroup = self.cgroups.prepare(replica_id, memory_bytes(revision.spec.memory))
         request = {
-            "id": replica_id, "entrypoint": self._entrypoints[revision.digest], "isolation": plan,
+            "id": replica_id,
+            "entrypoint": self._entrypoints[revision.digest],
+            "isolation": plan,
             "cgroup": str(replica.cgroup) if replica.cgroup else None,
-            "function": revision.function, "uds": replica.uds, "log": str(replica.log), "cpus": replica.cpus,
+            "function": revision.function,
+            "uds": replica.uds,
+            "log": str(replica.log),
+            "cpus": replica.cpus,
             "threads": env.get("LEPTON_THREADS") or len(replica.cpus) or "",
-            "log_keep": self.logs.keep, "log_max_bytes": self.logs.max_bytes,
+            "log_keep": self.logs.keep,
+            "log_max_bytes": self.logs.max_bytes,
         }
         env["LEPTON_REPLICA"] = replica_id
         env["LEPTON_PLATFORM_UID"] = str(os.getuid())  # the only user its socket answers
@@ -366,11 +390,23 @@ class ReplicaFactory:
         logs = logstamp.open_files(replica.log, self.logs.keep)  # opened here: the sandbox keeps the replica out of $LEPTON_HOME
         try:
             proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "lepton.runtime", f"{seen['app']}/{request['entrypoint']}:{request['function']}",
-                "--uds", replica.uds, stdout=logs[0], stderr=logs[0], pass_fds=logs,
-                env={**replica_environment(), **env, **isolation.environment(seen),
-                     logstamp.ENV: logstamp.env_value(logs, self.logs.max_bytes)},
-                preexec_fn=functools.partial(become_replica, replica.cpus, plan, request["cgroup"]), start_new_session=True,
+                sys.executable,
+                "-m",
+                "lepton.runtime",
+                f"{seen['app']}/{request['entrypoint']}:{request['function']}",
+                "--uds",
+                replica.uds,
+                stdout=logs[0],
+                stderr=logs[0],
+                pass_fds=logs,
+                env={
+                    **replica_environment(),
+                    **env,
+                    **isolation.environment(seen),
+                    logstamp.ENV: logstamp.env_value(logs, self.logs.max_bytes),
+                },
+                preexec_fn=functools.partial(become_replica, replica.cpus, plan, request["cgroup"]),
+                start_new_session=True,
             )
         finally:
             for fd in logs:

@@ -30,8 +30,16 @@ BEARER = ((b"www-authenticate", b"Bearer"),)
 NOT_KEPT = {"prefer"}
 
 
-def admit(platform: Platform, name: str, method: str, authorization: str | None, content_length: str | None, *,
-          websocket: bool = False, tag: str | None = None) -> Any:
+def admit(
+    platform: Platform,
+    name: str,
+    method: str,
+    authorization: str | None,
+    content_length: str | None,
+    *,
+    websocket: bool = False,
+    tag: str | None = None,
+) -> Any:
     """The fleet of the revision that takes this request, or the Refusal that answers it
     instead. `name` may carry a tag (`NAME@TAG`), as may the `Lepton-Tag` header."""
     if "@" in name:
@@ -60,8 +68,7 @@ def admit(platform: Platform, name: str, method: str, authorization: str | None,
             return Refusal(400, f"function {name!r} is not an ASGI app: WebSockets reach only functions deployed with @lepton.asgi")
     elif not asgi and method not in spec.methods and not (method == "HEAD" and "GET" in spec.methods):
         allowed = [*spec.methods, *(["HEAD"] if "GET" in spec.methods else [])]
-        return Refusal(405, f"function {name!r} allows {', '.join(allowed)}; not {method}",
-                       ((b"allow", ", ".join(allowed).encode()),))
+        return Refusal(405, f"function {name!r} allows {', '.join(allowed)}; not {method}", ((b"allow", ", ".join(allowed).encode()),))
     refused = too_large(content_length, platform.config.limits.max_invocation_bytes)
     if refused:
         return Refusal(413, f"{refused} for function {name!r}")
@@ -80,8 +87,12 @@ def accepted(job: Job) -> tuple[list[tuple[bytes, bytes]], bytes]:
     """Headers and body of the 202 that says a job was stored."""
     url = f"/v1/jobs/{job.id}"
     body = json.dumps({"id": job.id, "function": job.function, "state": job.state, "url": url}).encode()
-    return [(b"location", url.encode()), (b"preference-applied", b"respond-async"), (b"content-type", b"application/json"),
-            (b"content-length", str(len(body)).encode())], body
+    return [
+        (b"location", url.encode()),
+        (b"preference-applied", b"respond-async"),
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+    ], body
 
 
 def job_refused(exc: Exception) -> Refusal:
@@ -98,10 +109,17 @@ class Router:
         self.limit = platform.config.limits.max_invocation_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        name = scope["path"][len(PREFIX):].partition("/")[0]
+        name = scope["path"][len(PREFIX) :].partition("/")[0]
         websocket = scope["type"] == "websocket"
-        fleet = admit(self.platform, name, scope.get("method", "GET"), header(scope, b"authorization"), header(scope, b"content-length"),
-                      websocket=websocket, tag=header(scope, TAG_HEADER))
+        fleet = admit(
+            self.platform,
+            name,
+            scope.get("method", "GET"),
+            header(scope, b"authorization"),
+            header(scope, b"content-length"),
+            websocket=websocket,
+            tag=header(scope, TAG_HEADER),
+        )
         if isinstance(fleet, Refusal):
             await send_refusal(send, fleet, scope)
             return
@@ -130,8 +148,8 @@ class Router:
                 return
             scope["lepton.fleet"] = fleet
             scope["lepton.limit"] = self.limit
-            scope["lepton.path"] = "/" + raw[len(PREFIX):].partition("/")[2] + ("?" + query if query else "")
-            scope["lepton.prefix"] = PREFIX + raw[len(PREFIX):].partition("/")[0]  # /fn/NAME, or /fn/NAME@TAG as called
+            scope["lepton.path"] = "/" + raw[len(PREFIX) :].partition("/")[2] + ("?" + query if query else "")
+            scope["lepton.prefix"] = PREFIX + raw[len(PREFIX) :].partition("/")[0]  # /fn/NAME, or /fn/NAME@TAG as called
             scope["lepton.trace"] = trace
             await self.app(scope, receive, answer)
         finally:
@@ -143,8 +161,11 @@ class Router:
         except BodyTooLarge as exc:
             await send_refusal(send, Refusal(413, f"{exc} for function {fleet.name!r}"))
             return
-        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]
-                   if k not in DROP_REQUEST and k.decode("latin-1") not in NOT_KEPT]
+        headers = [
+            (k.decode("latin-1"), v.decode("latin-1"))
+            for k, v in scope["headers"]
+            if k not in DROP_REQUEST and k.decode("latin-1") not in NOT_KEPT
+        ]
         try:  # with its trace, which each attempt continues
             job = await self.platform.jobs.submit(fleet.spec, scope["method"], target, headers + trace.headers(), body)
         except (OSError, sqlite3.Error, QueueFull) as exc:

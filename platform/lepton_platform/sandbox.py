@@ -99,8 +99,7 @@ def _load() -> Any:
             getattr(libc, name).restype = ctypes.c_int
 
         class RulesetAttr(ctypes.Structure):
-            _fields_ = [("handled_access_fs", ctypes.c_uint64), ("handled_access_net", ctypes.c_uint64),
-                        ("scoped", ctypes.c_uint64)]
+            _fields_ = [("handled_access_fs", ctypes.c_uint64), ("handled_access_net", ctypes.c_uint64), ("scoped", ctypes.c_uint64)]
 
         class PathBeneathAttr(ctypes.Structure):
             _pack_ = 1  # the kernel's struct is __attribute__((packed)): 12 bytes
@@ -169,8 +168,9 @@ def confine(read: Iterable[str], write: Iterable[str], *, scope: bool = True) ->
         raise SandboxError(_landlock_errno(), "landlock_create_ruleset (Landlock unavailable)")
     libc = _load()
     handled = _handled_fs(abi)
-    attr = _structs["ruleset"](handled_access_fs=handled, handled_access_net=0,
-                               scoped=(SCOPE_SIGNAL | SCOPE_ABSTRACT_UNIX_SOCKET) if scope and abi >= 6 else 0)
+    attr = _structs["ruleset"](
+        handled_access_fs=handled, handled_access_net=0, scoped=(SCOPE_SIGNAL | SCOPE_ABSTRACT_UNIX_SOCKET) if scope and abi >= 6 else 0
+    )
     # The kernel takes the struct size of the ABI that introduced its last field we use.
     size = 24 if abi >= 6 else 16 if abi >= 4 else 8
     _check(libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "prctl(PR_SET_NO_NEW_PRIVS)")
@@ -207,8 +207,7 @@ def _add_path_rule(ruleset: int, path: str, rights: int) -> None:
         if not stat.S_ISDIR(os.fstat(fd).st_mode):
             rights &= _FILE_RIGHTS
         rule = _structs["path_beneath"](allowed_access=rights, parent_fd=fd)
-        _check(_syscall(_SYS_ADD_RULE, ruleset, _RULE_PATH_BENEATH, _ctypes.byref(rule), 0),
-               f"landlock_add_rule({path!r})")
+        _check(_syscall(_SYS_ADD_RULE, ruleset, _RULE_PATH_BENEATH, _ctypes.byref(rule), 0), f"landlock_add_rule({path!r})")
     finally:
         os.close(fd)
 
@@ -233,9 +232,11 @@ def drop_privileges(uid: int, gid: int) -> None:
 
     if uid == 0:
         raise ValueError("drop_privileges: uid 0 drops nothing")
-    for step, call in (("setgroups([])", lambda: os.setgroups([])),
-                       (f"setresgid({gid})", lambda: os.setresgid(gid, gid, gid)),
-                       (f"setresuid({uid})", lambda: os.setresuid(uid, uid, uid))):
+    for step, call in (
+        ("setgroups([])", lambda: os.setgroups([])),
+        (f"setresgid({gid})", lambda: os.setresgid(gid, gid, gid)),
+        (f"setresuid({uid})", lambda: os.setresuid(uid, uid, uid)),
+    ):
         try:
             call()
         except OSError as exc:
@@ -295,8 +296,14 @@ def private_view(mounts: dict[str, str], read_only: Iterable[str] = (), root: st
                 raise SandboxError(exc.errno or 1, f"mkdir({target!r})") from exc
             _mount(f"/proc/self/fd/{fd}", target, None, _MS_BIND | _MS_REC, None, f"mount({mounts[name]} -> {target}, MS_BIND)")
             if name in read_only:
-                _mount(None, target, None, _MS_BIND | _MS_REMOUNT | _MS_RDONLY | _MS_NOSUID | _MS_NODEV, None,
-                       f"mount({target}, MS_REMOUNT|MS_RDONLY)")
+                _mount(
+                    None,
+                    target,
+                    None,
+                    _MS_BIND | _MS_REMOUNT | _MS_RDONLY | _MS_NOSUID | _MS_NODEV,
+                    None,
+                    f"mount({target}, MS_REMOUNT|MS_RDONLY)",
+                )
             paths[name] = target
         return paths
     finally:
@@ -351,8 +358,14 @@ def reveal(paths: Iterable[str], uid: int, gid: int) -> None:
                 else:
                     open(path, "x").close()
                 _mount(f"/proc/self/fd/{fds[path]}", path, None, _MS_BIND | _MS_REC, None, f"mount({path}, MS_BIND)")
-                _mount(None, path, None, _MS_BIND | _MS_REMOUNT | _MS_RDONLY | _MS_NOSUID | _MS_NODEV, None,
-                       f"mount({path}, MS_REMOUNT|MS_RDONLY)")
+                _mount(
+                    None,
+                    path,
+                    None,
+                    _MS_BIND | _MS_REMOUNT | _MS_RDONLY | _MS_NOSUID | _MS_NODEV,
+                    None,
+                    f"mount({path}, MS_REMOUNT|MS_RDONLY)",
+                )
     finally:
         for fd in fds.values():
             os.close(fd)

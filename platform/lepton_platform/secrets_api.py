@@ -24,7 +24,9 @@ logger = logging.getLogger("lepton.platform.secrets")
 router = APIRouter(prefix="/v1", tags=["secrets"])
 
 BODY_SCHEMA = {
-    "type": "object", "required": ["value"], "additionalProperties": False,
+    "type": "object",
+    "required": ["value"],
+    "additionalProperties": False,
     "properties": {"value": {"type": "string", "description": "the secret's value (UTF-8 text, no NUL); never returned"}},
 }
 
@@ -55,31 +57,42 @@ async def read_value(request: Request, name: str, limit: int) -> str:
     try:
         document = json.loads(body)
     except (ValueError, RecursionError):  # not `from exc`: a JSONDecodeError holds the whole body, value and all
-        raise HTTPException(400, f"secret {name}: the body must be a JSON object {{\"value\": \"...\"}}") from None
+        raise HTTPException(400, f'secret {name}: the body must be a JSON object {{"value": "..."}}') from None
     if not isinstance(document, dict) or set(document) != {"value"}:
-        raise HTTPException(400, f"secret {name}: the body must be a JSON object with exactly one field, \"value\"")
+        raise HTTPException(400, f'secret {name}: the body must be a JSON object with exactly one field, "value"')
     value = document["value"]
     if not isinstance(value, str):
-        raise HTTPException(400, f"secret {name}: \"value\" must be a string, not {type(value).__name__}")
+        raise HTTPException(400, f'secret {name}: "value" must be a string, not {type(value).__name__}')
     try:
         size = len(value.encode())
     except UnicodeEncodeError:  # not `from exc`: it holds the value
         raise HTTPException(400, f"secret {name}: the value is not valid Unicode text (a lone surrogate)") from None
     if size > limit:
-        raise HTTPException(413, f"secret {name}: the value has {size} bytes, over the limit of {limit} bytes "
-                                 "(limits.max_secret_bytes in config.yaml, or LEPTON_MAX_SECRET_BYTES)")
+        raise HTTPException(
+            413,
+            f"secret {name}: the value has {size} bytes, over the limit of {limit} bytes "
+            "(limits.max_secret_bytes in config.yaml, or LEPTON_MAX_SECRET_BYTES)",
+        )
     if "\x00" in value:
         raise HTTPException(400, f"secret {name}: the value contains a NUL character, which an environment variable cannot hold")
     return value
 
 
 def describe(platform: Platform, info: dict[str, Any]) -> dict[str, Any]:
-    return {"name": info["name"], "created_at": info["created_at"], "updated_at": info["updated_at"],
-            "version": info["version"], "used_by": users(platform, info["name"])}
+    return {
+        "name": info["name"],
+        "created_at": info["created_at"],
+        "updated_at": info["updated_at"],
+        "version": info["version"],
+        "used_by": users(platform, info["name"]),
+    }
 
 
-@router.put("/secrets/{name}", summary="Set a secret; replaces the replicas of the functions that use it",
-            openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": BODY_SCHEMA}}}})
+@router.put(
+    "/secrets/{name}",
+    summary="Set a secret; replaces the replicas of the functions that use it",
+    openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": BODY_SCHEMA}}}},
+)
 async def set_secret(name: str, request: Request, caller: Caller, platform: PlatformDep) -> dict[str, Any]:
     caller.admin("set secrets")
     valid_name(name)
@@ -89,8 +102,9 @@ async def set_secret(name: str, request: Request, caller: Caller, platform: Plat
         await platform.backend.put_secret(name, value)  # first: a refusal there (a SecretError) changes nothing
         changed = await asyncio.to_thread(platform.vault.set, name, value)
     replaced = await platform.secrets_changed(name) if changed else []
-    logger.info("secret %s %s%s", name, "set" if changed else "unchanged",
-                f"; replaced the replicas of {', '.join(replaced)}" if replaced else "")
+    logger.info(
+        "secret %s %s%s", name, "set" if changed else "unchanged", f"; replaced the replicas of {', '.join(replaced)}" if replaced else ""
+    )
     return {"name": name, "changed": changed, "replaced": replaced}
 
 
@@ -112,8 +126,10 @@ async def remove_secret(name: str, caller: Caller, platform: PlatformDep, force:
     await asyncio.to_thread(platform.vault.info, valid_name(name))  # 404 when unknown
     used_by = users(platform, name)
     if used_by and not force:
-        raise Conflict(f"secret {name} is used by {', '.join(used_by)}: their new replicas could not start without it; "
-                       "remove or redeploy them without it first, or use force")
+        raise Conflict(
+            f"secret {name} is used by {', '.join(used_by)}: their new replicas could not start without it; "
+            "remove or redeploy them without it first, or use force"
+        )
     async with platform.secrets_lock:
         await platform.backend.delete_secret(name)
         await asyncio.to_thread(platform.vault.remove, name)

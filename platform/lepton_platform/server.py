@@ -48,8 +48,7 @@ def hold_home(home: Path) -> int:
     except BlockingIOError:
         holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
         os.close(fd)
-        raise CannotStart(f"another platform (pid {holder}) is running on {home}; stop it, or give this one "
-                          "its own LEPTON_HOME") from None
+        raise CannotStart(f"another platform (pid {holder}) is running on {home}; stop it, or give this one its own LEPTON_HOME") from None
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
     return fd
@@ -82,8 +81,17 @@ def run(host: str = "127.0.0.1", port: int = 8765, *, fork: bool = True, log_lev
         logger.warning("listening on %s without TLS: tokens cross the network in clear text; put a TLS proxy in front", host)
     logger.info("listening on http://%s:%d; state in %s; admin token in %s", shown, port, home, home / "token")
     config = uvicorn.Config(
-        app, host=host, port=port, loop="uvloop", http=partial(PlatformConnection, platform, Deadlines()), ws="websockets-sansio",
-        lifespan="on", log_level=log_level, access_log=False, log_config=None, timeout_graceful_shutdown=30,
+        app,
+        host=host,
+        port=port,
+        loop="uvloop",
+        http=partial(PlatformConnection, platform, Deadlines()),
+        ws="websockets-sansio",
+        lifespan="on",
+        log_level=log_level,
+        access_log=False,
+        log_config=None,
+        timeout_graceful_shutdown=30,
     )
     server = uvicorn.Server(config)
     try:

@@ -13,17 +13,20 @@ import shutil
 import tempfile
 import time
 from collections import Counter, OrderedDict
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, AsyncIterator, NamedTuple
+from typing import Any, NamedTuple
 
-from lepton.errors import ArtifactError
 from lepton.artifacts import unpack
+from lepton.errors import ArtifactError
 from lepton.spec import FunctionSpec
 from lepton_platform.auth import Callers, load_or_create_token
 from lepton_platform.backends import Backend, open_backend
 from lepton_platform.backends.base import Serving
 from lepton_platform.broker import Broker
+from lepton_platform.buckets import open_store
+from lepton_platform.catalog import Catalog, Revision, content_id
 from lepton_platform.config import load_config
 from lepton_platform.credentials import Credentials
 from lepton_platform.errors import DeployFailed, NotFound
@@ -32,9 +35,7 @@ from lepton_platform.jobs.store import JobStore
 from lepton_platform.keys import Keys
 from lepton_platform.logfiles import LogQuery
 from lepton_platform.metrics import PlatformMetrics
-from lepton_platform.buckets import open_store
 from lepton_platform.tracing import Tracing
-from lepton_platform.catalog import Revision, Catalog, content_id
 from lepton_platform.traffic import InvalidTraffic, Routes, Traffic, validate
 from lepton_platform.vault import SecretError, Vault
 
@@ -74,14 +75,21 @@ class Platform:
         self.metrics = PlatformMetrics()
         self.tracing = Tracing(self.config.tracing)
         self.fleets: dict[str, Serving] = {}  # what serves each function's main revision
-        self.splits: dict[str, Routes] = {}   # functions whose traffic is split or tagged (traffic.py)
+        self.splits: dict[str, Routes] = {}  # functions whose traffic is split or tagged (traffic.py)
         self.callers = Callers(self)  # who may invoke a private function (router.admit asks it)
         forward = self.config.knative.broker_url if self.config.backend == "knative" else None
-        self.broker = Broker(home / "events.db", self.token, self.metrics, self.storage.outbox, self._spec_of, forward_to=forward,
-                             tracing=self.tracing)
-        self.jobs = JobRunner(JobStore(home / "jobs.db"), self.broker, self.token, self._spec_of, ttl=self.config.job_ttl,
-                              max_result_bytes=self.config.limits.max_job_result_bytes,
-                              max_queued=self.config.limits.max_queued_jobs)
+        self.broker = Broker(
+            home / "events.db", self.token, self.metrics, self.storage.outbox, self._spec_of, forward_to=forward, tracing=self.tracing
+        )
+        self.jobs = JobRunner(
+            JobStore(home / "jobs.db"),
+            self.broker,
+            self.token,
+            self._spec_of,
+            ttl=self.config.job_ttl,
+            max_result_bytes=self.config.limits.max_job_result_bytes,
+            max_queued=self.config.limits.max_queued_jobs,
+        )
         self.backend: Backend = open_backend(self, fork=fork)
         self._locks: dict[str, asyncio.Lock] = {}
         self.secrets_lock = asyncio.Lock()  # one secret change at a time: the vault and the cluster see the same order of values
@@ -113,8 +121,13 @@ class Platform:
                 try:
                     await self._split(name, traffic)
                 except (DeployFailed, NotFound, ArtifactError) as exc:
-                    logger.error("function %s: its traffic split and tags cannot be restored, so the platform sends every call "
-                                 "to its main revision (%s): %s", name, revision.id, exc)
+                    logger.error(
+                        "function %s: its traffic split and tags cannot be restored, so the platform sends every call "
+                        "to its main revision (%s): %s",
+                        name,
+                        revision.id,
+                        exc,
+                    )
         await self.broker.start()
         await self.jobs.start()
         # Everything imported and built so far lives as long as the process: keep it out of
@@ -172,18 +185,19 @@ class Platform:
     def _lock(self, name: str) -> asyncio.Lock:
         return self._locks.setdefault(name, asyncio.Lock())
 
-    def prepare(self, function: str, digest: str, image: str = "", together: list[str] = (), *,
-                percent: int | None = None, tag: str | None = None) -> tuple[FunctionSpec, Revision | None]:
+    def prepare(
+        self, function: str, digest: str, image: str = "", together: list[str] = (), *, percent: int | None = None, tag: str | None = None
+    ) -> tuple[FunctionSpec, Revision | None]:
         """Validate a deploy request (with the other functions deployed `together`, for the
         platform's limits, and the share of traffic it asks for); returns the spec and the
         routed revision if unchanged."""
         self.check_room([function, *together])
         if percent is not None and percent < 100 and function not in self.fleets:
-            raise InvalidTraffic(f"function {function!r} is not serving yet, so its first revision takes all traffic; "
-                                 "deploy it without --traffic first")
+            raise InvalidTraffic(
+                f"function {function!r} is not serving yet, so its first revision takes all traffic; deploy it without --traffic first"
+            )
         if percent == 0 and tag is None:
-            raise InvalidTraffic(f"function {function!r}: a revision deployed at 0% is reachable only through a tag; "
-                                 "add --tag")
+            raise InvalidTraffic(f"function {function!r}: a revision deployed at 0% is reachable only through a tag; add --tag")
         if tag is not None:
             validate(function, {"new": 100}, {tag: "new"}, ["new"])
         self._unpacked(digest)
@@ -205,11 +219,14 @@ class Platform:
         new = set(functions) - held
         limit = self.config.limits.max_functions
         if new and len(held) + len(new) > limit:
-            raise DeployFailed(f"the platform holds at most {limit} functions (limits.max_functions in config.yaml); "
-                               f"{len(held)} are deployed and this deploy adds {len(new)}; nothing was deployed")
+            raise DeployFailed(
+                f"the platform holds at most {limit} functions (limits.max_functions in config.yaml); "
+                f"{len(held)} are deployed and this deploy adds {len(new)}; nothing was deployed"
+            )
 
-    async def deploy(self, spec: FunctionSpec, digest: str, image: str = "", *, percent: int | None = None,
-                     tag: str | None = None) -> Revision:
+    async def deploy(
+        self, spec: FunctionSpec, digest: str, image: str = "", *, percent: int | None = None, tag: str | None = None
+    ) -> Revision:
         """Prove the new revision starts and passes setup, then move all traffic to it, or
         `percent` of it (a canary), and give it `tag`."""
         self.check_room([spec.name])
@@ -293,8 +310,7 @@ class Platform:
                 out.append(self.fleets[name])
         return out
 
-    async def set_traffic(self, function: str, split: dict[str, int] | None = None,
-                          tags: dict[str, str | None] | None = None) -> Traffic:
+    async def set_traffic(self, function: str, split: dict[str, int] | None = None, tags: dict[str, str | None] | None = None) -> Traffic:
         """Share the function's traffic between ready revisions and set or remove (None) tags;
         on bad input (InvalidTraffic) routing stays as it was."""
         self.fleet(function)
@@ -385,9 +401,11 @@ class Platform:
         if not spec.secrets:
             return
         if missing := self.vault.missing(spec.secrets):
-            raise DeployFailed(f"function {spec.name!r} declares secret{'s' if len(missing) > 1 else ''} {', '.join(missing)}, "
-                               f"which {'are' if len(missing) > 1 else 'is'} not set: `lepton secret set NAME` first; "
-                               "nothing was deployed")
+            raise DeployFailed(
+                f"function {spec.name!r} declares secret{'s' if len(missing) > 1 else ''} {', '.join(missing)}, "
+                f"which {'are' if len(missing) > 1 else 'is'} not set: `lepton secret set NAME` first; "
+                "nothing was deployed"
+            )
         try:
             self.vault.values(spec.secrets)
         except SecretError as exc:
@@ -417,12 +435,24 @@ class Platform:
         fleet = self.fleet(function)
         spec = fleet.spec
         return {
-            "name": function, "url": f"{base_url}/fn/{function}", "public": spec.public, "kind": spec.handler.kind if spec.handler else None,
-            "backend": self.backend.name, "memory": spec.memory, "gpu": spec.gpu, **await self.backend.status(fleet),
+            "name": function,
+            "url": f"{base_url}/fn/{function}",
+            "public": spec.public,
+            "kind": spec.handler.kind if spec.handler else None,
+            "backend": self.backend.name,
+            "memory": spec.memory,
+            "gpu": spec.gpu,
+            **await self.backend.status(fleet),
             "traffic": await self._shares(function),
             "triggers": [t.model_dump(mode="json") for t in spec.triggers],
-            "scale": {"min": spec.min_scale, "max": spec.max_scale, "target": spec.autoscale_target,
-                      "concurrency": spec.concurrency, "scale_down_after": spec.scale_down_after, "timeout": spec.timeout},
+            "scale": {
+                "min": spec.min_scale,
+                "max": spec.max_scale,
+                "target": spec.autoscale_target,
+                "concurrency": spec.concurrency,
+                "scale_down_after": spec.scale_down_after,
+                "timeout": spec.timeout,
+            },
         }
 
     async def _shares(self, function: str) -> list[dict[str, Any]]:

@@ -15,9 +15,8 @@ from __future__ import annotations
 import asyncio
 import os
 from collections import deque
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import AsyncIterator
-
 
 FIRST, MORE, DEPLOY = 0, 1, 2  # priorities, highest first
 HOLD = 5.0

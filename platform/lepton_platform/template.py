@@ -29,16 +29,24 @@ import signal
 import socket
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from lepton.runtime import logstamp
 
 logger = logging.getLogger("lepton.platform.template")
 PRELOAD = (
-    "lepton.runtime.app", "lepton.runtime.server", "lepton.loader", "packaging.requirements",
-    "uvicorn.protocols.http.httptools_impl", "uvicorn.lifespan.on", "uvloop", "lepton_platform.isolation",
-    "lepton_platform.cgroups", "lepton.runtime.logstamp",
+    "lepton.runtime.app",
+    "lepton.runtime.server",
+    "lepton.loader",
+    "packaging.requirements",
+    "uvicorn.protocols.http.httptools_impl",
+    "uvicorn.lifespan.on",
+    "uvloop",
+    "lepton_platform.isolation",
+    "lepton_platform.cgroups",
+    "lepton.runtime.logstamp",
 )
 SHARED_HEAVY = ("numpy", "torch")
 PR_SET_PDEATHSIG = 1
@@ -309,7 +317,7 @@ class TemplateProcess:
             return self.available
         try:
             await asyncio.wait_for(self._ready.wait(), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
         return self.available
 
@@ -320,8 +328,14 @@ class TemplateProcess:
         log = open(self.log_path, "ab")
         try:
             self.process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "lepton_platform.template", str(theirs.fileno()), stdout=log, stderr=log,
-                env={**self.environment, LIFELINE_ENV: str(self._lifeline)}, pass_fds=(self._lifeline, theirs.fileno()),
+                sys.executable,
+                "-m",
+                "lepton_platform.template",
+                str(theirs.fileno()),
+                stdout=log,
+                stderr=log,
+                env={**self.environment, LIFELINE_ENV: str(self._lifeline)},
+                pass_fds=(self._lifeline, theirs.fileno()),
             )
         finally:
             log.close()
@@ -418,7 +432,7 @@ class TemplateProcess:
             self.process.terminate()
             try:
                 await asyncio.wait_for(self.process.wait(), 5)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 self.process.kill()
 
 

@@ -62,8 +62,9 @@ class Tracing:
             try:
                 from lepton.runtime.otlp import Exporter
             except ImportError as exc:
-                raise ConfigError(f"configuration tracing.otlp_endpoint is set, but spans cannot be exported: {exc}; "
-                                  "install lepton[otlp]") from exc
+                raise ConfigError(
+                    f"configuration tracing.otlp_endpoint is set, but spans cannot be exported: {exc}; install lepton[otlp]"
+                ) from exc
             self.exporter = Exporter(self.endpoint, {"service.name": config.service_name})
 
     def invocation(self, function: str, traceparent: str | None, tracestate: str | None) -> Trace:
@@ -79,8 +80,7 @@ class Tracing:
         caller = parse(traceparent, tracestate)
         if self.exporter is None:
             return Trace(caller.header(), caller.state) if caller is not None else Trace(new_traceparent())
-        span, ours = self.exporter.start(f"deliver {trigger}", caller, "consumer",
-                                         {"lepton.trigger": trigger, "lepton.function": function})
+        span, ours = self.exporter.start(f"deliver {trigger}", caller, "consumer", {"lepton.trigger": trigger, "lepton.function": function})
         return Trace(ours.header(), ours.state, span)
 
     def end(self, trace: Trace, status: int, replica: Any = None, cold: bool | None = None) -> None:

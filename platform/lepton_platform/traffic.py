@@ -11,8 +11,9 @@ from __future__ import annotations
 import random
 import re
 from bisect import bisect_right
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from lepton.errors import LeptonError
 
@@ -27,7 +28,7 @@ class InvalidTraffic(LeptonError):
 
 @dataclass(frozen=True)
 class Traffic:
-    split: dict[str, int]                           # revision id -> percent (> 0), adding up to 100
+    split: dict[str, int]  # revision id -> percent (> 0), adding up to 100
     tags: dict[str, str] = field(default_factory=dict)  # tag -> revision id
 
     @classmethod
@@ -91,23 +92,28 @@ def validate(function: str, split: Mapping[str, Any], tags: Mapping[str, str], r
             shares[revision] = percent
     total = sum(shares.values())
     if total != 100:
-        raise InvalidTraffic(f"function {function!r}: shares add up to {total}%, not 100% "
-                             f"({', '.join(f'{r}={p}' for r, p in split.items())})")
+        raise InvalidTraffic(
+            f"function {function!r}: shares add up to {total}%, not 100% ({', '.join(f'{r}={p}' for r, p in split.items())})"
+        )
     for tag, revision in tags.items():
         if not TAG.match(tag):
-            raise InvalidTraffic(f"function {function!r}: tag {tag!r} must be lowercase letters, digits and '-', "
-                                 "starting with a letter, at most 32 characters")
+            raise InvalidTraffic(
+                f"function {function!r}: tag {tag!r} must be lowercase letters, digits and '-', "
+                "starting with a letter, at most 32 characters"
+            )
         if revision not in ready:
-            raise InvalidTraffic(f"function {function!r}: tag {tag!r} names {revision!r}, which is not a ready revision; "
-                                 f"see `lepton revisions {function}`")
+            raise InvalidTraffic(
+                f"function {function!r}: tag {tag!r} names {revision!r}, which is not a ready revision; see `lepton revisions {function}`"
+            )
     return Traffic(shares, dict(tags))
 
 
 class Routes:
     """Per request: the serving revision for a tag, or one picked by weight."""
 
-    def __init__(self, traffic: Traffic, fleets: Mapping[str, Any], *, tagged: Mapping[str, Any] | None = None,
-                 weighted: bool = True) -> None:
+    def __init__(
+        self, traffic: Traffic, fleets: Mapping[str, Any], *, tagged: Mapping[str, Any] | None = None, weighted: bool = True
+    ) -> None:
         self.traffic = traffic
         self.fleets = dict(fleets)  # revision id -> what serves it (a Fleet, or a KnativeFleet)
         self.main = self.fleets[traffic.main]

@@ -14,16 +14,17 @@ import os
 import secrets
 import threading
 import time
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from lepton.errors import LeptonError
 from lepton_platform.config import ConfigError
-from lepton_platform.errors import NotFound
 from lepton_platform.database import Database
+from lepton_platform.errors import NotFound
 
 KEY_ENV = "LEPTON_SECRET_KEY"
 KEY_FILE = "secret.key"
@@ -72,8 +73,10 @@ def parse_key(text: str, where: str) -> bytes:
             continue
         if len(key) == KEY_BYTES:
             return key
-    raise ConfigError(f"{where} is not a secret key: expected {KEY_BYTES} random bytes in base64 "
-                      f"(make one with `python -c \"import secrets; print(secrets.token_urlsafe({KEY_BYTES}))\"`)")
+    raise ConfigError(
+        f"{where} is not a secret key: expected {KEY_BYTES} random bytes in base64 "
+        f'(make one with `python -c "import secrets; print(secrets.token_urlsafe({KEY_BYTES}))"`)'
+    )
 
 
 def new_key_text() -> str:
@@ -135,8 +138,10 @@ class Vault:
         try:
             return self._aead().decrypt(nonce, ciphertext, AAD_PREFIX + name.encode()).decode()
         except (InvalidTag, UnicodeDecodeError):
-            raise SecretUnreadable(f"secret {name!r} cannot be decrypted with the key in {self.key_source}: the key changed "
-                                   f"since it was set; restore the old key, or set it again (`lepton secret set {name}`)") from None
+            raise SecretUnreadable(
+                f"secret {name!r} cannot be decrypted with the key in {self.key_source}: the key changed "
+                f"since it was set; restore the old key, or set it again (`lepton secret set {name}`)"
+            ) from None
 
     # -- operations --------------------------------------------------------------------------
 
@@ -198,6 +203,8 @@ class Vault:
         marks = ",".join("?" * len(wanted))
         rows = {r["name"]: r for r in self._db.rows(f"SELECT name, nonce, ciphertext FROM secrets WHERE name IN ({marks})", *wanted)}
         if absent := [n for n in wanted if n not in rows]:
-            raise SecretMissing(f"secret{'s' if len(absent) > 1 else ''} {', '.join(absent)} "
-                                f"{'are' if len(absent) > 1 else 'is'} not set; `lepton secret set NAME` sets one")
+            raise SecretMissing(
+                f"secret{'s' if len(absent) > 1 else ''} {', '.join(absent)} "
+                f"{'are' if len(absent) > 1 else 'is'} not set; `lepton secret set NAME` sets one"
+            )
         return {n: self._decrypt(n, rows[n]["nonce"], rows[n]["ciphertext"]) for n in wanted}

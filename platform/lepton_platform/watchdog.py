@@ -89,8 +89,9 @@ class MemoryWatchdog:
                 continue  # cannot be over: no need to read smaps_rollup
             used = private_bytes(replica.pid)
             if used is not None and used > limit:
-                replica.ended_because = (f"it used {used / 2**20:.0f} MiB, over its memory limit of "
-                                         f"{replica.revision.spec.memory}, and was stopped")
+                replica.ended_because = (
+                    f"it used {used / 2**20:.0f} MiB, over its memory limit of {replica.revision.spec.memory}, and was stopped"
+                )
                 logger.warning("replica %s of %s %s", replica.id, replica.revision.function, replica.ended_because)
                 try:
                     os.killpg(replica.pid, signal.SIGKILL)  # its session: the replica and what it started

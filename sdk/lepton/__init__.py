@@ -31,21 +31,47 @@ from lepton.triggers import Delivery, on_bucket, on_cron, on_event
 if TYPE_CHECKING:
     from cloudevents.core.v1.event import CloudEvent
 
+    from lepton.artifacts import Artifact, package
     from lepton.buckets import Bucket, bucket
     from lepton.client import Client
     from lepton.jobs import Job
     from lepton.optimize import optimize
-    from lepton.artifacts import Artifact, package
     from lepton.web import Request, Response, UploadedFile, job_id
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Artifact", "ArtifactError", "Batch", "Bucket", "Client", "CloudEvent", "ConnectError", "Delivery",
-    "Function", "FunctionSpec", "InvocationError", "LeptonError", "LoadError", "SpecError",
-    "Job", "JobCancelled", "JobFailed", "JobTimeout",
-    "Request", "Response", "Retries", "UploadedFile",
-    "asgi", "bucket", "function", "job_id", "optimize", "on_bucket", "on_cron", "on_event", "package",
+    "Artifact",
+    "ArtifactError",
+    "Batch",
+    "Bucket",
+    "Client",
+    "CloudEvent",
+    "ConnectError",
+    "Delivery",
+    "Function",
+    "FunctionSpec",
+    "InvocationError",
+    "LeptonError",
+    "LoadError",
+    "SpecError",
+    "Job",
+    "JobCancelled",
+    "JobFailed",
+    "JobTimeout",
+    "Request",
+    "Response",
+    "Retries",
+    "UploadedFile",
+    "asgi",
+    "bucket",
+    "function",
+    "job_id",
+    "optimize",
+    "on_bucket",
+    "on_cron",
+    "on_event",
+    "package",
 ]
 
 # Imported on first use: they pull in httpx and tarfile, which a replica that only serves

@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import io
 import mimetypes
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any, Callable, Iterator
+from typing import IO, Any
 from urllib.parse import quote
 
 from lepton.client import Client
@@ -116,8 +117,11 @@ class Bucket:
     def open(self, key: str, chunk_size: int = 1 << 20) -> Iterator[io.BufferedReader[_StreamReader]]:
         """The object as a binary file read from the network as you go (never whole in memory)."""
         with self.client.open("GET", self.object_path(key)) as response:
-            info = {"size": int(response.headers.get("content-length", 0)), "etag": response.headers.get("etag", "").strip('"'),
-                    "content_type": response.headers.get("content-type", "")}
+            info = {
+                "size": int(response.headers.get("content-length", 0)),
+                "etag": response.headers.get("etag", "").strip('"'),
+                "content_type": response.headers.get("content-type", ""),
+            }
             with io.BufferedReader(_StreamReader(response.iter_bytes(chunk_size), info), chunk_size) as reader:
                 yield reader
 
@@ -125,8 +129,12 @@ class Bucket:
         """The object's key, size, etag and content type, without reading its body; a missing
         object raises `InvocationError` 404."""
         r = self.client.request("HEAD", self.object_path(key))
-        return {"key": key, "size": int(r.headers["content-length"]), "etag": r.headers["etag"].strip('"'),
-                "content_type": r.headers.get("content-type", "")}
+        return {
+            "key": key,
+            "size": int(r.headers["content-length"]),
+            "etag": r.headers["etag"].strip('"'),
+            "content_type": r.headers.get("content-type", ""),
+        }
 
     def exists(self, key: str) -> bool:
         """Whether the bucket holds `key` (one HEAD request); errors other than 404 are raised."""
@@ -142,8 +150,9 @@ class Bucket:
         """Every object under `prefix`, in key order, fetched a page at a time."""
         after = ""
         while True:
-            page = self.client.request("GET", f"/v1/buckets/{self.name}/objects",
-                                       params={"prefix": prefix, "start_after": after, "limit": page_size}).json()
+            page = self.client.request(
+                "GET", f"/v1/buckets/{self.name}/objects", params={"prefix": prefix, "start_after": after, "limit": page_size}
+            ).json()
             yield from page["objects"]
             if not page["next"]:
                 return

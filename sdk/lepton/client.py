@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Iterable, Iterator
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -36,8 +37,7 @@ class Client:
     local platform and the admin token `lepton up` wrote (see the module's example).
     """
 
-    def __init__(self, url: str | None = None, token: str | None = None, timeout: float = 330.0,
-                 connections: int = 20) -> None:
+    def __init__(self, url: str | None = None, token: str | None = None, timeout: float = 330.0, connections: int = 20) -> None:
         """`connections`: keep-alive connections kept open, enough for that many calls at once
         (`map` sets it; 20 is httpx's default)."""
         self.url = settings.platform_url(url)
@@ -45,8 +45,9 @@ class Client:
         self.timeout = timeout
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
         limits = httpx.Limits(max_connections=max(100, connections), max_keepalive_connections=connections)
-        self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout, limits=limits,
-                                  event_hooks={"request": [_carry_trace]})
+        self._http = httpx.Client(
+            base_url=self.url, headers=headers, timeout=timeout, limits=limits, event_hooks={"request": [_carry_trace]}
+        )
 
     @property
     def closed(self) -> bool:
@@ -84,11 +85,12 @@ class Client:
         """Start function `name` as an async job; returns once the platform has stored it."""
         from lepton.jobs import Job
 
-        response = self.request("POST", self.function_path(name), json={**(payload or {}), **kwargs},
-                                headers={"Prefer": "respond-async"})
+        response = self.request("POST", self.function_path(name), json={**(payload or {}), **kwargs}, headers={"Prefer": "respond-async"})
         if response.status_code != 202:
-            raise LeptonError(f"the platform at {self.url} ran {name!r} at once instead of as a job "
-                              f"(HTTP {response.status_code}): it predates async jobs; upgrade it")
+            raise LeptonError(
+                f"the platform at {self.url} ran {name!r} at once instead of as a job "
+                f"(HTTP {response.status_code}): it predates async jobs; upgrade it"
+            )
         job = response.json()
         return Job(job["id"], job["function"], self, state=job["state"])
 
@@ -99,14 +101,27 @@ class Client:
         job = self.request("GET", f"/v1/jobs/{job_id}").json()
         return Job(job["id"], job["function"], self, state=job["state"])
 
-    def map(self, name: str, inputs: Iterable[dict[str, Any]], *, concurrency: int = MAP_CONCURRENCY, ordered: bool = True,
-            return_exceptions: bool = False) -> Iterator[Any]:
+    def map(
+        self,
+        name: str,
+        inputs: Iterable[dict[str, Any]],
+        *,
+        concurrency: int = MAP_CONCURRENCY,
+        ordered: bool = True,
+        return_exceptions: bool = False,
+    ) -> Iterator[Any]:
         """Call function `name` once per dict of parameters, `concurrency` calls at a time,
         yielding results as they come (see `Function.map`)."""
         from lepton.jobs import dict_payloads, fan_out
 
-        return fan_out(self, self.function_path(name), dict_payloads(inputs), concurrency=concurrency,
-                       ordered=ordered, return_exceptions=return_exceptions)
+        return fan_out(
+            self,
+            self.function_path(name),
+            dict_payloads(inputs),
+            concurrency=concurrency,
+            ordered=ordered,
+            return_exceptions=return_exceptions,
+        )
 
     def call(self, path: str, payload: Any) -> Any:
         """POST `payload` as JSON to `path` (a function, or a server from `lepton run`) and

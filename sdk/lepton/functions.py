@@ -12,7 +12,8 @@ import difflib
 import inspect
 import os
 import threading
-from typing import Any, Awaitable, Callable, Sequence, TypeVar
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
 
 from lepton.handlers import ASGI_SIGNATURE, Signature, inspect_handler
 from lepton.spec import Batch, FunctionSpec, HandlerInfo, Retries
@@ -35,8 +36,15 @@ class Function:
         add.spec.model_dump()    # the deployable description
     """
 
-    def __init__(self, obj: Any, spec: FunctionSpec | None, signature: Signature | None, *, name: str = "",
-                 build: Callable[[], tuple[FunctionSpec, Signature]] | None = None) -> None:
+    def __init__(
+        self,
+        obj: Any,
+        spec: FunctionSpec | None,
+        signature: Signature | None,
+        *,
+        name: str = "",
+        build: Callable[[], tuple[FunctionSpec, Signature]] | None = None,
+    ) -> None:
         """`build`, given instead of `spec` and `signature`, makes them when first needed."""
         self.obj = obj
         self._spec, self._signature, self._build = spec, signature, build
@@ -127,8 +135,9 @@ class Function:
         with Client() as own:  # the job opens a client like it when it is next asked
             return own.spawn(self.name, kwargs)
 
-    def map(self, inputs: Any, *, concurrency: int | None = None, ordered: bool = True,
-            return_exceptions: bool = False, client: Any = None) -> Any:
+    def map(
+        self, inputs: Any, *, concurrency: int | None = None, ordered: bool = True, return_exceptions: bool = False, client: Any = None
+    ) -> Any:
         """Call the deployed function once per input, many at a time, yielding the results.
 
         An input is a dict of parameters, a tuple of them in order, or the value of the only
@@ -144,9 +153,14 @@ class Function:
         from lepton.client import Client
         from lepton.jobs import default_concurrency, fan_out, function_payloads
 
-        return fan_out(client, Client.function_path(self.name), function_payloads(self, inputs),
-                       concurrency=concurrency or default_concurrency(self.spec),
-                       ordered=ordered, return_exceptions=return_exceptions)
+        return fan_out(
+            client,
+            Client.function_path(self.name),
+            function_payloads(self, inputs),
+            concurrency=concurrency or default_concurrency(self.spec),
+            ordered=ordered,
+            return_exceptions=return_exceptions,
+        )
 
 
 def function(
@@ -308,13 +322,26 @@ def _spec(target_obj: Any, fn_name: str, options: dict[str, Any], signature: Sig
         output_schema=signature.output_schema(),
     )
     return FunctionSpec.build(
-        name=fn_name, cpu=str(options["cpu"]), memory=options["memory"], gpu=options["gpu"],
-        min_scale=options["min_scale"], max_scale=options["max_scale"], concurrency=options["concurrency"],
-        target=options["target"], scale_down_after=options["scale_down_after"], timeout=options["timeout"],
+        name=fn_name,
+        cpu=str(options["cpu"]),
+        memory=options["memory"],
+        gpu=options["gpu"],
+        min_scale=options["min_scale"],
+        max_scale=options["max_scale"],
+        concurrency=options["concurrency"],
+        target=options["target"],
+        scale_down_after=options["scale_down_after"],
+        timeout=options["timeout"],
         max_queue=options["max_queue"],
-        buckets=tuple(options["buckets"]), env=dict(options["env"] or {}), secrets=tuple(options["secrets"]),
-        calls=tuple(options["calls"]), requirements=tuple(options["requirements"]), public=options["public"],
-        triggers=tuple(options["triggers"]), batch=batch, handler=handler,
+        buckets=tuple(options["buckets"]),
+        env=dict(options["env"] or {}),
+        secrets=tuple(options["secrets"]),
+        calls=tuple(options["calls"]),
+        requirements=tuple(options["requirements"]),
+        public=options["public"],
+        triggers=tuple(options["triggers"]),
+        batch=batch,
+        handler=handler,
         methods=[methods] if isinstance(methods, str) else methods,
         retries={"max_retries": retries} if isinstance(retries, int) else retries,
     )

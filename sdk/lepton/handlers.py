@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import inspect
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from pydantic import BaseModel, TypeAdapter, create_model
 
@@ -66,7 +67,7 @@ class Signature:
 def call_target(obj: Callable[..., Any]) -> Callable[..., Any]:
     """The callable whose signature defines the handler: a function, or a class's __call__."""
     if inspect.isclass(obj):
-        if not callable(getattr(obj, "__call__", None)) or obj.__call__ is object.__call__:
+        if not callable(getattr(obj, "__call__", None)) or obj.__call__ is object.__call__:  # noqa: B004 - instances must be callable, not the class
             raise SpecError(f"class {obj.__name__!r} needs a __call__ method to be a function")
         method: Callable[..., Any] = obj.__call__
         return method
@@ -81,10 +82,7 @@ def inspect_handler(obj: Any, *, batched: bool) -> Signature:
         hints = typing.get_type_hints(target, include_extras=True)
     except Exception as exc:  # NameError for an unresolvable forward reference, and friends
         raise SpecError(f"{qualname}: cannot resolve type hints: {exc}") from None
-    params = [
-        p for p in inspect.signature(target).parameters.values()
-        if p.name != "self" or not inspect.isclass(obj)
-    ]
+    params = [p for p in inspect.signature(target).parameters.values() if p.name != "self" or not inspect.isclass(obj)]
     for p in params:
         if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD, p.POSITIONAL_ONLY):
             raise SpecError(f"{qualname}: parameter {p.name!r} must be a named parameter (no *args, **kwargs or /)")
@@ -103,9 +101,7 @@ def inspect_handler(obj: Any, *, batched: bool) -> Signature:
         if len(params) != 1:
             raise SpecError(f"{qualname}: a lepton.Request handler takes exactly one parameter, the request")
         if batched or is_gen:
-            raise SpecError(
-                f"{qualname}: a lepton.Request handler cannot be batched or yield; return a StreamingResponse to stream"
-            )
+            raise SpecError(f"{qualname}: a lepton.Request handler cannot be batched or yield; return a StreamingResponse to stream")
         return Signature(REQUEST, is_async, None, None, None)
 
     kind = BATCH if batched else STREAM if is_gen else JSON
@@ -117,8 +113,7 @@ def inspect_handler(obj: Any, *, batched: bool) -> Signature:
         if batched:
             if typing.get_origin(annotation) is not list:
                 raise SpecError(
-                    f"{qualname}: with batch=, declare every parameter as a list "
-                    f"(e.g. '{p.name}: list[int]'); {p.name!r} is {annotation!r}"
+                    f"{qualname}: with batch=, declare every parameter as a list (e.g. '{p.name}: list[int]'); {p.name!r} is {annotation!r}"
                 )
             (annotation,) = typing.get_args(annotation) or (Any,)
         default = ... if p.default is inspect.Parameter.empty else p.default

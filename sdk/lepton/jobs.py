@@ -17,10 +17,11 @@ import queue
 import threading
 import time
 from collections import deque
+from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from itertools import islice
-from typing import TYPE_CHECKING, Any, ContextManager, Iterable, Iterator
+from typing import TYPE_CHECKING, Any
 
 from lepton.errors import InvocationError, JobCancelled, JobFailed, JobTimeout
 
@@ -80,8 +81,7 @@ class Job:
                 if job["state"] in FINAL:
                     return self._outcome(job)
                 if deadline is not None and time.monotonic() >= deadline:
-                    raise JobTimeout(f"job {self.id} ({self.function}) is still {job['state']} after {timeout:g}s "
-                                     "(the job goes on)")
+                    raise JobTimeout(f"job {self.id} ({self.function}) is still {job['state']} after {timeout:g}s (the job goes on)")
 
     def cancel(self) -> bool:
         """Cancel the job if it is queued or running; False when it had already finished."""
@@ -94,7 +94,7 @@ class Job:
             return False
         return True
 
-    def _api(self) -> ContextManager[Client]:
+    def _api(self) -> AbstractContextManager[Client]:
         """The client that started the job, or, once that is closed, one like it."""
         return nullcontext(self._client) if not self._client.closed else self._client.sibling()
 
@@ -131,8 +131,9 @@ def function_payloads(fn: Function, inputs: Iterable[Any]) -> Iterator[dict[str,
 
     model = fn.signature.input_model
     if model is None or fn.signature.kind == "stream":
-        raise TypeError(f"{fn.name!r} is a {fn.signature.kind} function; map calls JSON and batch functions "
-                        "(call .remote() for each input instead)")
+        raise TypeError(
+            f"{fn.name!r} is a {fn.signature.kind} function; map calls JSON and batch functions (call .remote() for each input instead)"
+        )
     names = list(model.model_fields)
 
     def payload(item: Any) -> dict[str, Any]:
@@ -144,8 +145,10 @@ def function_payloads(fn: Function, inputs: Iterable[Any]) -> Iterator[dict[str,
             return item.model_dump(mode="json")
         if len(names) == 1 and not isinstance(item, tuple):
             return {names[0]: item}
-        raise TypeError(f"{fn.name!r} takes {len(names)} parameter(s) ({', '.join(names) or 'none'}); "
-                        f"give each input to map as a dict of them or a tuple in that order, not {item!r}")
+        raise TypeError(
+            f"{fn.name!r} takes {len(names)} parameter(s) ({', '.join(names) or 'none'}); "
+            f"give each input to map as a dict of them or a tuple in that order, not {item!r}"
+        )
 
     return map(payload, inputs)
 
@@ -155,15 +158,15 @@ def dict_payloads(inputs: Iterable[Any]) -> Iterator[dict[str, Any]]:
 
     def payload(item: Any) -> dict[str, Any]:
         if not isinstance(item, dict):
-            raise TypeError(f"Client.map takes a dict of parameters per input, not {item!r}; "
-                            "fn.map also takes tuples and single values")
+            raise TypeError(f"Client.map takes a dict of parameters per input, not {item!r}; fn.map also takes tuples and single values")
         return item
 
     return map(payload, inputs)
 
 
-def fan_out(client: Client | None, path: str, payloads: Iterable[Any], *, concurrency: int, ordered: bool,
-            return_exceptions: bool) -> Iterator[Any]:
+def fan_out(
+    client: Client | None, path: str, payloads: Iterable[Any], *, concurrency: int, ordered: bool, return_exceptions: bool
+) -> Iterator[Any]:
     """Call `path` once per payload, `concurrency` at a time, yielding results as a generator.
 
     Inputs are pulled only as results are taken (about 2x `concurrency` in flight or waiting
@@ -175,8 +178,9 @@ def fan_out(client: Client | None, path: str, payloads: Iterable[Any], *, concur
     return _fan_out(client, path, iter(payloads), concurrency, ordered, return_exceptions)
 
 
-def _fan_out(client: Client | None, path: str, payloads: Iterator[Any], concurrency: int, ordered: bool,
-             return_exceptions: bool) -> Iterator[Any]:
+def _fan_out(
+    client: Client | None, path: str, payloads: Iterator[Any], concurrency: int, ordered: bool, return_exceptions: bool
+) -> Iterator[Any]:
     from lepton.client import Client
 
     # A client of its own, keeping a keep-alive connection per thread (httpx keeps 20).

@@ -81,7 +81,11 @@ def load_functions(target: str) -> dict[str, Function]:
     module = import_file(path)
     found = find_functions(vars(module))
     if not found:
-        names = sorted(k for k, v in vars(module).items() if callable(v) and not k.startswith("_") and getattr(v, "__module__", None) == module.__name__)
+        names = sorted(
+            k
+            for k, v in vars(module).items()
+            if callable(v) and not k.startswith("_") and getattr(v, "__module__", None) == module.__name__
+        )
         hint = f" (found: {', '.join(names)})" if names else ""
         raise LoadError(f"{path}: no @lepton.function in this file{hint}")
     if name is None:

@@ -35,14 +35,7 @@ def check_secret_name(name: str) -> str:
 
 
 def check_bucket_name(name: str) -> str:
-    if (
-        not isinstance(name, str)
-        or not BUCKET_NAME.match(name)
-        or ".." in name
-        or ".-" in name
-        or "-." in name
-        or IP_ADDRESS.match(name)
-    ):
+    if not isinstance(name, str) or not BUCKET_NAME.match(name) or ".." in name or ".-" in name or "-." in name or IP_ADDRESS.match(name):
         raise ValueError(
             f"{name!r} is not a valid bucket name: use 3-63 lower-case letters, digits, '.' and '-', "
             "starting and ending with a letter or digit"

@@ -197,15 +197,9 @@ class FunctionSpec(BaseModel):
         if self.min_scale > self.max_scale:
             raise ValueError(f"min_scale ({self.min_scale}) must not exceed max_scale ({self.max_scale})")
         if self.concurrency and self.target and self.target > self.concurrency:
-            raise ValueError(
-                f"target ({self.target:g}) must not exceed concurrency ({self.concurrency}), "
-                "the hard per-replica limit"
-            )
+            raise ValueError(f"target ({self.target:g}) must not exceed concurrency ({self.concurrency}), the hard per-replica limit")
         if self.batch and self.concurrency and self.concurrency < self.batch.max_size:
-            raise ValueError(
-                f"concurrency ({self.concurrency}) is below batch.max_size ({self.batch.max_size}): "
-                "a batch could never fill"
-            )
+            raise ValueError(f"concurrency ({self.concurrency}) is below batch.max_size ({self.batch.max_size}): a batch could never fill")
         kind = self.handler.kind if self.handler else None
         if kind in POST_ONLY_KINDS and self.methods != ("POST",):
             raise ValueError(f"methods: {POST_ONLY_KINDS[kind]}")

@@ -8,7 +8,7 @@ Knative Trigger/PingSource) does the wiring.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal, TypeVar, Union
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -195,7 +195,7 @@ class BucketTrigger(_Model):
         return filters
 
 
-Trigger = Annotated[Union[EventTrigger, CronTrigger, BucketTrigger], Field(discriminator="kind")]
+Trigger = Annotated[EventTrigger | CronTrigger | BucketTrigger, Field(discriminator="kind")]
 
 
 M = TypeVar("M", bound=_Model)
@@ -223,8 +223,11 @@ def on_event(
     """
     exact = {k: v for k, v in {"type": type, "source": source, **attributes}.items() if v is not None}
     return _build(
-        EventTrigger, "lepton.on_event",
-        attributes=exact, filters=filters or [], delivery=delivery or Delivery(),
+        EventTrigger,
+        "lepton.on_event",
+        attributes=exact,
+        filters=filters or [],
+        delivery=delivery or Delivery(),
     )
 
 
@@ -233,11 +236,13 @@ def on_cron(schedule: str, *, data: Any = None, timezone: str = "UTC") -> CronTr
     return _build(CronTrigger, "lepton.on_cron", schedule=schedule, data=data, timezone=timezone)
 
 
-def on_bucket(
-    bucket: str, *, events: list[str] | tuple[str, ...] = ("created",), prefix: str = "", suffix: str = ""
-) -> BucketTrigger:
+def on_bucket(bucket: str, *, events: list[str] | tuple[str, ...] = ("created",), prefix: str = "", suffix: str = "") -> BucketTrigger:
     """Trigger when objects under `prefix` (and ending in `suffix`) are created or deleted."""
     return _build(
-        BucketTrigger, "lepton.on_bucket",
-        bucket=bucket, events=tuple(events), prefix=prefix, suffix=suffix,
+        BucketTrigger,
+        "lepton.on_bucket",
+        bucket=bucket,
+        events=tuple(events),
+        prefix=prefix,
+        suffix=suffix,
     )

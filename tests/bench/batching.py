@@ -15,7 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from tests.bench.load import Platform, Result, load_parser, run_load  # noqa: E402
+from tests.bench.load import Platform, Result, load_parser, run_load
 
 DIGITS = Path(__file__).resolve().parents[2] / "functions" / "digits" / "main.py"
 
@@ -40,13 +40,17 @@ def main() -> None:
     finally:
         platform.close()
 
-    merged = {k: Result([x for r in v for x in r.latencies], sum(r.seconds for r in v), sum(r.errors for r in v)) for k, v in results.items()}
+    merged = {
+        k: Result([x for r in v for x in r.latencies], sum(r.seconds for r in v), sum(r.errors for r in v)) for k, v in results.items()
+    }
     on, off = merged["digits"], merged["digits-single"]
     print(f"digits classifier through the platform, {args.clients} clients, {args.rounds} x {args.seconds:g}s alternating rounds")
     print(on.line("  batching on  (digits)"), f"  replicas at the end: {replicas['digits']}")
     print(off.line("  batching off (digits-single)"), f"  replicas at the end: {replicas['digits-single']}")
-    print(f"  throughput {on.rps / off.rps:.2f}x with batching; p99 {on.pct(99):.1f} ms vs {off.pct(99):.1f} ms "
-          f"({'no worse' if on.pct(99) <= off.pct(99) else 'worse'})   goal >= 4x, p99 no worse")
+    print(
+        f"  throughput {on.rps / off.rps:.2f}x with batching; p99 {on.pct(99):.1f} ms vs {off.pct(99):.1f} ms "
+        f"({'no worse' if on.pct(99) <= off.pct(99) else 'worse'})   goal >= 4x, p99 no worse"
+    )
 
 
 if __name__ == "__main__":

@@ -18,12 +18,12 @@ import socket
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from tests.bench.load import Platform, median  # noqa: E402
+from tests.bench.load import Platform, median
 
 MB = 1 << 20
 BIG = 64 * MB
@@ -98,7 +98,7 @@ class RawHTTP:
                 length = int(value)
         view = memoryview(self.buffer)
         while length:
-            length -= self.file.readinto(view[:min(length, MB)])
+            length -= self.file.readinto(view[: min(length, MB)])
         if status >= 400:
             raise RuntimeError(f"{method} {path}: HTTP {status}")
         return status
@@ -137,7 +137,10 @@ def main() -> None:
 
             small = disk / f"small-{r}"
             small.mkdir()
-            record("api small put", timed(lambda: [http.request("PUT", f"/v1/buckets/bench/objects/s{r}/{i}", SMALL) for i in range(args.small)]))
+            record(
+                "api small put",
+                timed(lambda: [http.request("PUT", f"/v1/buckets/bench/objects/s{r}/{i}", SMALL) for i in range(args.small)]),
+            )
             record("plain small put+fsync", timed(lambda: [plain_small_put(small, i, sync=True) for i in range(args.small)]))
             record("plain small put", timed(lambda: [plain_small_put(small, i, sync=False) for i in range(args.small)]))
             record("api small get", timed(lambda: [http.request("GET", f"/v1/buckets/bench/objects/s{r}/{i}") for i in range(args.small)]))
@@ -156,12 +159,18 @@ def main() -> None:
     for k, v in ops.items():
         print(f"  {k:<22} {v:8.0f}")
     print("ratios (api / plain, like for like)")
-    print(f"  upload   64 MiB: {mbps['api upload'] / mbps['plain write+fsync']:.2f}x of write+fsync "
-          f"({mbps['api upload'] / mbps['plain write']:.2f}x of write without fsync)   goal >= 0.5x")
-    print(f"  download 64 MiB: {mbps['api download (disk)'] / mbps['plain read (disk)']:.2f}x of a read from disk   goal >= 0.5x"
-          f"   ({mbps['api download (cached)'] / mbps['plain read (cached)']:.2f}x of a read from the page cache)")
-    print(f"  small put: {ops['api small put'] / ops['plain small put+fsync']:.2f}x of put+fsync; "
-          f"small get: {ops['api small get'] / ops['plain small get']:.2f}x of read")
+    print(
+        f"  upload   64 MiB: {mbps['api upload'] / mbps['plain write+fsync']:.2f}x of write+fsync "
+        f"({mbps['api upload'] / mbps['plain write']:.2f}x of write without fsync)   goal >= 0.5x"
+    )
+    print(
+        f"  download 64 MiB: {mbps['api download (disk)'] / mbps['plain read (disk)']:.2f}x of a read from disk   goal >= 0.5x"
+        f"   ({mbps['api download (cached)'] / mbps['plain read (cached)']:.2f}x of a read from the page cache)"
+    )
+    print(
+        f"  small put: {ops['api small put'] / ops['plain small put+fsync']:.2f}x of put+fsync; "
+        f"small get: {ops['api small get'] / ops['plain small get']:.2f}x of read"
+    )
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ import uvloop
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from tests.bench.load import Platform, keep_alive_client  # noqa: E402
+from tests.bench.load import Platform, keep_alive_client
 
 FUNCTIONS, SLEEP, CONCURRENCY, MAX_SCALE = 20, 0.05, 4, 3
 CAPACITY = FUNCTIONS * MAX_SCALE * CONCURRENCY / SLEEP
@@ -42,7 +42,10 @@ SOURCE = "import time\nimport lepton\n" + "".join(
 def nap_{n}() -> str:
     time.sleep({SLEEP})
     return "ok"
-""" for n in range(FUNCTIONS))
+"""
+    for n in range(FUNCTIONS)
+)
+
 
 def cpu_busy() -> tuple[float, float]:
     fields = [float(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
@@ -62,25 +65,36 @@ def closed_loop(platform: Platform, seconds: float, connections: int) -> dict[st
     """`connections` keep-alive clients, connection i calling function i mod 20 again as soon
     as it has its answer."""
     host, port = platform.url.removeprefix("http://").split(":")
-    requests = [f"POST /fn/nap-{n} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{{}}".encode()
-                for n in range(FUNCTIONS)]
+    requests = [
+        f"POST /fn/nap-{n} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{{}}".encode()
+        for n in range(FUNCTIONS)
+    ]
 
     async def main() -> tuple[list[float], float, int]:
         latencies: list[float] = []
         errors: list[int] = []
         deadline = time.perf_counter() + seconds
         started = time.perf_counter()
-        await asyncio.gather(*(keep_alive_client(host, int(port), None, lambda request=requests[i % FUNCTIONS]: request, deadline,
-                                       latencies, errors) for i in range(connections)))
+        await asyncio.gather(
+            *(
+                keep_alive_client(host, int(port), None, lambda request=requests[i % FUNCTIONS]: request, deadline, latencies, errors)
+                for i in range(connections)
+            )
+        )
         return latencies, time.perf_counter() - started, len(errors)
 
     busy0, total0 = cpu_busy()
     latencies, elapsed, errors = uvloop.run(main())
     busy1, total1 = cpu_busy()
     latencies.sort()
-    return {"p50": latencies[len(latencies) // 2] * 1000, "p99": latencies[int(0.99 * (len(latencies) - 1))] * 1000,
-            "over2s": sum(x > 2 for x in latencies), "rps": len(latencies) / elapsed, "errors": errors,
-            "cpu": (busy1 - busy0) / (total1 - total0) * 100}
+    return {
+        "p50": latencies[len(latencies) // 2] * 1000,
+        "p99": latencies[int(0.99 * (len(latencies) - 1))] * 1000,
+        "over2s": sum(x > 2 for x in latencies),
+        "rps": len(latencies) / elapsed,
+        "errors": errors,
+        "cpu": (busy1 - busy0) / (total1 - total0) * 100,
+    }
 
 
 async def burst(url: str, connections: int) -> list[float]:
@@ -90,8 +104,10 @@ async def burst(url: str, connections: int) -> list[float]:
     async def one(n: int) -> float:
         reader, writer = await asyncio.open_connection(host, int(port))
         started = time.perf_counter()
-        writer.write(f"POST /fn/nap-{n % FUNCTIONS} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                     "Content-Length: 2\r\nConnection: close\r\n\r\n{}".encode())
+        writer.write(
+            f"POST /fn/nap-{n % FUNCTIONS} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            "Content-Length: 2\r\nConnection: close\r\n\r\n{}".encode()
+        )
         status = await reader.readline()
         await reader.read()
         writer.close()
@@ -102,9 +118,11 @@ async def burst(url: str, connections: int) -> list[float]:
 
 
 def line(label: str, r: dict[str, float]) -> str:
-    return (f"  {label:<34} p50 {r['p50']:7.1f} ms  p99 {r['p99']:7.1f} ms ({r['p99'] / r['p50']:4.1f}x p50)  "
-            f"over 2 s {int(r['over2s']):4d}  {r['rps']:6.0f} req/s = {r['rps'] / CAPACITY:.2f} of capacity  "
-            f"CPU {r['cpu']:3.0f}%  errors {int(r['errors'])}")
+    return (
+        f"  {label:<34} p50 {r['p50']:7.1f} ms  p99 {r['p99']:7.1f} ms ({r['p99'] / r['p50']:4.1f}x p50)  "
+        f"over 2 s {int(r['over2s']):4d}  {r['rps']:6.0f} req/s = {r['rps'] / CAPACITY:.2f} of capacity  "
+        f"CPU {r['cpu']:3.0f}%  errors {int(r['errors'])}"
+    )
 
 
 def main() -> None:
@@ -124,15 +142,19 @@ def main() -> None:
         warm = closed_loop(platform, args.seconds, args.connections)
     finally:
         platform.close()
-    print(f"burst benchmark: {FUNCTIONS} functions sleeping {SLEEP * 1000:g} ms, concurrency={CONCURRENCY}, max_scale={MAX_SCALE}: "
-          f"capacity {CAPACITY:.0f} req/s; {args.connections} connections, {os.cpu_count()} cores")
+    print(
+        f"burst benchmark: {FUNCTIONS} functions sleeping {SLEEP * 1000:g} ms, concurrency={CONCURRENCY}, max_scale={MAX_SCALE}: "
+        f"capacity {CAPACITY:.0f} req/s; {args.connections} connections, {os.cpu_count()} cores"
+    )
     p50, p99 = statistics.median(first) * 1000, first[int(0.99 * (len(first) - 1))] * 1000
     print(f"  {args.connections} requests at once, from zero       p50 {p50:7.1f} ms  p99 {p99:7.1f} ms   goal p50 < 300 ms")
     print(line(f"{args.seconds:g} s closed loop from zero", cold))
     print(line(f"{args.seconds:g} s closed loop, replicas up", warm))
     verdict = "met" if warm["rps"] >= 0.7 * CAPACITY else ("cores busy" if warm["cpu"] >= 90 else "NOT met, cores not busy")
-    print(f"  goals: p99 within 3x p50 ({'met' if warm['p99'] <= 3 * warm['p50'] else 'NOT met'}), "
-          f">= 0.7 of capacity or both cores busy ({verdict})")
+    print(
+        f"  goals: p99 within 3x p50 ({'met' if warm['p99'] <= 3 * warm['p50'] else 'NOT met'}), "
+        f">= 0.7 of capacity or both cores busy ({verdict})"
+    )
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from tests.bench.load import Platform, free_port, python, wait_ready  # noqa: E402
+from tests.bench.load import Platform, free_port, python, wait_ready
 
 APP = Path(__file__).resolve().parent / "apps" / "torch_model.py"
 BODY = {"x": [0.5] * 64}
@@ -87,8 +87,10 @@ def main() -> None:
             platform.close()
 
     for mode, samples in cold.items():
-        print(f"scale-from-zero through the platform (forked replica), sandbox {mode}, {args.runs} runs: "
-              f"p50 {statistics.median(samples) * 1000:.1f} ms  p90 {pct(samples, 90) * 1000:.1f} ms  min {min(samples) * 1000:.1f} ms")
+        print(
+            f"scale-from-zero through the platform (forked replica), sandbox {mode}, {args.runs} runs: "
+            f"p50 {statistics.median(samples) * 1000:.1f} ms  p90 {pct(samples, 90) * 1000:.1f} ms  min {min(samples) * 1000:.1f} ms"
+        )
     p50, off_p50, fresh_p50 = statistics.median(cold["on"]), statistics.median(cold["off"]), statistics.median(fresh)
     print(f"sandbox: {sandbox}; it adds {(p50 - off_p50) * 1000:+.1f} ms to the p50   (goal: <= +3 ms)")
     print(f"fresh process (python start, import torch, setup, first 200), {args.fresh_runs} runs: p50 {fresh_p50 * 1000:.0f} ms")

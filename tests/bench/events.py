@@ -22,8 +22,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from tests.bench.load import Platform, run_load  # noqa: E402
-from tests.helpers import log_records  # noqa: E402
+from tests.bench.load import Platform, run_load
+from tests.helpers import log_records
 
 SINK = Path(__file__).resolve().parent / "apps" / "event_sink.py"
 BATCH = 100
@@ -42,7 +42,9 @@ def sqlite_rate(folder: str, per_commit: int, seconds: float) -> float:
     started = time.perf_counter()
     while time.perf_counter() < deadline:
         db.execute("BEGIN")
-        db.executemany("INSERT INTO events (source, id, body) VALUES ('/bench', ?, ?)", ((str(next(counter)), body) for _ in range(per_commit)))
+        db.executemany(
+            "INSERT INTO events (source, id, body) VALUES ('/bench', ?, ?)", ((str(next(counter)), body) for _ in range(per_commit))
+        )
         db.execute("COMMIT")
         rows += per_commit
     elapsed = time.perf_counter() - started
@@ -59,7 +61,9 @@ def ingest(platform: Platform, seconds: float, batched: bool, clients: int) -> t
         return b"{}", {"ce-specversion": "1.0", "ce-id": str(next(counter)), "ce-source": "/bench", "ce-type": "bench.ingest"}
 
     def batch() -> tuple[bytes, dict[str, str]]:
-        events = [{"specversion": "1.0", "id": str(next(counter)), "source": "/bench", "type": "bench.ingest", "data": {}} for _ in range(BATCH)]
+        events = [
+            {"specversion": "1.0", "id": str(next(counter)), "source": "/bench", "type": "bench.ingest", "data": {}} for _ in range(BATCH)
+        ]
         return json.dumps(events).encode(), {"Content-Type": "application/cloudevents-batch+json"}
 
     result = run_load(platform.url + "/v1/events", batch if batched else single, clients=clients, seconds=seconds, headers=auth)
@@ -80,9 +84,11 @@ async def send_at_rate(url: str, token: str, rate: float, seconds: float, run: s
     async def one(n: int) -> None:
         reader, writer = await pool.get()
         started = time.perf_counter()
-        head = (f"POST /v1/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nContent-Length: 2\r\n"
-                f"ce-specversion: 1.0\r\nce-id: {run}-{n}\r\nce-source: /bench\r\nce-type: bench.event\r\n"
-                f"ce-sentat: {time.time():.6f}\r\nContent-Type: application/json\r\n\r\n{{}}")
+        head = (
+            f"POST /v1/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nContent-Length: 2\r\n"
+            f"ce-specversion: 1.0\r\nce-id: {run}-{n}\r\nce-source: /bench\r\nce-type: bench.event\r\n"
+            f"ce-sentat: {time.time():.6f}\r\nContent-Type: application/json\r\n\r\n{{}}"
+        )
         writer.write(head.encode())
         length = 0
         await reader.readline()
@@ -138,16 +144,24 @@ def main() -> None:
     print(f"events benchmark ({args.seconds:g} s per measurement)")
     print(f"  raw SQLite, WAL + fsync, 1 row/commit        {raw_single:9.0f} rows/s")
     print(f"  raw SQLite, WAL + fsync, {BATCH} rows/commit      {raw_batched:9.0f} rows/s")
-    print(f"  ingest, 1 event/request, 16 clients          {single:9.0f} events/s  (202 p50 {single_p50:.2f} ms)  "
-          f"{single / raw_single:.1f}x raw 1 row/commit   (group commit)")
-    print(f"  ingest, {BATCH} events/request, 8 clients       {batched:9.0f} events/s  (202 p50 {batched_p50:.2f} ms)  "
-          f"{batched / raw_batched:.2f}x raw {BATCH} rows/commit   goal >= 5000 events/s")
+    print(
+        f"  ingest, 1 event/request, 16 clients          {single:9.0f} events/s  (202 p50 {single_p50:.2f} ms)  "
+        f"{single / raw_single:.1f}x raw 1 row/commit   (group commit)"
+    )
+    print(
+        f"  ingest, {BATCH} events/request, 8 clients       {batched:9.0f} events/s  (202 p50 {batched_p50:.2f} ms)  "
+        f"{batched / raw_batched:.2f}x raw {BATCH} rows/commit   goal >= 5000 events/s"
+    )
     p50 = statistics.median(lat)
     p99 = lat[min(len(lat) - 1, int(0.99 * len(lat)))]
-    print(f"  delivery sender -> function at {args.rate:g} events/s: p50 {p50:.2f} ms, p99 {p99:.2f} ms "
-          f"({len(lat)}/{sent} delivered)   goal p50 <= 5 ms")
-    print(f"    of which ingest (202 received by the sender): p50 {statistics.median(acks):.2f} ms, "
-          f"p99 {acks[min(len(acks) - 1, int(0.99 * len(acks)))]:.2f} ms")
+    print(
+        f"  delivery sender -> function at {args.rate:g} events/s: p50 {p50:.2f} ms, p99 {p99:.2f} ms "
+        f"({len(lat)}/{sent} delivered)   goal p50 <= 5 ms"
+    )
+    print(
+        f"    of which ingest (202 received by the sender): p50 {statistics.median(acks):.2f} ms, "
+        f"p99 {acks[min(len(acks) - 1, int(0.99 * len(acks)))]:.2f} ms"
+    )
 
 
 if __name__ == "__main__":

@@ -26,10 +26,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-import lepton  # noqa: E402
-from lepton.loader import load_functions  # noqa: E402
-from tests.bench.load import Platform, load_parser, median, run_load  # noqa: E402
-from tests.helpers import log_records  # noqa: E402
+import lepton
+from lepton.loader import load_functions
+from tests.bench.load import Platform, load_parser, median, run_load
+from tests.helpers import log_records
 
 APP = Path(__file__).resolve().parent / "apps" / "job_sink.py"
 
@@ -70,8 +70,10 @@ async def submit_at_rate(platform: Platform, rate: float, seconds: float) -> lis
     for _ in range(16):
         pool.put_nowait(await asyncio.open_connection(host, int(port)))
     ids: list[str] = []
-    head = (f"POST /fn/job-sink HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {platform.api.token}\r\n"
-            "Prefer: respond-async\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}").encode()
+    head = (
+        f"POST /fn/job-sink HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {platform.api.token}\r\n"
+        "Prefer: respond-async\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
+    ).encode()
 
     async def one() -> None:
         reader, writer = await pool.get()
@@ -166,15 +168,23 @@ def main() -> None:
 
     print(f"jobs benchmark ({args.rounds} x {args.seconds:g} s rounds)")
     print(f"  events accepted, 1 per request, 16 clients    {median(ingested):8.0f} /s")
-    print(f"  jobs accepted, 1 per request, 16 clients      {median(accepted):8.0f} /s   "
-          f"{median(accepted) / median(ingested):.2f}x the events   goal >= 0.8x")
-    print(f"  jobs accepted while they run as they come     {median(ran):8.0f} /s   "
-          f"{median(ran) / median(ingested):.2f}x the events (the platform also runs each one)")
+    print(
+        f"  jobs accepted, 1 per request, 16 clients      {median(accepted):8.0f} /s   "
+        f"{median(accepted) / median(ingested):.2f}x the events   goal >= 0.8x"
+    )
+    print(
+        f"  jobs accepted while they run as they come     {median(ran):8.0f} /s   "
+        f"{median(ran) / median(ingested):.2f}x the events (the platform also runs each one)"
+    )
     p99 = lat[min(len(lat) - 1, int(0.99 * len(lat)))]
-    print(f"  enqueue -> handler start at {args.rate:g} jobs/s: p50 {statistics.median(lat):.2f} ms, p99 {p99:.2f} ms "
-          f"({len(lat)} jobs)   goal p50 <= 5 ms")
-    print(f"  {args.inputs} calls at concurrency {args.concurrency}: direct {direct:7.0f} calls/s, fn.map {mapped:7.0f} calls/s   "
-          f"{mapped / direct:.2f}x   goal >= 0.8x")
+    print(
+        f"  enqueue -> handler start at {args.rate:g} jobs/s: p50 {statistics.median(lat):.2f} ms, p99 {p99:.2f} ms "
+        f"({len(lat)} jobs)   goal p50 <= 5 ms"
+    )
+    print(
+        f"  {args.inputs} calls at concurrency {args.concurrency}: direct {direct:7.0f} calls/s, fn.map {mapped:7.0f} calls/s   "
+        f"{mapped / direct:.2f}x   goal >= 0.8x"
+    )
 
 
 if __name__ == "__main__":

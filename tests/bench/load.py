@@ -11,9 +11,9 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import httptools
 import httpx
@@ -82,8 +82,9 @@ class _Client(asyncio.Protocol):
             self.closed.set_result(None)
 
 
-async def keep_alive_client(host: str, port: int | None, uds: str | None, request: Callable[[], bytes], deadline: float,
-                  out: list[float], errors: list[int]) -> None:
+async def keep_alive_client(
+    host: str, port: int | None, uds: str | None, request: Callable[[], bytes], deadline: float, out: list[float], errors: list[int]
+) -> None:
     loop = asyncio.get_running_loop()
     if uds:
         _, client = await open_unix(lambda: _Client(request, deadline, out, errors), socket_address(uds))
@@ -92,8 +93,15 @@ async def keep_alive_client(host: str, port: int | None, uds: str | None, reques
     await client.closed
 
 
-def run_load(url: str, body: bytes | Callable[[], tuple[bytes, dict[str, str]]], *, clients: int = 8, seconds: float = 3.0,
-             headers: dict[str, str] | None = None, uds: str | None = None) -> Result:
+def run_load(
+    url: str,
+    body: bytes | Callable[[], tuple[bytes, dict[str, str]]],
+    *,
+    clients: int = 8,
+    seconds: float = 3.0,
+    headers: dict[str, str] | None = None,
+    uds: str | None = None,
+) -> Result:
     """Closed-loop load on POST url (over `uds` when given) for `seconds` with `clients`
     keep-alive connections. `body` may be a function giving each request's body and extra
     headers (unique event ids, say)."""
@@ -101,10 +109,12 @@ def run_load(url: str, body: bytes | Callable[[], tuple[bytes, dict[str, str]]],
 
     def build(payload: bytes, more: dict[str, str]) -> bytes:
         extra = "".join(f"{k}: {v}\r\n" for k, v in {"Content-Type": "application/json", **(headers or {}), **more}.items())
-        return (f"POST {parsed.raw_path.decode() or '/'} HTTP/1.1\r\nHost: {parsed.host}\r\n"
-                f"Content-Length: {len(payload)}\r\n{extra}\r\n").encode() + payload
+        return (
+            f"POST {parsed.raw_path.decode() or '/'} HTTP/1.1\r\nHost: {parsed.host}\r\nContent-Length: {len(payload)}\r\n{extra}\r\n"
+        ).encode() + payload
 
     if callable(body):
+
         def request() -> bytes:
             return build(*body())
     else:
@@ -118,7 +128,9 @@ def run_load(url: str, body: bytes | Callable[[], tuple[bytes, dict[str, str]]],
         errors: list[int] = []
         deadline = time.perf_counter() + seconds
         started = time.perf_counter()
-        await asyncio.gather(*(keep_alive_client(parsed.host, parsed.port, uds, request, deadline, latencies, errors) for _ in range(clients)))
+        await asyncio.gather(
+            *(keep_alive_client(parsed.host, parsed.port, uds, request, deadline, latencies, errors) for _ in range(clients))
+        )
         return Result(latencies, time.perf_counter() - started, len(errors))
 
     return uvloop.run(main())
@@ -142,7 +154,7 @@ def python(*args: str, **kwargs: object) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, *args], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **kwargs)
 
 
-def load_parser(doc: str | None):  # noqa: ANN201 - argparse.ArgumentParser
+def load_parser(doc: str | None):
     """The options every closed-loop benchmark takes."""
     import argparse
 
@@ -176,7 +188,10 @@ class Platform:
         self.url = f"http://127.0.0.1:{free_port()}"
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "lepton.cli", "up", "--port", self.url.rsplit(":", 1)[1], "--log-level", "warning", *extra],
-            cwd=ROOT, env={**os.environ, **(env or {}), "LEPTON_HOME": self.home}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            cwd=ROOT,
+            env={**os.environ, **(env or {}), "LEPTON_HOME": self.home},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         wait_ready(self.url + "/healthz", self.proc)
         while not httpx.get(self.url + "/healthz").json()["template_process"] and "--no-fork" not in extra:

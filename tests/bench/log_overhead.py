@@ -17,13 +17,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from lepton.runtime import logstamp  # noqa: E402
-from tests.bench.load import ROOT, Result, free_port, load_parser, median, run_load, wait_ready  # noqa: E402
+from lepton.runtime import logstamp
+from tests.bench.load import ROOT, Result, free_port, load_parser, median, run_load, wait_ready
 
 APP = Path(__file__).resolve().parent / "apps" / "lepton_print.py"
 BODY = b'{"a": 40, "b": 2}'
-VARIANTS = {"quiet, stamped": ("quiet", True), "quiet, plain file": ("quiet", False),
-            "print, plain file": ("chatty", False), "print, stamped": ("chatty", True)}
+VARIANTS = {
+    "quiet, stamped": ("quiet", True),
+    "quiet, plain file": ("quiet", False),
+    "print, plain file": ("chatty", False),
+    "print, stamped": ("chatty", True),
+}
 
 
 def start(function: str, stamped: bool, port: int, log: Path) -> subprocess.Popen:
@@ -32,8 +36,14 @@ def start(function: str, stamped: bool, port: int, log: Path) -> subprocess.Pope
     fds = logstamp.open_files(log, 2)
     env = {**os.environ, "LEPTON_REPLICA": "bench-00001-a1", logstamp.ENV: logstamp.env_value(fds, 10 << 20)} if stamped else os.environ
     try:
-        return subprocess.Popen([sys.executable, "-m", "lepton.runtime", f"{APP}:{function}", "--port", str(port), "--log-level", "warning"],
-                                cwd=ROOT, stdout=fds[0], stderr=fds[0], pass_fds=fds if stamped else (), env=env)
+        return subprocess.Popen(
+            [sys.executable, "-m", "lepton.runtime", f"{APP}:{function}", "--port", str(port), "--log-level", "warning"],
+            cwd=ROOT,
+            stdout=fds[0],
+            stderr=fds[0],
+            pass_fds=fds if stamped else (),
+            env=env,
+        )
     finally:
         for fd in fds:
             os.close(fd)
@@ -62,8 +72,10 @@ def main() -> None:
     print(f"{'variant':<20} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8}  log")
     for name, runs in results.items():
         log = servers[name][2]
-        print(f"{name:<20} {median([r.rps for r in runs]):>8.0f} {median([r.pct(50) for r in runs]):>8.3f} "
-              f"{median([r.pct(99) for r in runs]):>8.3f}  {log} ({log.stat().st_size} bytes)")
+        print(
+            f"{name:<20} {median([r.rps for r in runs]):>8.0f} {median([r.pct(50) for r in runs]):>8.3f} "
+            f"{median([r.pct(99) for r in runs]):>8.3f}  {log} ({log.stat().st_size} bytes)"
+        )
 
 
 if __name__ == "__main__":

@@ -82,10 +82,14 @@ def main() -> None:
     cosine = (vectors["fp32"] * vectors["int8"]).sum(axis=1)
     print(f"all-MiniLM-L6-v2, fp32 vs int8 (lepton.optimize), one torch thread, median of {args.rounds} rounds")
     for name in models:
-        print(f"  {name}: {speed[name]:7.1f} sentences/s (batch 32)   one sentence {single[name]:6.2f} ms   "
-              f"top-1 retrieval {top1[name]:.2f} ({len(PAIRS)} questions)")
-    print(f"  int8 speed-up: {speed['int8'] / speed['fp32']:.2f}x batched, {single['fp32'] / single['int8']:.2f}x single; "
-          f"retrieval accuracy change {top1['int8'] - top1['fp32']:+.2f}; cosine(int8, fp32) mean {cosine.mean():.3f}, min {cosine.min():.3f}")
+        print(
+            f"  {name}: {speed[name]:7.1f} sentences/s (batch 32)   one sentence {single[name]:6.2f} ms   "
+            f"top-1 retrieval {top1[name]:.2f} ({len(PAIRS)} questions)"
+        )
+    print(
+        f"  int8 speed-up: {speed['int8'] / speed['fp32']:.2f}x batched, {single['fp32'] / single['int8']:.2f}x single; "
+        f"retrieval accuracy change {top1['int8'] - top1['fp32']:+.2f}; cosine(int8, fp32) mean {cosine.mean():.3f}, min {cosine.min():.3f}"
+    )
 
 
 if __name__ == "__main__":

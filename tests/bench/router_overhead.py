@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from tests.bench.load import free_port, load_parser, Platform, python, Result, run_load, wait_ready  # noqa: E402
+from tests.bench.load import Platform, Result, free_port, load_parser, python, run_load, wait_ready
 
 APPS = Path(__file__).resolve().parent / "apps"
 FUNCTIONS = {"add-async": APPS / "lepton_add_async.py", "add": APPS / "lepton_add.py"}
@@ -74,8 +74,9 @@ def main() -> None:
 
 
 def report(name: str, cpus: list[int], rounds: dict[str, list[Result]]) -> None:
-    merged = {way: Result([x for r in v for x in r.latencies], sum(r.seconds for r in v), sum(r.errors for r in v))
-              for way, v in rounds.items()}
+    merged = {
+        way: Result([x for r in v for x in r.latencies], sum(r.seconds for r in v), sum(r.errors for r in v)) for way, v in rounds.items()
+    }
     direct, router, keyed, floor = merged["direct"], merged["router"], merged["key"], merged["pipe"]
     paired = sorted(r.rps / d.rps for r, d in zip(rounds["router"], rounds["direct"]))
     print(f"{name}: one replica on cpus {cpus}")
@@ -83,12 +84,16 @@ def report(name: str, cpus: list[int], rounds: dict[str, list[Result]]) -> None:
     print(router.line(f"  through /fn/{name}"))
     print(keyed.line(f"  through /fn/{name}, key"))
     print(floor.line("  through a bare byte pipe"))
-    print(f"  router adds p50 {router.pct(50) - direct.pct(50):+.3f} ms, p99 {router.pct(99) - direct.pct(99):+.3f} ms; "
-          f"req/s ratio {router.rps / direct.rps:.3f}x   (goals: <= +0.3 ms p50, >= 0.85x)")
+    print(
+        f"  router adds p50 {router.pct(50) - direct.pct(50):+.3f} ms, p99 {router.pct(99) - direct.pct(99):+.3f} ms; "
+        f"req/s ratio {router.rps / direct.rps:.3f}x   (goals: <= +0.3 ms p50, >= 0.85x)"
+    )
     print(f"  req/s ratio by round: {' '.join(f'{x:.2f}' for x in paired)}")
     print(f"  an access key instead of the admin token: p50 {keyed.pct(50) - router.pct(50):+.3f} ms, req/s {keyed.rps / router.rps:.3f}x")
-    print(f"  byte pipe adds p50 {floor.pct(50) - direct.pct(50):+.3f} ms; req/s ratio {floor.rps / direct.rps:.3f}x; "
-          f"router vs byte pipe {router.rps / floor.rps:.3f}x")
+    print(
+        f"  byte pipe adds p50 {floor.pct(50) - direct.pct(50):+.3f} ms; req/s ratio {floor.rps / direct.rps:.3f}x; "
+        f"router vs byte pipe {router.rps / floor.rps:.3f}x"
+    )
 
 
 if __name__ == "__main__":

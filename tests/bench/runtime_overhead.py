@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from tests.bench.load import load_parser, Result, free_port, median, python, run_load, wait_ready  # noqa: E402
+from tests.bench.load import Result, free_port, load_parser, median, python, run_load, wait_ready
 
 APPS = Path(__file__).resolve().parent / "apps"
 BODY = b'{"a": 40, "b": 2}'
@@ -25,8 +25,22 @@ BODY = b'{"a": 40, "b": 2}'
 def start(kind: str, port: int):
     if kind == "lepton":
         return python("-m", "lepton.runtime", str(APPS / "lepton_add.py"), "--port", str(port), "--log-level", "warning")
-    return python("-m", "uvicorn", "bare_fastapi:app", "--app-dir", str(APPS), "--port", str(port),
-                  "--loop", "uvloop", "--http", "httptools", "--no-access-log", "--log-level", "warning")
+    return python(
+        "-m",
+        "uvicorn",
+        "bare_fastapi:app",
+        "--app-dir",
+        str(APPS),
+        "--port",
+        str(port),
+        "--loop",
+        "uvloop",
+        "--http",
+        "httptools",
+        "--no-access-log",
+        "--log-level",
+        "warning",
+    )
 
 
 def cold_start(kind: str) -> float:
@@ -64,21 +78,27 @@ def main() -> None:
             proc.terminate()
             proc.wait()
 
-    merged = {k: Result([x for r in v for x in r.latencies], sum(r.seconds for r in v), sum(r.errors for r in v)) for k, v in results.items()}
+    merged = {
+        k: Result([x for r in v for x in r.latencies], sum(r.seconds for r in v), sum(r.errors for r in v)) for k, v in results.items()
+    }
     print(f"warm, {args.clients} keep-alive clients, {args.rounds} x {args.seconds:g}s alternating rounds (cpus: {os.cpu_count()})")
     for kind in ("bare", "lepton"):
         print(merged[kind].line(f"  {kind}"))
     bare, lep = merged["bare"], merged["lepton"]
-    print(f"  ratio lepton/bare: p50 {lep.pct(50) / bare.pct(50):.3f}x  p99 {lep.pct(99) / bare.pct(99):.3f}x  "
-          f"req/s {lep.rps / bare.rps:.3f}x   (goal: within 10%)")
+    print(
+        f"  ratio lepton/bare: p50 {lep.pct(50) / bare.pct(50):.3f}x  p99 {lep.pct(99) / bare.pct(99):.3f}x  "
+        f"req/s {lep.rps / bare.rps:.3f}x   (goal: within 10%)"
+    )
 
     colds = {kind: [] for kind in ("bare", "lepton")}
     for _ in range(5):
         for kind in colds:
             colds[kind].append(cold_start(kind))
     bare_cold, lep_cold = median(colds["bare"]), median(colds["lepton"])
-    print(f"cold start (process start to first 200, median of 5): bare {bare_cold * 1000:.0f} ms, "
-          f"lepton {lep_cold * 1000:.0f} ms, ratio {lep_cold / bare_cold:.3f}x   (goal: <= 1.2x)")
+    print(
+        f"cold start (process start to first 200, median of 5): bare {bare_cold * 1000:.0f} ms, "
+        f"lepton {lep_cold * 1000:.0f} ms, ratio {lep_cold / bare_cold:.3f}x   (goal: <= 1.2x)"
+    )
 
 
 if __name__ == "__main__":

@@ -32,8 +32,8 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from tests.bench.events import send_at_rate  # noqa: E402
-from tests.bench.load import Platform, run_load  # noqa: E402
+from tests.bench.events import send_at_rate
+from tests.bench.load import Platform, run_load
 
 PROBE_RUNS = 9
 EVENT_RATE = 200.0
@@ -43,8 +43,12 @@ def functions_source(count: int) -> str:
     """`count` trivial functions with one event trigger each, of types no event has."""
     lines = ["import lepton", ""]
     for n in range(count):
-        lines += [f"@lepton.function(name='fn-{n:04d}', scale_down_after=0.3, triggers=[lepton.on_event(type='bench.other.{n}')])",
-                  f"def fn_{n:04d}(x: int = 0) -> int:", "    return x + 1", ""]
+        lines += [
+            f"@lepton.function(name='fn-{n:04d}', scale_down_after=0.3, triggers=[lepton.on_event(type='bench.other.{n}')])",
+            f"def fn_{n:04d}(x: int = 0) -> int:",
+            "    return x + 1",
+            "",
+        ]
     return "\n".join(lines)
 
 
@@ -97,8 +101,12 @@ def deploy(platform: Platform, path: Path) -> tuple[float, int]:
     watcher = threading.Thread(target=watch)
     watcher.start()
     started = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "lepton.cli", "deploy", str(path)], check=True, stdout=subprocess.DEVNULL,
-                   env={**os.environ, "LEPTON_URL": platform.url, "LEPTON_TOKEN": platform.api.token})
+    subprocess.run(
+        [sys.executable, "-m", "lepton.cli", "deploy", str(path)],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        env={**os.environ, "LEPTON_URL": platform.url, "LEPTON_TOKEN": platform.api.token},
+    )
     elapsed = time.perf_counter() - started
     done.set()
     watcher.join()
@@ -123,8 +131,12 @@ def cold_p50(platform: Platform, name: str) -> float:
 
 def sink_lines(platform: Platform) -> list[str]:
     """`<event id> <seconds>` for each event the sink got (its log, not all thousand)."""
-    return [line.split(" ", 1)[1] for log in sorted((Path(platform.home) / "logs" / "sink").glob("*.log"))
-            for line in log.read_text(errors="replace").splitlines() if line.startswith("LATENCY ")]
+    return [
+        line.split(" ", 1)[1]
+        for log in sorted((Path(platform.home) / "logs" / "sink").glob("*.log"))
+        for line in log.read_text(errors="replace").splitlines()
+        if line.startswith("LATENCY ")
+    ]
 
 
 def events(platform: Platform, run: str) -> tuple[float, float]:
@@ -135,8 +147,13 @@ def events(platform: Platform, run: str) -> tuple[float, float]:
     auth = {"Authorization": f"Bearer {platform.api.token}"}
 
     def one() -> tuple[bytes, dict[str, str]]:
-        return b"{}", {"ce-specversion": "1.0", "ce-id": f"load-{run}-{next(ids)}", "ce-source": "/bench",
-                       "ce-type": "bench.event", "ce-sentat": f"{time.time():.6f}"}
+        return b"{}", {
+            "ce-specversion": "1.0",
+            "ce-id": f"load-{run}-{next(ids)}",
+            "ce-source": "/bench",
+            "ce-type": "bench.event",
+            "ce-sentat": f"{time.time():.6f}",
+        }
 
     rate = run_load(platform.url + "/v1/events", one, clients=16, seconds=3, headers=auth).rps
     loaded = next(ids)
@@ -177,14 +194,27 @@ def measure(count: int, folder: Path) -> dict[str, float]:
                 http.get("/v1/functions", params={"limit": 100}).raise_for_status()
                 pages.append(time.perf_counter() - started)
         started = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "lepton.cli", "ls"], check=True, stdout=subprocess.DEVNULL,
-                       env={**os.environ, "LEPTON_URL": platform.url, "LEPTON_TOKEN": platform.api.token})
+        subprocess.run(
+            [sys.executable, "-m", "lepton.cli", "ls"],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            env={**os.environ, "LEPTON_URL": platform.url, "LEPTON_TOKEN": platform.api.token},
+        )
         ls = time.perf_counter() - started
         in_file = cold_p50(platform, "fn-0000") if count else 0.0
         deploy(platform, probes)
         cold = cold_p50(platform, "probe")
-        return {"functions": count, "deploy_s": seconds, "peak": peak, "idle_cpu": idle, "rss": rss,
-                "page_ms": statistics.median(pages) * 1000, "ls_s": ls, "cold_ms": cold, "in_file_ms": in_file}
+        return {
+            "functions": count,
+            "deploy_s": seconds,
+            "peak": peak,
+            "idle_cpu": idle,
+            "rss": rss,
+            "page_ms": statistics.median(pages) * 1000,
+            "ls_s": ls,
+            "cold_ms": cold,
+            "in_file_ms": in_file,
+        }
     finally:
         platform.close()
 
@@ -201,8 +231,12 @@ def events_against_triggers(count: int, folder: Path, rounds: int = 2) -> list[t
         deploy(platform, probes)
         for round_ in range(rounds):
             results.append((1, *events(platform, f"{round_}-1")))
-            added = [platform.api.request("POST", "/v1/triggers", json={"function": "probe", "attributes": {"type": f"bench.other.{n}"}}).json()["id"]
-                     for n in range(count)]
+            added = [
+                platform.api.request("POST", "/v1/triggers", json={"function": "probe", "attributes": {"type": f"bench.other.{n}"}}).json()[
+                    "id"
+                ]
+                for n in range(count)
+            ]
             results.append((count + 1, *events(platform, f"{round_}-{count}")))
             for trigger in added:
                 platform.api.request("DELETE", f"/v1/triggers/{trigger}")
@@ -220,13 +254,17 @@ def main() -> None:
     rows = [measure(int(size), folder) for size in args.sizes.split(",")]
 
     print(f"scale benchmark ({os.cpu_count()} cores); each size: that many functions with a trigger each, then a probe and a sink")
-    print(f"{'functions':>9} {'deploy':>8} {'per fn':>7} {'peak':>5} {'idle CPU':>9} {'RSS':>8} {'page':>8} {'ls':>7} "
-          f"{'cold p50':>9} {'ratio':>6} {'in file':>8}")
+    print(
+        f"{'functions':>9} {'deploy':>8} {'per fn':>7} {'peak':>5} {'idle CPU':>9} {'RSS':>8} {'page':>8} {'ls':>7} "
+        f"{'cold p50':>9} {'ratio':>6} {'in file':>8}"
+    )
     for row in [base, *rows]:
         per = row["deploy_s"] / max(1, row["functions"]) * 1000
-        print(f"{row['functions']:>9} {row['deploy_s']:>7.1f}s {per:>5.0f}ms {row['peak']:>5} {row['idle_cpu']:>8.2f}% "
-              f"{row['rss']:>6.0f}Mi {row['page_ms']:>6.1f}ms {row['ls_s']:>6.2f}s {row['cold_ms']:>7.1f}ms "
-              f"{row['cold_ms'] / base['cold_ms']:>5.2f}x {row['in_file_ms']:>6.1f}ms")
+        print(
+            f"{row['functions']:>9} {row['deploy_s']:>7.1f}s {per:>5.0f}ms {row['peak']:>5} {row['idle_cpu']:>8.2f}% "
+            f"{row['rss']:>6.0f}Mi {row['page_ms']:>6.1f}ms {row['ls_s']:>6.2f}s {row['cold_ms']:>7.1f}ms "
+            f"{row['cold_ms'] / base['cold_ms']:>5.2f}x {row['in_file_ms']:>6.1f}ms"
+        )
     print("cold p50: the probe, in a file of its own; in file: fn-0000, in the file of all the others (its replica imports them all)")
     most = max(int(size) for size in args.sizes.split(","))
     runs = events_against_triggers(most, folder)
@@ -236,10 +274,14 @@ def main() -> None:
         print(f"events, {label:>14}: " + ", ".join(f"{rate:.0f}/s p50 {p50:.2f} ms" for _, rate, p50 in rows))
     rate_ratio = statistics.mean(r[1] for r in many) / statistics.mean(r[1] for r in one)
     p50_ratio = statistics.mean(r[2] for r in many) / statistics.mean(r[2] for r in one)
-    print(f"events with {most + 1} triggers against 1 (alternating rounds, one platform): ingest {rate_ratio:.2f}x, "
-          f"delivery p50 {p50_ratio:.2f}x")
-    print("goals at 1,000: idle CPU < 1% of a core, RSS < 200 MiB, deploy < 60 s and linear, "
-          "cold p50 within 1.2x of the 0 row; events/s >= 0.8x and delivery p50 within 1.2x of 1 trigger")
+    print(
+        f"events with {most + 1} triggers against 1 (alternating rounds, one platform): ingest {rate_ratio:.2f}x, "
+        f"delivery p50 {p50_ratio:.2f}x"
+    )
+    print(
+        "goals at 1,000: idle CPU < 1% of a core, RSS < 200 MiB, deploy < 60 s and linear, "
+        "cold p50 within 1.2x of the 0 row; events/s >= 0.8x and delivery p50 within 1.2x of 1 trigger"
+    )
 
 
 if __name__ == "__main__":

@@ -19,8 +19,8 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from tests.bench.load import Platform  # noqa: E402
-from tests.helpers import log_records  # noqa: E402
+from tests.bench.load import Platform
+from tests.helpers import log_records
 
 FUNCTIONS = Path(__file__).resolve().parents[2] / "tests" / "functions" / "platform"
 
@@ -66,11 +66,15 @@ def events(url: str, token: str, stop: threading.Event, tally: Tally) -> None:
     n = 0
     with httpx.Client(timeout=30, headers={"Authorization": f"Bearer {token}"}) as http:
         while not stop.is_set():
-            batch = [{"specversion": "1.0", "id": f"soak-{n + i}", "source": "/soak", "type": "com.example.order", "data": {"n": n + i}}
-                     for i in range(10)]
+            batch = [
+                {"specversion": "1.0", "id": f"soak-{n + i}", "source": "/soak", "type": "com.example.order", "data": {"n": n + i}}
+                for i in range(10)
+            ]
             n += 10
             try:
-                response = http.post(f"{url}/v1/events", content=json.dumps(batch), headers={"content-type": "application/cloudevents-batch+json"})
+                response = http.post(
+                    f"{url}/v1/events", content=json.dumps(batch), headers={"content-type": "application/cloudevents-batch+json"}
+                )
                 if response.status_code == 202:
                     tally.events.extend(e["id"] for e in batch)
                 else:
@@ -112,8 +116,10 @@ def soak(seconds: float, *, clients: int = 8, burst: float = 3.0) -> dict:
         stop, busy = threading.Event(), threading.Event()
         token = platform.api.token
         threads = [threading.Thread(target=invoker, args=(platform.url, stop, busy, tally)) for _ in range(clients)]
-        threads += [threading.Thread(target=events, args=(platform.url, token, stop, tally)),
-                    threading.Thread(target=uploads, args=(platform.url, token, stop, tally))]
+        threads += [
+            threading.Thread(target=events, args=(platform.url, token, stop, tally)),
+            threading.Thread(target=uploads, args=(platform.url, token, stop, tally)),
+        ]
         for thread in threads:
             thread.start()
         started = time.monotonic()
@@ -132,10 +138,18 @@ def soak(seconds: float, *, clients: int = 8, burst: float = 3.0) -> dict:
         while time.monotonic() < deadline and not set(tally.events) <= set(delivered(platform.home)):
             time.sleep(0.2)
         got = [i for i in delivered(platform.home) if i.startswith("soak-")]
-        return {"seconds": seconds, "requests": tally.requests, "errors": tally.errors, "events_accepted": len(tally.events),
-                "events_delivered": len(set(got) & set(tally.events)), "duplicates": len(got) - len(set(got)),
-                "uploads": tally.uploads, "peak_replicas": tally.peak_replicas, "rss_start_mb": round((rss_start or 0) / 2**20, 1),
-                "rss_end_mb": round(rss_end / 2**20, 1)}
+        return {
+            "seconds": seconds,
+            "requests": tally.requests,
+            "errors": tally.errors,
+            "events_accepted": len(tally.events),
+            "events_delivered": len(set(got) & set(tally.events)),
+            "duplicates": len(got) - len(set(got)),
+            "uploads": tally.uploads,
+            "peak_replicas": tally.peak_replicas,
+            "rss_start_mb": round((rss_start or 0) / 2**20, 1),
+            "rss_end_mb": round(rss_end / 2**20, 1),
+        }
     finally:
         platform.close()
 
@@ -145,8 +159,10 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=600)
     args = parser.parse_args()
     result = soak(args.seconds)
-    print(f"soak for {result['seconds']:g} s: {result['requests']} invocations, {len(result['errors'])} errors, "
-          f"peak {result['peak_replicas']} replicas of `work`")
+    print(
+        f"soak for {result['seconds']:g} s: {result['requests']} invocations, {len(result['errors'])} errors, "
+        f"peak {result['peak_replicas']} replicas of `work`"
+    )
     print(f"  events: {result['events_accepted']} accepted, {result['events_delivered']} delivered, {result['duplicates']} duplicates")
     print(f"  uploads: {result['uploads']} (64 KiB, each read back)")
     print(f"  platform RSS: {result['rss_start_mb']} MiB after warm-up, {result['rss_end_mb']} MiB at the end")

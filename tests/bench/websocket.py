@@ -19,17 +19,18 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from websockets.sync.client import ClientConnection, connect  # noqa: E402
+from websockets.sync.client import ClientConnection, connect
 
-from tests.bench.load import Platform, load_parser, median  # noqa: E402
+from tests.bench.load import Platform, load_parser, median
 
 ECHO = Path(__file__).resolve().parent / "apps" / "echo_socket.py"
 MESSAGE = "x" * 64
 
 
 def through_platform(platform: Platform) -> ClientConnection:
-    return connect(platform.url.replace("http://", "ws://") + "/fn/echo/ws",
-                   additional_headers={"Authorization": f"Bearer {platform.api.token}"})
+    return connect(
+        platform.url.replace("http://", "ws://") + "/fn/echo/ws", additional_headers={"Authorization": f"Bearer {platform.api.token}"}
+    )
 
 
 def straight(address: str) -> ClientConnection:
@@ -38,7 +39,7 @@ def straight(address: str) -> ClientConnection:
     return connect("ws://replica/ws", sock=sock)
 
 
-def echo_rate(open_socket, clients: int, seconds: float) -> float:  # noqa: ANN001 - a callable giving a connection
+def echo_rate(open_socket, clients: int, seconds: float) -> float:
     with contextlib.ExitStack() as stack:
         sockets = [stack.enter_context(open_socket()) for _ in range(clients)]
         return _ping_pong(sockets, seconds)
@@ -81,8 +82,7 @@ def main() -> None:
         platform.close()
     print(f"websocket echo, {args.clients} clients, {len(MESSAGE)}-byte text messages, {args.rounds} x {args.seconds:g} s rounds")
     print(f"  straight to the replica's socket   {median(direct):9.0f} messages/s")
-    print(f"  through the platform (/fn/echo/ws) {median(routed):9.0f} messages/s   "
-          f"{median(routed) / median(direct):.2f}x   goal >= 0.8x")
+    print(f"  through the platform (/fn/echo/ws) {median(routed):9.0f} messages/s   {median(routed) / median(direct):.2f}x   goal >= 0.8x")
 
 
 if __name__ == "__main__":

@@ -5,9 +5,9 @@ import shutil
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import httpx
 import pytest
@@ -52,8 +52,7 @@ class PlatformProcess:
         with self.client() as api:
             api.request("PUT", f"/v1/artifacts/{artifact.digest}", content=artifact.data)
             return [
-                api.request("POST", "/v1/functions", json={"artifact": artifact.digest, "function": fn}).json()
-                for fn in sorted(functions)
+                api.request("POST", "/v1/functions", json={"artifact": artifact.digest, "function": fn}).json() for fn in sorted(functions)
             ]
 
     def cli(self, *args: str) -> subprocess.CompletedProcess:
@@ -71,12 +70,17 @@ def start_platform(home: Path, log: Path, port: int | None = None, env: dict[str
     LEPTON_PRELOAD (test_ai_functions does): no other test function needs it, and importing it
     would hold up each test platform's first replica by about 3 s."""
     port = port or free_port()
-    return start_process(["-m", "lepton.cli", "up", "--port", str(port), *([] if fork else ["--no-fork"])], log, f"http://127.0.0.1:{port}",
-                         env={"LEPTON_HOME": str(home), "LEPTON_PRELOAD": "none", **(env or {})})
+    return start_process(
+        ["-m", "lepton.cli", "up", "--port", str(port), *([] if fork else ["--no-fork"])],
+        log,
+        f"http://127.0.0.1:{port}",
+        env={"LEPTON_HOME": str(home), "LEPTON_PRELOAD": "none", **(env or {})},
+    )
 
 
-def deployed_platform(tmp_path_factory: pytest.TempPathFactory, name: str, source: Path,
-                      env: dict[str, str] | None = None) -> Iterator[PlatformProcess]:
+def deployed_platform(
+    tmp_path_factory: pytest.TempPathFactory, name: str, source: Path, env: dict[str, str] | None = None
+) -> Iterator[PlatformProcess]:
     """A platform with every function of `source` deployed, for a module's tests to share
     (`yield from` it in a module-scoped fixture); stopped even if the deploy fails."""
     tmp_path = tmp_path_factory.mktemp(name)

@@ -10,9 +10,10 @@ import json
 import signal
 import sys
 import uuid
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import pytest
@@ -39,8 +40,11 @@ def load(path: Path) -> Any:
 @pytest.fixture(scope="module")
 def ai(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PlatformProcess]:
     folder = tmp_path_factory.mktemp("ai")
-    running = PlatformProcess(start_platform(folder / "home", folder / "platform.log", env={"LEPTON_PRELOAD": "sentence_transformers"}),
-                              folder / "home", folder / "src")
+    running = PlatformProcess(
+        start_platform(folder / "home", folder / "platform.log", env={"LEPTON_PRELOAD": "sentence_transformers"}),
+        folder / "home",
+        folder / "src",
+    )
     for name in ("digits", "embed", "anomaly"):
         running.deploy(FUNCTIONS / name / "main.py")
     yield running
@@ -68,11 +72,17 @@ def test_a_png_uploaded_to_images_gets_a_prediction(ai):
     model = load(FUNCTIONS / "digits" / "digitnet.py")
     _, _, x_test, y_test = train.split()
     with ai.http() as http:
-        http.put("/v1/buckets/images/objects/in/test-3.png", content=model.grid_to_png((x_test[3, 0] * 16).tolist()),
-                 headers={"content-type": "image/png"})
+        http.put(
+            "/v1/buckets/images/objects/in/test-3.png",
+            content=model.grid_to_png((x_test[3, 0] * 16).tolist()),
+            headers={"content-type": "image/png"},
+        )
         http.put("/v1/buckets/images/objects/elsewhere/skip.png", content=b"not read")
-        found = wait_for(lambda: (r := http.get("/v1/buckets/predictions/objects/in/test-3.png.json")).status_code == 200 and r.json(),
-                         timeout=30, message="prediction written")
+        found = wait_for(
+            lambda: (r := http.get("/v1/buckets/predictions/objects/in/test-3.png.json")).status_code == 200 and r.json(),
+            timeout=30,
+            message="prediction written",
+        )
         assert found["digit"] == int(y_test[3])
         assert http.get("/v1/buckets/predictions/objects/elsewhere/skip.png.json").status_code == 404
 
@@ -96,9 +106,9 @@ def test_a_png_uploaded_as_a_form_is_classified(ai):
 
 DOCS = {
     "cooking.txt": "To bake sourdough bread, feed the starter, mix flour and water, and let the dough rise overnight.\n\n"
-                   "A hot oven and steam give the loaf its crust.",
+    "A hot oven and steam give the loaf its crust.",
     "gpus.txt": "Graphics processors run thousands of threads at once, which is why neural network training uses them.\n\n"
-                "Memory bandwidth often limits inference speed more than arithmetic.",
+    "Memory bandwidth often limits inference speed more than arithmetic.",
     "sailing.txt": "Reefing the mainsail reduces sail area when the wind picks up.\n\nTacking turns the bow through the wind.",
 }
 
@@ -109,14 +119,20 @@ def test_documents_are_indexed_on_upload_and_searchable(ai):
         assert len(vector) == 384 and abs(sum(v * v for v in vector) - 1) < 0.01
         for name, text in DOCS.items():
             http.put(f"/v1/buckets/docs/objects/{name}", content=text.encode(), headers={"content-type": "text/plain"})
-        wait_for(lambda: len(http.get("/v1/buckets/docs-index/objects", params={"prefix": "vectors/"}).json()["objects"]) == 3,
-                 timeout=60, message="three documents indexed")
+        wait_for(
+            lambda: len(http.get("/v1/buckets/docs-index/objects", params={"prefix": "vectors/"}).json()["objects"]) == 3,
+            timeout=60,
+            message="three documents indexed",
+        )
         hits = http.post("/fn/search", json={"query": "why are GPUs used for deep learning?", "k": 2}).json()
         assert hits[0]["doc"] == "gpus.txt" and hits[0]["score"] > hits[1]["score"]
         assert http.post("/fn/search", json={"query": "how do I make bread rise"}).json()[0]["doc"] == "cooking.txt"
         http.delete("/v1/buckets/docs/objects/sailing.txt")
-        wait_for(lambda: len(http.get("/v1/buckets/docs-index/objects", params={"prefix": "vectors/"}).json()["objects"]) == 2,
-                 timeout=30, message="deleted document dropped from the index")
+        wait_for(
+            lambda: len(http.get("/v1/buckets/docs-index/objects", params={"prefix": "vectors/"}).json()["objects"]) == 2,
+            timeout=30,
+            message="deleted document dropped from the index",
+        )
         assert all(h["doc"] != "sailing.txt" for h in http.post("/fn/search", json={"query": "wind and sails", "k": 5}).json())
 
 
@@ -125,13 +141,25 @@ def test_device_events_raise_alerts_only_for_faults(ai):
     rng = np.random.default_rng(5)
     run = uuid.uuid4().hex[:6]
     readings = [sensors.reading(row, f"motor-{run}-ok-{i}") for i, row in enumerate(sensors.healthy(6, rng))]
-    readings += [sensors.reading(sensors.faulty(1, rng, "bearing")[0], f"motor-{run}-bearing"),
-                 sensors.reading(sensors.faulty(1, rng, "stall")[0], f"motor-{run}-stall")]
-    events = [{"specversion": "1.0", "id": f"r-{run}-{i}", "source": "/devices", "type": "dev.lepton.sensor.reading",
-               "datacontenttype": "application/json", "data": r} for i, r in enumerate(readings)]
+    readings += [
+        sensors.reading(sensors.faulty(1, rng, "bearing")[0], f"motor-{run}-bearing"),
+        sensors.reading(sensors.faulty(1, rng, "stall")[0], f"motor-{run}-stall"),
+    ]
+    events = [
+        {
+            "specversion": "1.0",
+            "id": f"r-{run}-{i}",
+            "source": "/devices",
+            "type": "dev.lepton.sensor.reading",
+            "datacontenttype": "application/json",
+            "data": r,
+        }
+        for i, r in enumerate(readings)
+    ]
     with ai.http() as http:
         sent = http.post("/v1/events", content=json.dumps(events), headers={"content-type": "application/cloudevents-batch+json"})
         assert sent.status_code == 202
+
         def alert_keys() -> list[str]:
             listed = http.get("/v1/buckets/alerts/objects", params={"prefix": "alerts/"}).json()["objects"]
             return [o["key"] for o in listed if run in o["key"]]
@@ -145,9 +173,21 @@ def test_device_events_raise_alerts_only_for_faults(ai):
         assert devices == {f"motor-{run}-bearing", f"motor-{run}-stall"}, alerts
         alert = json.loads(http.get(f"/v1/buckets/alerts/objects/{alerts[0]}").content)
         assert alert["score"] > alert["threshold"] and alert["reading"]["device"] in devices
-        bad = http.post("/v1/events", json={"specversion": "1.0", "id": f"bad-{run}", "source": "/devices",
-                                            "type": "dev.lepton.sensor.reading", "data": {"device": "x"}}, headers=STRUCTURED)
+        bad = http.post(
+            "/v1/events",
+            json={
+                "specversion": "1.0",
+                "id": f"bad-{run}",
+                "source": "/devices",
+                "type": "dev.lepton.sensor.reading",
+                "data": {"device": "x"},
+            },
+            headers=STRUCTURED,
+        )
         assert bad.status_code == 202
-        dead = wait_for(lambda: [d for d in http.get("/v1/deadletters").json() if d["event"]["id"] == f"bad-{run}"], timeout=30,
-                        message="a malformed reading ends in the dead letters")
+        dead = wait_for(
+            lambda: [d for d in http.get("/v1/deadletters").json() if d["event"]["id"] == f"bad-{run}"],
+            timeout=30,
+            message="a malformed reading ends in the dead letters",
+        )
         assert "a reading needs numbers" in dead[0]["message"]

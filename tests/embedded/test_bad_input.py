@@ -9,8 +9,8 @@ import json
 import signal
 import socket
 import threading
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 from urllib.parse import urlsplit
 
 import pytest
@@ -69,11 +69,23 @@ CASES = [
     # events, triggers, dead letters
     ("POST", "/v1/events", {"content": b"{", "headers": {"content-type": "application/cloudevents+json"}}, 400, "not JSON"),
     ("POST", "/v1/events", {"json": {"id": "1"}, "headers": {"content-type": "application/cloudevents+json"}}, 400, "missing required"),
-    ("POST", "/v1/events", {"content": b"[]", "headers": {"content-type": "application/cloudevents-batch+json"}}, 400, "non-empty JSON array"),
+    (
+        "POST",
+        "/v1/events",
+        {"content": b"[]", "headers": {"content-type": "application/cloudevents-batch+json"}},
+        400,
+        "non-empty JSON array",
+    ),
     ("POST", "/v1/triggers", {"content": b"{", "headers": JSON}, 422, "JSON decode error"),
     ("POST", "/v1/triggers", {"json": {"filters": []}}, 422, "function"),
     ("POST", "/v1/triggers", {"json": {"function": "nope"}}, 404, "not found"),
-    ("POST", "/v1/triggers", {"json": {"function": "greet", "filters": [{"exact": {"Bad": "x"}}]}}, 400, "not a CloudEvents attribute name"),
+    (
+        "POST",
+        "/v1/triggers",
+        {"json": {"function": "greet", "filters": [{"exact": {"Bad": "x"}}]}},
+        400,
+        "not a CloudEvents attribute name",
+    ),
     ("POST", "/v1/triggers", {"json": {"function": "greet", "delivery": {"retry": -1}}}, 400, "retry"),
     ("POST", "/v1/triggers", {"json": {"function": "greet", "delivery": {"backoff": "quadratic"}}}, 400, "backoff"),
     ("POST", "/v1/triggers", {"json": {"function": "greet", "attributes": {"type": 5}}}, 422, "attributes"),
@@ -101,6 +113,7 @@ def raw_request(url: str, head: str, body: bytes = b"") -> tuple[int, str]:
     """Send while reading: the server may answer 413 and hang up before the body is all sent."""
     parts = urlsplit(url)
     with socket.create_connection((parts.hostname, parts.port)) as sock:
+
         def push() -> None:
             try:
                 sock.sendall(head.encode() + body)
@@ -130,16 +143,24 @@ def raw_request(url: str, head: str, body: bytes = b"") -> tuple[int, str]:
 @pytest.mark.parametrize("path", ["/fn/greet", "/v1/events"])
 def test_oversize_bodies_are_refused_before_they_are_read(target, path):
     """413 from the Content-Length alone: the 40 MiB body is never sent."""
-    status, reply = raw_request(target.url, f"POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {target.token}\r\n"
-                                            f"Content-Type: application/json\r\nContent-Length: {40 << 20}\r\n\r\n", b"{")
+    status, reply = raw_request(
+        target.url,
+        f"POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {target.token}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {40 << 20}\r\n\r\n",
+        b"{",
+    )
     assert status == 413 and "over the 33554432 byte limit" in reply
 
 
 def test_a_chunked_body_over_the_limit_is_cut_off(target):
     chunk = b"x" * (1 << 20)
     body = b"".join(b"%x\r\n%s\r\n" % (len(chunk), chunk) for _ in range(33)) + b"0\r\n\r\n"
-    status, reply = raw_request(target.url, f"POST /fn/greet HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {target.token}\r\n"
-                                            "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n", body)
+    status, reply = raw_request(
+        target.url,
+        f"POST /fn/greet HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {target.token}\r\n"
+        "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n",
+        body,
+    )
     assert status == 413 and "over the 33554432 byte limit" in reply
 
 
@@ -160,8 +181,9 @@ def test_a_client_that_writes_its_whole_body_first_still_reads_the_413(target, p
     parts = urlsplit(target.url)
     conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
     try:
-        conn.request("POST", path, body=b"x" * (40 << 20), headers={"Authorization": f"Bearer {target.token}",
-                                                                     "Content-Type": "application/json"})
+        conn.request(
+            "POST", path, body=b"x" * (40 << 20), headers={"Authorization": f"Bearer {target.token}", "Content-Type": "application/json"}
+        )
         response = conn.getresponse()
         assert response.status == 413 and b"over the 33554432 byte limit" in response.read()
     finally:

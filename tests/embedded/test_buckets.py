@@ -12,8 +12,8 @@ import socket
 import sqlite3
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 from urllib.parse import urlsplit
 
 import boto3
@@ -31,8 +31,13 @@ def storage_platform(backend: str, tmp_path: Path, request: pytest.FixtureReques
     env = {}
     if backend == "s3":
         # Each test gets its own bucket prefix, so tests sharing the moto server stay independent.
-        env = {**S3_ENV, "LEPTON_STORAGE": "s3", "LEPTON_S3_ENDPOINT_URL": request.getfixturevalue("moto_server"),
-               "LEPTON_S3_BUCKET_PREFIX": f"t{uuid.uuid4().hex[:10]}-", "LEPTON_S3_MULTIPART_THRESHOLD": str(5 << 20)}
+        env = {
+            **S3_ENV,
+            "LEPTON_STORAGE": "s3",
+            "LEPTON_S3_ENDPOINT_URL": request.getfixturevalue("moto_server"),
+            "LEPTON_S3_BUCKET_PREFIX": f"t{uuid.uuid4().hex[:10]}-",
+            "LEPTON_S3_MULTIPART_THRESHOLD": str(5 << 20),
+        }
     home = tmp_path / "home"
     running = PlatformProcess(start_platform(home, tmp_path / "platform.log", env=env, fork=False), home, tmp_path / "src")
     running.backend = backend
@@ -182,7 +187,9 @@ def test_signed_urls(storage):
             "another key": url.replace("doc.txt", "other.txt"),
             "another bucket": url.replace("/share/", "/other/"),
             "a later expiry": url.replace(f"expires={query['expires']}", f"expires={int(query['expires']) + 3600}"),
-            "a changed signature": url.replace(query["signature"], query["signature"][:-1] + ("0" if query["signature"][-1] != "0" else "1")),
+            "a changed signature": url.replace(
+                query["signature"], query["signature"][:-1] + ("0" if query["signature"][-1] != "0" else "1")
+            ),
             "as an upload": url,
         }
         for what, bad in tampered.items():
@@ -210,8 +217,13 @@ def test_upload_cut_off_half_way_leaves_nothing(storage):
     uploading = storage.home / "buckets" / "tmp"  # where both stores spool an upload until it is complete
     for key in ("fresh", "kept"):
         with socket.create_connection((host, port)) as sock:
-            sock.sendall((f"PUT /v1/buckets/cut/objects/{key} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {storage.token}\r\n"
-                          "Content-Length: 1000000\r\n\r\n").encode() + b"y" * 400_000)
+            sock.sendall(
+                (
+                    f"PUT /v1/buckets/cut/objects/{key} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {storage.token}\r\n"
+                    "Content-Length: 1000000\r\n\r\n"
+                ).encode()
+                + b"y" * 400_000
+            )
             wait_for(lambda: any(uploading.iterdir()), timeout=10, message=f"the upload of {key} has begun")
         wait_for(lambda: not any(uploading.iterdir()), timeout=10, message=f"the cut-off upload of {key} is over")
     with storage.http() as http:
@@ -234,8 +246,10 @@ def test_s3_notifications_become_bucket_events(s3_platform):
     topic = sns.create_topic(Name=f"lepton-{uuid.uuid4().hex[:8]}")["TopicArn"]
     sns.subscribe(TopicArn=topic, Protocol="http", Endpoint=endpoint)
     bucket = storage.env["LEPTON_S3_BUCKET_PREFIX"] + "inbox"
-    s3.put_bucket_notification_configuration(Bucket=bucket, NotificationConfiguration={
-        "TopicConfigurations": [{"TopicArn": topic, "Events": ["s3:ObjectCreated:*", "s3:ObjectRemoved:*"]}]})
+    s3.put_bucket_notification_configuration(
+        Bucket=bucket,
+        NotificationConfiguration={"TopicConfigurations": [{"TopicArn": topic, "Events": ["s3:ObjectCreated:*", "s3:ObjectRemoved:*"]}]},
+    )
     s3.put_object(Bucket=bucket, Key="direct/sensor 1.csv", Body=b"t,v\n")
     s3.delete_object(Bucket=bucket, Key="direct/sensor 1.csv")
     created, deleted = bucket_events(storage, 2, timeout=10)
@@ -266,8 +280,11 @@ def test_functions_reach_only_their_declared_buckets(platform):
         assert as_function.get("/v1/functions").status_code == 403
         assert as_function.get("/v1/buckets/allowed/objects").status_code == 403
         assert as_function.get("/v1/triggers").status_code == 403
-        published = as_function.post("/v1/events", json={"specversion": "1.0", "id": "e1", "source": "/fn", "type": "t"},
-                                     headers={"content-type": "application/cloudevents+json"})
+        published = as_function.post(
+            "/v1/events",
+            json={"specversion": "1.0", "id": "e1", "source": "/fn", "type": "t"},
+            headers={"content-type": "application/cloudevents+json"},
+        )
         assert published.status_code == 202, "functions may publish events with their scoped token"
         forged = scoped.rsplit(".", 1)[0].replace("environment", "touch") + "." + scoped.rsplit(".", 1)[1]
         assert as_function.get("/v1/buckets/allowed/objects", headers={"Authorization": f"Bearer {forged}"}).status_code == 403

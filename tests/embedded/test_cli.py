@@ -94,10 +94,13 @@ def test_up_refuses_a_home_or_port_already_taken(platform, tmp_path):
     pid = platform.process.proc.pid
     same_home = lepton_cli("up", "--port", "1", env={"LEPTON_HOME": str(platform.home)})
     assert same_home.returncode == 1, same_home.stderr
-    assert same_home.stderr.strip().splitlines() == [f"error: another platform (pid {pid}) is running on {platform.home}; "
-                                                      "stop it, or give this one its own LEPTON_HOME"]
+    assert same_home.stderr.strip().splitlines() == [
+        f"error: another platform (pid {pid}) is running on {platform.home}; stop it, or give this one its own LEPTON_HOME"
+    ]
     same_port = lepton_cli("up", "--port", port, env={"LEPTON_HOME": str(tmp_path / "other")})
     assert same_port.returncode == 1
-    assert same_port.stderr.strip().splitlines() == [f"error: port {port} is in use on 127.0.0.1; stop what holds it or pick another with --port"]
+    assert same_port.stderr.strip().splitlines() == [
+        f"error: port {port} is in use on 127.0.0.1; stop what holds it or pick another with --port"
+    ]
     assert not (tmp_path / "other" / "state.db").exists(), "nothing started before the port was known to be free"
     assert httpx.get(f"{platform.url}/healthz").json()["status"] == "ok"

@@ -13,9 +13,9 @@ import shutil
 import signal
 import time
 import uuid
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator
 
 import httpx
 import pytest
@@ -102,10 +102,16 @@ def test_without_a_session_pages_redirect_and_actions_get_401(platform):
         assert page.status_code == 303 and page.headers["location"] == "/ui/signin?next=%2Fui%2Ffunctions%2Fgreet"
         assert client.get("/ui/").headers["location"] == "/ui/functions"
         client.cookies.set("lepton_console", "forged", path="/ui")
-        for method, path in [("GET", "/ui/functions/greet/logs"), ("POST", "/ui/functions/greet/rollback"),
-                             ("POST", "/ui/functions/greet/traffic"), ("POST", "/ui/deadletters/1/redeliver"),
-                             ("GET", "/ui/buckets/switch/download?key=on"), ("POST", "/ui/buckets/switch/uploads"),
-                             ("GET", "/ui/jobs/abc/result"), ("POST", "/ui/signout")]:
+        for method, path in [
+            ("GET", "/ui/functions/greet/logs"),
+            ("POST", "/ui/functions/greet/rollback"),
+            ("POST", "/ui/functions/greet/traffic"),
+            ("POST", "/ui/deadletters/1/redeliver"),
+            ("GET", "/ui/buckets/switch/download?key=on"),
+            ("POST", "/ui/buckets/switch/uploads"),
+            ("GET", "/ui/jobs/abc/result"),
+            ("POST", "/ui/signout"),
+        ]:
             assert client.request(method, path, data={"csrf": "x", "revision": "greet-00001"}).status_code == 401, path
         assert client.get("/ui/static/console.css").status_code == 200, "the stylesheet is no secret"
 
@@ -115,8 +121,12 @@ def test_only_the_admin_token_signs_in(platform):
         key = api.post("/v1/keys", json={}).json()["key"]
         scoped = api.post("/fn/whoami", json={}).json()
     with httpx.Client(base_url=platform.url, timeout=30) as client:
-        for token, status, says in [("", 401, "Enter the platform"), ("not-the-token", 403, "not the platform's admin token"),
-                                    (key, 403, "access key"), (scoped, 403, "function whoami's scoped token")]:
+        for token, status, says in [
+            ("", 401, "Enter the platform"),
+            ("not-the-token", 403, "not the platform's admin token"),
+            (key, 403, "access key"),
+            (scoped, 403, "function whoami's scoped token"),
+        ]:
             answer = client.post("/ui/signin", data={"token": token})
             assert answer.status_code == status and says in html.unescape(answer.text), (token, answer.text)
             assert "set-cookie" not in answer.headers
@@ -151,7 +161,9 @@ def test_buckets_upload_and_download_through_signed_urls_and_keys_are_text(platf
     with signed_in(platform) as (client, csrf):
         signed = client.post("/ui/buckets/switch/uploads", json={"key": HOSTILE_KEY}, headers={"x-csrf-token": csrf})
         assert signed.status_code == 200 and "signature=" in signed.json()["url"]
-        assert httpx.put(platform.url + signed.json()["url"], content=b"<p>hi</p>", headers={"content-type": "text/html"}).status_code == 201
+        assert (
+            httpx.put(platform.url + signed.json()["url"], content=b"<p>hi</p>", headers={"content-type": "text/html"}).status_code == 201
+        )
         page = client.get("/ui/buckets/switch")
         assert "&lt;img src=x onerror=alert(1)&gt;.txt" in page.text and "<img src=x" not in page.text
         assert client.get("/ui/buckets").status_code == 200
@@ -182,9 +194,9 @@ def test_functions_page_shows_the_last_hour(platform):
             assert api.post("/fn/greet", json={"name": "x"}).status_code == 200
     with signed_in(platform) as (client, _):
         page = client.get("/ui/functions").text
-    row = page[page.index('data-function="greet"'):]
-    row = row[:row.index("</tr>")]
-    assert int(re.search(r'class="num requests">(\d+)<', row)[1]) >= 3 and "<svg class=\"spark\"" in row
+    row = page[page.index('data-function="greet"') :]
+    row = row[: row.index("</tr>")]
+    assert int(re.search(r'class="num requests">(\d+)<', row)[1]) >= 3 and '<svg class="spark"' in row
 
 
 # -- in a browser -----------------------------------------------------------------------------
@@ -216,7 +228,9 @@ def until(driver: object, condition: Callable[[object], object], timeout: float 
     from selenium.webdriver.support.ui import WebDriverWait
 
     # A form's answer reloads the page: elements found before it go stale, and are looked for again.
-    return WebDriverWait(driver, timeout, poll_frequency=0.1, ignored_exceptions=(StaleElementReferenceException,)).until(condition, message)
+    return WebDriverWait(driver, timeout, poll_frequency=0.1, ignored_exceptions=(StaleElementReferenceException,)).until(
+        condition, message
+    )
 
 
 def css(driver: object, selector: str) -> list:
@@ -290,8 +304,10 @@ def test_browser_redelivers_a_dead_letter_by_clicking(browser, platform):
     with platform.http() as api:
         api.delete("/v1/buckets/switch/objects/on")
         assert api.post("/v1/events", content=b"{}", headers={**headers, "content-type": "application/json"}).status_code == 202
-        letter = wait_for(lambda: [d["id"] for d in api.get("/v1/deadletters").json() if d["event"]["id"] == event_id],
-                          message="the event is dead-lettered")[0]
+        letter = wait_for(
+            lambda: [d["id"] for d in api.get("/v1/deadletters").json() if d["event"]["id"] == event_id],
+            message="the event is dead-lettered",
+        )[0]
         api.put("/v1/buckets/switch/objects/on", content=b"1").raise_for_status()
     visit(browser, platform, "/ui/events")
     assert "com.example.console" in css(browser, "#triggers")[0].text

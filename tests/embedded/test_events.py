@@ -8,8 +8,8 @@ import signal
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import httpx
 import pytest
@@ -58,8 +58,14 @@ def settled(platform: PlatformProcess, fn: str) -> bool:
 
 
 def test_event_is_delivered_once_even_when_sent_twice(broker):
-    headers = {"ce-specversion": "1.0", "ce-id": "order-1", "ce-source": "/shop", "ce-type": "com.example.order",
-               "ce-region": "eu", "content-type": "application/json"}
+    headers = {
+        "ce-specversion": "1.0",
+        "ce-id": "order-1",
+        "ce-source": "/shop",
+        "ce-type": "com.example.order",
+        "ce-region": "eu",
+        "content-type": "application/json",
+    }
     with broker.http() as http:
         first = http.post("/v1/events", content=b'{"qty": 2}', headers=headers)
         assert first.status_code == 202 and first.json()["accepted"] == 1
@@ -81,17 +87,24 @@ def test_a_batch_is_stored_and_every_event_delivered(broker):
     assert by_id["batch-7"]["data"] == {"i": 7}
 
 
-@pytest.mark.parametrize("headers, body, problem", [
-    ({"ce-specversion": "1.0", "ce-source": "/s", "ce-type": "t"}, b"", "missing required attribute id"),
-    ({"ce-specversion": "1.0", "ce-id": "1", "ce-type": "t"}, b"", "missing required attribute source"),
-    ({"ce-specversion": "2.0", "ce-id": "1", "ce-source": "/s", "ce-type": "t"}, b"", "specversion"),
-    ({"ce-specversion": "1.0", "ce-id": "1", "ce-source": "/s", "ce-type": "t", "ce-Bad_Name": "x"}, b"", "attribute name 'bad_name'"),
-    (STRUCTURED, json.dumps({"specversion": "1.0", "id": "1", "source": "/s"}).encode(), "missing required attribute type"),
-    (STRUCTURED, b"{not json", "not JSON"),
-    ({"content-type": "application/cloudevents-batch+json"}, b'{"id": 1}', "non-empty JSON array"),
-    ({"content-type": "application/cloudevents-batch+json"}, json.dumps([event("t"), {"id": "x"}]).encode(), "event 1 of the batch: missing"),
-    ({"content-type": "text/plain"}, b"hello", "not a CloudEvent"),
-])
+@pytest.mark.parametrize(
+    "headers, body, problem",
+    [
+        ({"ce-specversion": "1.0", "ce-source": "/s", "ce-type": "t"}, b"", "missing required attribute id"),
+        ({"ce-specversion": "1.0", "ce-id": "1", "ce-type": "t"}, b"", "missing required attribute source"),
+        ({"ce-specversion": "2.0", "ce-id": "1", "ce-source": "/s", "ce-type": "t"}, b"", "specversion"),
+        ({"ce-specversion": "1.0", "ce-id": "1", "ce-source": "/s", "ce-type": "t", "ce-Bad_Name": "x"}, b"", "attribute name 'bad_name'"),
+        (STRUCTURED, json.dumps({"specversion": "1.0", "id": "1", "source": "/s"}).encode(), "missing required attribute type"),
+        (STRUCTURED, b"{not json", "not JSON"),
+        ({"content-type": "application/cloudevents-batch+json"}, b'{"id": 1}', "non-empty JSON array"),
+        (
+            {"content-type": "application/cloudevents-batch+json"},
+            json.dumps([event("t"), {"id": "x"}]).encode(),
+            "event 1 of the batch: missing",
+        ),
+        ({"content-type": "text/plain"}, b"hello", "not a CloudEvent"),
+    ],
+)
 def test_invalid_events_get_400_naming_the_problem(broker, headers, body, problem):
     with broker.http() as http:
         response = http.post("/v1/events", content=body, headers=headers)
@@ -128,8 +141,11 @@ def test_retries_with_backoff_then_dead_letters_then_redelivery(broker):
 
 def test_a_slow_trigger_never_holds_up_another(broker):
     with broker.http() as http:
-        http.post("/v1/events", content=json.dumps([event("com.example.slow", f"slow-{i}") for i in range(4)]),
-                  headers={"content-type": "application/cloudevents-batch+json"})
+        http.post(
+            "/v1/events",
+            content=json.dumps([event("com.example.slow", f"slow-{i}") for i in range(4)]),
+            headers={"content-type": "application/cloudevents-batch+json"},
+        )
         http.post("/v1/events", json=event("com.example.order", "fast-after-slow"), headers=STRUCTURED)
     wait_for(lambda: "fast-after-slow" in ids(broker, "orders"), timeout=30, message="the order arrives")
     wait_for(lambda: len(ids(broker, "sluggish")) == 4, timeout=30, message="the slow deliveries all end")
@@ -167,8 +183,15 @@ def test_bucket_uploads_trigger_functions_by_prefix(broker):
 
 def test_triggers_added_through_the_api(broker):
     with broker.http() as http:
-        made = http.post("/v1/triggers", json={"function": "orders", "attributes": {"type": "com.example.api"},
-                                               "filters": [{"suffix": {"subject": ".csv"}}], "delivery": {"retry": 1}})
+        made = http.post(
+            "/v1/triggers",
+            json={
+                "function": "orders",
+                "attributes": {"type": "com.example.api"},
+                "filters": [{"suffix": {"subject": ".csv"}}],
+                "delivery": {"retry": 1},
+            },
+        )
         assert made.status_code == 201, made.text
         trigger = made.json()
         assert trigger["origin"] == "api" and trigger["delivery"]["retry"] == 1
@@ -195,8 +218,9 @@ def test_triggers_added_through_the_api(broker):
 def test_events_and_triggers_from_the_cli(broker, monkeypatch):
     monkeypatch.setenv("LEPTON_HOME", str(broker.home))
     monkeypatch.setenv("LEPTON_URL", broker.url)
-    sent = lepton_cli("events", "send", "--type", "com.example.order", "--source", "/cli", "--id", "cli-1",
-                      "--data", '{"qty": 5}', "--attr", "region=us")
+    sent = lepton_cli(
+        "events", "send", "--type", "com.example.order", "--source", "/cli", "--id", "cli-1", "--data", '{"qty": 5}', "--attr", "region=us"
+    )
     assert sent.stdout.strip() == "accepted cli-1", sent.stderr
     assert lepton_cli("events", "send", "--type", "com.example.order", "--source", "/cli", "--id", "cli-1").stdout.startswith("duplicate")
     got = wait_for(lambda: [r for r in received(broker, "orders") if r["attrs"]["id"] == "cli-1"])[0]
@@ -255,7 +279,9 @@ def test_every_accepted_event_survives_a_platform_kill(tmp_path):
                 batch = [event("com.example.order", f"crash-{n + i}") for i in range(5)]
                 n += 5
                 try:
-                    response = http.post("/v1/events", content=json.dumps(batch), headers={"content-type": "application/cloudevents-batch+json"})
+                    response = http.post(
+                        "/v1/events", content=json.dumps(batch), headers={"content-type": "application/cloudevents-batch+json"}
+                    )
                 except httpx.TransportError:
                     continue
                 if response.status_code == 202:

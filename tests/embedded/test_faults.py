@@ -14,8 +14,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.helpers import wait_for
-from tests.helpers import FUNCTIONS, children_of
+from tests.helpers import FUNCTIONS, children_of, wait_for
 
 FAULTS = FUNCTIONS / "platform" / "faults.py"
 
@@ -39,8 +38,11 @@ def test_template_process_killed_is_restarted_and_cold_starts_go_on(platform):
     platform.deploy(FAULTS, "slow")
     pid = int(re.findall(r"template process \[(\d+)\] ready", platform.process.output())[-1])
     os.kill(pid, signal.SIGKILL)
-    wait_for(lambda: len(re.findall(r"template process \[(\d+)\] ready", platform.process.output())) >= 2, timeout=60,
-             message="template process restarted")
+    wait_for(
+        lambda: len(re.findall(r"template process \[(\d+)\] ready", platform.process.output())) >= 2,
+        timeout=60,
+        message="template process restarted",
+    )
     assert "template process exited" in platform.process.output()
     template = int(re.findall(r"template process \[(\d+)\] ready", platform.process.output())[-1])
     with platform.http() as http:

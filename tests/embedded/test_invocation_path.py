@@ -9,7 +9,7 @@ import signal
 import socket
 import threading
 import time
-from typing import Iterator
+from collections.abc import Iterator
 from urllib.parse import urlsplit
 
 import pytest
@@ -64,7 +64,7 @@ class Wire:
                 size = int(size_line, 16)
                 while len(self.buffer) < size + 2:
                     assert self._fill()
-                body, self.buffer = body + self.buffer[:size], self.buffer[size + 2:]
+                body, self.buffer = body + self.buffer[:size], self.buffer[size + 2 :]
                 if size == 0:
                     return status, headers, body
         length = int(headers.get("content-length", 0))
@@ -172,8 +172,13 @@ def test_expect_100_continue(target, wire):
 def test_a_chunked_request_body_reaches_the_function(target, wire):
     body = json.dumps({"name": "chunked"}).encode()
     chunks = b"".join(b"%x\r\n%s\r\n" % (len(part), part) for part in (body[:5], body[5:])) + b"0\r\n\r\n"
-    wire.send((f"POST /fn/greet HTTP/1.1\r\nHost: test\r\nAuthorization: Bearer {target.token}\r\n"
-               "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n").encode() + chunks)
+    wire.send(
+        (
+            f"POST /fn/greet HTTP/1.1\r\nHost: test\r\nAuthorization: Bearer {target.token}\r\n"
+            "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+        ).encode()
+        + chunks
+    )
     status, _, reply = wire.response()
     assert (status, json.loads(reply)["hello"]) == (200, "chunked")
 

@@ -78,11 +78,22 @@ def test_a_hostile_function_reaches_nothing_that_is_not_its_own(platform):
         bucket_file = next(p for p in (home / "buckets").rglob("*") if p.is_file() and b"a private note" in p.read_bytes())
         neighbour_src = next((home / "unpacked").glob("*/src/neighbour.py"))
         attempts = [
-            ("read", home / "token"), ("read", home / "state.db"), ("read", bucket_file), ("list", home),
-            ("list", home / "buckets"), ("read", neighbour_src), ("read", next((home / "logs" / "neighbour").glob("*.log"))),
-            ("write", home / "planted"), ("write", "/tmp/lepton-escaped"), ("write", Path(me["cwd"]) / "hostile.py"),
-            ("signal", platform_pid), ("signal", template_pid(platform_pid)), ("signal", neighbour["pid"]),
-            ("ptrace", platform_pid), ("read", f"/proc/{platform_pid}/environ"), ("read", f"/proc/{neighbour['pid']}/environ"),
+            ("read", home / "token"),
+            ("read", home / "state.db"),
+            ("read", bucket_file),
+            ("list", home),
+            ("list", home / "buckets"),
+            ("read", neighbour_src),
+            ("read", next((home / "logs" / "neighbour").glob("*.log"))),
+            ("write", home / "planted"),
+            ("write", "/tmp/lepton-escaped"),
+            ("write", Path(me["cwd"]) / "hostile.py"),
+            ("signal", platform_pid),
+            ("signal", template_pid(platform_pid)),
+            ("signal", neighbour["pid"]),
+            ("ptrace", platform_pid),
+            ("read", f"/proc/{platform_pid}/environ"),
+            ("read", f"/proc/{neighbour['pid']}/environ"),
             ("connect", neighbour["socket"]),
         ]
         for action, target in attempts:
@@ -91,7 +102,7 @@ def test_a_hostile_function_reaches_nothing_that_is_not_its_own(platform):
 
         # Everything else still serves.
         assert http.post("/fn/neighbour").json() == "still here"
-        assert http.get(f"/v1/buckets/own/objects/note.txt").content == b"a private note"
+        assert http.get("/v1/buckets/own/objects/note.txt").content == b"a private note"
     assert not (home / "planted").exists() and not Path("/tmp/lepton-escaped").exists()
     assert platform.process.proc.poll() is None
 
@@ -133,12 +144,18 @@ def test_without_landlock_the_platform_says_so_or_refuses(tmp_path):
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="the replica user is only looked up when the platform runs as root")
 def test_an_unknown_replica_user_is_one_line(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "lepton.cli", "up", "--port", "1"], capture_output=True, text=True, timeout=60,
-                            env={**os.environ, "LEPTON_HOME": str(tmp_path), "LEPTON_SANDBOX_USER": "no-such-user-here"})
+    result = subprocess.run(
+        [sys.executable, "-m", "lepton.cli", "up", "--port", "1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "LEPTON_HOME": str(tmp_path), "LEPTON_SANDBOX_USER": "no-such-user-here"},
+    )
     assert result.returncode != 0
     assert result.stderr.strip().splitlines() == [
         "error: configuration sandbox_user: unknown user 'no-such-user-here': no such entry in the password database "
-        "(from config.yaml or LEPTON_SANDBOX_USER)"]
+        "(from config.yaml or LEPTON_SANDBOX_USER)"
+    ]
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs another user to connect as")

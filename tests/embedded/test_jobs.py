@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 import signal
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import httpx
 import pytest
@@ -57,7 +57,10 @@ def test_a_job_is_stored_then_runs_and_keeps_its_result(platform):
 
 def test_failed_attempts_are_retried_with_backoff_and_the_last_error_is_kept(platform):
     with platform.http() as http:
-        recovers, gives_up = submit(http, "flaky", {"key": "once", "fail_times": 1}), submit(http, "flaky", {"key": "always", "fail_times": 9})
+        recovers, gives_up = (
+            submit(http, "flaky", {"key": "once", "fail_times": 1}),
+            submit(http, "flaky", {"key": "always", "fail_times": 9}),
+        )
         assert final(http, recovers) | {"result": "done after 2"} == final(http, recovers)
         assert final(http, recovers)["attempts"] == 2
         failed = final(http, gives_up)
@@ -150,8 +153,16 @@ def test_a_finished_job_is_announced_to_the_broker(platform):
     while not (chained := [n["chained"] for n in notes(platform.home) if n.get("chained", {}).get("id") == job]):
         assert time.monotonic() < deadline, "no dev.lepton.job.succeeded event reached the trigger"
         time.sleep(0.05)
-    assert chained[0] == {"id": job, "function": "big", "revision": "big-00001", "state": "succeeded", "attempts": 1,
-                          "status_code": 200, "error": None, "result": "xxx"}
+    assert chained[0] == {
+        "id": job,
+        "function": "big",
+        "revision": "big-00001",
+        "state": "succeeded",
+        "attempts": 1,
+        "status_code": 200,
+        "error": None,
+        "result": "xxx",
+    }
 
 
 @pytest.mark.slow

@@ -8,8 +8,8 @@ import re
 import signal
 import socket
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import httpx
 import pytest
@@ -25,20 +25,41 @@ PATH_VALUES = {"name": "callee", "digest": DIGEST, "letter_id": "1", "key_id": "
 # -- the keys module, in process ------------------------------------------------------------
 
 
-@pytest.mark.parametrize("text, seconds", [
-    ("30d", 30 * 86_400), ("12h", 12 * 3_600), ("45m", 45 * 60), ("90s", 90), ("7", 7 * 86_400), (" 2D ", 2 * 86_400),
-    ("3650d", MAX_EXPIRY), ("87600h", MAX_EXPIRY),
-])
+@pytest.mark.parametrize(
+    "text, seconds",
+    [
+        ("30d", 30 * 86_400),
+        ("12h", 12 * 3_600),
+        ("45m", 45 * 60),
+        ("90s", 90),
+        ("7", 7 * 86_400),
+        (" 2D ", 2 * 86_400),
+        ("3650d", MAX_EXPIRY),
+        ("87600h", MAX_EXPIRY),
+    ],
+)
 def test_expiry_syntax(text, seconds):
     assert parse_expiry(text) == seconds
 
 
-@pytest.mark.parametrize("text, problem", [
-    ("soon", "is not a duration"), ("", "is not a duration"), ("1.5d", "is not a duration"), ("30 days", "is not a duration"),
-    ("1w", "is not a duration"), ("P30D", "is not a duration"), ("\u0663d", "is not a duration"), ("0d", "must be positive"), ("0", "must be positive"),
-    ("-5d", "must be positive"), ("3651d", "over the limit of 10 years"), ("87601h", "over the limit of 10 years"),
-    ("9" * 5000, "over the limit of 10 years"),
-])
+@pytest.mark.parametrize(
+    "text, problem",
+    [
+        ("soon", "is not a duration"),
+        ("", "is not a duration"),
+        ("1.5d", "is not a duration"),
+        ("30 days", "is not a duration"),
+        ("1w", "is not a duration"),
+        ("P30D", "is not a duration"),
+        ("\u0663d", "is not a duration"),
+        ("0d", "must be positive"),
+        ("0", "must be positive"),
+        ("-5d", "must be positive"),
+        ("3651d", "over the limit of 10 years"),
+        ("87601h", "over the limit of 10 years"),
+        ("9" * 5000, "over the limit of 10 years"),
+    ],
+)
 def test_bad_expiry_says_why(text, problem):
     with pytest.raises(ValueError, match=problem):
         parse_expiry(text)
@@ -165,8 +186,13 @@ def test_a_key_invokes_its_function_and_nothing_else(target):
 def test_a_key_may_use_no_other_route_under_v1(target):
     """Every /v1 route the API documents, with a valid key: 403, except the event ingress
     and the jobs of the functions it may invoke."""
-    allowed = {("post", "/v1/events"), ("get", "/v1/jobs"), ("get", "/v1/jobs/{job_id}"), ("get", "/v1/jobs/{job_id}/result"),
-               ("delete", "/v1/jobs/{job_id}")}
+    allowed = {
+        ("post", "/v1/events"),
+        ("get", "/v1/jobs"),
+        ("get", "/v1/jobs/{job_id}"),
+        ("get", "/v1/jobs/{job_id}/result"),
+        ("delete", "/v1/jobs/{job_id}"),
+    }
     key = new_key(target)["key"]
     with target.http() as admin:
         paths = admin.get("/openapi.json").json()["paths"]
@@ -260,8 +286,8 @@ def test_keys_name_deployed_functions_and_valid_expiries(target):
 
 
 def _scoped_token(target: PlatformProcess) -> str:
-    from lepton_platform.credentials import Credentials
     from lepton_platform.catalog import Catalog
+    from lepton_platform.credentials import Credentials
 
     store = Catalog(target.home / "state.db")
     try:
@@ -277,8 +303,9 @@ def test_calls_between_functions(target):
         # ... and nothing else: `third` is not in its calls=[...].
         third = admin.post("/fn/caller", json={"target": "third"}).json()
         assert third["status"] == 403
-        assert third["detail"] == ("function caller (caller-00001) may not invoke function 'third': "
-                                   "it is not in the caller's calls=['callee']")
+        assert third["detail"] == (
+            "function caller (caller-00001) may not invoke function 'third': it is not in the caller's calls=['callee']"
+        )
         # `stranger` declares no calls=.
         stranger = admin.post("/fn/stranger", json={}).json()
         assert stranger["status"] == 403 and "function 'callee'" in stranger["detail"] and "calls=[]" in stranger["detail"]

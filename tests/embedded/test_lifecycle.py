@@ -27,8 +27,7 @@ def test_deploy_invoke_redeploy_rollback_rm(platform):
         assert response.json()["version"] == 2 and response.headers["x-lepton-revision"] == "greet-00002"
 
         revisions = http.get("/v1/functions/greet/revisions").json()
-        assert [(r["id"], r["status"], r["routed"]) for r in revisions] == [
-            ("greet-00001", "ready", False), ("greet-00002", "ready", True)]
+        assert [(r["id"], r["status"], r["routed"]) for r in revisions] == [("greet-00001", "ready", False), ("greet-00002", "ready", True)]
 
         assert http.post("/v1/functions/greet/rollback", json={}).json()["revision"] == "greet-00001"
         response = http.post("/fn/greet", json={})
@@ -104,8 +103,10 @@ def test_requirements_are_checked_at_deploy(platform):
     with platform.client() as api:
         artifact = lepton.package(source)
         api.request("PUT", f"/v1/artifacts/{artifact.digest}", content=artifact.data)
-        for name, expected in [("needy", "'definitely-not-installed-pkg>=1' is not installed"),
-                               ("old-pydantic", "'pydantic<2' does not match installed pydantic 2.")]:
+        for name, expected in [
+            ("needy", "'definitely-not-installed-pkg>=1' is not installed"),
+            ("old-pydantic", "'pydantic<2' does not match installed pydantic 2."),
+        ]:
             with pytest.raises(lepton.InvocationError) as info:
                 api.request("POST", "/v1/functions", json={"artifact": artifact.digest, "function": name})
             assert info.value.status_code == 422 and expected in str(info.value)

@@ -4,9 +4,9 @@ caller told why; GPUs are handed out whole, never to more replicas than there ar
 from __future__ import annotations
 
 import signal
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 

@@ -12,7 +12,7 @@ import sys
 import threading
 import time
 import uuid
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 
@@ -28,8 +28,7 @@ MAX_BYTES = 64 << 10
 
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PlatformProcess]:
-    yield from deployed_platform(tmp_path_factory, "logs", SOURCE,
-                                 env={"LEPTON_LOG_MAX_BYTES": str(MAX_BYTES), "LEPTON_LOG_KEEP": "2"})
+    yield from deployed_platform(tmp_path_factory, "logs", SOURCE, env={"LEPTON_LOG_MAX_BYTES": str(MAX_BYTES), "LEPTON_LOG_KEEP": "2"})
 
 
 def logs(platform: PlatformProcess, *args: str) -> subprocess.CompletedProcess:
@@ -49,8 +48,13 @@ def check_writers(platform: PlatformProcess) -> None:
     shown = logs(platform, "writers", "--tail", "100")
     assert shown.returncode == 0, shown.stderr
     mine = {(r.stream, r.message) for r in records(shown.stdout) if marker in r.message and r.replica == replica}
-    assert mine == {("out", f"PRINT {marker}"), ("err", f"WARNING logs-test: LOGGING {marker}"), ("err", f"STDERR {marker}"),
-                    ("out", f"FD1 {marker}"), ("err", f"FD2 {marker}")}
+    assert mine == {
+        ("out", f"PRINT {marker}"),
+        ("err", f"WARNING logs-test: LOGGING {marker}"),
+        ("err", f"STDERR {marker}"),
+        ("out", f"FD1 {marker}"),
+        ("err", f"FD2 {marker}"),
+    }
 
 
 def test_every_writer_is_stamped_with_time_and_replica(platform):
@@ -61,8 +65,11 @@ def test_every_writer_is_stamped_with_time_and_replica(platform):
 
 def test_replicas_are_merged_by_time_and_filtered(platform):
     ticks = lambda: [r for r in records(logs(platform, "ticker", "--tail", "5000").stdout) if r.message.startswith("TICK")]  # noqa: E731
-    both = wait_for(lambda: (found := ticks()) and len({r.replica for r in found}) == 2 and len(found) > 60 and found,
-                    timeout=60, message="two replicas ticking")
+    both = wait_for(
+        lambda: (found := ticks()) and len({r.replica for r in found}) == 2 and len(found) > 60 and found,
+        timeout=60,
+        message="two replicas ticking",
+    )
     times = [r.time for r in both]
     assert times == sorted(times)
     switches = sum(1 for a, b in zip(both, both[1:]) if a.replica != b.replica)
@@ -72,7 +79,9 @@ def test_replicas_are_merged_by_time_and_filtered(platform):
     only = records(logs(platform, "ticker", "--replica", one, "--tail", "5000").stdout)
     assert {r.replica for r in only} == {one} and len(only) >= sum(1 for r in both if r.replica == one)
     revision = one.rsplit("-", 1)[0]  # a prefix: the revision's replicas
-    assert {r.replica for r in records(logs(platform, "ticker", "--replica", revision, "--tail", "5000").stdout)} == {r.replica for r in both}
+    assert {r.replica for r in records(logs(platform, "ticker", "--replica", revision, "--tail", "5000").stdout)} == {
+        r.replica for r in both
+    }
 
     middle = both[len(both) // 2].time
     since = records(logs(platform, "ticker", "--since", middle, "--tail", "5000").stdout)
@@ -98,9 +107,14 @@ def test_bad_filters_are_one_line_errors(platform):
 
 
 def test_follow_shows_new_lines(platform):
-    follower = subprocess.Popen([sys.executable, "-m", "lepton.cli", "logs", "writers", "-f", "--tail", "0"], cwd=ROOT,
-                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                                env={**os.environ, "LEPTON_URL": platform.url, "LEPTON_TOKEN": platform.token})
+    follower = subprocess.Popen(
+        [sys.executable, "-m", "lepton.cli", "logs", "writers", "-f", "--tail", "0"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env={**os.environ, "LEPTON_URL": platform.url, "LEPTON_TOKEN": platform.token},
+    )
     lines: queue.Queue[str] = queue.Queue()
     reader = threading.Thread(target=lambda: [lines.put(line) for line in follower.stdout], daemon=True)
     reader.start()
@@ -136,7 +150,9 @@ def test_a_chatty_function_stays_bounded_on_disk(platform):
     assert sorted(name for name in sizes if name.startswith(served)) == [f"{served}.log", f"{served}.log.1", f"{served}.log.2"]
     newest = [int(r.message.split()[1]) for r in records((folder / f"{served}.log").read_text()) if r.message.startswith("CHATTY")]
     assert newest[-1] == 3999
-    shown = [int(r.message.split()[1]) for r in records(logs(platform, "chatty", "--tail", "5000").stdout) if r.message.startswith("CHATTY")]
+    shown = [
+        int(r.message.split()[1]) for r in records(logs(platform, "chatty", "--tail", "5000").stdout) if r.message.startswith("CHATTY")
+    ]
     assert shown == list(range(shown[0], 4000)) and 500 < len(shown) < 1000, "what is kept, from .log.2 to .log, in order"
 
 
@@ -148,8 +164,9 @@ def test_a_stopped_replica_writes_its_last_partial_lines(platform):
     shown = records(logs(platform, "goodbye", "--replica", replica).stdout)
     assert {("out", f"PARTIAL {marker}"), ("out", f"FD-PARTIAL {marker}")} <= {(r.stream, r.message) for r in shown}
     assert any("Finished server process" in r.message for r in shown)
-    assert all(p.name.endswith(".log") for p in (platform.home / "logs" / "goodbye").iterdir()), \
+    assert all(p.name.endswith(".log") for p in (platform.home / "logs" / "goodbye").iterdir()), (
         "the rotated files its replicas never filled are gone"
+    )
 
 
 def test_a_replica_started_without_the_template_process_is_stamped_too(tmp_path):

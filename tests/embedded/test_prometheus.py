@@ -50,11 +50,16 @@ def test_every_dashboard_query_returns_series_from_a_real_prometheus(tmp_path: P
     platform = PlatformProcess(start_platform(home, tmp_path / "platform.log"), home, tmp_path)
     port = free_port()
     config = tmp_path / "prometheus.yml"
-    config.write_text(f"global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: lepton\n    static_configs:\n"
-                      f"      - targets: ['{platform.url.removeprefix('http://')}']\n")
+    config.write_text(
+        f"global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: lepton\n    static_configs:\n"
+        f"      - targets: ['{platform.url.removeprefix('http://')}']\n"
+    )
     with open(tmp_path / "prometheus.log", "wb") as log:
-        prometheus = subprocess.Popen([PROMETHEUS, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-                                       f"--web.listen-address=127.0.0.1:{port}"], stdout=log, stderr=log)
+        prometheus = subprocess.Popen(
+            [PROMETHEUS, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'tsdb'}", f"--web.listen-address=127.0.0.1:{port}"],
+            stdout=log,
+            stderr=log,
+        )
     stop = threading.Event()
     worker = threading.Thread(target=traffic, args=(platform, stop))
     api = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10)

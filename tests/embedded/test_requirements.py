@@ -14,8 +14,22 @@ from tests.helpers import FUNCTIONS
 @pytest.fixture
 def installing(tmp_path):
     wheels = tmp_path / "wheels"
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation", "-w", str(wheels),
-                    str(FUNCTIONS / "packages" / "sample_extra")], check=True, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            str(wheels),
+            str(FUNCTIONS / "packages" / "sample_extra"),
+        ],
+        check=True,
+        capture_output=True,
+    )
     home = tmp_path / "home"
     env = {"LEPTON_REQUIREMENTS": "install", "PIP_NO_INDEX": "1", "PIP_FIND_LINKS": str(wheels)}
     running = PlatformProcess(start_platform(home, tmp_path / "platform.log", env=env), home, tmp_path / "src")

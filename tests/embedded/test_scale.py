@@ -8,8 +8,8 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import httpx
 import pytest
@@ -63,8 +63,11 @@ def test_a_deploy_starts_at_most_max_starting_replicas_at_once_and_leaves_them_a
     assert state["replicas"]["starting_peak"] <= 2 and state["replicas"]["max_starting"] == 2
     with platform.client() as api:
         for name in SLOW:
-            wait_for(lambda name=name: api.request("GET", f"/v1/functions/{name}").json()["replicas"] == 0, timeout=10,
-                     message=f"{name}'s proof replica stops: nobody has called it")
+            wait_for(
+                lambda name=name: api.request("GET", f"/v1/functions/{name}").json()["replicas"] == 0,
+                timeout=10,
+                message=f"{name}'s proof replica stops: nobody has called it",
+            )
             fn = api.request("GET", f"/v1/functions/{name}").json()
             assert fn["desired"] == 0 and fn["awake"] is False, "no reconcile loop runs for a function at zero"
 
@@ -73,8 +76,11 @@ def test_a_called_function_wakes_and_goes_back_to_sleep_at_zero(platform):
     with platform.client() as api:
         assert api.invoke("s3", x=1) == 2
         assert platform.info("s3")["awake"] is True
-        wait_for(lambda: api.request("GET", "/v1/functions/s3").json()["replicas"] == 0, timeout=10,
-                 message="s3 scales to zero after scale_down_after=2")
+        wait_for(
+            lambda: api.request("GET", "/v1/functions/s3").json()["replicas"] == 0,
+            timeout=10,
+            message="s3 scales to zero after scale_down_after=2",
+        )
     wait_for(lambda: platform.info("s3")["awake"] is False, timeout=5, message="its loop ends once it is at zero")
 
 
@@ -134,8 +140,13 @@ def test_a_deploy_past_max_functions_is_refused_before_anything_changes(tmp_path
     try:
         refused = cli(platform, "deploy", str(MANY))
         assert refused.returncode != 0 and "Traceback" not in refused.stderr
-        assert refused.stderr.strip().splitlines()[-1].endswith(
-            "at most 1 functions (limits.max_functions in config.yaml); 0 are deployed and this deploy adds 7; nothing was deployed")
+        assert (
+            refused.stderr.strip()
+            .splitlines()[-1]
+            .endswith(
+                "at most 1 functions (limits.max_functions in config.yaml); 0 are deployed and this deploy adds 7; nothing was deployed"
+            )
+        )
         with platform.client() as api:
             assert list(api.pages("/v1/functions")) == []
         assert platform.deploy(MANY, "single")[0]["status"] == "ready"

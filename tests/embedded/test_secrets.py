@@ -12,16 +12,15 @@ import subprocess
 import sys
 import threading
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import httpx
 import pytest
 
 import lepton
 from tests.embedded.conftest import PlatformProcess, start_platform
-from tests.helpers import wait_for
-from tests.helpers import ROOT
+from tests.helpers import ROOT, wait_for
 
 NAME = "SECRETIVE_TOKEN"
 
@@ -42,8 +41,15 @@ def digest(text: str) -> str:
 def cli(platform, *args: str, stdin: str | None = None, **env: str) -> subprocess.CompletedProcess:
     """`lepton ARGS` with the platform's URL and token in the environment, and nothing on stdin
     unless given (so `secret set` never waits on a prompt)."""
-    return subprocess.run([sys.executable, "-m", "lepton.cli", *args], input=stdin or "", capture_output=True, text=True, cwd=ROOT,
-                          timeout=60, env={**os.environ, "LEPTON_URL": platform.url, "LEPTON_TOKEN": platform.token, **env})
+    return subprocess.run(
+        [sys.executable, "-m", "lepton.cli", *args],
+        input=stdin or "",
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+        env={**os.environ, "LEPTON_URL": platform.url, "LEPTON_TOKEN": platform.token, **env},
+    )
 
 
 def leaks(value: str, platform: PlatformProcess) -> list[str]:
@@ -106,8 +112,9 @@ def test_secrets_reach_only_their_functions_change_in_place_and_never_leak(platf
         # A deploy that declares a secret nobody set fails naming it, and nothing changes.
         lacking = tmp_path / "lacking" / "secretive.py"
         lacking.parent.mkdir()
-        lacking.write_text(platform.source("secretive.py", 2).read_text().replace(
-            f'secrets=["{NAME}"]', f'secrets=["{NAME}", "SECRETIVE_MISSING"]'))
+        lacking.write_text(
+            platform.source("secretive.py", 2).read_text().replace(f'secrets=["{NAME}"]', f'secrets=["{NAME}", "SECRETIVE_MISSING"]')
+        )
         with pytest.raises(lepton.InvocationError) as refused:
             platform.deploy(lacking, "peek")
         assert refused.value.status_code == 422 and "SECRETIVE_MISSING" in str(refused.value) and "not set" in str(refused.value)

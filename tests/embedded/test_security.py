@@ -35,8 +35,11 @@ def test_exposed_without_tls_is_warned_about(tmp_path):
     process.stop(signal.SIGTERM)
     assert "without TLS" not in process.output()
     exposed = start_process(
-        ["-m", "lepton.cli", "up", "--host", "0.0.0.0", "--port", str(port), "--no-fork"], tmp_path / "exposed.log",
-        f"http://127.0.0.1:{port}", env={"LEPTON_HOME": str(tmp_path / "home")})
+        ["-m", "lepton.cli", "up", "--host", "0.0.0.0", "--port", str(port), "--no-fork"],
+        tmp_path / "exposed.log",
+        f"http://127.0.0.1:{port}",
+        env={"LEPTON_HOME": str(tmp_path / "home")},
+    )
     try:
         assert "listening on 0.0.0.0 without TLS" in exposed.output()
     finally:

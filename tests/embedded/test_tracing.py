@@ -11,8 +11,8 @@ import json
 import re
 import socket
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -38,8 +38,9 @@ def receiver() -> Iterator[Receiver]:
 @pytest.fixture(scope="module")
 def traced(tmp_path_factory: pytest.TempPathFactory, receiver: Receiver) -> Iterator[PlatformProcess]:
     """The chain deployed on a platform that exports spans (batched every 100 ms, not 5 s)."""
-    yield from deployed_platform(tmp_path_factory, "tracing", CHAIN,
-                                 env={"LEPTON_OTLP_ENDPOINT": receiver.url, "OTEL_BSP_SCHEDULE_DELAY": "100"})
+    yield from deployed_platform(
+        tmp_path_factory, "tracing", CHAIN, env={"LEPTON_OTLP_ENDPOINT": receiver.url, "OTEL_BSP_SCHEDULE_DELAY": "100"}
+    )
 
 
 def log_lines(home: Path) -> list[str]:
@@ -104,8 +105,10 @@ def test_the_asgi_request_path_carries_the_trace_too(traced):
     body = json.dumps({"mark": uuid.uuid4().hex, "send": False}).encode()
     host, port = traced.url.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port)), timeout=30) as sock:
-        sock.sendall(b"POST /fn/publish HTTP/1.0\r\nauthorization: Bearer %s\r\ntraceparent: %s\r\ncontent-type: application/json\r\n"
-                     b"content-length: %d\r\n\r\n%s" % (traced.token.encode(), traceparent.encode(), len(body), body))
+        sock.sendall(
+            b"POST /fn/publish HTTP/1.0\r\nauthorization: Bearer %s\r\ntraceparent: %s\r\ncontent-type: application/json\r\n"
+            b"content-length: %d\r\n\r\n%s" % (traced.token.encode(), traceparent.encode(), len(body), body)
+        )
         answer = b"".join(iter(lambda: sock.recv(65536), b""))
     head, _, payload = answer.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 200") and f"lepton-trace-id: {trace}".encode() in head.lower()
@@ -124,8 +127,9 @@ def test_an_async_job_keeps_the_trace_for_its_attempt_and_its_event(traced):
     traceparent, trace = new_traceparent()
     mark = uuid.uuid4().hex
     with traced.http() as http:
-        response = http.post("/fn/publish", json={"mark": mark, "send": False},
-                             headers={"traceparent": traceparent, "prefer": "respond-async"})
+        response = http.post(
+            "/fn/publish", json={"mark": mark, "send": False}, headers={"traceparent": traceparent, "prefer": "respond-async"}
+        )
     assert response.status_code == 202 and response.headers["lepton-trace-id"] == trace
     job = response.json()["id"]
     ran = wait_for(lambda: [r for r in records(traced, "publish") if r["mark"] == mark], message="the job ran")[0]

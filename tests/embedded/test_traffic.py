@@ -43,6 +43,7 @@ def test_a_90_10_split_lands_within_bounds_and_each_revision_scales_on_its_own(p
 
         shares = {s["revision"]: s for s in http.get("/v1/functions/greet").json()["traffic"]}
         assert (shares["greet-00001"]["percent"], shares["greet-00002"]["percent"]) == (90, 10)
+
         # Each revision has its own replicas and scales to zero on its own (scale_down_after=1):
         # the canary drops to zero while calls keep the main revision busy.
         def canary_at_zero() -> bool:
@@ -51,6 +52,7 @@ def test_a_90_10_split_lands_within_bounds_and_each_revision_scales_on_its_own(p
                 http.post("/fn/greet", json={}, headers={"lepton-tag": "none"})
             share = {s["revision"]: s for s in http.get("/v1/functions/greet").json()["traffic"]}["greet-00002"]
             return share["replicas"] == 0
+
         http.put("/v1/functions/greet/traffic", json={"split": {"greet-00001": 99, "greet-00002": 1}})
         wait_for(lambda: canary_at_zero() or None, 20)
 
@@ -76,8 +78,11 @@ def test_deploy_at_zero_percent_serves_only_through_its_tag(platform):
         assert served_by(http, "/fn/greet", 200).keys() == {"greet-00001", "greet-00002"}
         assert http.post("/v1/functions/greet/rollback", json={"revision": "greet-00001"}).status_code == 200
         assert served_by(http, "/fn/greet", 50) == {"greet-00001": 50}
-        assert http.get("/v1/functions/greet/traffic").json() == {"function": "greet", "split": {"greet-00001": 100},
-                                                                    "tags": {"canary": "greet-00002"}}
+        assert http.get("/v1/functions/greet/traffic").json() == {
+            "function": "greet",
+            "split": {"greet-00001": 100},
+            "tags": {"canary": "greet-00002"},
+        }
         assert served_by(http, "/fn/greet@canary", 5) == {"greet-00002": 5}
         untagged = platform.cli("traffic", "greet", "--untag", "canary")
         assert untagged.returncode == 0, untagged.stderr
@@ -89,20 +94,25 @@ def test_bad_rules_are_refused_and_routing_stays(platform):
     platform.deploy(platform.source("app.py", 2), "greet")
     with platform.http() as http:
         before = http.get("/v1/functions/greet/traffic").json()
-        for body, words in [({"split": {"greet-00001": 60, "greet-00002": 30}}, "add up to 90%"),
-                            ({"split": {"greet-00009": 100}}, "no ready revision 'greet-00009'"),
-                            ({"split": {"greet-00001": 100}, "tags": {"Bad_Tag": "greet-00001"}}, "lowercase letters"),
-                            ({"tags": {"gone": None}}, "has no tag 'gone'"),
-                            ({"split": {"greet-00001": 100}, "extra": 1}, "extra")]:
+        for body, words in [
+            ({"split": {"greet-00001": 60, "greet-00002": 30}}, "add up to 90%"),
+            ({"split": {"greet-00009": 100}}, "no ready revision 'greet-00009'"),
+            ({"split": {"greet-00001": 100}, "tags": {"Bad_Tag": "greet-00001"}}, "lowercase letters"),
+            ({"tags": {"gone": None}}, "has no tag 'gone'"),
+            ({"split": {"greet-00001": 100}, "extra": 1}, "extra"),
+        ]:
             refused = http.put("/v1/functions/greet/traffic", json=body)
             assert refused.status_code == 422 and words in refused.text, (body, refused.text)
         assert http.get("/v1/functions/greet/traffic").json() == before
         assert served_by(http, "/fn/greet", 20) == {"greet-00002": 20}
         assert http.put("/v1/functions/nope/traffic", json={"split": {"x": 100}}).status_code == 404
 
-    for args, words in [(("greet", "greet-00001=50", "greet-00002=60"), "add up to 110%"),
-                        (("greet", "--tag", "c=greet-00001", "--tag", "c=greet-00002"), "given twice"),
-                        (("greet", "greet-00001"), "use REV=PCT"), (("greet", "greet-00001=half"), "whole number")]:
+    for args, words in [
+        (("greet", "greet-00001=50", "greet-00002=60"), "add up to 110%"),
+        (("greet", "--tag", "c=greet-00001", "--tag", "c=greet-00002"), "given twice"),
+        (("greet", "greet-00001"), "use REV=PCT"),
+        (("greet", "greet-00001=half"), "whole number"),
+    ]:
         result = platform.cli("traffic", *args)
         assert result.returncode != 0 and words in result.stderr and "Traceback" not in result.stderr, (args, result.stderr)
     first = platform.cli("deploy", f"{platform.source('app.py', 1)}:work", "--traffic", "10")
@@ -127,13 +137,19 @@ def test_a_first_deploy_can_be_tagged_and_a_dark_deploy_needs_a_tag(platform):
 def test_who_may_call_is_the_main_revisions_rule_whichever_revision_answers(platform):
     platform.deploy(platform.source("app.py", 1), "greet")  # private
     public = platform.source("app.py", 2)
-    public.write_text(public.read_text().replace("@lepton.function(scale_down_after=1)", "@lepton.function(scale_down_after=1, public=True)"))
+    public.write_text(
+        public.read_text().replace("@lepton.function(scale_down_after=1)", "@lepton.function(scale_down_after=1, public=True)")
+    )
     platform.deploy(public, "greet")
     with platform.http() as http:
         assert http.post("/v1/functions/greet/rollback", json={"revision": "greet-00001"}).status_code == 200
         # greet-00002 is public, but greet-00001, the main revision (the larger share), is not.
-        assert http.put("/v1/functions/greet/traffic", json={"split": {"greet-00001": 60, "greet-00002": 40},
-                                                              "tags": {"open": "greet-00002"}}).status_code == 200
+        assert (
+            http.put(
+                "/v1/functions/greet/traffic", json={"split": {"greet-00001": 60, "greet-00002": 40}, "tags": {"open": "greet-00002"}}
+            ).status_code
+            == 200
+        )
     anonymous = [httpx.post(f"{platform.url}/fn/greet", json={}).status_code for _ in range(40)]
     assert set(anonymous) == {401}, anonymous
     assert httpx.post(f"{platform.url}/fn/greet@open", json={}).status_code == 401

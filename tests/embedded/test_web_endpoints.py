@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import signal
 import time
-from typing import Iterator
+from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -119,8 +119,10 @@ def hand_over(channel: str, uid: int | None) -> bytes:
     import socket
 
     ours, theirs = socket.socketpair()
-    request = (b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-               b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+    request = (
+        b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
     pid = os.fork()
     if pid == 0:
         try:
@@ -130,7 +132,9 @@ def hand_over(channel: str, uid: int | None) -> bytes:
             with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as sock:
                 sock.connect("\0" + channel[1:])
                 try:  # a socket in flight outlives its sender: the replica gets it, or it is dropped
-                    sock.sendmsg([(1).to_bytes(8, "big") + request], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [theirs.fileno()]))])
+                    sock.sendmsg(
+                        [(1).to_bytes(8, "big") + request], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [theirs.fileno()]))]
+                    )
                 except OSError:
                     pass  # the replica closed the channel first
         finally:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from tests.bench.load import Platform  # noqa: E402
+from tests.bench.load import Platform
 
 SAMPLE = Path(__file__).resolve().parents[1] / "functions" / "platform" / "app.py"
 
@@ -29,10 +29,24 @@ def fuzz(max_examples: int, seed: int | None = None) -> subprocess.CompletedProc
         platform.deploy(SAMPLE)
         platform.api.request("PUT", "/v1/buckets/fuzz")
         command = [
-            sys.executable, "-m", "schemathesis.cli", "run", f"{platform.url}/openapi.json",
-            "--header", f"Authorization: Bearer {platform.api.token}", "--checks", "not_a_server_error",
-            "--phases", "examples,fuzzing", "--max-examples", str(max_examples), "--exclude-path-regex", "/logs$",
-            "--request-timeout", "20", "--no-color",
+            sys.executable,
+            "-m",
+            "schemathesis.cli",
+            "run",
+            f"{platform.url}/openapi.json",
+            "--header",
+            f"Authorization: Bearer {platform.api.token}",
+            "--checks",
+            "not_a_server_error",
+            "--phases",
+            "examples,fuzzing",
+            "--max-examples",
+            str(max_examples),
+            "--exclude-path-regex",
+            "/logs$",
+            "--request-timeout",
+            "20",
+            "--no-color",
         ]
         if seed is not None:
             command += ["--seed", str(seed)]

@@ -27,8 +27,10 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     """When image tests will run, their images start building now, in the background."""
     if session.config.option.collectonly:
         return
-    if any({"runtime_image", "platform_image"} & set(getattr(item, "fixturenames", ()))
-           and not item.get_closest_marker("skip") for item in session.items):
+    if any(
+        {"runtime_image", "platform_image"} & set(getattr(item, "fixturenames", ())) and not item.get_closest_marker("skip")
+        for item in session.items
+    ):
         images.prebuild()
 
 

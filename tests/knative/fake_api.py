@@ -36,10 +36,11 @@ import re
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import uvicorn
 import yaml
@@ -57,8 +58,15 @@ TOKEN = "fake-cluster-token"
 SA_TOKEN = "fake-lepton-platform-sa-token"
 ADMIN_USER = "tester"
 PLATFORM_USER = "system:serviceaccount:lepton:lepton-platform"
-KINDS = {"services": "Service", "revisions": "Revision", "triggers": "Trigger", "pingsources": "PingSource",
-         "brokers": "Broker", "secrets": "Secret", "pods": "Pod"}
+KINDS = {
+    "services": "Service",
+    "revisions": "Revision",
+    "triggers": "Trigger",
+    "pingsources": "PingSource",
+    "brokers": "Broker",
+    "secrets": "Secret",
+    "pods": "Pod",
+}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -72,8 +80,8 @@ class Resource:
     version: str
     plural: str
     kind: str
-    crd: str | None          # file under CRDS
-    applyable: bool = True   # PATCH (server-side apply) supported
+    crd: str | None  # file under CRDS
+    applyable: bool = True  # PATCH (server-side apply) supported
 
     @property
     def api_version(self) -> str:
@@ -90,38 +98,68 @@ class Resource:
         return f"{self.kind}.{self.group}" if self.group else self.kind
 
 
-RESOURCES = {(r.group, r.version, r.plural): r for r in (
-    Resource("serving.knative.dev", "v1", "services", "Service", "serving/service.yaml"),
-    Resource("serving.knative.dev", "v1", "revisions", "Revision", "serving/revision.yaml", applyable=False),
-    Resource("eventing.knative.dev", "v1", "triggers", "Trigger", "eventing/trigger.yaml"),
-    Resource("eventing.knative.dev", "v1", "brokers", "Broker", "eventing/broker.yaml"),
-    Resource("sources.knative.dev", "v1", "pingsources", "PingSource", "eventing/pingsource.yaml"),
-    Resource("", "v1", "secrets", "Secret", None),
-    Resource("", "v1", "pods", "Pod", None, applyable=False),
-)}
+RESOURCES = {
+    (r.group, r.version, r.plural): r
+    for r in (
+        Resource("serving.knative.dev", "v1", "services", "Service", "serving/service.yaml"),
+        Resource("serving.knative.dev", "v1", "revisions", "Revision", "serving/revision.yaml", applyable=False),
+        Resource("eventing.knative.dev", "v1", "triggers", "Trigger", "eventing/trigger.yaml"),
+        Resource("eventing.knative.dev", "v1", "brokers", "Broker", "eventing/broker.yaml"),
+        Resource("sources.knative.dev", "v1", "pingsources", "PingSource", "eventing/pingsource.yaml"),
+        Resource("", "v1", "secrets", "Secret", None),
+        Resource("", "v1", "pods", "Pod", None, applyable=False),
+    )
+}
 BY_PLURAL = {r.plural: r for r in RESOURCES.values()}
 
 # k8s.io/api/core/v1 ObjectMeta as structured-merge-diff sees it (the fields clients may apply).
-METADATA_SCHEMA: dict[str, Any] = {"type": "object", "properties": {
-    "name": {"type": "string"}, "generateName": {"type": "string"}, "namespace": {"type": "string"},
-    "labels": {"type": "object", "additionalProperties": {"type": "string"}},
-    "annotations": {"type": "object", "additionalProperties": {"type": "string"}},
-    "finalizers": {"type": "array", "items": {"type": "string"}, "x-kubernetes-list-type": "set"},
-    "ownerReferences": {"type": "array", "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["uid"],
-                        "items": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}},
-    "uid": {"type": "string"}, "resourceVersion": {"type": "string"}, "generation": {"type": "integer"},
-    "creationTimestamp": {"type": "string"}, "deletionTimestamp": {"type": "string"}, "selfLink": {"type": "string"},
-    "deletionGracePeriodSeconds": {"type": "integer"},
-    "managedFields": {"type": "array", "items": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}},
-}}
-SECRET_SCHEMA: dict[str, Any] = {"type": "object", "properties": {
-    "apiVersion": {"type": "string"}, "kind": {"type": "string"}, "metadata": METADATA_SCHEMA,
-    "data": {"type": "object", "additionalProperties": {"type": "string", "format": "byte"}},
-    "stringData": {"type": "object", "additionalProperties": {"type": "string"}},
-    "type": {"type": "string"}, "immutable": {"type": "boolean"},
-}}
-SYSTEM_METADATA = ("uid", "resourceVersion", "generation", "creationTimestamp", "deletionTimestamp", "selfLink",
-                   "managedFields", "deletionGracePeriodSeconds")
+METADATA_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "name": {"type": "string"},
+        "generateName": {"type": "string"},
+        "namespace": {"type": "string"},
+        "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+        "annotations": {"type": "object", "additionalProperties": {"type": "string"}},
+        "finalizers": {"type": "array", "items": {"type": "string"}, "x-kubernetes-list-type": "set"},
+        "ownerReferences": {
+            "type": "array",
+            "x-kubernetes-list-type": "map",
+            "x-kubernetes-list-map-keys": ["uid"],
+            "items": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
+        },
+        "uid": {"type": "string"},
+        "resourceVersion": {"type": "string"},
+        "generation": {"type": "integer"},
+        "creationTimestamp": {"type": "string"},
+        "deletionTimestamp": {"type": "string"},
+        "selfLink": {"type": "string"},
+        "deletionGracePeriodSeconds": {"type": "integer"},
+        "managedFields": {"type": "array", "items": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}},
+    },
+}
+SECRET_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "apiVersion": {"type": "string"},
+        "kind": {"type": "string"},
+        "metadata": METADATA_SCHEMA,
+        "data": {"type": "object", "additionalProperties": {"type": "string", "format": "byte"}},
+        "stringData": {"type": "object", "additionalProperties": {"type": "string"}},
+        "type": {"type": "string"},
+        "immutable": {"type": "boolean"},
+    },
+}
+SYSTEM_METADATA = (
+    "uid",
+    "resourceVersion",
+    "generation",
+    "creationTimestamp",
+    "deletionTimestamp",
+    "selfLink",
+    "managedFields",
+    "deletionGracePeriodSeconds",
+)
 
 
 @cache
@@ -162,15 +200,15 @@ def child_schema(schema: dict[str, Any] | None, key: str) -> dict[str, Any] | No
 class ApiError(Exception):
     """A metav1.Status failure; `warnings` travel as `Warning:` headers."""
 
-    def __init__(self, code: int, reason: str, message: str, details: dict[str, Any] | None = None,
-                 warnings: list[str] | None = None) -> None:
+    def __init__(
+        self, code: int, reason: str, message: str, details: dict[str, Any] | None = None, warnings: list[str] | None = None
+    ) -> None:
         super().__init__(message)
         self.code, self.reason, self.message, self.details = code, reason, message, details
         self.warnings = warnings or []
 
     def status(self) -> dict[str, Any]:
-        body: dict[str, Any] = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-                                "message": self.message}
+        body: dict[str, Any] = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": self.message}
         if self.reason:
             body["reason"] = self.reason
         if self.details is not None:
@@ -181,17 +219,31 @@ class ApiError(Exception):
 
 def not_found(resource: Resource, name: str) -> ApiError:
     """errors.NewNotFound"""
-    return ApiError(404, "NotFound", f'{resource.qualified} "{name}" not found',
-                    _omit_empty({"name": name, "group": resource.group, "kind": resource.plural}))
+    return ApiError(
+        404,
+        "NotFound",
+        f'{resource.qualified} "{name}" not found',
+        _omit_empty({"name": name, "group": resource.group, "kind": resource.plural}),
+    )
 
 
 def invalid(resource: Resource, name: str, errs: list[tuple[str, str, str]]) -> ApiError:
     """errors.NewInvalid from (cause type, field, ErrorBody) triples."""
     text = [f"{f}: {body}" for _, f, body in errs]
     aggregated = text[0] if len(text) == 1 else "[" + ", ".join(text) + "]"
-    return ApiError(422, "Invalid", f'{resource.qualified_kind} "{name}" is invalid: {aggregated}',
-                    _omit_empty({"name": name, "group": resource.group, "kind": resource.kind,
-                                 "causes": [{"reason": t, "message": body, "field": f} for t, f, body in errs]}))
+    return ApiError(
+        422,
+        "Invalid",
+        f'{resource.qualified_kind} "{name}" is invalid: {aggregated}',
+        _omit_empty(
+            {
+                "name": name,
+                "group": resource.group,
+                "kind": resource.kind,
+                "causes": [{"reason": t, "message": body, "field": f} for t, f, body in errs],
+            }
+        ),
+    )
 
 
 def bad_request(message: str) -> ApiError:
@@ -214,7 +266,7 @@ def go_quote_value(value: Any) -> str:
 
 
 def now() -> str:
-    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -248,8 +300,15 @@ def load_rbac(documents: list[dict[str, Any]], default_namespace: str) -> list[t
     cluster_roles: dict[str, list[Rule]] = {}
 
     def rules(doc: dict[str, Any]) -> list[Rule]:
-        return [Rule(tuple(r.get("apiGroups") or ()), tuple(r.get("resources") or ()), tuple(r.get("verbs") or ()),
-                     tuple(r.get("resourceNames") or ())) for r in doc.get("rules") or []]
+        return [
+            Rule(
+                tuple(r.get("apiGroups") or ()),
+                tuple(r.get("resources") or ()),
+                tuple(r.get("verbs") or ()),
+                tuple(r.get("resourceNames") or ()),
+            )
+            for r in doc.get("rules") or []
+        ]
 
     for doc in documents:
         meta = doc.get("metadata") or {}
@@ -370,8 +429,13 @@ def set_path(obj: dict[str, Any], path: FieldPath, value: Any) -> None:
 def delete_path(obj: dict[str, Any], path: FieldPath) -> None:
     """Remove a field; parents it leaves empty go too. Removing a key field of a map-list item
     removes the item."""
-    if len(path) >= 2 and not isinstance(path[-1], tuple) and isinstance(path[-2], tuple) and path[-2][0] == "k" \
-            and path[-1] in json.loads(path[-2][1]):
+    if (
+        len(path) >= 2
+        and not isinstance(path[-1], tuple)
+        and isinstance(path[-2], tuple)
+        and path[-2][0] == "k"
+        and path[-1] in json.loads(path[-2][1])
+    ):
         return delete_path(obj, path[:-1])
     chain: list[Any] = [obj]
     cur: Any = obj
@@ -441,7 +505,7 @@ def tracked(obj: dict[str, Any]) -> dict[str, Any]:
 
 @dataclass
 class Manager:
-    operation: str      # "Apply" or "Update"
+    operation: str  # "Apply" or "Update"
     api_version: str
     fields: set[FieldPath]
     time: str
@@ -480,8 +544,9 @@ def apply_defaults(obj: Any, schema: dict[str, Any] | None) -> None:
 
 
 def _smd_kind(value: Any) -> str:
-    return {bool: "bool", int: "int64", float: "float64", str: "string", dict: "map[string]interface {}",
-            list: "[]interface {}"}.get(type(value), type(value).__name__)
+    return {bool: "bool", int: "int64", float: "float64", str: "string", dict: "map[string]interface {}", list: "[]interface {}"}.get(
+        type(value), type(value).__name__
+    )
 
 
 def typed_errors(value: Any, schema: dict[str, Any] | None, path: str = "") -> list[str]:
@@ -490,8 +555,11 @@ def typed_errors(value: Any, schema: dict[str, Any] | None, path: str = "") -> l
     if value is None or schema is None:
         return []
     if schema.get("x-kubernetes-int-or-string"):
-        return [] if isinstance(value, (str, int, float)) and not isinstance(value, bool) else [
-            f"{path}: expected string or number, got {_smd_kind(value)}"]
+        return (
+            []
+            if isinstance(value, (str, int, float)) and not isinstance(value, bool)
+            else [f"{path}: expected string or number, got {_smd_kind(value)}"]
+        )
     kind = schema.get("type")
     if kind == "object" or "properties" in schema:
         if not isinstance(value, dict):
@@ -536,8 +604,11 @@ def to_jsonschema(schema: Any) -> Any:
         return [to_jsonschema(s) for s in schema]
     if not isinstance(schema, dict):
         return schema
-    out = {k: to_jsonschema(v) for k, v in schema.items()
-           if not k.startswith("x-kubernetes-") and k not in ("description", "default", "example", "format", "title")}
+    out = {
+        k: to_jsonschema(v)
+        for k, v in schema.items()
+        if not k.startswith("x-kubernetes-") and k not in ("description", "default", "example", "format", "title")
+    }
     if schema.get("x-kubernetes-int-or-string"):
         out.pop("type", None)
         out.pop("anyOf", None)
@@ -580,13 +651,33 @@ def schema_value_errors(resource: Resource, obj: dict[str, Any]) -> list[tuple[s
             errs.append(("FieldValueTypeInvalid", where, f'Invalid value: "{got}": {where} in body must be of type {want}: "{got}"'))
         elif error.validator == "enum":
             allowed = ", ".join(go_quote_value(v) for v in error.validator_value)
-            errs.append(("FieldValueNotSupported", where, f"Unsupported value: {go_quote_value(error.instance)}: supported values: {allowed}"))
+            errs.append(
+                ("FieldValueNotSupported", where, f"Unsupported value: {go_quote_value(error.instance)}: supported values: {allowed}")
+            )
         elif error.validator == "pattern":
-            errs.append(("FieldValueInvalid", where, f"Invalid value: {go_quote_value(error.instance)}: {where} in body should match '{error.validator_value}'"))
+            errs.append(
+                (
+                    "FieldValueInvalid",
+                    where,
+                    f"Invalid value: {go_quote_value(error.instance)}: {where} in body should match '{error.validator_value}'",
+                )
+            )
         elif error.validator == "minimum":
-            errs.append(("FieldValueInvalid", where, f"Invalid value: {go_quote_value(error.instance)}: {where} in body should be greater than or equal to {error.validator_value}"))
+            errs.append(
+                (
+                    "FieldValueInvalid",
+                    where,
+                    f"Invalid value: {go_quote_value(error.instance)}: {where} in body should be greater than or equal to {error.validator_value}",
+                )
+            )
         elif error.validator == "maximum":
-            errs.append(("FieldValueInvalid", where, f"Invalid value: {go_quote_value(error.instance)}: {where} in body should be less than or equal to {error.validator_value}"))
+            errs.append(
+                (
+                    "FieldValueInvalid",
+                    where,
+                    f"Invalid value: {go_quote_value(error.instance)}: {where} in body should be less than or equal to {error.validator_value}",
+                )
+            )
         elif error.validator == "maxLength":
             errs.append(("FieldValueTooLong", where, f"Too long: may not be more than {error.validator_value} bytes"))
         else:
@@ -662,8 +753,12 @@ def parse_selector(text: str) -> list[tuple[str, str, list[str]]]:
     if cur or parts:
         parts.append(cur)
     for part in (p.strip() for p in parts):
-        m = (re.fullmatch(r"(!)\s*([^\s=!(),]+)", part) or re.fullmatch(r"([^\s=!(),]+)\s*(==|=|!=)\s*([^\s=!(),]*)", part)
-             or re.fullmatch(r"([^\s=!(),]+)\s+(in|notin)\s+\(([^()]*)\)", part) or re.fullmatch(r"([^\s=!(),]+)", part))
+        m = (
+            re.fullmatch(r"(!)\s*([^\s=!(),]+)", part)
+            or re.fullmatch(r"([^\s=!(),]+)\s*(==|=|!=)\s*([^\s=!(),]*)", part)
+            or re.fullmatch(r"([^\s=!(),]+)\s+(in|notin)\s+\(([^()]*)\)", part)
+            or re.fullmatch(r"([^\s=!(),]+)", part)
+        )
         if not part or not m:
             raise bad_request(f"unable to parse requirement: found '{part}', expected: identifier")
         groups = m.groups()
@@ -677,8 +772,10 @@ def parse_selector(text: str) -> list[tuple[str, str, list[str]]]:
             reqs.append((groups[0], "!=" if groups[1] == "!=" else "=", [groups[2]]))
         key = reqs[-1][0]
         if webhooks.is_qualified_name(key):
-            raise bad_request(f"unable to parse requirement: values[0][{key}]: Invalid value: {go_quote_value(key)}: "
-                              + webhooks.is_qualified_name(key)[0])
+            raise bad_request(
+                f"unable to parse requirement: values[0][{key}]: Invalid value: {go_quote_value(key)}: "
+                + webhooks.is_qualified_name(key)[0]
+            )
     return reqs
 
 
@@ -740,18 +837,18 @@ class FakeCluster:
     """
 
     objects: dict[Key, dict[str, Any]] = field(default_factory=dict)
-    fail: dict[str, Any] = field(default_factory=dict)       # Service/Revision/other name -> Ready False message (or (reason, message))
+    fail: dict[str, Any] = field(default_factory=dict)  # Service/Revision/other name -> Ready False message (or (reason, message))
     reject: dict[str, tuple[str, str]] = field(default_factory=dict)  # name -> (field, message): 422 at apply
     reads_until_ready: int = 2
     reads: dict[Key, int] = field(default_factory=dict)
     applies: int = 0
-    urls: dict[str, str] = field(default_factory=dict)        # Service name -> status.url to report
+    urls: dict[str, str] = field(default_factory=dict)  # Service name -> status.url to report
     broker_events: list[dict[str, Any]] = field(default_factory=list)  # what POST /broker received
     rbac_path: Path = RBAC_YAML
-    rbac_documents: list[dict[str, Any]] | None = None        # instead of reading rbac_path
-    rbac_namespace: str = INSTALL_NAMESPACE                     # namespace kustomize gives namespaced RBAC
+    rbac_documents: list[dict[str, Any]] | None = None  # instead of reading rbac_path
+    rbac_namespace: str = INSTALL_NAMESPACE  # namespace kustomize gives namespaced RBAC
     knative: webhooks.KnativeConfig = field(default_factory=webhooks.KnativeConfig)
-    require_brokers: bool = False       # Triggers fail with BrokerDoesNotExist unless the Broker exists
+    require_brokers: bool = False  # Triggers fail with BrokerDoesNotExist unless the Broker exists
     typed_errors_as_invalid: bool = False  # answer unknown fields / wrong types 422 instead of the real 500
     requests: list[tuple[str, str, str, int]] = field(default_factory=list)  # (user, method, path, code)
     managed: dict[Key, dict[str, Manager]] = field(default_factory=dict, repr=False)
@@ -767,6 +864,7 @@ class FakeCluster:
     def reset(self) -> None:
         """Forget everything: every field back to its default (a server can be reused)."""
         import dataclasses
+
         with self.lock:
             for f in dataclasses.fields(self):
                 if f.name != "lock":
@@ -803,8 +901,16 @@ class FakeCluster:
             status["actualReplicas"] = status["desiredReplicas"] = replicas
             self._touch(key)
 
-    def add_pod(self, revision: str, pod_name: str | None = None, log: str = "", ready: bool = True,
-                namespace: str | None = None, queue_proxy_log: str = "", waiting: bool = False) -> dict[str, Any]:
+    def add_pod(
+        self,
+        revision: str,
+        pod_name: str | None = None,
+        log: str = "",
+        ready: bool = True,
+        namespace: str | None = None,
+        queue_proxy_log: str = "",
+        waiting: bool = False,
+    ) -> dict[str, Any]:
         """A running pod of `revision`, labelled as Knative labels them, whose user container
         logs `log`; its containers are the revision's and `queue-proxy`. With `waiting`, a
         pod still starting (Pending, ContainerCreating): the API refuses its logs with 400."""
@@ -813,45 +919,109 @@ class FakeCluster:
             rev = self.objects[key]
             ns = key[1]
             pod_name = pod_name or f"{revision}-deployment-{uuid.uuid4().hex[:10]}-{uuid.uuid4().hex[:5]}"
-            labels = {k: v for k, v in (rev["metadata"].get("labels") or {}).items()
-                      if k not in ("serving.knative.dev/route", "serving.knative.dev/routingState")}
-            labels.update({"serving.knative.dev/revision": revision, "serving.knative.dev/revisionUID": rev["metadata"]["uid"],
-                           "pod-template-hash": pod_name.split("-")[-2] if pod_name.count("-") >= 2 else "0"})
+            labels = {
+                k: v
+                for k, v in (rev["metadata"].get("labels") or {}).items()
+                if k not in ("serving.knative.dev/route", "serving.knative.dev/routingState")
+            }
+            labels.update(
+                {
+                    "serving.knative.dev/revision": revision,
+                    "serving.knative.dev/revisionUID": rev["metadata"]["uid"],
+                    "pod-template-hash": pod_name.split("-")[-2] if pod_name.count("-") >= 2 else "0",
+                }
+            )
             labels.setdefault("app", revision)
             containers = []
             for c in (rev.get("spec") or {}).get("containers") or []:
-                ports = [{"name": "user-port", "containerPort": p.get("containerPort") or 8080, "protocol": "TCP"}
-                         for p in (c.get("ports") or [{}])[:1]] if c.get("ports") or len(rev["spec"]["containers"]) == 1 else []
-                containers.append({"name": c.get("name") or "user-container", "image": c.get("image", ""),
-                                   "ports": ports, "env": (c.get("env") or []) + [
-                                       {"name": "PORT", "value": str((ports or [{}])[0].get("containerPort", 8080))},
-                                       {"name": "K_REVISION", "value": revision},
-                                       {"name": "K_CONFIGURATION", "value": labels.get("serving.knative.dev/configuration", "")},
-                                       {"name": "K_SERVICE", "value": labels.get("serving.knative.dev/service", "")}]})
-            containers.append({"name": "queue-proxy", "image": "gcr.io/knative-releases/knative.dev/serving/cmd/queue@sha256:" + "0" * 64,
-                               "ports": [{"name": "http-queueadm", "containerPort": 8022, "protocol": "TCP"},
-                                         {"name": "http-autometric", "containerPort": 9090, "protocol": "TCP"},
-                                         {"name": "http-usermetric", "containerPort": 9091, "protocol": "TCP"},
-                                         {"name": "queue-port", "containerPort": 8012, "protocol": "TCP"},
-                                         {"name": "https-port", "containerPort": 8112, "protocol": "TCP"}]})
+                ports = (
+                    [
+                        {"name": "user-port", "containerPort": p.get("containerPort") or 8080, "protocol": "TCP"}
+                        for p in (c.get("ports") or [{}])[:1]
+                    ]
+                    if c.get("ports") or len(rev["spec"]["containers"]) == 1
+                    else []
+                )
+                containers.append(
+                    {
+                        "name": c.get("name") or "user-container",
+                        "image": c.get("image", ""),
+                        "ports": ports,
+                        "env": (c.get("env") or [])
+                        + [
+                            {"name": "PORT", "value": str((ports or [{}])[0].get("containerPort", 8080))},
+                            {"name": "K_REVISION", "value": revision},
+                            {"name": "K_CONFIGURATION", "value": labels.get("serving.knative.dev/configuration", "")},
+                            {"name": "K_SERVICE", "value": labels.get("serving.knative.dev/service", "")},
+                        ],
+                    }
+                )
+            containers.append(
+                {
+                    "name": "queue-proxy",
+                    "image": "gcr.io/knative-releases/knative.dev/serving/cmd/queue@sha256:" + "0" * 64,
+                    "ports": [
+                        {"name": "http-queueadm", "containerPort": 8022, "protocol": "TCP"},
+                        {"name": "http-autometric", "containerPort": 9090, "protocol": "TCP"},
+                        {"name": "http-usermetric", "containerPort": 9091, "protocol": "TCP"},
+                        {"name": "queue-port", "containerPort": 8012, "protocol": "TCP"},
+                        {"name": "https-port", "containerPort": 8112, "protocol": "TCP"},
+                    ],
+                }
+            )
             started = now()
             pod = {
-                "apiVersion": "v1", "kind": "Pod",
-                "metadata": {"name": pod_name, "namespace": ns, "labels": labels, "uid": str(uuid.uuid4()),
-                             "creationTimestamp": started, "generation": 1,
-                             "annotations": {"kubectl.kubernetes.io/default-container": containers[0]["name"]},
-                             "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "controller": True,
-                                                  "blockOwnerDeletion": True, "uid": str(uuid.uuid4()),
-                                                  "name": pod_name.rsplit("-", 1)[0]}]},
-                "spec": {"containers": containers, "enableServiceLinks": False, "restartPolicy": "Always",
-                         "serviceAccountName": rev["spec"].get("serviceAccountName") or "default"},
-                "status": {"phase": "Pending" if waiting else "Running", "startTime": started,
-                           "conditions": [{"type": t, "status": "True" if ready or t in ("Initialized", "PodScheduled") else "False",
-                                           "lastTransitionTime": started} for t in ("Initialized", "Ready", "ContainersReady", "PodScheduled")],
-                           "containerStatuses": [{"name": c["name"], "image": c["image"], "imageID": "", "ready": ready and not waiting,
-                                                  "restartCount": 0, "started": not waiting,
-                                                  "state": {"waiting": {"reason": "ContainerCreating"}} if waiting else
-                                                  {"running": {"startedAt": started}}} for c in containers]},
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {
+                    "name": pod_name,
+                    "namespace": ns,
+                    "labels": labels,
+                    "uid": str(uuid.uuid4()),
+                    "creationTimestamp": started,
+                    "generation": 1,
+                    "annotations": {"kubectl.kubernetes.io/default-container": containers[0]["name"]},
+                    "ownerReferences": [
+                        {
+                            "apiVersion": "apps/v1",
+                            "kind": "ReplicaSet",
+                            "controller": True,
+                            "blockOwnerDeletion": True,
+                            "uid": str(uuid.uuid4()),
+                            "name": pod_name.rsplit("-", 1)[0],
+                        }
+                    ],
+                },
+                "spec": {
+                    "containers": containers,
+                    "enableServiceLinks": False,
+                    "restartPolicy": "Always",
+                    "serviceAccountName": rev["spec"].get("serviceAccountName") or "default",
+                },
+                "status": {
+                    "phase": "Pending" if waiting else "Running",
+                    "startTime": started,
+                    "conditions": [
+                        {
+                            "type": t,
+                            "status": "True" if ready or t in ("Initialized", "PodScheduled") else "False",
+                            "lastTransitionTime": started,
+                        }
+                        for t in ("Initialized", "Ready", "ContainersReady", "PodScheduled")
+                    ],
+                    "containerStatuses": [
+                        {
+                            "name": c["name"],
+                            "image": c["image"],
+                            "imageID": "",
+                            "ready": ready and not waiting,
+                            "restartCount": 0,
+                            "started": not waiting,
+                            "state": {"waiting": {"reason": "ContainerCreating"}} if waiting else {"running": {"startedAt": started}},
+                        }
+                        for c in containers
+                    ],
+                },
             }
             pkey = ("pods", ns, pod_name)
             self.objects[pkey] = pod
@@ -863,10 +1033,16 @@ class FakeCluster:
     def add_broker(self, name: str = "default", namespace: str = "default") -> dict[str, Any]:
         """A Ready Broker, as `knative/install/broker.yaml` creates one."""
         with self.lock:
-            broker = {"apiVersion": "eventing.knative.dev/v1", "kind": "Broker",
-                      "metadata": {"name": name, "namespace": namespace,
-                                   "annotations": {"eventing.knative.dev/broker.class": "MTChannelBasedBroker"}},
-                      "spec": {}}
+            broker = {
+                "apiVersion": "eventing.knative.dev/v1",
+                "kind": "Broker",
+                "metadata": {
+                    "name": name,
+                    "namespace": namespace,
+                    "annotations": {"eventing.knative.dev/broker.class": "MTChannelBasedBroker"},
+                },
+                "spec": {},
+            }
             return self._write(BY_PLURAL["brokers"], namespace, name, broker, "kubectl", "Apply", force=True, user=ADMIN_USER)[0]
 
     # ----- internals ----------------------------------------------------------------------
@@ -896,8 +1072,10 @@ class FakeCluster:
         subjects = {user, "group:system:authenticated"}
         if user.startswith("system:serviceaccount:"):
             subjects |= {"group:system:serviceaccounts", f"group:system:serviceaccounts:{user.split(':')[2]}"}
-        return any(who in subjects and (ns is None or ns == namespace) and rule.allows(verb, group, resource, name)
-                   for who, ns, rule in self._rbac())
+        return any(
+            who in subjects and (ns is None or ns == namespace) and rule.allows(verb, group, resource, name)
+            for who, ns, rule in self._rbac()
+        )
 
     def forbidden(self, user: str, verb: str, resource: Resource, subresource: str, namespace: str, name: str) -> ApiError:
         """responsewriters.ForbiddenStatusError / forbiddenMessage"""
@@ -905,19 +1083,34 @@ class FakeCluster:
         scope = f'in the namespace "{namespace}"' if namespace else "at the cluster scope"
         reason = f'User "{user}" cannot {verb} resource "{what}" in API group "{resource.group}" {scope}'
         prefix = f'{resource.qualified} "{name}"' if name else resource.qualified
-        return ApiError(403, "Forbidden", f"{prefix} is forbidden: {reason}",
-                        _omit_empty({"name": name, "group": resource.group, "kind": resource.plural}))
+        return ApiError(
+            403,
+            "Forbidden",
+            f"{prefix} is forbidden: {reason}",
+            _omit_empty({"name": name, "group": resource.group, "kind": resource.plural}),
+        )
 
     # ----- the write path: server-side apply and updates ---------------------------------
 
-    def apply(self, resource: Resource, namespace: str, name: str, body: dict[str, Any], manager: str, force: bool,
-              user: str, dry_run: bool = False) -> tuple[dict[str, Any], bool, list[str]]:
+    def apply(
+        self,
+        resource: Resource,
+        namespace: str,
+        name: str,
+        body: dict[str, Any],
+        manager: str,
+        force: bool,
+        user: str,
+        dry_run: bool = False,
+    ) -> tuple[dict[str, Any], bool, list[str]]:
         """PATCH application/apply-patch+yaml. Returns (object, created, warnings)."""
         if not isinstance(body, dict):
             raise bad_request("error decoding patch: json: cannot unmarshal array into Go value of type map[string]interface {}")
         if body.get("apiVersion") != resource.api_version:
-            raise bad_request(f"Incorrect version specified in apply patch. Specified patch version: "
-                              f"{body.get('apiVersion') or ''}, expected: {resource.api_version}")
+            raise bad_request(
+                f"Incorrect version specified in apply patch. Specified patch version: "
+                f"{body.get('apiVersion') or ''}, expected: {resource.api_version}"
+            )
         meta = body.get("metadata") or {}
         if meta.get("managedFields") is not None:
             raise bad_request("metadata.managedFields must be nil")
@@ -927,16 +1120,24 @@ class FakeCluster:
             raise bad_request("the namespace of the provided object does not match the namespace sent on the request")
         live = self.objects.get((resource.plural, namespace, name))
         if live is not None and meta.get("resourceVersion") and meta["resourceVersion"] != live["metadata"].get("resourceVersion"):
-            raise ApiError(409, "Conflict", f'Operation cannot be fulfilled on {resource.qualified} "{name}": the object has been '
-                           "modified; please apply your changes to the latest version and try again",
-                           {"name": name, "group": resource.group, "kind": resource.plural} if resource.group else {"name": name, "kind": resource.plural})
+            raise ApiError(
+                409,
+                "Conflict",
+                f'Operation cannot be fulfilled on {resource.qualified} "{name}": the object has been '
+                "modified; please apply your changes to the latest version and try again",
+                {"name": name, "group": resource.group, "kind": resource.plural}
+                if resource.group
+                else {"name": name, "kind": resource.plural},
+            )
         applied = drop_nulls({k: v for k, v in body.items() if k != "status"})
         if resource.kind == "Secret":
             applied = self._secret_string_data(applied)
         problems = typed_errors(applied, schema_for(resource))
         if problems:
             if self.typed_errors_as_invalid:
-                raise invalid(resource, name, [("FieldValueInvalid", p.split(": ", 1)[0].lstrip("."), p.split(": ", 1)[1]) for p in problems])
+                raise invalid(
+                    resource, name, [("FieldValueInvalid", p.split(": ", 1)[0].lstrip("."), p.split(": ", 1)[1]) for p in problems]
+                )
             text = problems[0] if len(problems) == 1 else "errors:\n" + "\n".join("  " + p for p in problems)
             gvk = f"{resource.api_version if resource.group else '/' + resource.version}, Kind={resource.kind}"
             raise ApiError(500, "", f"failed to create typed patch object ({namespace}/{name}; {gvk}): {text}")
@@ -951,23 +1152,38 @@ class FakeCluster:
                     data[key] = base64.b64encode(value.encode()).decode()
                 else:
                     secret.setdefault("stringData", {})[key] = value  # left for typed_errors to refuse
-        for key, value in (secret.get("data") or {}).items():
+        for value in (secret.get("data") or {}).values():
             if isinstance(value, str):
                 try:
                     base64.b64decode(value, validate=True)
                 except (binascii.Error, ValueError):
                     bad = webhooks._bad_base64_offset(value)
-                    raise bad_request(f'Secret in version "v1" cannot be handled as a Secret: illegal base64 data at input byte {bad}') from None
+                    raise bad_request(
+                        f'Secret in version "v1" cannot be handled as a Secret: illegal base64 data at input byte {bad}'
+                    ) from None
         return secret
 
-    def _write(self, resource: Resource, namespace: str, name: str, applied: dict[str, Any], manager: str,
-               operation: str, force: bool, user: str, dry_run: bool = False) -> tuple[dict[str, Any], bool, list[str]]:
+    def _write(
+        self,
+        resource: Resource,
+        namespace: str,
+        name: str,
+        applied: dict[str, Any],
+        manager: str,
+        operation: str,
+        force: bool,
+        user: str,
+        dry_run: bool = False,
+    ) -> tuple[dict[str, Any], bool, list[str]]:
         """Merge, validate, admit and store; returns (object, created, warnings)."""
         key = (resource.plural, namespace, name)
         live = self.objects.get(key)
         schema = schema_for(resource)
-        base = copy.deepcopy(live) if live else {"apiVersion": resource.api_version, "kind": resource.kind,
-                                                 "metadata": {"name": name, "namespace": namespace}}
+        base = (
+            copy.deepcopy(live)
+            if live
+            else {"apiVersion": resource.api_version, "kind": resource.kind, "metadata": {"name": name, "namespace": namespace}}
+        )
         managers = {m: Manager(e.operation, e.api_version, set(e.fields), e.time) for m, e in self.managed.get(key, {}).items()}
         if operation == "Apply":
             new, managers = ssa_apply(base, applied, managers, manager, force, schema, resource.api_version)
@@ -997,8 +1213,12 @@ class FakeCluster:
             where, message = self.reject[name]
             raise invalid(resource, name, [("FieldValueInvalid", where, message)])
 
-        changed = live is None or _strip_system(new) != _strip_system(live) or \
-            {m: (e.operation, e.fields) for m, e in managers.items()} != {m: (e.operation, e.fields) for m, e in self.managed.get(key, {}).items()}
+        changed = (
+            live is None
+            or _strip_system(new) != _strip_system(live)
+            or {m: (e.operation, e.fields) for m, e in managers.items()}
+            != {m: (e.operation, e.fields) for m, e in self.managed.get(key, {}).items()}
+        )
         if operation == "Apply" and not dry_run:
             self.applies += 1
         if dry_run or not changed:
@@ -1007,15 +1227,25 @@ class FakeCluster:
         if live is None:
             meta["uid"] = str(uuid.uuid4())
             meta["creationTimestamp"] = now()
-        spec_changed = live is None or {k: v for k, v in new.items() if k not in ("metadata", "status")} != \
-            {k: v for k, v in live.items() if k not in ("metadata", "status")}
+        spec_changed = live is None or {k: v for k, v in new.items() if k not in ("metadata", "status")} != {
+            k: v for k, v in live.items() if k not in ("metadata", "status")
+        }
         if resource.kind not in ("Secret", "Pod"):
             meta["generation"] = (live or {}).get("metadata", {}).get("generation", 0) + (1 if spec_changed else 0)
         for m, entry in managers.items():
             if m == manager or m not in self.managed.get(key, {}):
                 entry.time = now()
-        meta["managedFields"] = [{"manager": m, "operation": e.operation, "apiVersion": e.api_version, "time": e.time,
-                                  "fieldsType": "FieldsV1", "fieldsV1": fields_v1(e.fields)} for m, e in managers.items()]
+        meta["managedFields"] = [
+            {
+                "manager": m,
+                "operation": e.operation,
+                "apiVersion": e.api_version,
+                "time": e.time,
+                "fieldsType": "FieldsV1",
+                "fieldsV1": fields_v1(e.fields),
+            }
+            for m, e in managers.items()
+        ]
         if live is not None and "status" in live:
             new["status"] = live["status"]
         self.objects[key] = new
@@ -1035,17 +1265,31 @@ class FakeCluster:
         self.reads.pop(key, None)
         if resource.plural == "services":  # garbage collection through ownerReferences
             self._services.pop((namespace, name), None)
-            for rkey in [k for k, o in self.objects.items() if k[0] == "revisions" and k[1] == namespace
-                         and (o["metadata"].get("labels") or {}).get("serving.knative.dev/service") == name]:
+            for rkey in [
+                k
+                for k, o in self.objects.items()
+                if k[0] == "revisions"
+                and k[1] == namespace
+                and (o["metadata"].get("labels") or {}).get("serving.knative.dev/service") == name
+            ]:
                 self.delete(BY_PLURAL["revisions"], namespace, rkey[2])
         if resource.plural == "revisions":
-            for pkey in [k for k, o in self.objects.items() if k[0] == "pods" and k[1] == namespace
-                         and (o["metadata"].get("labels") or {}).get("serving.knative.dev/revision") == name]:
+            for pkey in [
+                k
+                for k, o in self.objects.items()
+                if k[0] == "pods" and k[1] == namespace and (o["metadata"].get("labels") or {}).get("serving.knative.dev/revision") == name
+            ]:
                 self.objects.pop(pkey, None)
         self._version += 1
-        return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
-                "details": _omit_empty({"name": name, "group": resource.group, "kind": resource.plural,
-                                        "uid": obj.get("metadata", {}).get("uid")})}
+        return {
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Success",
+            "details": _omit_empty(
+                {"name": name, "group": resource.group, "kind": resource.plural, "uid": obj.get("metadata", {}).get("uid")}
+            ),
+        }
 
     # ----- controllers --------------------------------------------------------------------
 
@@ -1080,27 +1324,51 @@ class FakeCluster:
         meta = template.get("metadata") or {}
         svc_meta = svc["metadata"]
         labels = dict(meta.get("labels") or {})
-        labels.update({"serving.knative.dev/configuration": svc_meta["name"],
-                       "serving.knative.dev/configurationGeneration": str(generation),
-                       "serving.knative.dev/configurationUID": str(uuid.uuid5(uuid.NAMESPACE_OID, svc_meta["uid"] + "/configuration")),
-                       "serving.knative.dev/routingState": "pending",
-                       "serving.knative.dev/service": svc_meta["name"],
-                       "serving.knative.dev/serviceUID": svc_meta["uid"]})
+        labels.update(
+            {
+                "serving.knative.dev/configuration": svc_meta["name"],
+                "serving.knative.dev/configurationGeneration": str(generation),
+                "serving.knative.dev/configurationUID": str(uuid.uuid5(uuid.NAMESPACE_OID, svc_meta["uid"] + "/configuration")),
+                "serving.knative.dev/routingState": "pending",
+                "serving.knative.dev/service": svc_meta["name"],
+                "serving.knative.dev/serviceUID": svc_meta["uid"],
+            }
+        )
         spec = copy.deepcopy(template.get("spec") or {})
         webhooks.default_revision_spec(spec, self.knative, in_create=True)
         return {
-            "apiVersion": "serving.knative.dev/v1", "kind": "Revision",
-            "metadata": {"name": name, "namespace": svc_meta["namespace"], "labels": labels,
-                         "annotations": dict(meta.get("annotations") or {}), "uid": str(uuid.uuid4()),
-                         "generation": 1, "creationTimestamp": now(),
-                         "ownerReferences": [{"apiVersion": "serving.knative.dev/v1", "kind": "Configuration",
-                                              "name": svc_meta["name"], "controller": True, "blockOwnerDeletion": True,
-                                              "uid": labels["serving.knative.dev/configurationUID"]}]},
+            "apiVersion": "serving.knative.dev/v1",
+            "kind": "Revision",
+            "metadata": {
+                "name": name,
+                "namespace": svc_meta["namespace"],
+                "labels": labels,
+                "annotations": dict(meta.get("annotations") or {}),
+                "uid": str(uuid.uuid4()),
+                "generation": 1,
+                "creationTimestamp": now(),
+                "ownerReferences": [
+                    {
+                        "apiVersion": "serving.knative.dev/v1",
+                        "kind": "Configuration",
+                        "name": svc_meta["name"],
+                        "controller": True,
+                        "blockOwnerDeletion": True,
+                        "uid": labels["serving.knative.dev/configurationUID"],
+                    }
+                ],
+            },
             "spec": spec,
-            "status": {"observedGeneration": 1, "actualReplicas": 0, "desiredReplicas": 0,
-                       "conditions": _conditions(("Ready", "Unknown", "Deploying", ""),
-                                                 ("ResourcesAvailable", "Unknown", "Deploying", ""),
-                                                 ("ContainerHealthy", "Unknown", "Deploying", ""))},
+            "status": {
+                "observedGeneration": 1,
+                "actualReplicas": 0,
+                "desiredReplicas": 0,
+                "conditions": _conditions(
+                    ("Ready", "Unknown", "Deploying", ""),
+                    ("ResourcesAvailable", "Unknown", "Deploying", ""),
+                    ("ContainerHealthy", "Unknown", "Deploying", ""),
+                ),
+            },
         }
 
     def _failure(self, *names: str, default_reason: str) -> tuple[str, str] | None:
@@ -1117,16 +1385,23 @@ class FakeCluster:
         ready = _condition(rev, "Ready")
         if ready and ready["status"] in ("True", "False"):
             return ready["status"]
-        failure = self._failure(rkey[2], *( [service] if service else []), default_reason="RevisionFailed")
+        failure = self._failure(rkey[2], *([service] if service else []), default_reason="RevisionFailed")
         if failure:
             reason, message = failure
-            status["conditions"] = _conditions(("Ready", "False", reason, message), ("ResourcesAvailable", "True", "", ""),
-                                               ("ContainerHealthy", "False", reason, message))
+            status["conditions"] = _conditions(
+                ("Ready", "False", reason, message), ("ResourcesAvailable", "True", "", ""), ("ContainerHealthy", "False", reason, message)
+            )
         else:
-            status["conditions"] = _conditions(("Ready", "True", "", ""), ("ResourcesAvailable", "True", "", ""),
-                                               ("ContainerHealthy", "True", "", ""), ("Active", "True", "", ""))
-            status["containerStatuses"] = [{"name": c.get("name") or "user-container",
-                                            "imageDigest": _digest(c.get("image", ""))} for c in rev["spec"].get("containers") or []]
+            status["conditions"] = _conditions(
+                ("Ready", "True", "", ""),
+                ("ResourcesAvailable", "True", "", ""),
+                ("ContainerHealthy", "True", "", ""),
+                ("Active", "True", "", ""),
+            )
+            status["containerStatuses"] = [
+                {"name": c.get("name") or "user-container", "imageDigest": _digest(c.get("image", ""))}
+                for c in rev["spec"].get("containers") or []
+            ]
         self._touch(rkey)
         return "False" if failure else "True"
 
@@ -1178,13 +1453,16 @@ class FakeCluster:
             return
         if plural == "triggers":
             status["subscriberUri"] = self._resolve(spec.get("subscriber"), ns)
-            status["conditions"] = _conditions(("Ready", "True", "", ""), ("BrokerReady", "True", "", ""),
-                                               ("DependencyReady", "True", "", ""), ("SubscriberResolved", "True", "", ""),
-                                               ("SubscriptionReady", "True", "", ""))
+            status["conditions"] = _conditions(
+                ("Ready", "True", "", ""),
+                ("BrokerReady", "True", "", ""),
+                ("DependencyReady", "True", "", ""),
+                ("SubscriberResolved", "True", "", ""),
+                ("SubscriptionReady", "True", "", ""),
+            )
         elif plural == "pingsources":
             status["sinkUri"] = self._resolve(spec.get("sink"), ns)
-            status["conditions"] = _conditions(("Ready", "True", "", ""), ("Deployed", "True", "", ""),
-                                               ("SinkProvided", "True", "", ""))
+            status["conditions"] = _conditions(("Ready", "True", "", ""), ("Deployed", "True", "", ""), ("SinkProvided", "True", "", ""))
         else:
             status["address"] = {"url": f"http://broker-ingress.knative-eventing.svc.cluster.local/{ns}/{name}"}
             status["conditions"] = _conditions(("Ready", "True", "", ""), ("Addressable", "True", "", ""))
@@ -1234,9 +1512,11 @@ class FakeCluster:
                 latest_flag = not pinned
             if latest_flag:
                 if not latest_ready:
-                    route = (("False", "RevisionMissing", f'Configuration "{name}" does not have any ready Revision.')
-                             if config[0] == "False" else
-                             ("Unknown", "RevisionMissing", f'Configuration "{name}" is waiting for a Revision to become ready.'))
+                    route = (
+                        ("False", "RevisionMissing", f'Configuration "{name}" does not have any ready Revision.')
+                        if config[0] == "False"
+                        else ("Unknown", "RevisionMissing", f'Configuration "{name}" is waiting for a Revision to become ready.')
+                    )
                     break
                 revision = latest_ready
             else:
@@ -1308,7 +1588,7 @@ class FakeCluster:
         except ApiError as exc:
             response = Response(json.dumps(exc.status()), status_code=exc.code, media_type="application/json")
             for warning in exc.warnings:
-                response.headers.append("Warning", f'299 - {json.dumps(warning)}')
+                response.headers.append("Warning", f"299 - {json.dumps(warning)}")
         self.requests.append((user, method, path, response.status_code))
         return response
 
@@ -1326,8 +1606,13 @@ class FakeCluster:
         if not rest or len(rest) > 3:
             raise ApiError(404, "NotFound", "the server could not find the requested resource", {})
         plural, name, sub = rest[0], rest[1] if len(rest) > 1 else "", rest[2] if len(rest) > 2 else ""
-        verb = {"GET": "get" if name else ("watch" if query.get("watch") in ("true", "1") else "list"),
-                "PATCH": "patch", "DELETE": "delete" if name else "deletecollection", "POST": "create", "PUT": "update"}[method]
+        verb = {
+            "GET": "get" if name else ("watch" if query.get("watch") in ("true", "1") else "list"),
+            "PATCH": "patch",
+            "DELETE": "delete" if name else "deletecollection",
+            "POST": "create",
+            "PUT": "update",
+        }[method]
         resource = RESOURCES.get((group, version, plural))
         rbac_resource = plural + (f"/{sub}" if sub else "")
         if not self.authorize(user, verb, group, rbac_resource, namespace, name):
@@ -1356,28 +1641,59 @@ class FakeCluster:
 
     def _list(self, resource: Resource, namespace: str, selector: str) -> dict[str, Any]:
         reqs = parse_selector(selector) if selector else []
-        items = [copy.deepcopy(o) for (p, ns, _), o in sorted(self.objects.items())
-                 if p == resource.plural and (not namespace or ns == namespace)
-                 and selector_matches(reqs, (o.get("metadata") or {}).get("labels") or {})]
-        return {"apiVersion": resource.api_version, "kind": f"{resource.kind}List",
-                "metadata": {"resourceVersion": str(self._version)}, "items": items}
+        items = [
+            copy.deepcopy(o)
+            for (p, ns, _), o in sorted(self.objects.items())
+            if p == resource.plural
+            and (not namespace or ns == namespace)
+            and selector_matches(reqs, (o.get("metadata") or {}).get("labels") or {})
+        ]
+        return {
+            "apiVersion": resource.api_version,
+            "kind": f"{resource.kind}List",
+            "metadata": {"resourceVersion": str(self._version)},
+            "items": items,
+        }
 
-    def _patch(self, user: str, resource: Resource, namespace: str, name: str, query: dict[str, str],
-               headers: dict[str, str], body: bytes) -> Response:
+    def _patch(
+        self, user: str, resource: Resource, namespace: str, name: str, query: dict[str, str], headers: dict[str, str], body: bytes
+    ) -> Response:
         content_type = headers.get("content-type", "").split(";")[0].strip()
         if content_type != "application/apply-patch+yaml":
-            raise ApiError(415, "UnsupportedMediaType", "the body of the request was in an unknown format - accepted media "
-                           "types include: application/apply-patch+yaml", {})
+            raise ApiError(
+                415,
+                "UnsupportedMediaType",
+                "the body of the request was in an unknown format - accepted media types include: application/apply-patch+yaml",
+                {},
+            )
         manager = query.get("fieldManager", "")
         force = parse_bool(query["force"], "force") if "force" in query else False
         if not manager:
-            raise ApiError(422, "Invalid", 'PatchOptions.meta.k8s.io "" is invalid: fieldManager: Required value: is required for apply patch',
-                           {"group": "meta.k8s.io", "kind": "PatchOptions", "causes": [
-                               {"reason": "FieldValueRequired", "message": "Required value: is required for apply patch", "field": "fieldManager"}]})
+            raise ApiError(
+                422,
+                "Invalid",
+                'PatchOptions.meta.k8s.io "" is invalid: fieldManager: Required value: is required for apply patch',
+                {
+                    "group": "meta.k8s.io",
+                    "kind": "PatchOptions",
+                    "causes": [
+                        {"reason": "FieldValueRequired", "message": "Required value: is required for apply patch", "field": "fieldManager"}
+                    ],
+                },
+            )
         if len(manager) > 128:
-            raise ApiError(422, "Invalid", f'PatchOptions.meta.k8s.io "" is invalid: fieldManager: Too long: may not be more than 128 bytes',
-                           {"group": "meta.k8s.io", "kind": "PatchOptions", "causes": [
-                               {"reason": "FieldValueTooLong", "message": "Too long: may not be more than 128 bytes", "field": "fieldManager"}]})
+            raise ApiError(
+                422,
+                "Invalid",
+                'PatchOptions.meta.k8s.io "" is invalid: fieldManager: Too long: may not be more than 128 bytes',
+                {
+                    "group": "meta.k8s.io",
+                    "kind": "PatchOptions",
+                    "causes": [
+                        {"reason": "FieldValueTooLong", "message": "Too long: may not be more than 128 bytes", "field": "fieldManager"}
+                    ],
+                },
+            )
         dry_run = query.get("dryRun") == "All"
         try:
             obj = yaml.safe_load(body) if body else None
@@ -1388,7 +1704,7 @@ class FakeCluster:
         result, created, warnings = self.apply(resource, namespace, name, obj, manager, force, user, dry_run)
         response = _json(result, 201 if created and not dry_run else 200)
         for warning in warnings:
-            response.headers.append("Warning", f'299 - {json.dumps(warning)}')
+            response.headers.append("Warning", f"299 - {json.dumps(warning)}")
         return response
 
     def _log(self, namespace: str, name: str, query: dict[str, str]) -> Response:
@@ -1404,8 +1720,14 @@ class FakeCluster:
             container = default or names[0]
         if container not in names:
             raise bad_request(f"container {container} is not valid for pod {name}")
-        waiting = next((c["state"]["waiting"] for c in pod["status"].get("containerStatuses", [])
-                        if c["name"] == container and "waiting" in c.get("state", {})), None)
+        waiting = next(
+            (
+                c["state"]["waiting"]
+                for c in pod["status"].get("containerStatuses", [])
+                if c["name"] == container and "waiting" in c.get("state", {})
+            ),
+            None,
+        )
         if waiting is not None:
             # https://github.com/kubernetes/kubernetes/blob/master/pkg/registry/core/pod/strategy.go  validateContainer
             raise bad_request(f'container "{container}" in pod "{name}" is waiting to start: {waiting["reason"]}')
@@ -1424,8 +1746,10 @@ class FakeCluster:
                 raise bad_request(f'strconv.ParseInt: parsing "{query["tailLines"]}": invalid syntax') from None
             logged = logged[-tail:] if tail > 0 else []
         if query.get("timestamps") == "true":  # RFC3339Nano, as Go writes it: trailing zeros of the fraction dropped
-            logged = [(t, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1e9):09d}".rstrip("0").rstrip(".")
-                       + "Z " + line) for t, line in logged]
+            logged = [
+                (t, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1e9):09d}".rstrip("0").rstrip(".") + "Z " + line)
+                for t, line in logged
+            ]
         return Response("".join(line for _, line in logged), media_type="text/plain")
 
 
@@ -1465,6 +1789,7 @@ def _digest(image: str) -> str:
     if "@sha256:" in image:
         return image
     import hashlib
+
     return image.split(":")[0] + "@sha256:" + hashlib.sha256(image.encode()).hexdigest()
 
 
@@ -1482,8 +1807,15 @@ def merge_patch(target: Any, patch: Any) -> Any:
     return target
 
 
-def ssa_apply(live: dict[str, Any], applied: dict[str, Any], managers: dict[str, Manager], manager: str, force: bool,
-              schema: dict[str, Any], api_version: str) -> tuple[dict[str, Any], dict[str, Manager]]:
+def ssa_apply(
+    live: dict[str, Any],
+    applied: dict[str, Any],
+    managers: dict[str, Manager],
+    manager: str,
+    force: bool,
+    schema: dict[str, Any],
+    api_version: str,
+) -> tuple[dict[str, Any], dict[str, Manager]]:
     """merge.Updater.Apply: merge the applied configuration, prune what the manager stopped
     applying (unless someone else owns it), then check conflicts against the other managers.
     https://github.com/kubernetes-sigs/structured-merge-diff/blob/master/merge/update.go  Updater.Apply / prune / update"""
@@ -1498,7 +1830,7 @@ def ssa_apply(live: dict[str, Any], applied: dict[str, Any], managers: dict[str,
         if m != manager:
             others |= entry.fields
     for path in sorted(last_set - set(applied_set) - others, key=len, reverse=True):
-        if not any(path[:len(p)] == p or p[:len(path)] == path for p in applied_set):
+        if not any(path[: len(p)] == p or p[: len(path)] == path for p in applied_set):
             delete_path(merged, path)
     old_leaves, new_leaves = leaves(tracked(live), schema), leaves(tracked(merged), schema)
     changed = {p for p in new_leaves if p not in old_leaves or old_leaves[p] != new_leaves[p]}
@@ -1507,7 +1839,7 @@ def ssa_apply(live: dict[str, Any], applied: dict[str, Any], managers: dict[str,
     for m, entry in managers.items():
         if m == manager:
             continue
-        hit = {p for p in entry.fields if any(c[:len(p)] == p or p[:len(c)] == c for c in changed)}
+        hit = {p for p in entry.fields if any(c[: len(p)] == p or p[: len(c)] == c for c in changed)}
         if hit:
             conflicts[m] = hit
     if conflicts and not force:
@@ -1523,15 +1855,16 @@ def ssa_apply(live: dict[str, Any], applied: dict[str, Any], managers: dict[str,
     return merged, out
 
 
-def ssa_update(live: dict[str, Any], new: dict[str, Any], managers: dict[str, Manager], manager: str,
-               schema: dict[str, Any], api_version: str) -> tuple[dict[str, Any], dict[str, Manager]]:
+def ssa_update(
+    live: dict[str, Any], new: dict[str, Any], managers: dict[str, Manager], manager: str, schema: dict[str, Any], api_version: str
+) -> tuple[dict[str, Any], dict[str, Manager]]:
     """merge.Updater.Update: an update takes what it changed from everyone, without conflicts."""
     old_leaves, new_leaves = leaves(tracked(live), schema), leaves(tracked(new), schema)
     changed = {p for p in new_leaves if p not in old_leaves or old_leaves[p] != new_leaves[p]}
     removed = set(old_leaves) - set(new_leaves)
     out = {}
     for m, entry in managers.items():
-        fields = {p for p in entry.fields - removed if not any(c[:len(p)] == p or p[:len(c)] == c for c in changed)}
+        fields = {p for p in entry.fields - removed if not any(c[: len(p)] == p or p[: len(c)] == c for c in changed)}
         if m == manager:
             continue
         if fields:
@@ -1589,10 +1922,16 @@ class FakeServer:
         `as_platform` the platform's service account token (default namespace "lepton")."""
         user, token = ("lepton-platform", SA_TOKEN) if as_platform else ("tester", TOKEN)
         namespace = namespace or (INSTALL_NAMESPACE if as_platform else "default")
-        Path(path).write_text(yaml.safe_dump({
-            "apiVersion": "v1", "kind": "Config", "current-context": "fake",
-            "clusters": [{"name": "fake", "cluster": {"server": self.url}}],
-            "users": [{"name": user, "user": {"token": token}}],
-            "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": user, "namespace": namespace}}],
-        }))
+        Path(path).write_text(
+            yaml.safe_dump(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Config",
+                    "current-context": "fake",
+                    "clusters": [{"name": "fake", "cluster": {"server": self.url}}],
+                    "users": [{"name": user, "user": {"token": token}}],
+                    "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": user, "namespace": namespace}}],
+                }
+            )
+        )
         return path

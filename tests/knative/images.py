@@ -105,8 +105,12 @@ def buildah(*args: str, timeout: float = 120) -> str:
 
 
 def image_id(name: str) -> str | None:
-    result = subprocess.run([*_buildah(), "inspect", "--type", "image", "--format", "{{.FromImageID}}", name],
-                            capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    result = subprocess.run(
+        [*_buildah(), "inspect", "--type", "image", "--format", "{{.FromImageID}}", name],
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+    )
     return result.stdout.strip() or None if result.returncode == 0 else None
 
 
@@ -137,8 +141,14 @@ def _run_logged(args: Sequence[str], log: Path, *, timeout: float, env: Mapping[
     with log.open("ab") as out:
         out.write(f"$ {' '.join(args)}\n".encode())
         out.flush()
-        proc = subprocess.Popen(list(args), stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                env={**os.environ, **(env or {})}, start_new_session=True)
+        proc = subprocess.Popen(
+            list(args),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, **(env or {})},
+            start_new_session=True,
+        )
         _BUILDS.add(proc)
         try:
             returncode = proc.wait(timeout)
@@ -161,6 +171,7 @@ def _log_dir() -> Path:
 
 
 # --- the base image ------------------------------------------------------------------------------
+
 
 def debian_mirror() -> str:
     """The Debian archive apt uses here (one-line or deb822 sources), for debootstrap."""
@@ -199,14 +210,32 @@ def base_image() -> str:
         container = buildah("from", "scratch").strip()
         try:
             rootfs = buildah("mount", container).strip()
-            _run_logged([_which("debootstrap") or "debootstrap", "--variant=minbase", "--include=python3,python3-venv",
-                         "bookworm", rootfs, debian_mirror()], log, timeout=900)
+            _run_logged(
+                [
+                    _which("debootstrap") or "debootstrap",
+                    "--variant=minbase",
+                    "--include=python3,python3-venv",
+                    "bookworm",
+                    rootfs,
+                    debian_mirror(),
+                ],
+                log,
+                timeout=900,
+            )
             for junk in ("var/cache/apt/archives", "var/lib/apt/lists", "usr/share/doc", "usr/share/man", "usr/share/info"):
                 for child in (Path(rootfs) / junk).glob("*"):
                     shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
             buildah("umount", container)
-            buildah("config", "--env", "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-                    "--env", "LANG=C.UTF-8", "--cmd", "python3", container)
+            buildah(
+                "config",
+                "--env",
+                "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                "--env",
+                "LANG=C.UTF-8",
+                "--cmd",
+                "python3",
+                container,
+            )
             buildah("commit", "--quiet", container, BASE, timeout=600)
         finally:
             subprocess.run([*_buildah(), "rm", container], capture_output=True)
@@ -215,6 +244,7 @@ def base_image() -> str:
 
 # --- the Lepton images ---------------------------------------------------------------------------
 
+
 def context_hash() -> str:
     """sha256 over the files the Dockerfile copies (minus tests and caches) and the base image."""
     h = hashlib.sha256()
@@ -222,8 +252,11 @@ def context_hash() -> str:
     for folder in ("sdk", "platform", "knative"):
         for path in sorted((ROOT / folder).rglob("*")):
             parts = path.relative_to(ROOT).parts
-            if path.is_file() and not any(p in ("__pycache__", "tests") or p.endswith(".egg-info") for p in parts) \
-                    and path.suffix not in (".pyc", ".pyo"):
+            if (
+                path.is_file()
+                and not any(p in ("__pycache__", "tests") or p.endswith(".egg-info") for p in parts)
+                and path.suffix not in (".pyc", ".pyo")
+            ):
                 files.append(path)
     for path in files:
         h.update(path.relative_to(ROOT).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
@@ -283,8 +316,20 @@ def build_image(target: str, name: str, *, log: Path | None = None) -> str:
             return tag
         log = log or _log_dir() / f"{name.rpartition('/')[2]}.log"
         log.write_text("")
-        args = [*_buildah(), "bud", "--isolation", "chroot", "--layers", "--quiet", "-f", str(DOCKERFILE), "--target", target,
-                "--build-arg", f"BASE={base}"]
+        args = [
+            *_buildah(),
+            "bud",
+            "--isolation",
+            "chroot",
+            "--layers",
+            "--quiet",
+            "-f",
+            str(DOCKERFILE),
+            "--target",
+            target,
+            "--build-arg",
+            f"BASE={base}",
+        ]
         for key, value in pip_build_args().items():
             args += ["--build-arg", f"{key}={value}"]
         for mount in pip_mounts():
@@ -364,6 +409,7 @@ def stop_prebuild() -> None:
 
 # --- running an image ----------------------------------------------------------------------------
 
+
 @dataclass
 class Container:
     """A command running in a working container made from an image (`buildah from` + `run`)."""
@@ -427,8 +473,9 @@ class Container:
         self.stop()
 
 
-def run_container(image: str, *, env: Mapping[str, str], command: Sequence[str] | None = None, log: Path,
-                  mounts: Iterable[str] = ()) -> Container:
+def run_container(
+    image: str, *, env: Mapping[str, str], command: Sequence[str] | None = None, log: Path, mounts: Iterable[str] = ()
+) -> Container:
     """Start COMMAND (default: the image's ENTRYPOINT + CMD, as a pod would) in a fresh working
     container of IMAGE, in the background, with the host's network (a server it starts is on
     loopback) and exactly ENV on top of the image's own ENV. `mounts` are `SRC:DST[:ro]`.
@@ -448,8 +495,9 @@ def run_container(image: str, *, env: Mapping[str, str], command: Sequence[str] 
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("wb") as out:
         # A session of its own: stop() signals the whole group, buildah and the command in it.
-        proc = subprocess.Popen([*args, name, "--", *command], stdout=out, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
+        proc = subprocess.Popen(
+            [*args, name, "--", *command], stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+        )
     return Container(name, image, proc, log)
 
 
@@ -459,8 +507,9 @@ def wait_http(url: str, path: str = "/healthz", *, timeout: float = 60, containe
     last: object = None
     while time.monotonic() < deadline:
         if container is not None and container.proc.poll() is not None:
-            raise AssertionError(f"{container.image} exited {container.proc.returncode} before {url}{path} answered:\n"
-                                 f"{container.output()[-6000:]}")
+            raise AssertionError(
+                f"{container.image} exited {container.proc.returncode} before {url}{path} answered:\n{container.output()[-6000:]}"
+            )
         try:
             response = httpx.get(url + path, timeout=2)
             if response.status_code == 200:

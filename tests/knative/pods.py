@@ -62,5 +62,12 @@ def routed_envs(cluster: FakeCluster, namespace: str, name: str) -> dict[str, di
 def start_pod(cluster: FakeCluster, service: dict[str, Any], port: int, log: Path) -> Process:
     """The runtime image's entrypoint as a host process with the pod's env (plus PORT, which
     Knative sets, and HOST, to stay on loopback here)."""
-    env = {**pod_env(cluster, service), "PORT": str(port), "HOST": "127.0.0.1", "K_REVISION": service["spec"]["template"]["metadata"]["name"]}
-    return start_process(["-m", "lepton_knative.entrypoint"], log, f"http://127.0.0.1:{port}", env=env, ready_path="/_lepton/readyz")  # the probe path of the rendered Service
+    env = {
+        **pod_env(cluster, service),
+        "PORT": str(port),
+        "HOST": "127.0.0.1",
+        "K_REVISION": service["spec"]["template"]["metadata"]["name"],
+    }
+    return start_process(
+        ["-m", "lepton_knative.entrypoint"], log, f"http://127.0.0.1:{port}", env=env, ready_path="/_lepton/readyz"
+    )  # the probe path of the rendered Service

@@ -18,13 +18,13 @@ import httpx
 import pytest
 
 from lepton.cli.main import main
-from lepton_knative.build import BuildError, Builder, Context, RequirementError, find_builder, pin, works
+from lepton_knative.build import Builder, BuildError, Context, RequirementError, find_builder, pin, works
 from tests.helpers import free_port
 from tests.knative import images
 
 ROOT = images.ROOT
 DIGITS = ROOT / "functions" / "digits" / "main.py"
-TWO_SETS = '''
+TWO_SETS = """
 import lepton
 
 @lepton.function(requirements=["pillow"])
@@ -38,7 +38,7 @@ def stats(n: int) -> int:
 @lepton.function(requirements=["numpy"])
 def mean(n: int) -> int:
     return n
-'''
+"""
 
 
 def lepton(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
@@ -60,8 +60,18 @@ def write(path: Path, text: str) -> Path:
 
 def test_dockerfile_only_writes_one_context_for_functions_that_share_requirements(tmp_path, capsys):
     context = tmp_path / "ctx"
-    code, out, err = lepton(capsys, "build", str(DIGITS), "--tag", "localhost/lepton-digits:test", "--base", "localhost/runtime:1",
-                            "--dockerfile-only", "--context", str(context))
+    code, out, err = lepton(
+        capsys,
+        "build",
+        str(DIGITS),
+        "--tag",
+        "localhost/lepton-digits:test",
+        "--base",
+        "localhost/runtime:1",
+        "--dockerfile-only",
+        "--context",
+        str(context),
+    )
     assert code == 0, err
     artifacts = list((context / "artifacts").iterdir())
     assert len(artifacts) == 1
@@ -72,7 +82,8 @@ def test_dockerfile_only_writes_one_context_for_functions_that_share_requirement
         assert "src/main.py" in tar.getnames() and "src/weights.pt" in tar.getnames()
     # torch and pillow, pinned to what is installed here (torch keeps its +cpu build label).
     assert (context / "requirements.txt").read_text() == (
-        f"pillow=={importlib.metadata.version('pillow')}\ntorch=={importlib.metadata.version('torch')}\n")
+        f"pillow=={importlib.metadata.version('pillow')}\ntorch=={importlib.metadata.version('torch')}\n"
+    )
     dockerfile = (context / "Dockerfile").read_text()
     assert out == f"# context: {context}  (image localhost/lepton-digits:test)\n{dockerfile}\n"
     lines = dockerfile.splitlines()
@@ -87,8 +98,9 @@ def test_dockerfile_only_writes_one_context_for_functions_that_share_requirement
 def test_functions_with_different_requirements_get_an_image_each(tmp_path, capsys):
     source = write(tmp_path / "app" / "main.py", TWO_SETS)
     context = tmp_path / "ctx"
-    code, out, err = lepton(capsys, "build", str(source), "--tag", "registry.example.com:5000/team/app:1.0", "--dockerfile-only",
-                            "--context", str(context))
+    code, out, err = lepton(
+        capsys, "build", str(source), "--tag", "registry.example.com:5000/team/app:1.0", "--dockerfile-only", "--context", str(context)
+    )
     assert code == 0, err
     numpy, pillow = importlib.metadata.version("numpy"), importlib.metadata.version("pillow")
     assert sorted(p.name for p in context.iterdir()) == ["mean", "stats", "thumbnail"]
@@ -109,24 +121,30 @@ def test_one_function_of_a_file(tmp_path, capsys):
     assert 'dev.lepton.functions="mean"' in out and (tmp_path / "ctx" / "Dockerfile").is_file()
 
 
-@pytest.mark.parametrize("requirement, expected", [
-    ("torch", "torch==2.13.0+cpu"),
-    ("torch==2.1.0", "torch==2.1.0"),
-    ("Pillow>=10", "Pillow==13.0.0"),
-    ("uvicorn[standard]; python_version >= '3.11'", 'uvicorn[standard]==0.54.0; python_version >= "3.11"'),
-    ("mypkg @ https://example.com/mypkg-1.0.tar.gz", "mypkg @ https://example.com/mypkg-1.0.tar.gz"),  # one build already
-    ("torch==2.*", "torch==2.13.0+cpu"),  # a wildcard is a range: checked, then pinned
-])
+@pytest.mark.parametrize(
+    "requirement, expected",
+    [
+        ("torch", "torch==2.13.0+cpu"),
+        ("torch==2.1.0", "torch==2.1.0"),
+        ("Pillow>=10", "Pillow==13.0.0"),
+        ("uvicorn[standard]; python_version >= '3.11'", 'uvicorn[standard]==0.54.0; python_version >= "3.11"'),
+        ("mypkg @ https://example.com/mypkg-1.0.tar.gz", "mypkg @ https://example.com/mypkg-1.0.tar.gz"),  # one build already
+        ("torch==2.*", "torch==2.13.0+cpu"),  # a wildcard is a range: checked, then pinned
+    ],
+)
 def test_requirements_are_pinned_to_exact_versions(requirement, expected):
     installed = {"torch": "2.13.0+cpu", "pillow": "13.0.0", "uvicorn": "0.54.0"}
     assert pin(requirement, lambda name: installed.get(name.lower())) == expected
 
 
-@pytest.mark.parametrize("requirement, message", [
-    ("notinstalled", "requirement 'notinstalled' is not pinned and notinstalled is not installed here"),
-    ("torch>=3", "requirement 'torch>=3': the installed torch 2.13.0+cpu does not satisfy it; pin a version"),
-    ("torch >>= 2", "'torch >>= 2' is not a pip requirement"),
-])
+@pytest.mark.parametrize(
+    "requirement, message",
+    [
+        ("notinstalled", "requirement 'notinstalled' is not pinned and notinstalled is not installed here"),
+        ("torch>=3", "requirement 'torch>=3': the installed torch 2.13.0+cpu does not satisfy it; pin a version"),
+        ("torch >>= 2", "'torch >>= 2' is not a pip requirement"),
+    ],
+)
 def test_requirements_that_cannot_be_pinned(requirement, message):
     with pytest.raises(RequirementError) as info:
         pin(requirement, lambda name: "2.13.0+cpu" if name == "torch" else None)
@@ -134,12 +152,16 @@ def test_requirements_that_cannot_be_pinned(requirement, message):
 
 
 def test_an_unpinned_requirement_that_is_not_installed_is_one_line(tmp_path, capsys):
-    source = write(tmp_path / "app" / "main.py", 'import lepton\n\n@lepton.function(requirements=["lepton-no-such-package"])\n'
-                   'def f(x: int) -> int:\n    return x\n')
+    source = write(
+        tmp_path / "app" / "main.py",
+        'import lepton\n\n@lepton.function(requirements=["lepton-no-such-package"])\ndef f(x: int) -> int:\n    return x\n',
+    )
     code, out, err = lepton(capsys, "build", str(source), "-t", "app", "--dockerfile-only", "--context", str(tmp_path / "ctx"))
     assert code == 2 and out == ""
-    assert err == ("error: requirement 'lepton-no-such-package' is not pinned and lepton-no-such-package is not installed here "
-                   "to take its version from; pin it (e.g. 'lepton-no-such-package==1.2.3') or install it\n")
+    assert err == (
+        "error: requirement 'lepton-no-such-package' is not pinned and lepton-no-such-package is not installed here "
+        "to take its version from; pin it (e.g. 'lepton-no-such-package==1.2.3') or install it\n"
+    )
 
 
 def fake_tools(folder: Path, **exit_codes: int) -> None:
@@ -175,8 +197,21 @@ def test_build_without_a_working_builder_is_one_line(tmp_path, capsys, monkeypat
 def test_builder_commands(tmp_path):
     context = Context(tmp_path, "app:1", ("f",), "sha256:" + "0" * 64, ())
     args = Builder("buildah").command(context, {"PIP_INDEX_URL": "http://mirror/simple"}, ["/w:/w:ro"], tmp_path / "iid")
-    assert args == ["buildah", "bud", "-f", str(tmp_path / "Dockerfile"), "-t", "app:1", "--iidfile", str(tmp_path / "iid"),
-                    "--build-arg", "PIP_INDEX_URL=http://mirror/simple", "-v", "/w:/w:ro", str(tmp_path)]
+    assert args == [
+        "buildah",
+        "bud",
+        "-f",
+        str(tmp_path / "Dockerfile"),
+        "-t",
+        "app:1",
+        "--iidfile",
+        str(tmp_path / "iid"),
+        "--build-arg",
+        "PIP_INDEX_URL=http://mirror/simple",
+        "-v",
+        "/w:/w:ro",
+        str(tmp_path),
+    ]
     assert Builder("docker").command(context, {}, [], tmp_path / "iid")[:2] == ["docker", "build"]
     with pytest.raises(BuildError, match="docker build cannot mount host folders"):
         Builder("docker").command(context, {}, ["/w:/w:ro"], tmp_path / "iid")
@@ -188,6 +223,7 @@ def test_a_tag_with_a_digest_is_refused(tmp_path, capsys):
 
 
 # --- the real thing -----------------------------------------------------------------------------
+
 
 @pytest.mark.images
 def test_digits_image_serves_a_real_digit(runtime_image, tmp_path):
@@ -204,8 +240,9 @@ def test_digits_image_serves_a_real_digit(runtime_image, tmp_path):
         args += ["--volume", mount]
     started = time.monotonic()
     with (tmp_path / "build.log").open("w") as log, images.build_lock():  # no layer pruning meanwhile
-        result = subprocess.run(args, stdout=subprocess.PIPE, stderr=log, text=True, timeout=1800,
-                                env={**os.environ, **images.buildah_env()}, cwd=ROOT)
+        result = subprocess.run(
+            args, stdout=subprocess.PIPE, stderr=log, text=True, timeout=1800, env={**os.environ, **images.buildah_env()}, cwd=ROOT
+        )
     assert result.returncode == 0, (tmp_path / "build.log").read_text()[-6000:]
     print(f"lepton build: {time.monotonic() - started:.1f}s")
     rows = [line.split() for line in result.stdout.splitlines()]
@@ -218,8 +255,7 @@ def test_digits_image_serves_a_real_digit(runtime_image, tmp_path):
     with images.run_container(tag, env=env, log=tmp_path / "pod.log") as pod:
         images.wait_http(f"http://127.0.0.1:{port}", "/readyz", timeout=120, container=pod)
         digits = load_digits()
-        answers = [httpx.post(f"http://127.0.0.1:{port}/", json={"image": digits.images[i].tolist()}, timeout=30).json()
-                   for i in range(20)]
+        answers = [httpx.post(f"http://127.0.0.1:{port}/", json={"image": digits.images[i].tolist()}, timeout=30).json() for i in range(20)]
         assert sum(a["digit"] == int(digits.target[i]) for i, a in enumerate(answers)) >= 18, answers
         assert answers[0]["digit"] == int(digits.target[0]) and 0.5 < answers[0]["confidence"] <= 1
     with images.run_container(tag, env={}, command=["cat", "/opt/lepton/packages.txt"], log=tmp_path / "packages.log") as box:

@@ -3,8 +3,8 @@ platform's service account; and `lepton render`, which needs no cluster."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 import yaml
@@ -44,10 +44,13 @@ def test_two_steps_then_prune_then_delete(fake):
     assert any("waiting" in s or "Unknown" in s or "Deploying" in s for s in seen), seen
     assert cluster.of("pingsources", "lepton") == {}, "nothing routes or fires before the revision is ready"
     final = deploy.move(client, first, first.revision, {"token-ticker-00001": "t1"}, timeout=10)
-    assert final["status"]["traffic"] == [{"revisionName": first.revision, "percent": 100, "latestRevision": False}] or \
-        [t["revisionName"] for t in final["status"]["traffic"]] == [first.revision]
+    assert final["status"]["traffic"] == [{"revisionName": first.revision, "percent": 100, "latestRevision": False}] or [
+        t["revisionName"] for t in final["status"]["traffic"]
+    ] == [first.revision]
     assert deploy.attach(client, first, timeout=10) == []
-    assert [(s["spec"]["schedule"], s["spec"]["timezone"]) for s in cluster.of("pingsources", "lepton").values()] == [("0 3 * * *", "Europe/Paris")]
+    assert [(s["spec"]["schedule"], s["spec"]["timezone"]) for s in cluster.of("pingsources", "lepton").values()] == [
+        ("0 3 * * *", "Europe/Paris")
+    ]
 
     second = deploy.plan(ticker(triggers=[lepton.on_event("com.example")]), Target(**{**TARGET.__dict__, "revision": "ticker-00002"}))
     both = {"token-ticker-00001": "t1", "token-ticker-00002": "t2"}
@@ -91,8 +94,12 @@ def test_a_denial_is_one_line_naming_the_object_and_field(fake):
 
 
 def test_no_cluster_is_one_line_at_start(tmp_path):
-    result = lepton_cli("up", "--port", str(free_port()), env={"LEPTON_BACKEND": "knative", "KUBECONFIG": str(tmp_path / "nope"),
-                                                               "LEPTON_HOME": str(tmp_path / "home")})
+    result = lepton_cli(
+        "up",
+        "--port",
+        str(free_port()),
+        env={"LEPTON_BACKEND": "knative", "KUBECONFIG": str(tmp_path / "nope"), "LEPTON_HOME": str(tmp_path / "home")},
+    )
     assert result.returncode == 1
     assert result.stderr.strip().startswith("error: no cluster to talk to: no kubeconfig and not inside a pod")
     assert "Traceback" not in result.stderr

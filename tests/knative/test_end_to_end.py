@@ -47,10 +47,19 @@ def test_a_function_runs_in_the_runtime_image_with_only_its_services_env(runtime
         # What the test changes, because there is no cluster here: the kubeconfig stands in
         # for the service account's token; the platform's URL and the Broker's ingress are
         # on loopback instead of cluster DNS; the port is a free one.
-        env |= {"KUBECONFIG": "/etc/lepton-test/kube/config", "LEPTON_KNATIVE_PLATFORM_URL": f"http://127.0.0.1:{port}",
-                "LEPTON_KNATIVE_BROKER_URL": f"{api.url}/broker", "LEPTON_KNATIVE_READY_TIMEOUT": "60"}
-        with images.run_container(platform_image, env=env, command=command, log=tmp_path / "platform.log",
-                                  mounts=[f"{state}:{state_mount}", f"{kube}:/etc/lepton-test/kube:ro"]) as platform:
+        env |= {
+            "KUBECONFIG": "/etc/lepton-test/kube/config",
+            "LEPTON_KNATIVE_PLATFORM_URL": f"http://127.0.0.1:{port}",
+            "LEPTON_KNATIVE_BROKER_URL": f"{api.url}/broker",
+            "LEPTON_KNATIVE_READY_TIMEOUT": "60",
+        }
+        with images.run_container(
+            platform_image,
+            env=env,
+            command=command,
+            log=tmp_path / "platform.log",
+            mounts=[f"{state}:{state_mount}", f"{kube}:/etc/lepton-test/kube:ro"],
+        ) as platform:
             url = f"http://127.0.0.1:{port}"
             images.wait_http(url, "/healthz", container=platform)
             token = (state / "token").read_text().strip()
@@ -63,8 +72,13 @@ def test_a_function_runs_in_the_runtime_image_with_only_its_services_env(runtime
 
             service = cluster.get("services", NS, "touch")
             revision = service["spec"]["template"]["metadata"]["name"]
-            pod = {**pod_env(cluster, service), "PORT": str(pod_port), "K_SERVICE": "touch", "K_CONFIGURATION": "touch",
-                   "K_REVISION": revision}
+            pod = {
+                **pod_env(cluster, service),
+                "PORT": str(pod_port),
+                "K_SERVICE": "touch",
+                "K_CONFIGURATION": "touch",
+                "K_REVISION": revision,
+            }
             with images.run_container(runtime_image, env=pod, log=tmp_path / "pod.log") as box:
                 images.wait_http(f"http://127.0.0.1:{pod_port}", "/readyz", container=box)
                 with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=30) as http:

@@ -23,8 +23,15 @@ HELLO = ROOT / "examples" / "hello.py"
 
 
 def entrypoint_env(tmp_path: Path, digest: str, port: int, **extra: str) -> dict[str, str]:
-    return {"LEPTON_FUNCTION": "hello", "LEPTON_ARTIFACT_DIGEST": digest, "PORT": str(port), "HOST": "127.0.0.1",
-            "LEPTON_ARTIFACT_DIR": str(tmp_path / "baked"), "LEPTON_HOME": str(tmp_path / "home"), **extra}
+    return {
+        "LEPTON_FUNCTION": "hello",
+        "LEPTON_ARTIFACT_DIGEST": digest,
+        "PORT": str(port),
+        "HOST": "127.0.0.1",
+        "LEPTON_ARTIFACT_DIR": str(tmp_path / "baked"),
+        "LEPTON_HOME": str(tmp_path / "home"),
+        **extra,
+    }
 
 
 def test_a_baked_artifact_needs_no_platform(tmp_path):
@@ -32,8 +39,13 @@ def test_a_baked_artifact_needs_no_platform(tmp_path):
     (tmp_path / "baked").mkdir()
     (tmp_path / "baked" / f"{artifact.digest.removeprefix('sha256:')}.tar.gz").write_bytes(artifact.data)
     port = free_port()
-    served = start_process(["-m", "lepton_knative.entrypoint"], tmp_path / "pod.log", f"http://127.0.0.1:{port}",
-                           env=entrypoint_env(tmp_path, artifact.digest, port), ready_path="/readyz")
+    served = start_process(
+        ["-m", "lepton_knative.entrypoint"],
+        tmp_path / "pod.log",
+        f"http://127.0.0.1:{port}",
+        env=entrypoint_env(tmp_path, artifact.digest, port),
+        ready_path="/readyz",
+    )
     try:
         assert httpx.post(served.url, json={"name": "image"}).json() == {"greeting": "Hello, image."}
     finally:
@@ -41,7 +53,7 @@ def test_a_baked_artifact_needs_no_platform(tmp_path):
 
 
 class Refusing(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+    def do_GET(self) -> None:
         body = b'{"detail":"invalid scoped token"}'
         self.send_response(403)
         self.send_header("Content-Length", str(len(body)))
@@ -56,11 +68,13 @@ def test_a_refused_token_is_one_line_and_final(tmp_path):
     server = ThreadingHTTPServer(("127.0.0.1", 0), Refusing)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        env = entrypoint_env(tmp_path, "sha256:" + "1" * 64, free_port(), LEPTON_URL=f"http://127.0.0.1:{server.server_port}",
-                             LEPTON_TOKEN="rev.x.y")
+        env = entrypoint_env(
+            tmp_path, "sha256:" + "1" * 64, free_port(), LEPTON_URL=f"http://127.0.0.1:{server.server_port}", LEPTON_TOKEN="rev.x.y"
+        )
         started = time.monotonic()
-        result = subprocess.run([sys.executable, "-m", "lepton_knative.entrypoint"], env=env, capture_output=True, text=True, timeout=60,
-                                cwd=ROOT)
+        result = subprocess.run(
+            [sys.executable, "-m", "lepton_knative.entrypoint"], env=env, capture_output=True, text=True, timeout=60, cwd=ROOT
+        )
     finally:
         server.shutdown()
         server.server_close()
@@ -70,9 +84,14 @@ def test_a_refused_token_is_one_line_and_final(tmp_path):
 
 def test_no_artifact_and_no_platform_settings(tmp_path):
     env = entrypoint_env(tmp_path, "sha256:" + "2" * 64, free_port())
-    result = subprocess.run([sys.executable, "-m", "lepton_knative.entrypoint"], env=env, capture_output=True, text=True, timeout=60, cwd=ROOT)
+    result = subprocess.run(
+        [sys.executable, "-m", "lepton_knative.entrypoint"], env=env, capture_output=True, text=True, timeout=60, cwd=ROOT
+    )
     assert result.returncode == 2
-    assert result.stderr.strip() == "error: artifact sha256:222222222222... is not in the image; set LEPTON_URL, LEPTON_TOKEN to fetch it from the platform"
+    assert (
+        result.stderr.strip()
+        == "error: artifact sha256:222222222222... is not in the image; set LEPTON_URL, LEPTON_TOKEN to fetch it from the platform"
+    )
 
 
 def test_sigterm_mid_download_stops_the_pod_at_once(tmp_path):
@@ -81,8 +100,9 @@ def test_sigterm_mid_download_stops_the_pod_at_once(tmp_path):
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen()
-    env = entrypoint_env(tmp_path, "sha256:" + "3" * 64, free_port(), LEPTON_URL=f"http://127.0.0.1:{listener.getsockname()[1]}",
-                         LEPTON_TOKEN="rev.x.y")
+    env = entrypoint_env(
+        tmp_path, "sha256:" + "3" * 64, free_port(), LEPTON_URL=f"http://127.0.0.1:{listener.getsockname()[1]}", LEPTON_TOKEN="rev.x.y"
+    )
     process = subprocess.Popen([sys.executable, "-m", "lepton_knative.entrypoint"], env=env, stderr=subprocess.DEVNULL, cwd=ROOT)
     try:
         listener.settimeout(30)
@@ -101,7 +121,7 @@ def test_keeps_trying_while_the_platform_starts(tmp_path):
     artifact = package(HELLO)
 
     class Serving(Refusing):
-        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        def do_GET(self) -> None:
             assert self.path == f"/v1/artifacts/{artifact.digest}" and self.headers["Authorization"] == "Bearer rev.hello.t"
             self.send_response(200)
             self.send_header("Content-Length", str(len(artifact.data)))

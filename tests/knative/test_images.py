@@ -44,8 +44,9 @@ def platform_deployment() -> dict:
         documents = list(yaml.safe_load_all(rendered))
     else:  # the same for this kustomization, which only lists resources and sets their namespace
         kustomization = yaml.safe_load((INSTALL / "kustomization.yaml").read_text())
-        assert kustomization.keys() <= {"apiVersion", "kind", "namespace", "resources", "configMapGenerator"}, \
+        assert kustomization.keys() <= {"apiVersion", "kind", "namespace", "resources", "configMapGenerator"}, (
             f"install kustomizes more than this fallback reads ({sorted(kustomization)}): install kubectl"
+        )
         documents = [d for name in kustomization["resources"] for d in yaml.safe_load_all((INSTALL / name).read_text())]
     return next(d for d in documents if d and d["kind"] == "Deployment" and d["metadata"]["name"] == "lepton-platform")
 
@@ -87,8 +88,13 @@ def test_platform_image_serves_with_the_deployments_command_and_env(platform_ima
         api.kubeconfig(kube / "config")
         os.chmod(kube / "config", 0o644)
         env["KUBECONFIG"] = "/etc/lepton-test/kube/config"
-        with images.run_container(platform_image, env=env, command=command, log=tmp_path / "platform.log",
-                                  mounts=[f"{state}:{state_mount}", f"{kube}:/etc/lepton-test/kube:ro"]) as box:
+        with images.run_container(
+            platform_image,
+            env=env,
+            command=command,
+            log=tmp_path / "platform.log",
+            mounts=[f"{state}:{state_mount}", f"{kube}:/etc/lepton-test/kube:ro"],
+        ) as box:
             images.wait_http(f"http://127.0.0.1:{port}", "/healthz", timeout=60, container=box)
             assert (state / "token").is_file(), sorted(p.name for p in state.iterdir())
             box.stop()  # SIGTERM, as the kubelet sends it

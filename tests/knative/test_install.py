@@ -45,12 +45,23 @@ def kustomize(path: Path) -> list[dict]:
 def test_kustomize_builds_the_install_without_optional_crds():
     objects = kustomize(INSTALL)
     kinds = sorted(o["kind"] for o in objects)
-    assert kinds == ["Broker", "ConfigMap", "Deployment", "Namespace", "PersistentVolumeClaim", "Role", "RoleBinding", "Service",
-                     "ServiceAccount"], "no Prometheus Operator kinds unless the monitoring component is chosen"
+    assert kinds == [
+        "Broker",
+        "ConfigMap",
+        "Deployment",
+        "Namespace",
+        "PersistentVolumeClaim",
+        "Role",
+        "RoleBinding",
+        "Service",
+        "ServiceAccount",
+    ], "no Prometheus Operator kinds unless the monitoring component is chosen"
     assert all(o["metadata"].get("namespace") == "lepton" for o in objects if o["kind"] != "Namespace")
     deployment = next(o for o in objects if o["kind"] == "Deployment")
     pod = deployment["spec"]["template"]["spec"]
-    assert pod["securityContext"]["fsGroup"] == pod["securityContext"]["runAsUser"] == 10001, "the state volume must be writable for uid 10001"
+    assert pod["securityContext"]["fsGroup"] == pod["securityContext"]["runAsUser"] == 10001, (
+        "the state volume must be writable for uid 10001"
+    )
     assert pod["serviceAccountName"] == "lepton-platform"
     (container,) = pod["containers"]
     env = {e["name"]: e["value"] for e in container["env"]}
@@ -63,10 +74,16 @@ def test_kustomize_builds_the_install_without_optional_crds():
 
 
 def test_optional_components_add_monitoring_and_s3(tmp_path):
-    (tmp_path / "kustomization.yaml").write_text(yaml.safe_dump({
-        "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
-        "resources": [_relative(tmp_path, INSTALL)],
-        "components": [_relative(tmp_path, INSTALL / "components" / c) for c in ("monitoring", "s3")]}))
+    (tmp_path / "kustomization.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "kustomize.config.k8s.io/v1beta1",
+                "kind": "Kustomization",
+                "resources": [_relative(tmp_path, INSTALL)],
+                "components": [_relative(tmp_path, INSTALL / "components" / c) for c in ("monitoring", "s3")],
+            }
+        )
+    )
     objects = kustomize(tmp_path)
     assert {"ServiceMonitor", "PodMonitor"} <= {o["kind"] for o in objects}
     container = next(o for o in objects if o["kind"] == "Deployment")["spec"]["template"]["spec"]["containers"][0]
@@ -80,11 +97,17 @@ def _relative(start: Path, to: Path) -> str:
 
 def test_rbac_grants_exactly_what_the_backend_uses():
     role = next(d for d in documents("rbac.yaml") if d["kind"] == "Role")
-    granted = {(group, resource): set(rule["verbs"]) for rule in role["rules"] for group in rule["apiGroups"] for resource in rule["resources"]}
+    granted = {
+        (group, resource): set(rule["verbs"]) for rule in role["rules"] for group in rule["apiGroups"] for resource in rule["resources"]
+    }
     owned = {"get", "list", "create", "patch", "delete"}  # server-side apply (create + patch), prune (list + delete)
     expected = {(group, plural): owned for group, _, plural in KINDS.values()}
-    expected |= {("", "secrets"): owned - {"get"}, ("serving.knative.dev", "revisions"): {"get"}, ("", "pods"): {"list"},
-                 ("", "pods/log"): {"get"}}
+    expected |= {
+        ("", "secrets"): owned - {"get"},
+        ("serving.knative.dev", "revisions"): {"get"},
+        ("", "pods"): {"list"},
+        ("", "pods/log"): {"get"},
+    }
     assert granted == expected
 
 

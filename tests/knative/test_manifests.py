@@ -12,12 +12,28 @@ import pytest
 
 import lepton
 from lepton_knative.manifests import (
-    RenderError, Target, iso_duration, pinned, render, secret, service, split, token_key, user_secret, user_secret_name,
+    RenderError,
+    Target,
+    iso_duration,
+    pinned,
+    render,
+    secret,
+    service,
+    split,
+    token_key,
+    user_secret,
+    user_secret_name,
 )
 from lepton_knative.validation import ManifestError, ensure_valid, problems
 
-TARGET = Target(namespace="ml", broker="events", image="registry.example/lepton:1", digest="sha256:" + "ab" * 32,
-                platform_url="http://lepton-platform.ml.svc:8765", revision="fn-00007")
+TARGET = Target(
+    namespace="ml",
+    broker="events",
+    image="registry.example/lepton:1",
+    digest="sha256:" + "ab" * 32,
+    platform_url="http://lepton-platform.ml.svc:8765",
+    revision="fn-00007",
+)
 
 
 def random_function(rng: random.Random, i: int) -> lepton.Function:
@@ -25,28 +41,59 @@ def random_function(rng: random.Random, i: int) -> lepton.Function:
     for _ in range(rng.randint(0, 3)):
         kind = rng.choice(["event", "cron", "bucket"])
         if kind == "event":
-            delivery = lepton.Delivery(retry=rng.randint(0, 10), backoff=rng.choice(["linear", "exponential"]),
-                                       delay=rng.choice([0.1, 0.2, 1.5, 30]), timeout=rng.choice([None, 2.5, 60]),
-                                       dead_letter=rng.choice([None, "sink-fn"]))
-            filters = rng.choice([None, [{"prefix": {"type": "com.example."}}], [{"any": [{"exact": {"region": "eu"}}, {"not": {"suffix": {"subject": ".tmp"}}}]}]])
+            delivery = lepton.Delivery(
+                retry=rng.randint(0, 10),
+                backoff=rng.choice(["linear", "exponential"]),
+                delay=rng.choice([0.1, 0.2, 1.5, 30]),
+                timeout=rng.choice([None, 2.5, 60]),
+                dead_letter=rng.choice([None, "sink-fn"]),
+            )
+            filters = rng.choice(
+                [
+                    None,
+                    [{"prefix": {"type": "com.example."}}],
+                    [{"any": [{"exact": {"region": "eu"}}, {"not": {"suffix": {"subject": ".tmp"}}}]}],
+                ]
+            )
             attrs = rng.choice([{}, {"source": "/shop"}, {"region": "eu"}])
             triggers.append(lepton.on_event(rng.choice([None, "com.example.order"]), filters=filters, delivery=delivery, **attrs))
         elif kind == "cron":
-            triggers.append(lepton.on_cron(rng.choice(["*/5 * * * *", "0 3 * * 1-5"]), timezone=rng.choice(["UTC", "Europe/Paris"]),
-                                           data=rng.choice([None, {"k": 1}, "tick"])))
+            triggers.append(
+                lepton.on_cron(
+                    rng.choice(["*/5 * * * *", "0 3 * * 1-5"]),
+                    timezone=rng.choice(["UTC", "Europe/Paris"]),
+                    data=rng.choice([None, {"k": 1}, "tick"]),
+                )
+            )
         else:
-            triggers.append(lepton.on_bucket("images", events=rng.choice([["created"], ["created", "deleted"]]),
-                                             prefix=rng.choice(["", "in/"]), suffix=rng.choice(["", ".png"])))
+            triggers.append(
+                lepton.on_bucket(
+                    "images",
+                    events=rng.choice([["created"], ["created", "deleted"]]),
+                    prefix=rng.choice(["", "in/"]),
+                    suffix=rng.choice(["", ".png"]),
+                )
+            )
 
     def handler(event: lepton.CloudEvent) -> None:
         return None
 
     return lepton.function(
-        name=f"fn-{i}", cpu=rng.choice(["250m", "1", "2"]), memory=rng.choice(["256Mi", "1Gi"]), gpu=rng.choice([0, 0, 1, 2]),
-        min_scale=(low := rng.randint(0, 2)), max_scale=rng.randint(max(low, 1), 20), concurrency=(cc := rng.choice([0, 1, 8, 100])),
-        target=rng.choice([t for t in (None, 0.5, 3, 50) if t is None or not cc or t <= cc]), scale_down_after=rng.choice([1, 30, 60, 600, 3600]), timeout=rng.choice([0.5, 30, 300, 599.5]),
-        buckets=rng.choice([[], ["images"], ["images", "predictions"]]), env=rng.choice([{}, {"MODE": "fast", "B": "2"}]),
-        secrets=rng.choice([[], ["HF_TOKEN"]]), public=rng.choice([True, False]), triggers=triggers,
+        name=f"fn-{i}",
+        cpu=rng.choice(["250m", "1", "2"]),
+        memory=rng.choice(["256Mi", "1Gi"]),
+        gpu=rng.choice([0, 0, 1, 2]),
+        min_scale=(low := rng.randint(0, 2)),
+        max_scale=rng.randint(max(low, 1), 20),
+        concurrency=(cc := rng.choice([0, 1, 8, 100])),
+        target=rng.choice([t for t in (None, 0.5, 3, 50) if t is None or not cc or t <= cc]),
+        scale_down_after=rng.choice([1, 30, 60, 600, 3600]),
+        timeout=rng.choice([0.5, 30, 300, 599.5]),
+        buckets=rng.choice([[], ["images"], ["images", "predictions"]]),
+        env=rng.choice([{}, {"MODE": "fast", "B": "2"}]),
+        secrets=rng.choice([[], ["HF_TOKEN"]]),
+        public=rng.choice([True, False]),
+        triggers=triggers,
     )(handler)
 
 
@@ -190,8 +237,12 @@ def test_secret_carries_the_url_and_one_token_per_revision_and_traffic_can_be_pi
 def test_a_split_with_tags_is_a_valid_spec_traffic_and_duplicate_tags_are_refused():
     fn = random_function(random.Random(3), 3)
     targets = split({"r1": 90, "r2": 10}, {"canary": "r2", "beta": "r2", "old": "r0"})
-    assert targets == [{"revisionName": "r1", "percent": 90}, {"revisionName": "r2", "percent": 10, "tag": "beta"},
-                       {"revisionName": "r2", "percent": 0, "tag": "canary"}, {"revisionName": "r0", "percent": 0, "tag": "old"}]
+    assert targets == [
+        {"revisionName": "r1", "percent": 90},
+        {"revisionName": "r2", "percent": 10, "tag": "beta"},
+        {"revisionName": "r2", "percent": 0, "tag": "canary"},
+        {"revisionName": "r0", "percent": 0, "tag": "old"},
+    ]
     ensure_valid([service(fn.spec, TARGET, targets)])  # the CRD schema and the webhook's traffic rules
     twice = [*targets, {"revisionName": "r1", "percent": 0, "tag": "beta"}]
     with pytest.raises(ManifestError, match="beta"):
@@ -214,7 +265,10 @@ def test_a_lepton_secret_is_a_secret_of_its_own_named_by_its_lower_case_form():
 
 
 def broken(mutate, kind: str = "Service"):
-    @lepton.function(name="svc", triggers=[lepton.on_event("t", delivery=lepton.Delivery(dead_letter="dl")), lepton.on_cron("*/5 * * * *", data={"a": 1})])
+    @lepton.function(
+        name="svc",
+        triggers=[lepton.on_event("t", delivery=lepton.Delivery(dead_letter="dl")), lepton.on_cron("*/5 * * * *", data={"a": 1})],
+    )
     def svc(event: lepton.CloudEvent) -> None:
         return None
 
@@ -233,39 +287,97 @@ def _set(path: str, value):
             del node[last]
         else:
             node[last] = value
+
     return mutate
 
 
-@pytest.mark.parametrize("kind, mutate, expected", [
-    ("Service", _set("spec.template.spec.containerConcurency", 3), "spec.template.spec: unknown field ('containerConcurency' was unexpected)"),
-    ("Service", _set("spec.template.spec.containerConcurrency", "8"), "spec.template.spec.containerConcurrency: '8' is not of type 'integer'"),
-    ("Service", _set("spec.template.spec.containerConcurrency", 5000), "containerConcurrency: 5000 is outside 0..1000"),
-    ("Service", _set("spec.template.spec.timeoutSeconds", 3600), "timeoutSeconds: 3600 is outside 1..600"),
-    ("Service", _set("spec.template.spec.containers.0.ports.0.containerPort", "http"), "containerPort: 'http' is not of type 'integer'"),
-    ("Service", _set("spec.template.spec.containers.0.resources.limits.memory", "lots"), "resources.limits.memory: 'lots' is not a Kubernetes quantity"),
-    ("Service", _set("spec.template.spec.containers.0.readinessProbe.httpGet.path", "readyz"), "readinessProbe.httpGet.path: 'readyz' must start with '/'"),
-    ("Service", lambda o: o["spec"]["template"]["metadata"]["annotations"].update({"autoscaling.knative.dev/window": "2s"}), "autoscaling.knative.dev/window]: '2s' is not a duration between 6s and 1h"),
-    ("Service", lambda o: o["spec"]["template"]["metadata"]["annotations"].update({"autoscaling.knative.dev/min-scale": "5", "autoscaling.knative.dev/max-scale": "2"}), "max-scale]: 2 is below min-scale 5"),
-    ("Service", lambda o: o["spec"]["template"]["metadata"]["annotations"].update({"autoscaling.knative.dev/min-scale": "-1"}), "min-scale]: '-1' is not a non-negative integer"),
-    ("Service", lambda o: o["spec"]["template"]["metadata"]["annotations"].update({"autoscaling.knative.dev/target": "0"}), "target]: 0 is below 0.01"),
-    ("Service", lambda o: o["spec"]["template"]["metadata"]["annotations"].update({"autoscaling.knative.dev/class": "fast"}), "class]: 'fast' is not one of"),
-    ("Service", _set("metadata.name", "My_Service"), "metadata.name: 'My_Service' is not a DNS-1123 label"),
-    ("Service", _set("spec.template.metadata.name", "other-rev"), "spec.template.metadata.name: 'other-rev' must be a DNS-1123 label starting with 'svc-'"),
-    ("Service", lambda o: o["metadata"]["labels"].update({"team": "a b"}), "metadata.labels[team]: 'a b' is not a valid label value"),
-    ("Trigger", _set("spec.delivery.backoffPolicy", "quadratic"), "spec.delivery.backoffPolicy: 'quadratic' is not 'linear' or 'exponential'"),
-    ("Trigger", _set("spec.delivery.backoffDelay", "0.2s"), "spec.delivery.backoffDelay: '0.2s' is not an ISO-8601 duration"),
-    ("Trigger", _set("spec.delivery.retry", "3"), "spec.delivery.retry: '3' is not of type 'integer'"),
-    ("Trigger", _set("spec.filter", {"attributes": {"Type": "t"}}), "spec.filter.attributes[Type]: attribute names must match"),
-    ("Trigger", _set("spec.filters", [{"exact": {"type": "a"}, "prefix": {"type": "b"}}]), "spec.filters.0: each filter needs exactly one dialect"),
-    ("Trigger", _set("spec.filters", [{"regex": {"type": "a"}}]), "spec.filters.0: unknown filter dialect 'regex'"),
-    ("Trigger", _set("spec.filters", [{"not": {"prefix": {"type": ""}}}]), "spec.filters.0.not.prefix[type]: needs a non-empty string"),
-    ("Trigger", _set("spec.subscriber", {}), "spec.subscriber: needs a ref or a uri"),
-    ("Trigger", _set("spec.broker", KeyError), "spec.broker: required"),
-    ("PingSource", _set("spec.dataBase64", "eyJhIjoxfQ=="), "spec: data and dataBase64 are mutually exclusive"),
-    ("PingSource", _set("spec.schedule", "*/5 * * * * *"), "spec.schedule: '*/5 * * * * *' is not a 5-field cron schedule"),
-    ("PingSource", _set("spec.timezone", "Mars/Olympus"), "spec.timezone: 'Mars/Olympus' is not an IANA time zone"),
-    ("PingSource", _set("spec.sink", {"ref": {"kind": "Service"}}), "spec.sink.ref.name: required"),
-])
+@pytest.mark.parametrize(
+    "kind, mutate, expected",
+    [
+        (
+            "Service",
+            _set("spec.template.spec.containerConcurency", 3),
+            "spec.template.spec: unknown field ('containerConcurency' was unexpected)",
+        ),
+        (
+            "Service",
+            _set("spec.template.spec.containerConcurrency", "8"),
+            "spec.template.spec.containerConcurrency: '8' is not of type 'integer'",
+        ),
+        ("Service", _set("spec.template.spec.containerConcurrency", 5000), "containerConcurrency: 5000 is outside 0..1000"),
+        ("Service", _set("spec.template.spec.timeoutSeconds", 3600), "timeoutSeconds: 3600 is outside 1..600"),
+        (
+            "Service",
+            _set("spec.template.spec.containers.0.ports.0.containerPort", "http"),
+            "containerPort: 'http' is not of type 'integer'",
+        ),
+        (
+            "Service",
+            _set("spec.template.spec.containers.0.resources.limits.memory", "lots"),
+            "resources.limits.memory: 'lots' is not a Kubernetes quantity",
+        ),
+        (
+            "Service",
+            _set("spec.template.spec.containers.0.readinessProbe.httpGet.path", "readyz"),
+            "readinessProbe.httpGet.path: 'readyz' must start with '/'",
+        ),
+        (
+            "Service",
+            lambda o: o["spec"]["template"]["metadata"]["annotations"].update({"autoscaling.knative.dev/window": "2s"}),
+            "autoscaling.knative.dev/window]: '2s' is not a duration between 6s and 1h",
+        ),
+        (
+            "Service",
+            lambda o: o["spec"]["template"]["metadata"]["annotations"].update(
+                {"autoscaling.knative.dev/min-scale": "5", "autoscaling.knative.dev/max-scale": "2"}
+            ),
+            "max-scale]: 2 is below min-scale 5",
+        ),
+        (
+            "Service",
+            lambda o: o["spec"]["template"]["metadata"]["annotations"].update({"autoscaling.knative.dev/min-scale": "-1"}),
+            "min-scale]: '-1' is not a non-negative integer",
+        ),
+        (
+            "Service",
+            lambda o: o["spec"]["template"]["metadata"]["annotations"].update({"autoscaling.knative.dev/target": "0"}),
+            "target]: 0 is below 0.01",
+        ),
+        (
+            "Service",
+            lambda o: o["spec"]["template"]["metadata"]["annotations"].update({"autoscaling.knative.dev/class": "fast"}),
+            "class]: 'fast' is not one of",
+        ),
+        ("Service", _set("metadata.name", "My_Service"), "metadata.name: 'My_Service' is not a DNS-1123 label"),
+        (
+            "Service",
+            _set("spec.template.metadata.name", "other-rev"),
+            "spec.template.metadata.name: 'other-rev' must be a DNS-1123 label starting with 'svc-'",
+        ),
+        ("Service", lambda o: o["metadata"]["labels"].update({"team": "a b"}), "metadata.labels[team]: 'a b' is not a valid label value"),
+        (
+            "Trigger",
+            _set("spec.delivery.backoffPolicy", "quadratic"),
+            "spec.delivery.backoffPolicy: 'quadratic' is not 'linear' or 'exponential'",
+        ),
+        ("Trigger", _set("spec.delivery.backoffDelay", "0.2s"), "spec.delivery.backoffDelay: '0.2s' is not an ISO-8601 duration"),
+        ("Trigger", _set("spec.delivery.retry", "3"), "spec.delivery.retry: '3' is not of type 'integer'"),
+        ("Trigger", _set("spec.filter", {"attributes": {"Type": "t"}}), "spec.filter.attributes[Type]: attribute names must match"),
+        (
+            "Trigger",
+            _set("spec.filters", [{"exact": {"type": "a"}, "prefix": {"type": "b"}}]),
+            "spec.filters.0: each filter needs exactly one dialect",
+        ),
+        ("Trigger", _set("spec.filters", [{"regex": {"type": "a"}}]), "spec.filters.0: unknown filter dialect 'regex'"),
+        ("Trigger", _set("spec.filters", [{"not": {"prefix": {"type": ""}}}]), "spec.filters.0.not.prefix[type]: needs a non-empty string"),
+        ("Trigger", _set("spec.subscriber", {}), "spec.subscriber: needs a ref or a uri"),
+        ("Trigger", _set("spec.broker", KeyError), "spec.broker: required"),
+        ("PingSource", _set("spec.dataBase64", "eyJhIjoxfQ=="), "spec: data and dataBase64 are mutually exclusive"),
+        ("PingSource", _set("spec.schedule", "*/5 * * * * *"), "spec.schedule: '*/5 * * * * *' is not a 5-field cron schedule"),
+        ("PingSource", _set("spec.timezone", "Mars/Olympus"), "spec.timezone: 'Mars/Olympus' is not an IANA time zone"),
+        ("PingSource", _set("spec.sink", {"ref": {"kind": "Service"}}), "spec.sink.ref.name: required"),
+    ],
+)
 def test_hand_broken_objects_are_caught_naming_the_field(kind, mutate, expected):
     found = broken(mutate, kind)
     assert any(expected in p for p in found), found

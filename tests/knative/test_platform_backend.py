@@ -9,9 +9,9 @@ from __future__ import annotations
 import base64
 import signal
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import httpx
 import pytest
@@ -20,8 +20,7 @@ import lepton
 from lepton.loader import load_functions
 from tests.embedded.conftest import PlatformProcess, start_platform
 from tests.embedded.test_events import STRUCTURED
-from tests.helpers import wait_for
-from tests.helpers import FUNCTIONS, ROOT, Process, free_port
+from tests.helpers import FUNCTIONS, ROOT, Process, free_port, wait_for
 from tests.knative.fake_api import PLATFORM_USER, FakeCluster, FakeServer
 from tests.knative.pods import pod_env, routed_envs, start_pod
 from tests.test_cli_run import lepton_cli
@@ -73,9 +72,14 @@ def knative(tmp_path: Path) -> Iterator[Knative]:
     fake = FakeCluster()
     with FakeServer(fake, free_port()) as server:
         port = free_port()
-        env = {"KUBECONFIG": str(server.kubeconfig(tmp_path / "kubeconfig", as_platform=True)), "LEPTON_BACKEND": "knative",
-               "LEPTON_KNATIVE_NAMESPACE": NS, "LEPTON_KNATIVE_BROKER_URL": f"{server.url}/broker",
-               "LEPTON_KNATIVE_PLATFORM_URL": f"http://127.0.0.1:{port}", "LEPTON_KNATIVE_READY_TIMEOUT": "30"}
+        env = {
+            "KUBECONFIG": str(server.kubeconfig(tmp_path / "kubeconfig", as_platform=True)),
+            "LEPTON_BACKEND": "knative",
+            "LEPTON_KNATIVE_NAMESPACE": NS,
+            "LEPTON_KNATIVE_BROKER_URL": f"{server.url}/broker",
+            "LEPTON_KNATIVE_PLATFORM_URL": f"http://127.0.0.1:{port}",
+            "LEPTON_KNATIVE_READY_TIMEOUT": "30",
+        }
         home = tmp_path / "home"
         platform = PlatformProcess(start_platform(home, tmp_path / "platform.log", port, env=env), home, tmp_path / "src")
         running = Knative(platform, server, env, tmp_path, [])
@@ -132,7 +136,7 @@ def test_a_failed_revision_never_takes_traffic_and_rollback_pins_an_older_one(kn
             knative.platform.deploy(v2)
         assert failed.value.status_code == 422
         assert "failed on Knative; the previous revision keeps serving" in str(failed.value)
-        assert "Service hello is not ready: RevisionFailed: Revision \"hello-" in str(failed.value)
+        assert 'Service hello is not ready: RevisionFailed: Revision "hello-' in str(failed.value)
         assert "failed with message: Container failed with: exec format error." in str(failed.value)
         svc = knative.service("hello")
         assert svc["spec"]["traffic"] == [{"revisionName": first, "percent": 100}], "traffic stayed on the old revision"
@@ -169,21 +173,28 @@ def test_redeploys_with_a_new_image_pass_knatives_name_check(knative):
     first = knative.service("hello")["spec"]["template"]["metadata"]["name"]
     artifact = lepton.package(HELLO, load_functions(str(HELLO)))
     with knative.platform.client() as api:
-        answer = api.request("POST", "/v1/functions", json={"artifact": artifact.digest, "function": "hello",
-                                                               "image": "registry.example/hello:2"}).json()
+        answer = api.request(
+            "POST", "/v1/functions", json={"artifact": artifact.digest, "function": "hello", "image": "registry.example/hello:2"}
+        ).json()
     assert answer["revision"] == "hello-00002" and answer["changed"]
     template = knative.service("hello")["spec"]["template"]
     assert template["metadata"]["name"] != first and template["spec"]["containers"][0]["image"] == "registry.example/hello:2"
 
 
 def test_a_new_revision_prunes_the_triggers_and_schedules_it_dropped(knative, tmp_path):
-    code = ("import lepton\n\n@lepton.function(triggers=[lepton.on_event('com.example.order'), lepton.on_cron('0 3 * * *', data={'k': 1})])\n"
-            "def worker(event: lepton.CloudEvent) -> None:\n    return None\n")
+    code = (
+        "import lepton\n\n@lepton.function(triggers=[lepton.on_event('com.example.order'), lepton.on_cron('0 3 * * *', data={'k': 1})])\n"
+        "def worker(event: lepton.CloudEvent) -> None:\n    return None\n"
+    )
     knative.platform.deploy(source(tmp_path, "v1", code))
     assert len(knative.cluster.of("triggers", NS)) == 1 and len(knative.cluster.of("pingsources", NS)) == 1
     knative.platform.deploy(source(tmp_path, "v2", code.replace(", lepton.on_cron('0 3 * * *', data={'k': 1})", "")))
     assert len(knative.cluster.of("triggers", NS)) == 1 and knative.cluster.of("pingsources", NS) == {}, "a deleted on_cron stops firing"
-    knative.platform.deploy(source(tmp_path, "v3", code.replace("triggers=[lepton.on_event('com.example.order'), lepton.on_cron('0 3 * * *', data={'k': 1})]", "")))
+    knative.platform.deploy(
+        source(
+            tmp_path, "v3", code.replace("triggers=[lepton.on_event('com.example.order'), lepton.on_cron('0 3 * * *', data={'k': 1})]", "")
+        )
+    )
     assert knative.cluster.of("triggers", NS) == {} and knative.cluster.of("pingsources", NS) == {}
     with knative.platform.http() as http:
         assert http.post("/v1/functions/worker/rollback", json={"revision": "worker-00001"}).status_code == 200
@@ -200,7 +211,10 @@ def test_ls_info_and_logs_come_from_the_cluster(knative):
     info = knative.platform.info("hello")
     assert (info["backend"], info["replicas"], info["desired"], info["ready"]) == ("knative", 2, 2, 1)
     assert [(p["id"], p["state"]) for p in info["replica_details"]] == [
-        (f"{revision}-deployment-a-1", "Running"), (f"{revision}-deployment-b-2", "Running"), (f"{revision}-deployment-c-3", "Pending")]
+        (f"{revision}-deployment-a-1", "Running"),
+        (f"{revision}-deployment-b-2", "Running"),
+        (f"{revision}-deployment-c-3", "Pending"),
+    ]
     env = {"LEPTON_URL": knative.platform.url, "LEPTON_TOKEN": knative.platform.token}
     listed = lepton_cli("ls", env=env)
     assert listed.returncode == 0 and "1/2" in listed.stdout
@@ -210,8 +224,11 @@ def test_ls_info_and_logs_come_from_the_cluster(knative):
     logs = lepton_cli("logs", "hello", env=env)
     assert logs.returncode == 0, logs.stderr
     lines = [line.split(" ", 1) for line in logs.stdout.splitlines()]
-    assert [text for _, text in lines] == [f"{revision}-deployment-a-1 - loading model", f"{revision}-deployment-a-1 - ready",
-                                           f"{revision}-deployment-b-2 - <b>served</b> 7"]
+    assert [text for _, text in lines] == [
+        f"{revision}-deployment-a-1 - loading model",
+        f"{revision}-deployment-a-1 - ready",
+        f"{revision}-deployment-b-2 - <b>served</b> 7",
+    ]
     assert [when for when, _ in lines] == sorted(when for when, _ in lines) and all(len(when) == 24 for when, _ in lines)
     knative.cluster.pod_log_times[(NS, f"{revision}-deployment-a-1", "function")][0] -= 7200  # "loading model", two hours ago
     recent = lepton_cli("logs", "hello", "--since", "1h", env=env).stdout
@@ -227,17 +244,33 @@ def test_remove_deletes_every_object_and_events_go_to_the_broker(knative, tmp_pa
     code = "import lepton\n\n@lepton.function(triggers=[lepton.on_cron('*/5 * * * *')])\ndef ticker(event: lepton.CloudEvent) -> None:\n    return None\n"
     # A labelled Secret the function no longer uses (say, from an older Lepton) goes at the next apply.
     knative.cluster.objects[("secrets", NS, "lepton-ticker")] = {
-        "apiVersion": "v1", "kind": "Secret", "type": "Opaque", "data": {},
-        "metadata": {"name": "lepton-ticker", "namespace": NS, "labels": {"lepton.dev/function": "ticker", "app.kubernetes.io/managed-by": "lepton"}}}
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "Opaque",
+        "data": {},
+        "metadata": {
+            "name": "lepton-ticker",
+            "namespace": NS,
+            "labels": {"lepton.dev/function": "ticker", "app.kubernetes.io/managed-by": "lepton"},
+        },
+    }
     # A user's own Secret with the function's label, not managed by Lepton, is never touched.
     knative.cluster.objects[("secrets", NS, "ticker-keys")] = {
-        "apiVersion": "v1", "kind": "Secret", "type": "Opaque", "data": {},
-        "metadata": {"name": "ticker-keys", "namespace": NS, "labels": {"lepton.dev/function": "ticker"}}}
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "Opaque",
+        "data": {},
+        "metadata": {"name": "ticker-keys", "namespace": NS, "labels": {"lepton.dev/function": "ticker"}},
+    }
     knative.platform.deploy(source(tmp_path, "ticker", code))
     assert set(knative.cluster.of("secrets", NS)) == {"lepton-fn-ticker", "ticker-keys"}
     with knative.platform.http() as http:
-        assert http.post("/v1/events", json={"specversion": "1.0", "id": "k-1", "source": "/t", "type": "com.example"},
-                         headers=STRUCTURED).status_code == 202
+        assert (
+            http.post(
+                "/v1/events", json={"specversion": "1.0", "id": "k-1", "source": "/t", "type": "com.example"}, headers=STRUCTURED
+            ).status_code
+            == 202
+        )
         forwarded = wait_for(lambda: [e for e in knative.cluster.broker_events if e["id"] == "k-1"], message="event reached the Broker")
         assert forwarded[0]["type"] == "com.example"
         assert http.delete("/v1/functions/ticker").status_code == 200
@@ -249,7 +282,9 @@ def test_remove_deletes_every_object_and_events_go_to_the_broker(knative, tmp_pa
 
 def test_a_secret_is_a_kubernetes_secret_of_its_own_that_services_refer_to(knative, tmp_path):
     value, changed = "s3cr3t-" + uuid.uuid4().hex, "s3cr3t-" + uuid.uuid4().hex
-    code = "import os\nimport lepton\n\n@lepton.function(secrets=['HF_TOKEN'])\ndef reader() -> bool:\n    return 'HF_TOKEN' in os.environ\n"
+    code = (
+        "import os\nimport lepton\n\n@lepton.function(secrets=['HF_TOKEN'])\ndef reader() -> bool:\n    return 'HF_TOKEN' in os.environ\n"
+    )
     with knative.platform.http() as http:
         with pytest.raises(lepton.InvocationError) as refused:
             knative.platform.deploy(source(tmp_path, "reader", code))
@@ -262,14 +297,21 @@ def test_a_secret_is_a_kubernetes_secret_of_its_own_that_services_refer_to(knati
         assert base64.b64decode(stored["data"]["HF_TOKEN"]).decode() == value
         knative.platform.deploy(source(tmp_path, "reader", code))
         (container,) = knative.service("reader")["spec"]["template"]["spec"]["containers"]
-        assert {"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": "lepton-secret-hf-token", "key": "HF_TOKEN"}}} in container["env"]
+        assert {"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": "lepton-secret-hf-token", "key": "HF_TOKEN"}}} in container[
+            "env"
+        ]
         assert pod_env(knative.cluster, knative.service("reader"))["HF_TOKEN"] == value
         assert http.put("/v1/secrets/HF_TOKEN", json={"value": changed}).json()["changed"] is True
         assert knative.serving("reader")["HF_TOKEN"] == changed, "a pod started from now on reads the new value"
 
         # A Secret of that name that Lepton does not manage is neither overwritten nor deleted.
-        theirs = {"apiVersion": "v1", "kind": "Secret", "type": "Opaque", "data": {"OTHER": "eA=="},
-                  "metadata": {"name": "lepton-secret-other", "namespace": NS, "labels": {"team": "ml"}}}
+        theirs = {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "type": "Opaque",
+            "data": {"OTHER": "eA=="},
+            "metadata": {"name": "lepton-secret-other", "namespace": NS, "labels": {"team": "ml"}},
+        }
         knative.cluster.objects[("secrets", NS, "lepton-secret-other")] = theirs
         clash = http.put("/v1/secrets/OTHER", json={"value": "mine"})
         assert clash.status_code == 409 and "Secret lepton-secret-other already exists" in clash.json()["detail"]
@@ -288,8 +330,10 @@ def test_what_the_runtime_image_lacks_is_refused_with_the_way_out(knative):
     with pytest.raises(lepton.InvocationError) as refused:
         knative.platform.deploy(FUNCTIONS / "platform" / "needs_package.py", "needy")
     assert refused.value.status_code == 422
-    assert str(refused.value.detail) == ("function 'needy': requirement 'definitely-not-installed-pkg>=1' is not in the runtime image "
-                                         "ghcr.io/lepton-dev/lepton-runtime:0.1.0; run `lepton build FILE --tag IMAGE` and deploy with --image IMAGE")
+    assert str(refused.value.detail) == (
+        "function 'needy': requirement 'definitely-not-installed-pkg>=1' is not in the runtime image "
+        "ghcr.io/lepton-dev/lepton-runtime:0.1.0; run `lepton build FILE --tag IMAGE` and deploy with --image IMAGE"
+    )
     assert knative.cluster.of("services", NS) == {}, "nothing applied"
 
 
@@ -318,18 +362,25 @@ def test_the_cli_deploys_through_the_platform_and_checks_its_backend(knative):
     assert deployed.stdout.startswith("hello  hello-00001  ready  ")
     wrong = lepton_cli("deploy", str(HELLO), env=env)
     assert wrong.returncode == 1
-    assert wrong.stderr.strip() == f"error: the platform at {knative.platform.url} runs the knative backend, not embedded; use --target knative"
+    assert (
+        wrong.stderr.strip()
+        == f"error: the platform at {knative.platform.url} runs the knative backend, not embedded; use --target knative"
+    )
 
 
 def test_a_file_is_checked_whole_before_anything_is_applied(knative, tmp_path):
-    code = ("import lepton\n\n@lepton.function()\ndef first() -> int:\n    return 1\n\n"
-            "@lepton.function(triggers=[lepton.on_event('t', delivery=lepton.Delivery(delay=0.05))])\n"
-            "def second(event: lepton.CloudEvent) -> None:\n    return None\n")
+    code = (
+        "import lepton\n\n@lepton.function()\ndef first() -> int:\n    return 1\n\n"
+        "@lepton.function(triggers=[lepton.on_event('t', delivery=lepton.Delivery(delay=0.05))])\n"
+        "def second(event: lepton.CloudEvent) -> None:\n    return None\n"
+    )
     env = {"LEPTON_URL": knative.platform.url, "LEPTON_TOKEN": knative.platform.token}
     result = lepton_cli("deploy", str(source(tmp_path, "two", code)), "--target", "knative", env=env)
     assert result.returncode == 1
-    assert result.stderr.strip().startswith("error: HTTP 422 from /v1/functions: function 'second' cannot run on Knative: "
-                                            "function 'second': triggers[0] delivery.delay: 0.05 s cannot be said to Knative")
+    assert result.stderr.strip().startswith(
+        "error: HTTP 422 from /v1/functions: function 'second' cannot run on Knative: "
+        "function 'second': triggers[0] delivery.delay: 0.05 s cannot be said to Knative"
+    )
     assert knative.cluster.of("services", NS) == {} and knative.cluster.of("secrets", NS) == {}, "nothing applied"
 
 
@@ -376,8 +427,13 @@ def test_logs_follow_new_lines(knative):
     revision = knative.service("hello")["spec"]["template"]["metadata"]["name"]
     pod = f"{revision}-deployment-a-1"
     knative.cluster.add_pod(revision, pod, log="first\n")
-    with httpx.stream("GET", f"{knative.platform.url}/v1/functions/hello/logs", params={"follow": "true", "tail": 10},
-                      headers={"Authorization": f"Bearer {knative.platform.token}"}, timeout=30) as response:
+    with httpx.stream(
+        "GET",
+        f"{knative.platform.url}/v1/functions/hello/logs",
+        params={"follow": "true", "tail": 10},
+        headers={"Authorization": f"Bearer {knative.platform.token}"},
+        timeout=30,
+    ) as response:
         lines = response.iter_lines()
         assert next(lines).endswith(f"Z {pod} - first")
         knative.cluster.pod_logs[(NS, pod, "function")] = "first\nsecond\n"
@@ -413,17 +469,24 @@ def test_traffic_split_and_tags_become_the_services_spec_traffic(knative, tmp_pa
     knative.platform.deploy(source(tmp_path, "v2", HELLO.read_text().replace("Hello,", "Hi,")))
     second = knative.service("hello")["spec"]["template"]["metadata"]["name"]
     with knative.platform.http() as http:
-        moved = http.put("/v1/functions/hello/traffic", json={"split": {"hello-00001": 90, "hello-00002": 10},
-                                                              "tags": {"canary": "hello-00002", "stable": "hello-00001"}})
+        moved = http.put(
+            "/v1/functions/hello/traffic",
+            json={"split": {"hello-00001": 90, "hello-00002": 10}, "tags": {"canary": "hello-00002", "stable": "hello-00001"}},
+        )
         assert moved.status_code == 200, moved.text
         svc = knative.service("hello")
-        assert svc["spec"]["traffic"] == [{"revisionName": first, "percent": 90, "tag": "stable"},
-                                          {"revisionName": second, "percent": 10, "tag": "canary"}]
+        assert svc["spec"]["traffic"] == [
+            {"revisionName": first, "percent": 90, "tag": "stable"},
+            {"revisionName": second, "percent": 10, "tag": "canary"},
+        ]
         assert svc["spec"]["template"]["metadata"]["name"] == second, "moving traffic creates no revision"
-        assert sorted((t["revisionName"], t["percent"], t.get("tag")) for t in svc["status"]["traffic"]) == \
-            sorted([(first, 90, "stable"), (second, 10, "canary")])
+        assert sorted((t["revisionName"], t["percent"], t.get("tag")) for t in svc["status"]["traffic"]) == sorted(
+            [(first, 90, "stable"), (second, 10, "canary")]
+        )
         assert {r["id"]: (r["percent"], r["tags"]) for r in http.get("/v1/functions/hello/revisions").json()} == {
-            "hello-00001": (90, ["stable"]), "hello-00002": (10, ["canary"])}
+            "hello-00001": (90, ["stable"]),
+            "hello-00002": (10, ["canary"]),
+        }
         secret = knative.cluster.get("secrets", NS, "lepton-fn-hello")
         assert {"token-hello-00001", "token-hello-00002"} <= set(secret["data"]), "both revisions' pods find their token"
         # Untagged calls go to the Service, whose route picks the revision.
@@ -444,5 +507,7 @@ def test_traffic_split_and_tags_become_the_services_spec_traffic(knative, tmp_pa
         knative.restart()
         assert http.get("/v1/functions/hello/traffic").json()["split"] == {"hello-00001": 90, "hello-00002": 10}
         assert http.post("/v1/functions/hello/rollback", json={"revision": "hello-00001"}).status_code == 200
-        assert knative.service("hello")["spec"]["traffic"] == [{"revisionName": first, "percent": 100, "tag": "stable"},
-                                                               {"revisionName": second, "percent": 0, "tag": "canary"}]
+        assert knative.service("hello")["spec"]["traffic"] == [
+            {"revisionName": first, "percent": 100, "tag": "stable"},
+            {"revisionName": second, "percent": 0, "tag": "canary"},
+        ]

@@ -27,9 +27,10 @@ import copy
 import json
 import re
 import zoneinfo
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, Iterable
+from typing import Any
 
 SERVING_DEFAULTING = "webhook.serving.knative.dev"
 SERVING_VALIDATION = "validation.webhook.serving.knative.dev"
@@ -53,8 +54,9 @@ class FieldError:
 
     __slots__ = ("message", "paths", "details", "level", "errors")
 
-    def __init__(self, message: str = "", paths: Iterable[str] = (), details: str = "", level: int = ERROR_LEVEL,
-                 errors: Iterable[FieldError] = ()) -> None:
+    def __init__(
+        self, message: str = "", paths: Iterable[str] = (), details: str = "", level: int = ERROR_LEVEL, errors: Iterable[FieldError] = ()
+    ) -> None:
         self.message, self.paths, self.details, self.level = message, list(paths), details, level
         self.errors = list(errors)
 
@@ -243,8 +245,10 @@ def go_quote(s: str) -> str:
     """strconv.Quote (for the printable strings these messages carry)."""
     out = ['"']
     for ch in s:
-        out.append({'"': '\\"', "\\": "\\\\", "\n": "\\n", "\t": "\\t", "\r": "\\r", "\a": "\\a", "\b": "\\b",
-                    "\f": "\\f", "\v": "\\v"}.get(ch) or (ch if ch.isprintable() else f"\\u{ord(ch):04x}"))
+        out.append(
+            {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\t": "\\t", "\r": "\\r", "\a": "\\a", "\b": "\\b", "\f": "\\f", "\v": "\\v"}.get(ch)
+            or (ch if ch.isprintable() else f"\\u{ord(ch):04x}")
+        )
     out.append('"')
     return "".join(out)
 
@@ -316,8 +320,7 @@ def go_parse_float(s: str) -> float:
     return value
 
 
-_UNITS = {"ns": 1, "us": 1_000, "µs": 1_000, "μs": 1_000, "ms": 1_000_000, "s": SECOND, "m": 60 * SECOND,
-          "h": 3600 * SECOND}
+_UNITS = {"ns": 1, "us": 1_000, "µs": 1_000, "μs": 1_000, "ms": 1_000_000, "s": SECOND, "m": 60 * SECOND, "h": 3600 * SECOND}
 
 
 def go_parse_duration(text: str) -> int:
@@ -335,17 +338,17 @@ def go_parse_duration(text: str) -> int:
         if not (s[0] == "." or s[0].isdigit()):
             raise invalid
         m = re.match(r"[0-9]*", s)
-        whole_txt, s = m.group(0), s[m.end():]
+        whole_txt, s = m.group(0), s[m.end() :]
         pre = bool(whole_txt)
         frac_txt, post = "", False
         if s.startswith("."):
             m = re.match(r"[0-9]*", s[1:])
-            frac_txt, s = m.group(0), s[1 + m.end():]
+            frac_txt, s = m.group(0), s[1 + m.end() :]
             post = bool(frac_txt)
         if not pre and not post:
             raise invalid
         m = re.match(r"[^0-9.]*", s)
-        unit_txt, s = m.group(0), s[m.end():]
+        unit_txt, s = m.group(0), s[m.end() :]
         if not unit_txt:
             raise GoError(f"time: missing unit in duration {go_quote(orig)}")
         if unit_txt not in _UNITS:
@@ -361,7 +364,7 @@ def go_parse_duration(text: str) -> int:
 
 
 def _frac(v: int, prec: int) -> str:
-    whole, rest = divmod(v, 10 ** prec)
+    whole, rest = divmod(v, 10**prec)
     digits = f"{rest:0{prec}d}".rstrip("0")
     return f"{whole}.{digits}" if digits else str(whole)
 
@@ -399,8 +402,10 @@ def go_load_location(name: str) -> None:
 def go_json_object_error(text: str) -> str | None:
     """json.Unmarshal([]byte(text), &map[string]interface{}) error text, or None.
     Syntax error texts are approximations of encoding/json's."""
+
     def reject(c: str) -> None:
         raise ValueError(c)
+
     try:
         value = json.loads(text, parse_constant=reject)
     except json.JSONDecodeError as exc:
@@ -450,8 +455,10 @@ DNS1035_LABEL_FMT = "[a-z]([-a-z0-9]*[a-z0-9])?"
 QUALIFIED_NAME_FMT = "([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]"
 QUALIFIED_NAME_MSG = "must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character"
 LABEL_VALUE_FMT = "(" + QUALIFIED_NAME_FMT + ")?"
-LABEL_VALUE_MSG = ("a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', "
-                   "and must start and end with an alphanumeric character")
+LABEL_VALUE_MSG = (
+    "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', "
+    "and must start and end with an alphanumeric character"
+)
 C_IDENTIFIER_FMT = "[A-Za-z_][A-Za-z0-9_]*"
 CONFIG_KEY_FMT = "[-._a-zA-Z0-9]+"
 
@@ -459,24 +466,44 @@ CONFIG_KEY_FMT = "[-._a-zA-Z0-9]+"
 def is_dns1123_label(value: str) -> list[str]:
     errs = [max_len_error(63)] if len(value) > 63 else []
     if not re.fullmatch(DNS1123_LABEL_FMT, value):
-        errs.append(regex_error("a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', "
-                                "and must start and end with an alphanumeric character", DNS1123_LABEL_FMT, "my-name", "123-abc"))
+        errs.append(
+            regex_error(
+                "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', "
+                "and must start and end with an alphanumeric character",
+                DNS1123_LABEL_FMT,
+                "my-name",
+                "123-abc",
+            )
+        )
     return errs
 
 
 def is_dns1123_subdomain(value: str) -> list[str]:
     errs = [max_len_error(253)] if len(value) > 253 else []
     if not re.fullmatch(DNS1123_SUBDOMAIN_FMT, value):
-        errs.append(regex_error("a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', "
-                                "and must start and end with an alphanumeric character", DNS1123_SUBDOMAIN_FMT, "example.com"))
+        errs.append(
+            regex_error(
+                "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', "
+                "and must start and end with an alphanumeric character",
+                DNS1123_SUBDOMAIN_FMT,
+                "example.com",
+            )
+        )
     return errs
 
 
 def is_dns1035_label(value: str) -> list[str]:
     errs = [max_len_error(63)] if len(value) > 63 else []
     if not re.fullmatch(DNS1035_LABEL_FMT, value):
-        errs.append(regex_error("a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an "
-                                "alphabetic character, and end with an alphanumeric character", DNS1035_LABEL_FMT, "my-name", "abc-123"))
+        errs.append(
+            regex_error(
+                "a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an "
+                "alphabetic character, and end with an alphanumeric character",
+                DNS1035_LABEL_FMT,
+                "my-name",
+                "abc-123",
+            )
+        )
     return errs
 
 
@@ -499,8 +526,11 @@ def is_qualified_name(value: str) -> list[str]:
         else:
             errs += ["prefix part " + m for m in is_dns1123_subdomain(prefix)]
     else:
-        return ["a qualified name " + regex_error(QUALIFIED_NAME_MSG, QUALIFIED_NAME_FMT, "MyName", "my.name", "123-abc")
-                + " with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')"]
+        return [
+            "a qualified name "
+            + regex_error(QUALIFIED_NAME_MSG, QUALIFIED_NAME_FMT, "MyName", "my.name", "123-abc")
+            + " with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')"
+        ]
     if not name:
         errs.append("name part must be non-empty")
     elif len(name) > 63:
@@ -520,15 +550,29 @@ def is_valid_label_value(value: str) -> list[str]:
 def is_c_identifier(value: str) -> list[str]:
     if re.fullmatch(C_IDENTIFIER_FMT, value):
         return []
-    return [regex_error("a valid C identifier must start with alphabetic character or '_', followed by a string of "
-                        "alphanumeric characters or '_'", C_IDENTIFIER_FMT, "my_name", "MY_NAME", "MyName")]
+    return [
+        regex_error(
+            "a valid C identifier must start with alphabetic character or '_', followed by a string of alphanumeric characters or '_'",
+            C_IDENTIFIER_FMT,
+            "my_name",
+            "MY_NAME",
+            "MyName",
+        )
+    ]
 
 
 def is_config_map_key(value: str) -> list[str]:
     errs = [max_len_error(253)] if len(value) > 253 else []
     if not re.fullmatch(CONFIG_KEY_FMT, value):
-        errs.append(regex_error("a valid config key must consist of alphanumeric characters, '-', '_' or '.'",
-                                CONFIG_KEY_FMT, "key.name", "KEY_NAME", "key-name"))
+        errs.append(
+            regex_error(
+                "a valid config key must consist of alphanumeric characters, '-', '_' or '.'",
+                CONFIG_KEY_FMT,
+                "key.name",
+                "KEY_NAME",
+                "key-name",
+            )
+        )
     if value == ".":
         errs.append("must not be '.'")
     elif value == "..":
@@ -561,27 +605,47 @@ class KnativeConfig:
     max_scale_limit: int = 0
     allow_zero_initial_scale: bool = False
     pod_autoscaler_class: str = "kpa.autoscaling.knative.dev"
-    serving_features: dict[str, str] = field(default_factory=lambda: {
-        "multi-container": ENABLED, "multi-container-probing": DISABLED,
-        "kubernetes.podspec-affinity": DISABLED, "kubernetes.podspec-topologyspreadconstraints": DISABLED,
-        "kubernetes.podspec-hostaliases": DISABLED, "kubernetes.podspec-fieldref": DISABLED,
-        "kubernetes.podspec-nodeselector": DISABLED, "kubernetes.podspec-runtimeclassname": DISABLED,
-        "kubernetes.podspec-securitycontext": DISABLED, "kubernetes.podspec-shareprocessnamespace": DISABLED,
-        "kubernetes.podspec-hostipc": DISABLED, "kubernetes.podspec-hostpid": DISABLED,
-        "kubernetes.podspec-hostnetwork": DISABLED, "kubernetes.podspec-priorityclassname": DISABLED,
-        "kubernetes.podspec-schedulername": DISABLED, "kubernetes.containerspec-addcapabilities": DISABLED,
-        "kubernetes.podspec-tolerations": DISABLED, "kubernetes.podspec-emptydir": ENABLED,
-        "kubernetes.podspec-hostpath": DISABLED, "kubernetes.podspec-volumes-mount-propagation": DISABLED,
-        "kubernetes.podspec-volumes-csi": DISABLED, "kubernetes.podspec-volumes-ephemeral": DISABLED,
-        "kubernetes.podspec-volumes-image": DISABLED, "kubernetes.podspec-persistent-volume-claim": DISABLED,
-        "kubernetes.podspec-persistent-volume-write": DISABLED, "kubernetes.podspec-init-containers": DISABLED,
-        "kubernetes.podspec-dnspolicy": DISABLED, "kubernetes.podspec-dnsconfig": DISABLED,
-        "secure-pod-defaults": DISABLED,
-    })
-    eventing_features: dict[str, str] = field(default_factory=lambda: {
-        "kreference-group": DISABLED, "delivery-retryafter": DISABLED, "delivery-timeout": ENABLED,
-        "cross-namespace-event-links": DISABLED,
-    })
+    serving_features: dict[str, str] = field(
+        default_factory=lambda: {
+            "multi-container": ENABLED,
+            "multi-container-probing": DISABLED,
+            "kubernetes.podspec-affinity": DISABLED,
+            "kubernetes.podspec-topologyspreadconstraints": DISABLED,
+            "kubernetes.podspec-hostaliases": DISABLED,
+            "kubernetes.podspec-fieldref": DISABLED,
+            "kubernetes.podspec-nodeselector": DISABLED,
+            "kubernetes.podspec-runtimeclassname": DISABLED,
+            "kubernetes.podspec-securitycontext": DISABLED,
+            "kubernetes.podspec-shareprocessnamespace": DISABLED,
+            "kubernetes.podspec-hostipc": DISABLED,
+            "kubernetes.podspec-hostpid": DISABLED,
+            "kubernetes.podspec-hostnetwork": DISABLED,
+            "kubernetes.podspec-priorityclassname": DISABLED,
+            "kubernetes.podspec-schedulername": DISABLED,
+            "kubernetes.containerspec-addcapabilities": DISABLED,
+            "kubernetes.podspec-tolerations": DISABLED,
+            "kubernetes.podspec-emptydir": ENABLED,
+            "kubernetes.podspec-hostpath": DISABLED,
+            "kubernetes.podspec-volumes-mount-propagation": DISABLED,
+            "kubernetes.podspec-volumes-csi": DISABLED,
+            "kubernetes.podspec-volumes-ephemeral": DISABLED,
+            "kubernetes.podspec-volumes-image": DISABLED,
+            "kubernetes.podspec-persistent-volume-claim": DISABLED,
+            "kubernetes.podspec-persistent-volume-write": DISABLED,
+            "kubernetes.podspec-init-containers": DISABLED,
+            "kubernetes.podspec-dnspolicy": DISABLED,
+            "kubernetes.podspec-dnsconfig": DISABLED,
+            "secure-pod-defaults": DISABLED,
+        }
+    )
+    eventing_features: dict[str, str] = field(
+        default_factory=lambda: {
+            "kreference-group": DISABLED,
+            "delivery-retryafter": DISABLED,
+            "delivery-timeout": ENABLED,
+            "cross-namespace-event-links": DISABLED,
+        }
+    )
     ping_data_max_size: int = -1
 
     def serving(self, flag: str) -> str:
@@ -611,14 +675,17 @@ class Denial:
         return f'admission webhook "{self.webhook}" denied the request: {self.message}'
 
 
-WEBHOOK_URLS = {SERVING_VALIDATION: "https://webhook.knative-serving.svc:443/resource-validation?timeout=10s",
-                EVENTING_VALIDATION: "https://eventing-webhook.knative-eventing.svc:443/resource-validation?timeout=10s"}
+WEBHOOK_URLS = {
+    SERVING_VALIDATION: "https://webhook.knative-serving.svc:443/resource-validation?timeout=10s",
+    EVENTING_VALIDATION: "https://eventing-webhook.knative-eventing.svc:443/resource-validation?timeout=10s",
+}
 
 
 def panicked(webhook: str) -> Denial:
     """apiserver's webhook error for a handler that died: failurePolicy Fail turns it into a 500."""
-    return Denial(webhook, f'failed calling webhook "{webhook}": failed to call webhook: Post "{WEBHOOK_URLS[webhook]}": EOF',
-                  500, "InternalError")
+    return Denial(
+        webhook, f'failed calling webhook "{webhook}": failed to call webhook: Post "{WEBHOOK_URLS[webhook]}": EOF', 500, "InternalError"
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -761,8 +828,12 @@ def validate_has_no_autoscaling_annotation(annotations: dict[str, str]) -> FE:
     errs: FE = None
     for key in annotations:
         if key.startswith(AUTOSCALING):
-            errs = also(errs, err_invalid_key_name(key, CURRENT_FIELD,
-                                                   'autoscaling annotations must be put under "spec.template.metadata.annotations" to work'))
+            errs = also(
+                errs,
+                err_invalid_key_name(
+                    key, CURRENT_FIELD, 'autoscaling annotations must be put under "spec.template.metadata.annotations" to work'
+                ),
+            )
     return errs
 
 
@@ -954,11 +1025,17 @@ def validate_autoscaling_annotations(annotations: dict[str, str], cfg: KnativeCo
     return errs
 
 
-NETWORKING_ALLOWED = {"networking.knative.dev/ingress.class", "networking.knative.dev/certificate.class",
-                      "networking.knative.dev/disableAutoTLS", "networking.knative.dev/disable-external-domain-tls",
-                      "networking.knative.dev/httpOption", "networking.knative.dev/ingress-class",
-                      "networking.knative.dev/certificate-class", "networking.knative.dev/disable-auto-tls",
-                      "networking.knative.dev/http-protocol"}
+NETWORKING_ALLOWED = {
+    "networking.knative.dev/ingress.class",
+    "networking.knative.dev/certificate.class",
+    "networking.knative.dev/disableAutoTLS",
+    "networking.knative.dev/disable-external-domain-tls",
+    "networking.knative.dev/httpOption",
+    "networking.knative.dev/ingress-class",
+    "networking.knative.dev/certificate-class",
+    "networking.knative.dev/disable-auto-tls",
+    "networking.knative.dev/http-protocol",
+}
 
 
 def validate_networking_annotations(annotations: dict[str, str]) -> FE:
@@ -974,11 +1051,20 @@ def validate_networking_annotations(annotations: dict[str, str]) -> FE:
 def validate_queue_sidecar_annotations(annotations: dict[str, str]) -> FE:
     """https://github.com/knative/serving/blob/knative-v1.23.0/pkg/apis/serving/v1/revision_validation.go  validateQueueSidecarResourceAnnotations"""
     errs: FE = None
-    key, value, ok = _get(annotations, "queue.sidecar.serving.knative.dev/resource-percentage",
-                          "queue.sidecar.serving.knative.dev/resourcePercentage")
+    key, value, ok = _get(
+        annotations, "queue.sidecar.serving.knative.dev/resource-percentage", "queue.sidecar.serving.knative.dev/resourcePercentage"
+    )
     if ok:
-        errs = at_level(via_key(err_generic("Queue proxy resource percentage annotation is deprecated. Please use the "
-                                            "available annotations to explicitly set resource values per service"), key), WARNING_LEVEL)
+        errs = at_level(
+            via_key(
+                err_generic(
+                    "Queue proxy resource percentage annotation is deprecated. Please use the "
+                    "available annotations to explicitly set resource values per service"
+                ),
+                key,
+            ),
+            WARNING_LEVEL,
+        )
         try:
             fv = go_parse_float(value)
         except GoError:
@@ -986,8 +1072,14 @@ def validate_queue_sidecar_annotations(annotations: dict[str, str]) -> FE:
         else:
             if fv < 0.1 or fv > 100:
                 errs = also(errs, via_key(err_out_of_bounds(fv, 0.1, 100.0, CURRENT_FIELD), key))
-    for res in ("cpu-resource-request", "cpu-resource-limit", "memory-resource-request", "memory-resource-limit",
-                "ephemeral-storage-resource-request", "ephemeral-storage-resource-limit"):
+    for res in (
+        "cpu-resource-request",
+        "cpu-resource-limit",
+        "memory-resource-request",
+        "memory-resource-limit",
+        "ephemeral-storage-resource-request",
+        "ephemeral-storage-resource-limit",
+    ):
         key, value, ok = _get(annotations, f"queue.sidecar.serving.knative.dev/{res}")
         if ok and not QUANTITY.fullmatch(value):
             errs = also(errs, via_key(err_invalid_value(value, CURRENT_FIELD), key))
@@ -1028,18 +1120,30 @@ RESERVED_PORTS = {8012, 8013, 8022, 9090, 9091, 8008}
 VALID_PORT_NAMES = {"h2c", "http1", ""}
 RESERVED_PATHS = {"/", "/dev", "/dev/log"}
 POD_FEATURE_FIELDS = {
-    "affinity": "kubernetes.podspec-affinity", "topologySpreadConstraints": "kubernetes.podspec-topologyspreadconstraints",
-    "hostAliases": "kubernetes.podspec-hostaliases", "nodeSelector": "kubernetes.podspec-nodeselector",
-    "runtimeClassName": "kubernetes.podspec-runtimeclassname", "tolerations": "kubernetes.podspec-tolerations",
+    "affinity": "kubernetes.podspec-affinity",
+    "topologySpreadConstraints": "kubernetes.podspec-topologyspreadconstraints",
+    "hostAliases": "kubernetes.podspec-hostaliases",
+    "nodeSelector": "kubernetes.podspec-nodeselector",
+    "runtimeClassName": "kubernetes.podspec-runtimeclassname",
+    "tolerations": "kubernetes.podspec-tolerations",
     "shareProcessNamespace": "kubernetes.podspec-shareprocessnamespace",
-    "priorityClassName": "kubernetes.podspec-priorityclassname", "schedulerName": "kubernetes.podspec-schedulername",
-    "initContainers": "kubernetes.podspec-init-containers", "dnsPolicy": "kubernetes.podspec-dnspolicy",
-    "dnsConfig": "kubernetes.podspec-dnsconfig", "hostIPC": "kubernetes.podspec-hostipc",
-    "hostPID": "kubernetes.podspec-hostpid", "hostNetwork": "kubernetes.podspec-hostnetwork",
+    "priorityClassName": "kubernetes.podspec-priorityclassname",
+    "schedulerName": "kubernetes.podspec-schedulername",
+    "initContainers": "kubernetes.podspec-init-containers",
+    "dnsPolicy": "kubernetes.podspec-dnspolicy",
+    "dnsConfig": "kubernetes.podspec-dnsconfig",
+    "hostIPC": "kubernetes.podspec-hostipc",
+    "hostPID": "kubernetes.podspec-hostpid",
+    "hostNetwork": "kubernetes.podspec-hostnetwork",
 }
-VOLUME_FEATURES = {"emptyDir": "kubernetes.podspec-emptydir", "persistentVolumeClaim": "kubernetes.podspec-persistent-volume-claim",
-                   "hostPath": "kubernetes.podspec-hostpath", "csi": "kubernetes.podspec-volumes-csi",
-                   "ephemeral": "kubernetes.podspec-volumes-ephemeral", "image": "kubernetes.podspec-volumes-image"}
+VOLUME_FEATURES = {
+    "emptyDir": "kubernetes.podspec-emptydir",
+    "persistentVolumeClaim": "kubernetes.podspec-persistent-volume-claim",
+    "hostPath": "kubernetes.podspec-hostpath",
+    "csi": "kubernetes.podspec-volumes-csi",
+    "ephemeral": "kubernetes.podspec-volumes-ephemeral",
+    "image": "kubernetes.podspec-volumes-image",
+}
 
 
 def _pod_spec_mask(ps: dict[str, Any], cfg: KnativeConfig) -> list[str]:
@@ -1060,11 +1164,23 @@ def validate_pod_spec(ps: dict[str, Any], cfg: KnativeConfig) -> FE:
     init_containers = [c if isinstance(c, dict) else {} for c in ps.get("initContainers") or []]
     errs = also(errs, via_field(validate_pod_security_context(ps.get("securityContext")), "securityContext"))
     for i, c in enumerate(containers):
-        errs = also(errs, via_field_index(via_field(warn_default_security_context(ps.get("securityContext"), c.get("securityContext"), cfg),
-                                                    "securityContext"), "containers", i))
+        errs = also(
+            errs,
+            via_field_index(
+                via_field(warn_default_security_context(ps.get("securityContext"), c.get("securityContext"), cfg), "securityContext"),
+                "containers",
+                i,
+            ),
+        )
     for i, c in enumerate(init_containers):
-        errs = also(errs, via_field_index(via_field(warn_default_security_context(ps.get("securityContext"), c.get("securityContext"), cfg),
-                                                    "securityContext"), "initContainers", i))
+        errs = also(
+            errs,
+            via_field_index(
+                via_field(warn_default_security_context(ps.get("securityContext"), c.get("securityContext"), cfg), "securityContext"),
+                "initContainers",
+                i,
+            ),
+        )
     mounted = {m.get("name") for c in init_containers + containers for m in c.get("volumeMounts") or [] if isinstance(m, dict)}
     volumes, verr = validate_volumes(ps.get("volumes") or [], mounted, cfg)
     errs = also(errs, via_field(verr, "volumes"))
@@ -1105,7 +1221,9 @@ def warn_default_security_context(psc: Any, sc: Any, cfg: KnativeConfig) -> FE:
         return None
 
     def insecure(path: str) -> FE:
-        return at_level(err_generic("Kubernetes default value is insecure, Knative may default this to secure in a future release", path), WARNING_LEVEL)
+        return at_level(
+            err_generic("Kubernetes default value is insecure, Knative may default this to secure in a future release", path), WARNING_LEVEL
+        )
 
     errs: FE = None
     if psc.get("runAsNonRoot") is None and sc.get("runAsNonRoot") is None:
@@ -1150,12 +1268,17 @@ def _validate_volume(volume: dict[str, Any], cfg: KnativeConfig) -> FE:
         if cfg.serving("kubernetes.podspec-persistent-volume-claim") != ENABLED:
             errs = also(errs, FieldError(f"Persistent volume claim support is disabled, but found persistent volume claim {claim}"))
         if not _d(pvc, "readOnly") and cfg.serving("kubernetes.podspec-persistent-volume-write") != ENABLED:
-            errs = also(errs, FieldError(f"Persistent volume write support is disabled, but found persistent volume claim {claim} that is not read-only"))
-    for source, (label, flag) in {"image": ("Image", "kubernetes.podspec-volumes-image"),
-                                  "emptyDir": ("EmptyDir", "kubernetes.podspec-emptydir"),
-                                  "hostPath": ("HostPath", "kubernetes.podspec-hostpath"),
-                                  "csi": ("CSI", "kubernetes.podspec-volumes-csi"),
-                                  "ephemeral": ("Ephemeral", "kubernetes.podspec-volumes-ephemeral")}.items():
+            errs = also(
+                errs,
+                FieldError(f"Persistent volume write support is disabled, but found persistent volume claim {claim} that is not read-only"),
+            )
+    for source, (label, flag) in {
+        "image": ("Image", "kubernetes.podspec-volumes-image"),
+        "emptyDir": ("EmptyDir", "kubernetes.podspec-emptydir"),
+        "hostPath": ("HostPath", "kubernetes.podspec-hostpath"),
+        "csi": ("CSI", "kubernetes.podspec-volumes-csi"),
+        "ephemeral": ("Ephemeral", "kubernetes.podspec-volumes-ephemeral"),
+    }.items():
         if volume.get(source) is not None and cfg.serving(flag) != ENABLED:
             errs = also(errs, FieldError(f"{label} volume support is disabled, but found {label} volume {volume.get('name') or ''}"))
     name = volume.get("name") or ""
@@ -1163,8 +1286,11 @@ def _validate_volume(volume: dict[str, Any], cfg: KnativeConfig) -> FE:
         errs = err_missing_field("name")  # sic: replaces, as in Go
     elif is_dns1123_label(name):
         errs = err_invalid_value(name, "name")
-    sources = [k for k in ("secret", "configMap", "projected", "emptyDir", "persistentVolumeClaim", "hostPath", "csi",
-                           "ephemeral", "image") if volume.get(k) is not None]
+    sources = [
+        k
+        for k in ("secret", "configMap", "projected", "emptyDir", "persistentVolumeClaim", "hostPath", "csi", "ephemeral", "image")
+        if volume.get(k) is not None
+    ]
     masked = [k for k in sources if k in ("secret", "configMap", "projected") or cfg.serving(VOLUME_FEATURES[k]) != DISABLED]
     bad = [k for k in sources if k not in masked]
     if bad:
@@ -1179,8 +1305,11 @@ def _validate_volume(volume: dict[str, Any], cfg: KnativeConfig) -> FE:
         if medium not in ("", "Memory"):
             errs = also(errs, via_field(err_invalid_value(medium, "medium"), "emptyDir"))
     if not sources:
-        paths = ["secret", "configMap", "projected"] + [k for k in ("emptyDir", "persistentVolumeClaim", "hostPath", "csi",
-                                                                   "ephemeral", "image") if cfg.serving(VOLUME_FEATURES[k]) == ENABLED]
+        paths = ["secret", "configMap", "projected"] + [
+            k
+            for k in ("emptyDir", "persistentVolumeClaim", "hostPath", "csi", "ephemeral", "image")
+            if cfg.serving(VOLUME_FEATURES[k]) == ENABLED
+        ]
         errs = also(errs, err_missing_one_of(*paths))
     elif len(sources) > 1:
         errs = also(errs, err_multiple_one_of(*sources))
@@ -1217,8 +1346,9 @@ def _validate_projection(proj: Any) -> FE:
     return errs
 
 
-def validate_init_containers(containers: list[dict[str, Any]], others: list[dict[str, Any]], volumes: dict[str, Any],
-                             cfg: KnativeConfig) -> FE:
+def validate_init_containers(
+    containers: list[dict[str, Any]], others: list[dict[str, Any]], volumes: dict[str, Any], cfg: KnativeConfig
+) -> FE:
     """https://github.com/knative/serving/blob/knative-v1.23.0/pkg/apis/serving/k8s_validation.go  validateInitContainers"""
     if not containers:
         return None
@@ -1228,7 +1358,9 @@ def validate_init_containers(containers: list[dict[str, Any]], others: list[dict
     names = {c.get("name") for c in others}
     for i, c in enumerate(containers):
         if c.get("name") in names:
-            errs = also(errs, via_field_index(FieldError(f"duplicate container name {go_quote(c.get('name') or '')}", ["name"]), "containers", i))
+            errs = also(
+                errs, via_field_index(FieldError(f"duplicate container name {go_quote(c.get('name') or '')}", ["name"]), "containers", i)
+            )
         sub: FE = None
         for probe in ("livenessProbe", "readinessProbe", "startupProbe", "lifecycle"):
             if c.get(probe) is not None:
@@ -1245,7 +1377,9 @@ def validate_containers(containers: list[dict[str, Any]], volumes: dict[str, Any
     names: set[str] = set()
     for i, c in enumerate(containers):
         if c.get("name") in names:
-            errs = also(errs, via_field_index(FieldError(f"duplicate container name {go_quote(c.get('name') or '')}", ["name"]), "containers", i))
+            errs = also(
+                errs, via_field_index(FieldError(f"duplicate container name {go_quote(c.get('name') or '')}", ["name"]), "containers", i)
+            )
         else:
             names.add(c.get("name"))
         if not c.get("ports"):
@@ -1364,15 +1498,33 @@ def _validate_readiness_probe(p: Any, port: dict[str, Any] | None, user: bool) -
     return errs
 
 
-def _validate_container(c: dict[str, Any], volumes: dict[str, Any], cfg: KnativeConfig, sidecar: bool = False,
-                        init: bool = False) -> FE:
+def _validate_container(c: dict[str, Any], volumes: dict[str, Any], cfg: KnativeConfig, sidecar: bool = False, init: bool = False) -> FE:
     """https://github.com/knative/serving/blob/knative-v1.23.0/pkg/apis/serving/k8s_validation.go  validate (container)
     with ContainerMask / SecurityContextMask / CapabilitiesMask from fieldmask.go"""
     if not _set_fields(c):
         return err_missing_field(CURRENT_FIELD)
-    errs = check_disallowed(c, ("name", "args", "command", "env", "workingDir", "envFrom", "image", "imagePullPolicy",
-                                "livenessProbe", "ports", "readinessProbe", "resources", "securityContext", "startupProbe",
-                                "terminationMessagePath", "terminationMessagePolicy", "volumeMounts"))
+    errs = check_disallowed(
+        c,
+        (
+            "name",
+            "args",
+            "command",
+            "env",
+            "workingDir",
+            "envFrom",
+            "image",
+            "imagePullPolicy",
+            "livenessProbe",
+            "ports",
+            "readinessProbe",
+            "resources",
+            "securityContext",
+            "startupProbe",
+            "terminationMessagePath",
+            "terminationMessagePolicy",
+            "volumeMounts",
+        ),
+    )
     name = c.get("name") or ""
     if name in RESERVED_CONTAINER_NAMES:
         errs = also(errs, FieldError(f"{go_quote(name)} is a reserved container name", ["name"]))
@@ -1394,7 +1546,7 @@ def _validate_container(c: dict[str, Any], volumes: dict[str, Any], cfg: Knative
         env_errs = also(env_errs, via_index(one, i))
     errs = also(errs, via_field(env_errs, "env"))
     from_errs: FE = None
-    for i, source in enumerate(c.get("envFrom") or []):
+    for source in c.get("envFrom") or []:
         source = source if isinstance(source, dict) else {}
         cm, sm = source.get("configMapRef"), source.get("secretRef")
         if cm is not None and sm is not None:
@@ -1406,8 +1558,12 @@ def _validate_container(c: dict[str, Any], volumes: dict[str, Any], cfg: Knative
     if not image:
         errs = also(errs, err_missing_field("image"))
     elif not parse_image_reference(image):
-        errs = also(errs, FieldError("Failed to parse image reference", ["image"],
-                                     f"image: {go_quote(image)}, error: could not parse reference: {image}"))
+        errs = also(
+            errs,
+            FieldError(
+                "Failed to parse image reference", ["image"], f"image: {go_quote(image)}, error: could not parse reference: {image}"
+            ),
+        )
     ports = c.get("ports") or []
     if init:
         errs = also(errs, via_field(also(None, *[_validate_port_basic(p) for p in ports]) if ports else None, "ports"))
@@ -1415,8 +1571,15 @@ def _validate_container(c: dict[str, Any], volumes: dict[str, Any], cfg: Knative
         errs = also(errs, via_field(_validate_container_ports(ports), "ports"))
     sc = c.get("securityContext")
     if isinstance(sc, dict):
-        allowed = ["capabilities", "readOnlyRootFilesystem", "runAsUser", "runAsGroup", "runAsNonRoot",
-                   "allowPrivilegeEscalation", "seccompProfile"]
+        allowed = [
+            "capabilities",
+            "readOnlyRootFilesystem",
+            "runAsUser",
+            "runAsGroup",
+            "runAsNonRoot",
+            "allowPrivilegeEscalation",
+            "seccompProfile",
+        ]
         if sc.get("privileged") is False:
             allowed.append("privileged")
         sub = check_disallowed(sc, allowed)
@@ -1424,7 +1587,8 @@ def _validate_container(c: dict[str, Any], volumes: dict[str, Any], cfg: Knative
         if isinstance(caps, dict):
             cap_allowed = ["drop"]
             if cfg.serving("kubernetes.containerspec-addcapabilities") == ENABLED or (
-                    cfg.serving("secure-pod-defaults") in (ENABLED, "AllowRootBounded") and caps.get("add") == ["NET_BIND_SERVICE"]):
+                cfg.serving("secure-pod-defaults") in (ENABLED, "AllowRootBounded") and caps.get("add") == ["NET_BIND_SERVICE"]
+            ):
                 cap_allowed.append("add")
             sub = also(sub, via_field(check_disallowed(caps, cap_allowed), "capabilities"))
         for key in ("runAsUser", "runAsGroup"):
@@ -1449,8 +1613,10 @@ def _validate_container_ports(ports: list[Any]) -> FE:
     if protocol not in ("", "TCP"):
         errs = also(errs, err_invalid_value(protocol, "protocol"))
     if (user.get("name") or "") not in VALID_PORT_NAMES:
-        errs = also(errs, FieldError(f"Port name {user.get('name')} is not allowed", [CURRENT_FIELD],
-                                     "Name must be empty, or one of: 'h2c', 'http1'"))
+        errs = also(
+            errs,
+            FieldError(f"Port name {user.get('name')} is not allowed", [CURRENT_FIELD], "Name must be empty, or one of: 'h2c', 'http1'"),
+        )
     return errs
 
 
@@ -1460,8 +1626,12 @@ def _validate_port_basic(port: Any) -> FE:
     errs = check_disallowed(port, ("containerPort", "name", "protocol"))
     number = port.get("containerPort") or 0
     if number in RESERVED_PORTS:
-        errs = also(errs, err_invalid_value(f"{number} is a reserved port", "containerPort",
-                                            f"{number} is a reserved port, please use a different value"))
+        errs = also(
+            errs,
+            err_invalid_value(
+                f"{number} is a reserved port", "containerPort", f"{number} is a reserved port, please use a different value"
+            ),
+        )
     if number < 0 or number > 65535:
         errs = also(errs, err_out_of_bounds(number, 0, 65535, "containerPort"))
     return errs
@@ -1469,6 +1639,7 @@ def _validate_port_basic(port: Any) -> FE:
 
 def _clean_path(p: str) -> str:
     import posixpath
+
     return posixpath.normpath(p) if p else "."
 
 
@@ -1521,7 +1692,7 @@ def parse_image_reference(ref: str) -> bool:
     slash = name.rfind("/")
     colon = name.rfind(":")
     if colon > slash:
-        name, tag = name[:colon], name[colon + 1:]
+        name, tag = name[:colon], name[colon + 1 :]
         if not _TAG.fullmatch(tag):
             return False
     parts = name.split("/")
@@ -1564,8 +1735,9 @@ def validate_revision_spec(spec: dict[str, Any], cfg: KnativeConfig) -> FE:
     if cc is not None:
         low = 0 if cfg.allow_container_concurrency_zero else 1
         if cc < low or cc > cfg.container_concurrency_max_limit:
-            errs = also(errs, via_field(err_out_of_bounds(cc, low, cfg.container_concurrency_max_limit, CURRENT_FIELD),
-                                        "containerConcurrency"))
+            errs = also(
+                errs, via_field(err_out_of_bounds(cc, low, cfg.container_concurrency_max_limit, CURRENT_FIELD), "containerConcurrency")
+            )
     return errs
 
 
@@ -1626,8 +1798,13 @@ def validate_service(svc: dict[str, Any], old: dict[str, Any] | None, cfg: Knati
     errs = also(errs, via_field(spec_errs, "spec"))
     if old is not None:
         old_annotations = _d(old, "metadata", "annotations") or {}
-        errs = also(errs, via_field(validate_creator_and_modifier(old.get("spec"), spec, old_annotations, annotations,
-                                                                  "serving.knative.dev"), "metadata.annotations"))
+        errs = also(
+            errs,
+            via_field(
+                validate_creator_and_modifier(old.get("spec"), spec, old_annotations, annotations, "serving.knative.dev"),
+                "metadata.annotations",
+            ),
+        )
         errs = also(errs, via_field(verify_name_change(template, _d(old, "spec", "template") or {}), "spec.template"))
     return errs
 
@@ -1655,12 +1832,41 @@ def verify_name_change(new: dict[str, Any], old: dict[str, Any]) -> FE:
     return None
 
 
-_GO_NAMES = {"metadata": "ObjectMeta", "httpGet": "HTTPGet", "tcpSocket": "TCPSocket", "grpc": "GRPC", "url": "URL",
-             "uri": "URI", "CACerts": "CACerts", "apiVersion": "APIVersion", "imagePullSecrets": "ImagePullSecrets"}
-_POD_SPEC = {"containers", "volumes", "initContainers", "serviceAccountName", "imagePullSecrets", "enableServiceLinks",
-             "automountServiceAccountToken", "affinity", "tolerations", "nodeSelector", "securityContext",
-             "runtimeClassName", "priorityClassName", "schedulerName", "dnsPolicy", "dnsConfig", "hostAliases",
-             "topologySpreadConstraints", "hostIPC", "hostPID", "hostNetwork", "shareProcessNamespace"}
+_GO_NAMES = {
+    "metadata": "ObjectMeta",
+    "httpGet": "HTTPGet",
+    "tcpSocket": "TCPSocket",
+    "grpc": "GRPC",
+    "url": "URL",
+    "uri": "URI",
+    "CACerts": "CACerts",
+    "apiVersion": "APIVersion",
+    "imagePullSecrets": "ImagePullSecrets",
+}
+_POD_SPEC = {
+    "containers",
+    "volumes",
+    "initContainers",
+    "serviceAccountName",
+    "imagePullSecrets",
+    "enableServiceLinks",
+    "automountServiceAccountToken",
+    "affinity",
+    "tolerations",
+    "nodeSelector",
+    "securityContext",
+    "runtimeClassName",
+    "priorityClassName",
+    "schedulerName",
+    "dnsPolicy",
+    "dnsConfig",
+    "hostAliases",
+    "topologySpreadConstraints",
+    "hostIPC",
+    "hostPID",
+    "hostNetwork",
+    "shareProcessNamespace",
+}
 _ZERO = (None, "", 0, False, [], {})
 
 
@@ -1704,6 +1910,7 @@ def _diff_block(path: str, has_old: bool, old: Any, has_new: bool, new: Any) -> 
         if isinstance(v, (dict, list)):
             return json.dumps(v, separators=(",", ":"), sort_keys=True)
         return go_v(v) if v is not None else ""
+
     text = f"{path}:\n"
     if has_old:
         text += f'\t-: "{show(old)}"\n'
@@ -1718,14 +1925,34 @@ def _diff_block(path: str, has_old: bool, old: Any, has_new: bool, new: Any) -> 
 
 KREF = {"kind": str, "namespace": str, "name": str, "apiVersion": str, "group": str, "address": str}
 DEST = {"ref": KREF, "uri": str, "CACerts": str, "audience": str}
-DELIVERY = {"deadLetterSink": DEST, "retry": int, "timeout": str, "backoffPolicy": str, "backoffDelay": str,
-            "retryAfterMax": str, "format": str}
+DELIVERY = {
+    "deadLetterSink": DEST,
+    "retry": int,
+    "timeout": str,
+    "backoffPolicy": str,
+    "backoffDelay": str,
+    "retryAfterMax": str,
+    "format": str,
+}
 FILTER: dict[str, Any] = {"exact": ("map", str), "prefix": ("map", str), "suffix": ("map", str), "cesql": str}
 FILTER.update({"all": ("list", FILTER), "any": ("list", FILTER), "not": FILTER})
-TRIGGER_SPEC = {"broker": str, "brokerRef": KREF, "filter": {"attributes": ("map", str)}, "filters": ("list", FILTER),
-                "subscriber": DEST, "delivery": DELIVERY}
-PING_SPEC = {"sink": DEST, "ceOverrides": {"extensions": ("map", str)}, "schedule": str, "timezone": str,
-             "contentType": str, "data": str, "dataBase64": str}
+TRIGGER_SPEC = {
+    "broker": str,
+    "brokerRef": KREF,
+    "filter": {"attributes": ("map", str)},
+    "filters": ("list", FILTER),
+    "subscriber": DEST,
+    "delivery": DELIVERY,
+}
+PING_SPEC = {
+    "sink": DEST,
+    "ceOverrides": {"extensions": ("map", str)},
+    "schedule": str,
+    "timezone": str,
+    "contentType": str,
+    "data": str,
+    "dataBase64": str,
+}
 BROKER_SPEC = {"config": KREF, "delivery": DELIVERY}
 EVENTING_SPECS = {"Trigger": ("Trigger", TRIGGER_SPEC), "PingSource": ("PingSource", PING_SPEC), "Broker": ("Broker", BROKER_SPEC)}
 _JSON_KIND = {str: "string", bool: "bool", int: "number", float: "number", list: "array", dict: "object"}
@@ -1812,6 +2039,7 @@ def serving_decode_errors(obj: dict[str, Any]) -> str | None:
 
 def _url_is_abs(uri: str) -> tuple[bool, str]:
     from urllib.parse import urlsplit
+
     try:
         parts = urlsplit(uri)
     except ValueError:
@@ -1827,8 +2055,9 @@ def validate_destination(dest: Any, parent_namespace: str, cfg: KnativeConfig) -
         return err_generic("expected at least one, got none", "ref", "uri")
     is_abs, host = _url_is_abs(uri) if isinstance(uri, str) else (False, "")
     if ref is not None and uri is not None and is_abs:
-        return err_generic("Absolute URI is not allowed when Ref or [apiVersion, kind, name] is present",
-                           "[apiVersion, kind, name]", "ref", "uri")
+        return err_generic(
+            "Absolute URI is not allowed when Ref or [apiVersion, kind, name] is present", "[apiVersion, kind, name]", "ref", "uri"
+        )
     if ref is None and uri is not None and (not is_abs or not host):
         return err_invalid_value("Relative URI is not allowed when Ref and [apiVersion, kind, name] is absent", "uri")
     if ref is not None and uri is None:
@@ -1866,8 +2095,14 @@ def validate_kreference(ref: Any, parent_namespace: str, cfg: KnativeConfig) -> 
         errs = also(errs, err_missing_field("kind"))
     namespace = ref.get("namespace") or ""
     if namespace and parent_namespace and namespace != parent_namespace and not cfg.eventing("cross-namespace-event-links"):
-        errs = also(errs, FieldError("mismatched namespaces", ["namespace"],
-                                     f"parent namespace: {go_quote(parent_namespace)} does not match ref: {go_quote(namespace)}"))
+        errs = also(
+            errs,
+            FieldError(
+                "mismatched namespaces",
+                ["namespace"],
+                f"parent namespace: {go_quote(parent_namespace)} does not match ref: {go_quote(namespace)}",
+            ),
+        )
     return errs
 
 
@@ -1941,13 +2176,20 @@ class Period:
         return not any((self.years, self.months, self.days, self.hours, self.minutes, self.seconds))
 
     def is_negative(self) -> bool:
-        return not self.is_zero() and (self.neg != any(v < 0 for v in (self.years, self.months, self.days,
-                                                                        self.hours, self.minutes, self.seconds)))
+        return not self.is_zero() and (
+            self.neg != any(v < 0 for v in (self.years, self.months, self.days, self.hours, self.minutes, self.seconds))
+        )
 
     def total_seconds(self) -> float:
         """Tenths of a second precision (days as 24h, months as 30.436875 days, years as 365.2425 days)."""
-        tenths = (self.years * 3652425 * 864 // 100 + self.months * 3652425 * 864 // 1200 + self.days * 86400
-                  + self.hours * 3600 + self.minutes * 60 + self.seconds)
+        tenths = (
+            self.years * 3652425 * 864 // 100
+            + self.months * 3652425 * 864 // 1200
+            + self.days * 86400
+            + self.hours * 3600
+            + self.minutes * 60
+            + self.seconds
+        )
         return (-tenths if self.neg else tenths) / 10
 
 
@@ -1957,7 +2199,7 @@ def _parse_decimal_fixed_point(s: str) -> int:
     if dec < 0:
         dec = s.find(",")
     if dec >= 0:
-        s = s[:dec] + s[dec + 1:dec + 2] if len(s) - dec > 1 else s[:dec] + s[dec + 1:] + "0"
+        s = s[:dec] + s[dec + 1 : dec + 2] if len(s) - dec > 1 else s[:dec] + s[dec + 1 :] + "0"
     else:
         s += "0"
     return go_parse_int(s, 64)
@@ -1987,7 +2229,7 @@ def parse_period(period: str) -> Period:
                 value = _parse_decimal_fixed_point(state["rest"][:m])
             except GoError:
                 raise GoError(f"expected a number before the '{mark}' marker: {period}") from None
-            state["rest"] = state["rest"][m + 1:]
+            state["rest"] = state["rest"][m + 1 :]
             state["ok"] = True
             return value
         return 0
@@ -1995,7 +2237,7 @@ def parse_period(period: str) -> Period:
     hours = minutes = seconds = 0
     t = pcopy.find("T")
     if t >= 0:
-        state["rest"] = pcopy[t + 1:]
+        state["rest"] = pcopy[t + 1 :]
         hours, minutes, seconds = field("H"), field("M"), field("S")
         if state["rest"]:
             raise GoError(f"unexpected remaining components {state['rest']}: {period}")
@@ -2014,9 +2256,15 @@ def parse_period(period: str) -> Period:
 # ---------------------------------------------------------------------------------------------
 
 _BOUNDS = {
-    "seconds": (0, 59, None), "minutes": (0, 59, None), "hours": (0, 23, None), "dom": (1, 31, None),
-    "months": (1, 12, {"jan": 1, "feb": 2, "mar": 3, "apr": 4, "may": 5, "jun": 6, "jul": 7, "aug": 8, "sep": 9,
-                       "oct": 10, "nov": 11, "dec": 12}),
+    "seconds": (0, 59, None),
+    "minutes": (0, 59, None),
+    "hours": (0, 23, None),
+    "dom": (1, 31, None),
+    "months": (
+        1,
+        12,
+        {"jan": 1, "feb": 2, "mar": 3, "apr": 4, "may": 5, "jun": 6, "jul": 7, "aug": 8, "sep": 9, "oct": 10, "nov": 11, "dec": 12},
+    ),
     "dow": (0, 6, {"sun": 0, "mon": 1, "tue": 2, "wed": 3, "thu": 4, "fri": 5, "sat": 6}),
 }
 _DESCRIPTORS = {"@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"}
@@ -2076,7 +2324,7 @@ def parse_cron(spec: str) -> None:
         i, eq = spec.find(" "), spec.find("=")
         if i < 0:
             raise GoPanic("runtime error: slice bounds out of range [:-1]")  # spec[eq+1 : i] with i == -1
-        location = spec[eq + 1:i]
+        location = spec[eq + 1 : i]
         try:
             go_load_location(location)
         except GoError as exc:
@@ -2087,7 +2335,7 @@ def parse_cron(spec: str) -> None:
             return
         if spec.startswith("@every "):
             try:
-                go_parse_duration(spec[len("@every "):])
+                go_parse_duration(spec[len("@every ") :])
             except GoError as exc:
                 raise GoError(f"failed to parse duration {spec}: {exc}") from None
             return
@@ -2111,13 +2359,39 @@ def parse_cron(spec: str) -> None:
 _KEYWORDS = ["AND", "OR", "XOR", "NOT", "LIKE", "EXISTS", "IN", "TRUE", "FALSE"]
 # (token type, regex) in the lexer's rule order; the longest match wins, ties go to the earlier rule.
 _LEXER_RULES = [
-    ("SPACE", r"[ \t\r\n]+"), ("(", r"\("), (")", r"\)"), (",", r","), ("SQUOTE", r"'"), ("DQUOTE", r'"'),
-    ("AND", r"AND"), ("OR", r"OR"), ("XOR", r"XOR"), ("NOT", r"NOT"),
-    ("*", r"\*"), ("/", r"/"), ("%", r"%"), ("+", r"\+"), ("-", r"-"),
-    ("=", r"="), ("!=", r"!="), (">", r">"), (">=", r">="), ("<", r"<"), ("<>", r"<>"), ("<=", r"<="),
-    ("LIKE", r"LIKE"), ("EXISTS", r"EXISTS"), ("IN", r"IN"), ("TRUE", r"TRUE"), ("FALSE", r"FALSE"),
-    ("DSTRING", r'"(\\.|""|[^"\\])*"'), ("SSTRING", r"'(\\.|''|[^'\\])*'"), ("INT", r"[+-]?[0-9]+"),
-    ("IDENT", r"[a-zA-Z]+"), ("IDENT_NUM", r"[a-zA-Z0-9]+"), ("FUNC_IDENT", r"[A-Z][A-Z_]*"),
+    ("SPACE", r"[ \t\r\n]+"),
+    ("(", r"\("),
+    (")", r"\)"),
+    (",", r","),
+    ("SQUOTE", r"'"),
+    ("DQUOTE", r'"'),
+    ("AND", r"AND"),
+    ("OR", r"OR"),
+    ("XOR", r"XOR"),
+    ("NOT", r"NOT"),
+    ("*", r"\*"),
+    ("/", r"/"),
+    ("%", r"%"),
+    ("+", r"\+"),
+    ("-", r"-"),
+    ("=", r"="),
+    ("!=", r"!="),
+    (">", r">"),
+    (">=", r">="),
+    ("<", r"<"),
+    ("<>", r"<>"),
+    ("<=", r"<="),
+    ("LIKE", r"LIKE"),
+    ("EXISTS", r"EXISTS"),
+    ("IN", r"IN"),
+    ("TRUE", r"TRUE"),
+    ("FALSE", r"FALSE"),
+    ("DSTRING", r'"(\\.|""|[^"\\])*"'),
+    ("SSTRING", r"'(\\.|''|[^'\\])*'"),
+    ("INT", r"[+-]?[0-9]+"),
+    ("IDENT", r"[a-zA-Z]+"),
+    ("IDENT_NUM", r"[a-zA-Z0-9]+"),
+    ("FUNC_IDENT", r"[A-Z][A-Z_]*"),
 ]
 _LEXER = [(name, re.compile(rx, re.DOTALL)) for name, rx in _LEXER_RULES]
 _BINARY = {"*", "/", "%", "+", "-", "=", "!=", "<>", ">=", "<=", "<", ">", "AND", "OR", "XOR"}
@@ -2140,7 +2414,7 @@ def _cesql_tokens(text: str) -> list[tuple[str, str]]:
             i += 1
             continue
         if best != "SPACE":
-            out.append((best, text[i:i + best_len]))
+            out.append((best, text[i : i + best_len]))
         i += best_len
     out.append(("EOF", ""))
     return out
@@ -2246,17 +2520,30 @@ _ATTRIBUTE_NAME = re.compile(r"[a-z][a-z0-9]*")
 def validate_attribute_names(attrs: Any) -> FE:
     """https://github.com/knative/eventing/blob/knative-v1.22.2/pkg/apis/eventing/v1/trigger_validation.go  ValidateAttributesNames"""
     errs: FE = None
-    for attr in (attrs or {}):
+    for attr in attrs or {}:
         if not _ATTRIBUTE_NAME.fullmatch(attr):
-            errs = also(errs, via_key(err_invalid_key_name(attr, CURRENT_FIELD,
-                                                           "Attribute name must start with a letter and can only contain lowercase alphanumeric"), attr))
+            errs = also(
+                errs,
+                via_key(
+                    err_invalid_key_name(
+                        attr, CURRENT_FIELD, "Attribute name must start with a letter and can only contain lowercase alphanumeric"
+                    ),
+                    attr,
+                ),
+            )
     return errs
 
 
 def _has_multiple_dialects(f: dict[str, Any]) -> bool:
     """hasMultipleDialects: empty maps and lists do not count; an empty cesql does not count."""
-    found = [bool(f.get("exact")), bool(f.get("prefix")), bool(f.get("suffix")), bool(f.get("all")), bool(f.get("any")),
-             f.get("not") is not None]
+    found = [
+        bool(f.get("exact")),
+        bool(f.get("prefix")),
+        bool(f.get("suffix")),
+        bool(f.get("all")),
+        bool(f.get("any")),
+        f.get("not") is not None,
+    ]
     if sum(found) > 1:
         return True
     return bool(f.get("cesql")) and any(found)
@@ -2315,8 +2602,14 @@ def validate_trigger(trigger: dict[str, Any], old: dict[str, Any] | None, namesp
     elif spec.get("brokerRef") is not None and spec.get("broker"):
         errs = also(errs, err_multiple_one_of("broker", "brokerRef"))
     if not cfg.eventing("cross-namespace-event-links") and isinstance(spec.get("brokerRef"), dict) and spec["brokerRef"].get("namespace"):
-        errs = also(errs, FieldError("must not set the field(s)", ["namespace"],
-                                     "only name, apiVersion and kind are supported fields when feature.CrossNamespaceEventLinks is disabled"))
+        errs = also(
+            errs,
+            FieldError(
+                "must not set the field(s)",
+                ["namespace"],
+                "only name, apiVersion and kind are supported fields when feature.CrossNamespaceEventLinks is disabled",
+            ),
+        )
     errs = also(errs, via_field(via_field(validate_attribute_names(_d(spec, "filter", "attributes")), "attributes"), "filter"))
     errs = also(errs, via_field(validate_filters(spec.get("filters")), "filters"))
     errs = also(errs, via_field(validate_destination(spec.get("subscriber"), "", cfg), "subscriber"))
@@ -2324,22 +2617,35 @@ def validate_trigger(trigger: dict[str, Any], old: dict[str, Any] | None, namesp
     errs = via_field(errs, "spec")
     annotations = _d(trigger, "metadata", "annotations") or {}
     if "knative.dev/dependency" in annotations:
-        errs = also(errs, via_field(_validate_dependency(annotations["knative.dev/dependency"], namespace),
-                                    "metadata.annotations[knative.dev/dependency]"))
+        errs = also(
+            errs,
+            via_field(
+                _validate_dependency(annotations["knative.dev/dependency"], namespace), "metadata.annotations[knative.dev/dependency]"
+            ),
+        )
     if "eventing.knative.dev/injection" in annotations:
         value = annotations["eventing.knative.dev/injection"]
         if value not in ("enabled", "disabled"):
             fe = FieldError(f'The provided injection annotation value can only be "enabled" or "disabled", not {go_quote(value)}', [""])
         elif spec.get("broker") != "default":
-            fe = FieldError(f"The provided injection annotation is only used for default broker, but non-default broker specified here: {go_quote(spec.get('broker') or '')}", [""])
+            fe = FieldError(
+                f"The provided injection annotation is only used for default broker, but non-default broker specified here: {go_quote(spec.get('broker') or '')}",
+                [""],
+            )
         else:
             fe = None
         errs = also(errs, via_field(fe, "metadata.annotations[eventing.knative.dev/injection]"))
     if old is not None:
         old_broker = _d(old, "spec", "broker") or ""
         if old_broker != (spec.get("broker") or ""):
-            errs = also(errs, FieldError("Immutable fields changed (-old +new)", ["spec", "broker"],
-                                         f'{{string}}:\n\t-: "{old_broker}"\n\t+: "{spec.get("broker") or ""}"\n'))
+            errs = also(
+                errs,
+                FieldError(
+                    "Immutable fields changed (-old +new)",
+                    ["spec", "broker"],
+                    f'{{string}}:\n\t-: "{old_broker}"\n\t+: "{spec.get("broker") or ""}"\n',
+                ),
+            )
     return errs
 
 
@@ -2400,7 +2706,12 @@ def validate_ping_source(source: dict[str, Any], cfg: KnativeConfig = DEFAULT_CO
         errs = also(errs, err_multiple_one_of("data", "dataBase64"))
     elif data64:
         if cfg.ping_data_max_size > -1 and len(data64) > cfg.ping_data_max_size:
-            errs = also(errs, err_invalid_value(f"the dataBase64 length of {len(data64)} bytes exceeds limit set at {cfg.ping_data_max_size}.", "dataBase64"))
+            errs = also(
+                errs,
+                err_invalid_value(
+                    f"the dataBase64 length of {len(data64)} bytes exceeds limit set at {cfg.ping_data_max_size}.", "dataBase64"
+                ),
+            )
         try:
             decoded = base64.b64decode(data64, validate=True).decode("utf-8", "replace")
         except ValueError:
@@ -2412,14 +2723,16 @@ def validate_ping_source(source: dict[str, Any], cfg: KnativeConfig = DEFAULT_CO
                     errs = also(errs, err_invalid_value(problem, "dataBase64"))
     elif data:
         if cfg.ping_data_max_size > -1 and len(data) > cfg.ping_data_max_size:
-            errs = also(errs, err_invalid_value(f"the data length of {len(data)} bytes exceeds limit set at {cfg.ping_data_max_size}.", "data"))
+            errs = also(
+                errs, err_invalid_value(f"the data length of {len(data)} bytes exceeds limit set at {cfg.ping_data_max_size}.", "data")
+            )
         if content_type == "application/json":
             problem = go_json_object_error(data)
             if problem:
                 errs = also(errs, err_invalid_value(problem, "data"))
     # SourceSpec.Validate: the sink again (merged with the error above) and ceOverrides.
     errs = also(errs, via_field(validate_destination(spec.get("sink"), "", cfg), "sink"))
-    for key in (_d(spec, "ceOverrides", "extensions") or {}):
+    for key in _d(spec, "ceOverrides", "extensions") or {}:
         if key == "" or not re.fullmatch(r"[a-zA-Z0-9]+", key):
             detail = "keys MUST NOT be empty" if key == "" else "keys are expected to be alphanumeric"
             errs = also(errs, via_field(via_field(err_invalid_key_name(key, "", detail), "extensions"), "ceOverrides"))
@@ -2446,8 +2759,7 @@ class Admission:
     warnings: list[str] = field(default_factory=list)
 
 
-def admit(kind: str, new: dict[str, Any], old: dict[str, Any] | None, namespace: str,
-          cfg: KnativeConfig = DEFAULT_CONFIG) -> Admission:
+def admit(kind: str, new: dict[str, Any], old: dict[str, Any] | None, namespace: str, cfg: KnativeConfig = DEFAULT_CONFIG) -> Admission:
     """Run Knative's webhooks for a CREATE (old None) or UPDATE of `kind`."""
     if kind in ("Service",):
         problem = serving_decode_errors(new)
@@ -2478,4 +2790,3 @@ def admit(kind: str, new: dict[str, Any], old: dict[str, Any] | None, namespace:
     if errors is not None:
         return Admission(Denial(webhook, f"validation failed: {error_text(errors)}"), warnings)
     return Admission(None, warnings)
-

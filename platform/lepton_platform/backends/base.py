@@ -5,11 +5,12 @@ serving, whatever happens), then `route` moves the traffic and the triggers to i
 
 from __future__ import annotations
 
-from typing import Any, AsyncIterator, Protocol
+from collections.abc import AsyncIterator
+from typing import Any, Protocol
 
 from lepton.spec import FunctionSpec
-from lepton_platform.logfiles import LogQuery
 from lepton_platform.catalog import Revision
+from lepton_platform.logfiles import LogQuery
 from lepton_platform.traffic import Routes, Traffic
 
 
@@ -61,7 +62,9 @@ class Backend(Protocol):
     async def route(self, revision: Revision, proof: Any, serving: Serving | None) -> Serving:
         """Send all traffic, and the function's triggers, to a proven revision."""
 
-    async def split(self, traffic: Traffic, revisions: dict[str, Revision], current: Routes, proof: tuple[str, Any] | None = None) -> Routes:
+    async def split(
+        self, traffic: Traffic, revisions: dict[str, Revision], current: Routes, proof: tuple[str, Any] | None = None
+    ) -> Routes:
         """Serve `traffic` (shares and tags of ready `revisions`; `current` is what serves now,
         `proof` a deploy's proven revision and its proof) and put the main revision's
         triggers in place."""

@@ -7,10 +7,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, AsyncIterator
+from typing import TYPE_CHECKING, Any
 
 from lepton.spec import FunctionSpec
+from lepton_platform.catalog import Revision
 from lepton_platform.cgroups import CgroupLimits, delegated
 from lepton_platform.config import ConfigError
 from lepton_platform.cpus import CpuPlacement
@@ -18,13 +20,12 @@ from lepton_platform.errors import DeployFailed, NotFound
 from lepton_platform.fleet import Fleet
 from lepton_platform.gpus import GpuPlacement
 from lepton_platform.gpus import discover as discover_gpus
+from lepton_platform.installs import Packages, RequirementError, missing_requirements
 from lepton_platform.isolation import Isolation
 from lepton_platform.logfiles import LogQuery, LogReader
-from lepton_platform.installs import Packages, RequirementError, missing_requirements
 from lepton_platform.metrics import replica_series
 from lepton_platform.replicas import READY, Replica, ReplicaFactory, ReplicaFailed, replica_environment
 from lepton_platform.starts import DEPLOY, StartSlots
-from lepton_platform.catalog import Revision
 from lepton_platform.template import TemplateProcess, TemplateUnavailable
 from lepton_platform.traffic import Routes, Traffic
 from lepton_platform.vault import SecretError
@@ -42,8 +43,10 @@ def memory_limits(mode: str) -> CgroupLimits | None:
     """cgroup v2 where the platform's cgroup was delegated to it; None: the watchdog holds them."""
     base = None if mode == "watchdog" else delegated(marked=mode == "auto")
     if mode == "cgroup" and base is None:
-        raise ConfigError("configuration memory_limits: cgroup, but this platform's cgroup v2 directory is not writable "
-                          "or has no memory controller (run it with systemd's Delegate=yes); use auto or watchdog")
+        raise ConfigError(
+            "configuration memory_limits: cgroup, but this platform's cgroup v2 directory is not writable "
+            "or has no memory controller (run it with systemd's Delegate=yes); use auto or watchdog"
+        )
     if base is not None:
         logger.info("memory limits: cgroup v2 under %s", base)
     return CgroupLimits(base) if base is not None else None
@@ -62,10 +65,20 @@ class EmbeddedBackend:
         self.template = TemplateProcess(self.logs_dir / "template.log", replica_environment(), self._on_exit) if fork else None
         self.gpus = GpuPlacement(discover_gpus(config.gpus))
         self.cgroups = memory_limits(config.memory_limits)
-        self.factory = ReplicaFactory(self.template, platform.run_dir, self.logs_dir, platform.unpacked, self.sandbox,
-                                      self._replica_env, CpuPlacement() if config.cpu_affinity else None, self.gpus,
-                                      self.cgroups, lambda replica: self._killed_for_memory(replica, 0),
-                                      StartSlots(config.limits.max_starting), config.logs)
+        self.factory = ReplicaFactory(
+            self.template,
+            platform.run_dir,
+            self.logs_dir,
+            platform.unpacked,
+            self.sandbox,
+            self._replica_env,
+            CpuPlacement() if config.cpu_affinity else None,
+            self.gpus,
+            self.cgroups,
+            lambda replica: self._killed_for_memory(replica, 0),
+            StartSlots(config.limits.max_starting),
+            config.logs,
+        )
         self.memory_kills: Counter[str] = Counter()
         self.watchdog = MemoryWatchdog(lambda: self.factory.by_pid.values(), self._killed_for_memory)
         self._template_task: asyncio.Task[None] | None = None
@@ -81,8 +94,11 @@ class EmbeddedBackend:
         """Replicas reach the platform with a token scoped to their revision's buckets, find
         the packages installed for it (packages.py) in LEPTON_PACKAGES, and export spans where
         the platform does."""
-        env = {"LEPTON_URL": self.platform.url, "LEPTON_TOKEN": self.platform.credentials.scoped_token(revision),
-               **self.platform.tracing.replica_environment()}
+        env = {
+            "LEPTON_URL": self.platform.url,
+            "LEPTON_TOKEN": self.platform.credentials.scoped_token(revision),
+            **self.platform.tracing.replica_environment(),
+        }
         if revision.id not in self._package_dirs:  # once per revision: the metadata lookups cost ~1 ms each
             try:
                 missing = missing_requirements(revision.spec.requirements)
@@ -106,8 +122,11 @@ class EmbeddedBackend:
         if problem:
             logger.error("%s", problem)
         elif not self.sandbox.confined:
-            logger.warning("SANDBOX OFF: replicas are not confined (%s); a function can read everything the "
-                           "platform's user can, including $LEPTON_HOME", self.sandbox.describe())
+            logger.warning(
+                "SANDBOX OFF: replicas are not confined (%s); a function can read everything the "
+                "platform's user can, including $LEPTON_HOME",
+                self.sandbox.describe(),
+            )
         if self.cgroups is None:
             self.watchdog.start()
         if self.template is not None:
@@ -134,35 +153,50 @@ class EmbeddedBackend:
 
     def health(self) -> dict[str, Any]:
         starts = self.factory.starts
-        return {"template_process": bool(self.template and self.template.available), "sandbox": self.sandbox.describe(),
-                "replicas": {"running": len(self.factory.by_pid), "starting": starts.starting, "starting_peak": starts.peak,
-                             "max_starting": starts.limit},
-                "awake": sum(1 for fleet in self.platform.serving() if fleet.awake),
-                "memory_limits": f"cgroup v2 ({self.cgroups.base})" if self.cgroups else "watchdog", "gpus": self.gpus.gpus,
-                "template_cuda_initialized": bool(self.template and self.template.cuda_initialized)}
+        return {
+            "template_process": bool(self.template and self.template.available),
+            "sandbox": self.sandbox.describe(),
+            "replicas": {
+                "running": len(self.factory.by_pid),
+                "starting": starts.starting,
+                "starting_peak": starts.peak,
+                "max_starting": starts.limit,
+            },
+            "awake": sum(1 for fleet in self.platform.serving() if fleet.awake),
+            "memory_limits": f"cgroup v2 ({self.cgroups.base})" if self.cgroups else "watchdog",
+            "gpus": self.gpus.gpus,
+            "template_cuda_initialized": bool(self.template and self.template.cuda_initialized),
+        }
 
     # -- deploys -----------------------------------------------------------------------------
 
     def check(self, spec: FunctionSpec, digest: str, image: str) -> list[str]:
         """What must be installed for `spec`; refuses what cannot be (or, in `check` mode, is missing)."""
         if image:
-            raise DeployFailed(f"function {spec.name!r}: an image ({image}) applies to the knative backend only; "
-                               "the embedded platform runs functions in its own environment")
+            raise DeployFailed(
+                f"function {spec.name!r}: an image ({image}) applies to the knative backend only; "
+                "the embedded platform runs functions in its own environment"
+            )
         if problem := self.sandbox.problem():
             raise DeployFailed(f"function {spec.name!r}: {problem}")
         if spec.gpu > len(self.gpus.gpus):
-            raise DeployFailed(f"function {spec.name!r} asks for gpu={spec.gpu}, but this machine has {len(self.gpus.gpus)} GPU(s) "
-                               "for functions (NVML, or `gpus:` / LEPTON_GPUS)")
+            raise DeployFailed(
+                f"function {spec.name!r} asks for gpu={spec.gpu}, but this machine has {len(self.gpus.gpus)} GPU(s) "
+                "for functions (NVML, or `gpus:` / LEPTON_GPUS)"
+            )
         if memory_bytes(spec.memory) > machine_memory():
-            raise DeployFailed(f"function {spec.name!r} asks for memory={spec.memory}, more than this machine's "
-                               f"{machine_memory() / 2**30:.1f} GiB")
+            raise DeployFailed(
+                f"function {spec.name!r} asks for memory={spec.memory}, more than this machine's {machine_memory() / 2**30:.1f} GiB"
+            )
         try:
             missing = missing_requirements(spec.requirements)
         except RequirementError as exc:
             raise DeployFailed(f"function {spec.name!r}: {exc}") from None
         if missing and self.platform.config.requirements == "check":
-            raise DeployFailed(f"function {spec.name!r}: requirement {missing[0]!r} is not installed on the platform "
-                               "(`requirements: install` in config.yaml installs what is missing, per revision)")
+            raise DeployFailed(
+                f"function {spec.name!r}: requirement {missing[0]!r} is not installed on the platform "
+                "(`requirements: install` in config.yaml installs what is missing, per revision)"
+            )
         return missing
 
     async def install(self, revision: Revision, missing: list[str]) -> None:
@@ -177,8 +211,7 @@ class EmbeddedBackend:
         return fleet
 
     def _fleet(self, revision: Revision) -> Fleet:
-        fleet = Fleet(revision, self.factory, metrics=self.platform.metrics,
-                      queue_limit=self.platform.config.limits.max_queued_requests)
+        fleet = Fleet(revision, self.factory, metrics=self.platform.metrics, queue_limit=self.platform.config.limits.max_queued_requests)
         fleet.start()
         return fleet
 
@@ -204,8 +237,9 @@ class EmbeddedBackend:
         await self.platform.broker.set_function_triggers(revision.spec)
         return fleet
 
-    async def split(self, traffic: Traffic, revisions: dict[str, Revision], current: Routes,
-                    proof: tuple[str, Replica | None] | None = None) -> Routes:
+    async def split(
+        self, traffic: Traffic, revisions: dict[str, Revision], current: Routes, proof: tuple[str, Replica | None] | None = None
+    ) -> Routes:
         """A fleet per revision, each scaling on its own share: the ones serving now are kept
         (with their replicas), new ones start at zero or with the deploy's proof; fleets
         that no longer take traffic drain and stop."""
@@ -254,8 +288,10 @@ class EmbeddedBackend:
         seconds while `query.follow`. A `replica` that matches no replica's file is NotFound."""
         reader = LogReader(self.logs_dir / function, query.replica, query.cutoff)
         if query.replica and not reader.replicas():
-            raise NotFound(f"function {function!r} has no replica {query.replica!r} (nor one whose id starts so); "
-                           f"each line of `lepton logs {function}` names its replica")
+            raise NotFound(
+                f"function {function!r} has no replica {query.replica!r} (nor one whose id starts so); "
+                f"each line of `lepton logs {function}` names its replica"
+            )
         return self._follow(function, reader, query)
 
     async def _follow(self, function: str, reader: LogReader, query: LogQuery) -> AsyncIterator[bytes]:

@@ -17,8 +17,9 @@ import logging
 import math
 import time
 from collections import deque
+from collections.abc import AsyncIterator
 from importlib import metadata
-from typing import TYPE_CHECKING, Any, AsyncIterator
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 from packaging.requirements import Requirement
@@ -26,9 +27,9 @@ from packaging.utils import canonicalize_name
 
 from lepton.runtime import logstamp
 from lepton.spec import FunctionSpec
+from lepton_platform.catalog import Revision
 from lepton_platform.errors import DeployFailed, NotFound
 from lepton_platform.logfiles import LogQuery, api_time, unstamped
-from lepton_platform.catalog import Revision
 from lepton_platform.traffic import Routes, Traffic
 from lepton_platform.vault import SecretError
 
@@ -48,8 +49,12 @@ class RemoteService:
         self.id = f"{revision.id} at {url}"
         self.revision = revision
         self.url = url
-        self.session = aiohttp.ClientSession(url, auto_decompress=False, skip_auto_headers=("User-Agent", "Accept-Encoding"),
-                                             timeout=aiohttp.ClientTimeout(total=None, sock_connect=10))
+        self.session = aiohttp.ClientSession(
+            url,
+            auto_decompress=False,
+            skip_auto_headers=("User-Agent", "Accept-Encoding"),
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=10),
+        )
 
 
 class KnativeFleet:
@@ -157,8 +162,14 @@ class KnativeBackend:
     def _target(self, revision: Revision) -> Any:
         from lepton_knative.manifests import Target
 
-        return Target(namespace=self.config.namespace, broker=self.config.broker, image=revision.image or self.config.image,
-                      digest=revision.digest, platform_url=self.config.platform_url, revision=revision.id)
+        return Target(
+            namespace=self.config.namespace,
+            broker=self.config.broker,
+            image=revision.image or self.config.image,
+            digest=revision.digest,
+            platform_url=self.config.platform_url,
+            revision=revision.id,
+        )
 
     def _plan(self, revision: Revision) -> Plan:
         from lepton_knative.deploy import plan
@@ -195,8 +206,10 @@ class KnativeBackend:
         trusted to hold what its function needs."""
         missing = [] if image else unmet(spec.requirements, self.packages)
         if missing:
-            raise DeployFailed(f"function {spec.name!r}: requirement {missing[0]!r} is not in the runtime image "
-                               f"{self.config.image}; run `lepton build FILE --tag IMAGE` and deploy with --image IMAGE")
+            raise DeployFailed(
+                f"function {spec.name!r}: requirement {missing[0]!r} is not in the runtime image "
+                f"{self.config.image}; run `lepton build FILE --tag IMAGE` and deploy with --image IMAGE"
+            )
         self._plan(Revision(f"{spec.name}-check", spec.name, 0, "", digest, spec, 0.0, "checking", image=image))
         return []
 
@@ -245,8 +258,15 @@ class KnativeBackend:
         elif current is not None and await self._exists(current.backend_ref):
             serving = current.backend_ref
             tokens = self._tokens(revision, current)
-        await self._call(f"revision {revision.id} failed on Knative; the previous revision keeps serving", deploy.start,
-                         self.cluster, new, serving, tokens, timeout=self.config.ready_timeout)
+        await self._call(
+            f"revision {revision.id} failed on Knative; the previous revision keeps serving",
+            deploy.start,
+            self.cluster,
+            new,
+            serving,
+            tokens,
+            timeout=self.config.ready_timeout,
+        )
         self.platform.catalog.set_backend_ref(revision.id, new.revision)
         return new.revision
 
@@ -263,9 +283,16 @@ class KnativeBackend:
         if not template or template.get("metadata", {}).get("name") == new.revision:
             template = None  # a deploy: the template on the cluster is this revision's own
         # else a rollback to an older Revision: the newest template stays exactly as it is
-        final = await self._call(f"revision {revision.id} is ready on Knative but could not take its traffic", deploy.move,
-                                 self.cluster, new, proof, self._tokens(revision, previous), template=template,
-                                 timeout=self.config.ready_timeout)
+        final = await self._call(
+            f"revision {revision.id} is ready on Knative but could not take its traffic",
+            deploy.move,
+            self.cluster,
+            new,
+            proof,
+            self._tokens(revision, previous),
+            template=template,
+            timeout=self.config.ready_timeout,
+        )
         self.platform.catalog.set_backend_ref(revision.id, proof)
         revision = self.platform.catalog.revision(revision.id) or revision
         url = service_url(final) or UNAVAILABLE
@@ -295,8 +322,16 @@ class KnativeBackend:
         new = self._plan(main)
         found = await self._call("cannot read the cluster", self.cluster.find, "Service", self.config.namespace, main.function)
         template = (found or {}).get("spec", {}).get("template")  # the newest template stays as it is
-        final = await self._call(f"function {main.function!r}: the traffic could not move", deploy.move, self.cluster, new, targets,
-                                 self._tokens(*revisions.values()), template=template, timeout=self.config.ready_timeout)
+        final = await self._call(
+            f"function {main.function!r}: the traffic could not move",
+            deploy.move,
+            self.cluster,
+            new,
+            targets,
+            self._tokens(*revisions.values()),
+            template=template,
+            timeout=self.config.ready_timeout,
+        )
         url = service_url(final) or UNAVAILABLE
         fleet = current.main if isinstance(current.main, KnativeFleet) else KnativeFleet(main, url)
         fleet.switch(main, url)
@@ -334,8 +369,9 @@ class KnativeBackend:
         return targets, [r for r in found.values() if r is not None]
 
     async def remove(self, function: str, serving: Any) -> None:
-        gone = await self._call(f"function {function!r}: could not delete it from the cluster", self.cluster.delete_function,
-                                self.config.namespace, function)
+        gone = await self._call(
+            f"function {function!r}: could not delete it from the cluster", self.cluster.delete_function, self.config.namespace, function
+        )
         logger.info("removed %s from the cluster: %s", function, ", ".join(gone) or "nothing was there")
         await serving.close()
 
@@ -376,22 +412,35 @@ class KnativeBackend:
         from lepton_knative.cluster import ClusterError, condition
 
         revision: Revision = serving.revision
-        out: dict[str, Any] = {"revision": revision.id, "knative_revision": revision.backend_ref or None,
-                               "service_url": serving.remote.url, "in_flight": 0, "panic": False}
+        out: dict[str, Any] = {
+            "revision": revision.id,
+            "knative_revision": revision.backend_ref or None,
+            "service_url": serving.remote.url,
+            "in_flight": 0,
+            "panic": False,
+        }
         if serving.problem:
             out["error"] = serving.problem
         try:
-            found = await asyncio.to_thread(self.cluster.find, "Revision", self.config.namespace, revision.backend_ref) \
-                if revision.backend_ref else None
+            found = (
+                await asyncio.to_thread(self.cluster.find, "Revision", self.config.namespace, revision.backend_ref)
+                if revision.backend_ref
+                else None
+            )
             pods = await asyncio.to_thread(self.cluster.pods, self.config.namespace, revision.function)
         except ClusterError as exc:
             return {**out, "ready": 0, "replicas": 0, "desired": 0, "replica_details": [], "error": str(exc)}
         status = (found or {}).get("status", {})
         mine = [p for p in pods if p["revision"] == revision.backend_ref]
         ready = condition(found or {})
-        return {**out, "ready": sum(1 for p in mine if p["ready"]), "replicas": status.get("actualReplicas", len(mine)),
-                "desired": status.get("desiredReplicas", 0), "revision_ready": (ready or {}).get("status"),
-                "replica_details": pods}
+        return {
+            **out,
+            "ready": sum(1 for p in mine if p["ready"]),
+            "replicas": status.get("actualReplicas", len(mine)),
+            "desired": status.get("desiredReplicas", 0),
+            "revision_ready": (ready or {}).get("status"),
+            "replica_details": pods,
+        }
 
     async def logs(self, function: str, query: LogQuery) -> AsyncIterator[bytes]:
         """The function container's log of the Service's pods (those whose name starts with
@@ -407,8 +456,10 @@ class KnativeBackend:
                 pass  # the stream says why
             else:
                 if not any(pod["id"].startswith(query.replica) for pod in pods):
-                    raise NotFound(f"function {function!r} has no pod {query.replica!r} (nor one whose name starts so); "
-                                   f"`lepton info {function}` lists its pods")
+                    raise NotFound(
+                        f"function {function!r} has no pod {query.replica!r} (nor one whose name starts so); "
+                        f"`lepton info {function}` lists its pods"
+                    )
         return self._pod_logs(function, query)
 
     async def _pod_logs(self, function: str, query: LogQuery) -> AsyncIterator[bytes]:
@@ -442,8 +493,7 @@ class KnativeBackend:
                     tail, since = query.tail, None if query.since is None else max(1, math.ceil(time.time() - query.since) + 1)
                 started = time.monotonic()
                 try:
-                    text = await asyncio.to_thread(self.cluster.pod_log, self.config.namespace, name, CONTAINER,
-                                                   tail=tail, since=since)
+                    text = await asyncio.to_thread(self.cluster.pod_log, self.config.namespace, name, CONTAINER, tail=tail, since=since)
                 except ClusterError as exc:
                     if exc.api_status not in (400, 404):  # 400: still starting; 404: just gone
                         yield f"error: {exc}\n".encode()

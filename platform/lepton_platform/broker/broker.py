@@ -13,7 +13,8 @@ import asyncio
 import contextlib
 import json
 import logging
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from lepton.runtime.events import FORMAT, STRUCTURED, BadEvent, is_cloudevent_request, parse, to_binary
 from lepton.runtime.tracing import TRACEPARENT, TRACESTATE
@@ -24,9 +25,9 @@ from lepton_platform.broker.delivery import TriggerWorker
 from lepton_platform.broker.index import TriggerIndex
 from lepton_platform.broker.log import Event, EventLog
 from lepton_platform.broker.triggers import API, DEAD_LETTER, FORWARD, SPEC, Trigger, from_spec
-from lepton_platform.paging import keys_after
 from lepton_platform.config import TracingConfig
 from lepton_platform.database import GroupCommit
+from lepton_platform.paging import keys_after
 from lepton_platform.tracing import Tracing
 
 if TYPE_CHECKING:
@@ -42,9 +43,17 @@ OUTBOX_BACKSTOP = 1.0  # the outbox says when it is written; this is only a safe
 
 
 class Broker:
-    def __init__(self, path: Path, token: str, metrics: PlatformMetrics, outbox: Outbox,
-                 spec_of: Callable[[str], FunctionSpec | None], *, forward_to: str | None = None,
-                 tracing: Tracing | None = None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        token: str,
+        metrics: PlatformMetrics,
+        outbox: Outbox,
+        spec_of: Callable[[str], FunctionSpec | None],
+        *,
+        forward_to: str | None = None,
+        tracing: Tracing | None = None,
+    ) -> None:
         self.log = EventLog(path)
         self.token = token
         self.metrics = metrics
@@ -75,8 +84,10 @@ class Broker:
         loop = asyncio.get_running_loop()
         self.outbox.listener = lambda: loop.call_soon_threadsafe(self._outbox_written.set)
         self.commits.start()
-        self._tasks = [asyncio.create_task(self._drain_outbox(), name="broker-outbox"),
-                       asyncio.create_task(self._housekeeping(), name="broker-housekeeping")]
+        self._tasks = [
+            asyncio.create_task(self._drain_outbox(), name="broker-outbox"),
+            asyncio.create_task(self._housekeeping(), name="broker-housekeeping"),
+        ]
         for trigger in self.triggers.values():
             if trigger.id not in self.workers:
                 self._run(trigger)
@@ -208,7 +219,9 @@ class Broker:
         from prometheus_client.core import GaugeMetricFamily
 
         pending = GaugeMetricFamily("lepton_trigger_pending", "Deliveries a trigger still owes.", labels=["trigger", "function"])
-        lag = GaugeMetricFamily("lepton_trigger_lag_seconds", "Age of the oldest event a trigger still owes.", labels=["trigger", "function"])
+        lag = GaugeMetricFamily(
+            "lepton_trigger_lag_seconds", "Age of the oldest event a trigger still owes.", labels=["trigger", "function"]
+        )
         backlog = self.log.backlog()
         for tid, trigger in sorted(self.triggers.items()):
             count, age = backlog.get(tid, (0, 0.0))
@@ -242,7 +255,8 @@ class Broker:
         status = 0
         try:
             status, response_headers, response = await asyncio.wait_for(
-                call(self.app, "POST", f"/fn/{trigger.function}", headers, payload), timeout)
+                call(self.app, "POST", f"/fn/{trigger.function}", headers, payload), timeout
+            )
         except TimeoutError:
             return 0, f"no response within {timeout:g}s", None
         except Exception as exc:
@@ -275,8 +289,14 @@ class Broker:
         """Triggers by id (those after `after`, at most `limit`) with their backlog."""
         chosen = keys_after(sorted(self.triggers), after, len(self.triggers) if limit is None else limit)
         backlog = self.log.backlog()
-        return [{**self.triggers[tid].to_json(), "pending": backlog.get(tid, (0, 0.0))[0],
-                 "lag_seconds": round(backlog.get(tid, (0, 0.0))[1], 3)} for tid in chosen]
+        return [
+            {
+                **self.triggers[tid].to_json(),
+                "pending": backlog.get(tid, (0, 0.0))[0],
+                "lag_seconds": round(backlog.get(tid, (0, 0.0))[1], 3),
+            }
+            for tid in chosen
+        ]
 
 
 def _detail(body: bytes) -> str:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
@@ -30,11 +30,18 @@ PING = "dev.knative.sources.ping"
 
 def tick_event(trigger: Trigger, tick: datetime) -> Event:
     assert trigger.cron is not None
-    stamp = tick.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
-    return Event.from_json({
-        "specversion": "1.0", "id": f"{trigger.id}/{stamp}", "source": f"/cron/{trigger.function}", "type": PING,
-        "time": stamp, "datacontenttype": "application/json", "data": trigger.cron.data,
-    })
+    stamp = tick.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    return Event.from_json(
+        {
+            "specversion": "1.0",
+            "id": f"{trigger.id}/{stamp}",
+            "source": f"/cron/{trigger.function}",
+            "type": PING,
+            "time": stamp,
+            "datacontenttype": "application/json",
+            "data": trigger.cron.data,
+        }
+    )
 
 
 async def run_cron(broker: Broker, trigger: Trigger) -> None:

@@ -143,6 +143,9 @@ def dead_letter_extensions(error: dict) -> dict[str, str]:
 
     if not error:
         return {}
-    return {"knativeerrorcode": str(error.get("code", 0)), "knativeerrordest": error.get("trigger", ""),
-            "knativeerrordata": base64.b64encode(str(error.get("message", "")).encode()[:1024]).decode(),
-            "leptonerrormessage": str(error.get("message", ""))[:1024]}
+    return {
+        "knativeerrorcode": str(error.get("code", 0)),
+        "knativeerrordest": error.get("trigger", ""),
+        "knativeerrordata": base64.b64encode(str(error.get("message", "")).encode()[:1024]).decode(),
+        "leptonerrormessage": str(error.get("message", ""))[:1024],
+    }

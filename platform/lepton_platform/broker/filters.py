@@ -9,7 +9,8 @@ SDK accepts it for Knative).
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 
 def attributes_match(wanted: Mapping[str, str], attrs: Mapping[str, str]) -> bool:

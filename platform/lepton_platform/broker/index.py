@@ -9,7 +9,8 @@ Cron and dead-letter triggers receive only events addressed to them and are not 
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from lepton_platform.broker.triggers import Trigger
 

@@ -10,10 +10,11 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from lepton_platform.broker.index import TriggerIndex
 from lepton_platform.broker.triggers import Trigger
@@ -62,7 +63,7 @@ CREATE TABLE IF NOT EXISTS cron (
 
 def _text(value: Any) -> str:
     if isinstance(value, datetime):
-        return value.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
     return value if isinstance(value, str) else str(value)
 
 
@@ -119,8 +120,10 @@ class EventLog:
             gone = [tid for tid in old if tid not in keep]
             self._delete(db, gone)
             for trig in triggers:
-                db.execute("INSERT OR REPLACE INTO triggers (id, owner, origin, spec) VALUES (?, ?, ?, ?)",
-                           (trig.id, trig.declared_by, trig.origin, json.dumps(trig.to_json())))
+                db.execute(
+                    "INSERT OR REPLACE INTO triggers (id, owner, origin, spec) VALUES (?, ?, ?, ?)",
+                    (trig.id, trig.declared_by, trig.origin, json.dumps(trig.to_json())),
+                )
         return gone
 
     def delete_triggers(self, ids: list[str]) -> None:
@@ -136,8 +139,9 @@ class EventLog:
     # -- ingest -----------------------------------------------------------------------------
 
     @staticmethod
-    def write(db: sqlite3.Connection, batch: list[tuple[Event, str | None, float | None]],
-              index: TriggerIndex) -> tuple[list[bool], list[tuple[str, Due]]]:
+    def write(
+        db: sqlite3.Connection, batch: list[tuple[Event, str | None, float | None]], index: TriggerIndex
+    ) -> tuple[list[bool], list[tuple[str, Due]]]:
         """Store events, in the caller's transaction, with the deliveries they owe: to `target`
         when given (cron ticks), else to every matching trigger. Returns which events were new
         (not a duplicate source+id) and the deliveries now owed."""
@@ -145,8 +149,9 @@ class EventLog:
         fresh: list[bool] = []
         owed: list[tuple[str, Due]] = []
         for event, target, tick in batch:
-            cursor = db.execute("INSERT OR IGNORE INTO events (source, id, body, received) VALUES (?, ?, ?, ?)",
-                                (event.source, event.id, event.body, now))
+            cursor = db.execute(
+                "INSERT OR IGNORE INTO events (source, id, body, received) VALUES (?, ?, ?, ?)", (event.source, event.id, event.body, now)
+            )
             fresh.append(cursor.rowcount == 1)
             if tick is not None and target is not None:
                 db.execute("INSERT OR REPLACE INTO cron (trigger, last) VALUES (?, ?)", (target, tick))
@@ -163,7 +168,11 @@ class EventLog:
     def due(self, trigger_id: str, limit: int) -> list[Due]:
         rows = self.database.rows(
             "SELECT d.seq, d.attempts, e.body FROM deliveries d JOIN events e ON e.seq = d.seq "
-            "WHERE d.trigger = ? AND d.due <= ? ORDER BY d.due, d.seq LIMIT ?", trigger_id, time.time(), limit)
+            "WHERE d.trigger = ? AND d.due <= ? ORDER BY d.due, d.seq LIMIT ?",
+            trigger_id,
+            time.time(),
+            limit,
+        )
         return [Due(r["seq"], r["attempts"], r["body"]) for r in rows]
 
     def next_due(self, trigger_id: str, after: float = 0.0) -> float | None:
@@ -176,8 +185,9 @@ class EventLog:
             db.executemany("DELETE FROM deliveries WHERE trigger = ? AND seq = ?", [(trigger_id, s) for s in seqs])
 
     def retry_at(self, trigger_id: str, seq: int, attempts: int, due: float, error: str) -> None:
-        self.database.execute("UPDATE deliveries SET attempts = ?, due = ?, error = ? WHERE trigger = ? AND seq = ?",
-                              attempts, due, error, trigger_id, seq)
+        self.database.execute(
+            "UPDATE deliveries SET attempts = ?, due = ?, error = ? WHERE trigger = ? AND seq = ?", attempts, due, error, trigger_id, seq
+        )
 
     def dead_letter(self, trigger: Trigger, seq: int, attempts: int, code: int, message: str, companion: str | None) -> None:
         """Move a delivery that ran out of attempts to the dead letters (and the dead-letter
@@ -185,11 +195,15 @@ class EventLog:
         now = time.time()
         with self.database.transaction() as db:
             db.execute("DELETE FROM deliveries WHERE trigger = ? AND seq = ?", (trigger.id, seq))
-            db.execute("INSERT INTO dead_letters (trigger, function, seq, code, message, attempts, at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                       (trigger.id, trigger.function, seq, code, message, attempts, now))
+            db.execute(
+                "INSERT INTO dead_letters (trigger, function, seq, code, message, attempts, at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (trigger.id, trigger.function, seq, code, message, attempts, now),
+            )
             if companion:
-                db.execute("INSERT OR IGNORE INTO deliveries (trigger, seq, due, error) VALUES (?, ?, ?, ?)",
-                           (companion, seq, now, json.dumps({"code": code, "message": message, "trigger": trigger.id})))
+                db.execute(
+                    "INSERT OR IGNORE INTO deliveries (trigger, seq, due, error) VALUES (?, ?, ?, ?)",
+                    (companion, seq, now, json.dumps({"code": code, "message": message, "trigger": trigger.id})),
+                )
 
     def dead_letter_error(self, trigger_id: str, seq: int) -> dict[str, Any]:
         rows = self.database.rows("SELECT error FROM deliveries WHERE trigger = ? AND seq = ?", trigger_id, seq)
@@ -199,9 +213,22 @@ class EventLog:
         """Newest first; with `before`, those older than that dead letter."""
         rows = self.database.rows(
             "SELECT l.*, e.body FROM dead_letters l JOIN events e ON e.seq = l.seq WHERE l.id < ? ORDER BY l.id DESC LIMIT ?",
-            before if before is not None else 2**63 - 1, limit)
-        return [{"id": r["id"], "trigger": r["trigger"], "function": r["function"], "code": r["code"], "message": r["message"],
-                 "attempts": r["attempts"], "at": r["at"], "event": json.loads(r["body"])} for r in rows]
+            before if before is not None else 2**63 - 1,
+            limit,
+        )
+        return [
+            {
+                "id": r["id"],
+                "trigger": r["trigger"],
+                "function": r["function"],
+                "code": r["code"],
+                "message": r["message"],
+                "attempts": r["attempts"],
+                "at": r["at"],
+                "event": json.loads(r["body"]),
+            }
+            for r in rows
+        ]
 
     def redeliver(self, letter_id: int) -> str | None:
         """Queue a dead letter for its trigger again; returns the trigger, or None if unknown."""
@@ -218,7 +245,8 @@ class EventLog:
     def backlog(self) -> dict[str, tuple[int, float]]:
         """Per trigger: deliveries owed, and the age in seconds of the oldest one's event."""
         rows = self.database.rows(
-            "SELECT d.trigger, COUNT(*) AS n, MIN(e.received) AS oldest FROM deliveries d JOIN events e ON e.seq = d.seq GROUP BY d.trigger")
+            "SELECT d.trigger, COUNT(*) AS n, MIN(e.received) AS oldest FROM deliveries d JOIN events e ON e.seq = d.seq GROUP BY d.trigger"
+        )
         now = time.time()
         return {r["trigger"]: (r["n"], now - r["oldest"]) for r in rows}
 
@@ -230,4 +258,6 @@ class EventLog:
         """Drop events past the dedup window that nothing refers to any more."""
         return self.database.execute(
             "DELETE FROM events WHERE received < ? AND seq NOT IN (SELECT seq FROM deliveries) "
-            "AND seq NOT IN (SELECT seq FROM dead_letters)", time.time() - retention)
+            "AND seq NOT IN (SELECT seq FROM dead_letters)",
+            time.time() - retention,
+        )

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from lepton.spec import FunctionSpec
 from lepton.triggers import BucketTrigger, CronTrigger, Delivery, EventTrigger
@@ -48,8 +49,16 @@ class Trigger:
         return self.receives_broadcasts and matches(self.attributes, list(self.filters), attrs)
 
     def to_json(self) -> dict[str, Any]:
-        out = {"id": self.id, "function": self.function, "owner": self.declared_by, "origin": self.origin, "kind": self.kind,
-               "attributes": dict(self.attributes), "filters": list(self.filters), "delivery": self.delivery.model_dump()}
+        out = {
+            "id": self.id,
+            "function": self.function,
+            "owner": self.declared_by,
+            "origin": self.origin,
+            "kind": self.kind,
+            "attributes": dict(self.attributes),
+            "filters": list(self.filters),
+            "delivery": self.delivery.model_dump(),
+        }
         if self.cron is not None:
             out["cron"] = self.cron.model_dump()
         return out
@@ -57,8 +66,17 @@ class Trigger:
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Trigger:
         cron = CronTrigger.model_validate(data["cron"]) if data.get("cron") else None
-        return cls(data["id"], data["function"], data["origin"], data["kind"], dict(data["attributes"]), tuple(data["filters"]),
-                   Delivery(**data["delivery"]), cron, data.get("owner", ""))
+        return cls(
+            data["id"],
+            data["function"],
+            data["origin"],
+            data["kind"],
+            dict(data["attributes"]),
+            tuple(data["filters"]),
+            Delivery(**data["delivery"]),
+            cron,
+            data.get("owner", ""),
+        )
 
 
 def _id(function: str, content: Any) -> str:
@@ -87,6 +105,13 @@ def dead_letter_companion(trigger: Trigger) -> Trigger:
 def from_request(function: str, attributes: dict[str, str], filters: list[dict[str, Any]], delivery: Delivery) -> list[Trigger]:
     """A trigger created through the API (validated like the decorator's `on_event`)."""
     trig = EventTrigger(attributes=attributes, filters=filters, delivery=delivery)
-    created = Trigger(_id(function, ["api", trig.model_dump(mode="json")]), function, API, "event",
-                      dict(trig.attributes), tuple(trig.filters), trig.delivery)
+    created = Trigger(
+        _id(function, ["api", trig.model_dump(mode="json")]),
+        function,
+        API,
+        "event",
+        dict(trig.attributes),
+        tuple(trig.filters),
+        trig.delivery,
+    )
     return [created] + ([dead_letter_companion(created)] if delivery.dead_letter else [])

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lepton_platform.config import StorageConfig
 from lepton_platform.buckets.base import (
     BucketInfo,
     BucketNotEmpty,
@@ -16,10 +15,19 @@ from lepton_platform.buckets.base import (
     StorageError,
     Upload,
 )
+from lepton_platform.config import StorageConfig
 
 __all__ = [
-    "BucketInfo", "BucketNotEmpty", "CannotStore", "NoSuchBucket", "NoSuchKey", "ObjectInfo", "ObjectStore",
-    "StorageError", "Upload", "open_store",
+    "BucketInfo",
+    "BucketNotEmpty",
+    "CannotStore",
+    "NoSuchBucket",
+    "NoSuchKey",
+    "ObjectInfo",
+    "ObjectStore",
+    "StorageError",
+    "Upload",
+    "open_store",
 ]
 
 

@@ -5,8 +5,9 @@ runs: the embedded local store or S3 (AWS, MinIO, Ceph RGW) through boto3.
 from __future__ import annotations
 
 import abc
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any
 
 from lepton.errors import LeptonError
 
@@ -114,5 +115,5 @@ class ObjectStore(abc.ABC):
     def list(self, bucket: str, prefix: str = "", start_after: str = "", limit: int = 1000) -> list[ObjectInfo]:
         """Objects in key order after `start_after`, at most `limit` of them."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional: a store with nothing to release keeps it
         """Release connections and files."""

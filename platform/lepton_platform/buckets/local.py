@@ -14,11 +14,10 @@ import os
 import sqlite3
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import BinaryIO
 
-from lepton_platform.outbox import CREATED, DELETED, Outbox, bucket_event
-from lepton_platform.database import Database
 from lepton_platform.buckets.base import (
     CHUNK,
     BucketInfo,
@@ -29,6 +28,8 @@ from lepton_platform.buckets.base import (
     ObjectStore,
     Upload,
 )
+from lepton_platform.database import Database
+from lepton_platform.outbox import CREATED, DELETED, Outbox, bucket_event
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS buckets (
@@ -199,7 +200,12 @@ class LocalStore(ObjectStore):
         # Prefix as a key range, so the primary key index serves it (LIKE would treat % and _).
         rows = self.index.rows(
             "SELECT * FROM objects WHERE bucket = ? AND key > ? AND key >= ? AND (? = '' OR key < ?) ORDER BY key LIMIT ?",
-            bucket, start_after, prefix, prefix, prefix + "\U0010ffff", limit,
+            bucket,
+            start_after,
+            prefix,
+            prefix,
+            prefix + "\U0010ffff",
+            limit,
         )
         return [_info(r) for r in rows if r["key"].startswith(prefix)]
 

@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 from urllib.parse import unquote_plus
 
-from lepton_platform.outbox import CREATED, DELETED, Outbox, bucket_event
-from lepton_platform.database import Database
 from lepton_platform.buckets.base import (
     CHUNK,
     BucketInfo,
@@ -29,6 +28,8 @@ from lepton_platform.buckets.base import (
     StorageError,
     Upload,
 )
+from lepton_platform.database import Database
+from lepton_platform.outbox import CREATED, DELETED, Outbox, bucket_event
 
 
 class S3Error(StorageError):
@@ -51,8 +52,11 @@ class S3Upload(Upload):
         self.file.close()
         try:
             self.store.client.upload_file(
-                self.file.name, self.store.s3_name(self.bucket), self.key,
-                ExtraArgs={"ContentType": self.content_type}, Config=self.store.transfer,
+                self.file.name,
+                self.store.s3_name(self.bucket),
+                self.key,
+                ExtraArgs={"ContentType": self.content_type},
+                Config=self.store.transfer,
             )
         except Exception as exc:
             raise self.store.error(exc, self.bucket, self.key) from exc
@@ -68,9 +72,18 @@ class S3Upload(Upload):
 
 
 class S3Store(ObjectStore):
-    def __init__(self, root: Path, *, endpoint_url: str | None = None, region: str | None = None,
-                 access_key_id: str | None = None, secret_access_key: str | None = None,
-                 bucket_prefix: str = "", multipart_threshold: int = 64 << 20, notifications: bool = False) -> None:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        endpoint_url: str | None = None,
+        region: str | None = None,
+        access_key_id: str | None = None,
+        secret_access_key: str | None = None,
+        bucket_prefix: str = "",
+        multipart_threshold: int = 64 << 20,
+        notifications: bool = False,
+    ) -> None:
         import boto3
         from boto3.s3.transfer import TransferConfig
         from botocore.config import Config
@@ -81,14 +94,18 @@ class S3Store(ObjectStore):
         self.prefix = bucket_prefix
         self.notifications = notifications
         self.client = boto3.client(
-            "s3", endpoint_url=endpoint_url, region_name=self.region,
-            aws_access_key_id=access_key_id, aws_secret_access_key=secret_access_key,
+            "s3",
+            endpoint_url=endpoint_url,
+            region_name=self.region,
+            aws_access_key_id=access_key_id,
+            aws_secret_access_key=secret_access_key,
             config=Config(retries={"max_attempts": 3, "mode": "standard"}, max_pool_connections=32),
         )
         # Four parts in flight, not boto3's ten: each holds a part's worth of buffers in the
         # platform, and the peak memory of one upload grows with their number (tests/embedded/test_buckets.py).
-        self.transfer = TransferConfig(multipart_threshold=multipart_threshold, multipart_chunksize=max(multipart_threshold, 5 << 20),
-                                       max_concurrency=4)
+        self.transfer = TransferConfig(
+            multipart_threshold=multipart_threshold, multipart_chunksize=max(multipart_threshold, 5 << 20), max_concurrency=4
+        )
         self.outbox = Outbox(Database(root / "outbox.db", ""))
 
     def close(self) -> None:
@@ -144,7 +161,7 @@ class S3Store(ObjectStore):
             raise BucketNotEmpty(bucket)
         try:
             for start in range(0, len(keys), 1000):
-                batch = keys[start:start + 1000]
+                batch = keys[start : start + 1000]
                 self.client.delete_objects(Bucket=self.s3_name(bucket), Delete={"Objects": [{"Key": k} for k in batch], "Quiet": True})
                 for key in batch:
                     self.emit(DELETED, bucket, key, {})
@@ -163,8 +180,9 @@ class S3Store(ObjectStore):
             buckets = self.client.list_buckets()["Buckets"]
         except Exception as exc:
             raise self.error(exc, "*") from exc
-        return [BucketInfo(b["Name"][len(self.prefix):], b["CreationDate"].timestamp())
-                for b in buckets if b["Name"].startswith(self.prefix)]
+        return [
+            BucketInfo(b["Name"][len(self.prefix) :], b["CreationDate"].timestamp()) for b in buckets if b["Name"].startswith(self.prefix)
+        ]
 
     def upload(self, bucket: str, key: str, content_type: str) -> Upload:
         if not self._exists(bucket):
@@ -220,7 +238,7 @@ def s3_event_records(message: dict[str, Any], prefix: str) -> list[dict[str, Any
         obj = s3.get("object", {})
         if not s3_bucket.startswith(prefix) or "key" not in obj:
             continue
-        bucket, key = s3_bucket[len(prefix):], unquote_plus(obj["key"])
+        bucket, key = s3_bucket[len(prefix) :], unquote_plus(obj["key"])
         kind = CREATED if name.startswith("ObjectCreated") else DELETED if name.startswith("ObjectRemoved") else None
         if kind is None:
             continue

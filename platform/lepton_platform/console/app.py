@@ -11,9 +11,10 @@ the session's CSRF token (a form field, or `X-CSRF-Token` from the script), else
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
+from collections.abc import Awaitable
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Awaitable
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
@@ -26,11 +27,11 @@ from starlette.staticfiles import StaticFiles
 
 from lepton.errors import LeptonError
 from lepton_platform.asgi import ASGIApp, Receive, Scope, Send
+from lepton_platform.buckets import StorageError
 from lepton_platform.console import buckets, events, functions, jobs, signin
 from lepton_platform.console.charts import chart, duration, sparkline
 from lepton_platform.console.session import COOKIE, Session, Sessions
 from lepton_platform.errors import NotFound
-from lepton_platform.buckets import StorageError
 
 if TYPE_CHECKING:
     from lepton_platform.service import Platform
@@ -40,8 +41,11 @@ MAX_FIELDS = 200  # the largest form: a share for each revision shown, and the t
 HERE = Path(__file__).parent
 HEADERS = [
     # Only the console's own script and stylesheet run; nothing may frame it or take its forms elsewhere.
-    (b"content-security-policy", b"default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
-                                 b"connect-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'; object-src 'none'"),
+    (
+        b"content-security-policy",
+        b"default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+        b"connect-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'; object-src 'none'",
+    ),
     (b"x-frame-options", b"DENY"),
     (b"x-content-type-options", b"nosniff"),
     (b"referrer-policy", b"same-origin"),
@@ -59,8 +63,9 @@ class Console:
     def __init__(self, platform: Platform) -> None:
         self.platform = platform
         self.sessions = Sessions()
-        self.templates = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(default=True),
-                                     trim_blocks=True, lstrip_blocks=True)
+        self.templates = Environment(
+            loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(default=True), trim_blocks=True, lstrip_blocks=True
+        )
         self.templates.filters.update(ago=ago, when=when, duration=duration, size=size, q=lambda s: quote(str(s), safe=""))
         self.templates.globals.update(sparkline=sparkline, chart=chart, prefix=PREFIX)
 
@@ -95,7 +100,8 @@ class Console:
         if session:
             session.flash.clear()
         html = self.templates.get_template(template).render(
-            request=request, session=session, flash=flash, path=request.url.path, platform_url=self.platform.url, **context)
+            request=request, session=session, flash=flash, path=request.url.path, platform_url=self.platform.url, **context
+        )
         return HTMLResponse(html, status_code=status)
 
     @staticmethod
@@ -130,7 +136,7 @@ def ago(timestamp: float | None) -> str:
 
 
 def when(timestamp: float | None) -> str:
-    return datetime.fromtimestamp(timestamp, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC") if timestamp else "—"
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if timestamp else "—"
 
 
 def size(count: int | None) -> str:
@@ -164,18 +170,27 @@ def build_console(platform: Platform) -> ASGIApp:
         return console.render(request, "error.html", console.session(request), status=status, status_code=status, detail=detail)
 
     routes = [
-        Route(PREFIX, home), Route(f"{PREFIX}/", home),
+        Route(PREFIX, home),
+        Route(f"{PREFIX}/", home),
         Mount(f"{PREFIX}/static", StaticFiles(directory=HERE / "static"), name="static"),
-        *signin.routes(console), *functions.routes(console), *events.routes(console), *buckets.routes(console), *jobs.routes(console),
+        *signin.routes(console),
+        *functions.routes(console),
+        *events.routes(console),
+        *buckets.routes(console),
+        *jobs.routes(console),
     ]
-    app = Starlette(routes=routes, exception_handlers={SignInFirst: sign_in_first, HTTPException: refused, NotFound: refused,
-                                                    StorageError: refused})
+    app = Starlette(
+        routes=routes, exception_handlers={SignInFirst: sign_in_first, HTTPException: refused, NotFound: refused, StorageError: refused}
+    )
 
     async def secured(scope: Scope, receive: Receive, send: Send) -> None:
         async def with_headers(message: dict[str, Any]) -> None:
             if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", []), *HEADERS,
-                                      *([] if scope["path"].startswith(f"{PREFIX}/static/") else [(b"cache-control", b"no-store")])]
+                message["headers"] = [
+                    *message.get("headers", []),
+                    *HEADERS,
+                    *([] if scope["path"].startswith(f"{PREFIX}/static/") else [(b"cache-control", b"no-store")]),
+                ]
             await send(message)
 
         await app(scope, receive, with_headers)

@@ -44,7 +44,7 @@ def chart(title: str, series: Sequence[tuple[str, Sequence[float]]], unit: str =
         f'<text class="title" x="{left}" y="12">{escape(title)}{legend}</text>'
         f'<g transform="translate({left},{top_pad + 6})">'
         f'<rect class="frame" width="{plot_w}" height="{plot_h}"/>'
-        f'{"".join(lines)}</g>'
+        f"{''.join(lines)}</g>"
         f'<text class="axis" x="{left - 4}" y="{top_pad + 16}" text-anchor="end">{escape(_number(top, unit))}</text>'
         f'<text class="axis" x="{left - 4}" y="{top_pad + 6 + plot_h}" text-anchor="end">0</text>'
         f'<text class="axis" x="{left}" y="{height - 3}">-{minutes} min</text>'

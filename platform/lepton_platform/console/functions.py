@@ -4,7 +4,8 @@ traffic), replicas, charts and live log tail."""
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, AsyncIterator
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
 
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
@@ -63,16 +64,26 @@ def routes(console: Console) -> list[Route]:
         revisions = [r for i, r in enumerate(newest_first) if i < REVISIONS_SHOWN or r.id in traffic.split or r.id in tags]
         statuses = await asyncio.gather(*(platform.backend.status(fleet) for fleet in platform.serving(name)))
         replicas = [replica for status in statuses for replica in status.get("replica_details", [])]  # of every revision with a share
-        return console.render(request, "function.html", session, info=info, revisions=revisions, split=traffic.split, tags=tags,
-                              history=platform.metrics.history.summary(name), replicas=replicas)
+        return console.render(
+            request,
+            "function.html",
+            session,
+            info=info,
+            revisions=revisions,
+            split=traffic.split,
+            tags=tags,
+            history=platform.metrics.history.summary(name),
+            replicas=replicas,
+        )
 
     async def rollback(request: Request) -> Response:
         session, form = await console.actor(request)
         name = request.path_params["name"]
         platform.fleet(name)
         revision = str(form.get("revision", ""))
-        return await console.attempt(session, f"/ui/functions/{name}", f"{revision} takes all of {name}'s traffic now.",
-                                     platform.rollback(name, revision))
+        return await console.attempt(
+            session, f"/ui/functions/{name}", f"{revision} takes all of {name}'s traffic now.", platform.rollback(name, revision)
+        )
 
     async def traffic(request: Request) -> Response:
         session, form = await console.actor(request)

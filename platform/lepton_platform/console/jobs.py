@@ -33,11 +33,26 @@ def routes(console: Console) -> list[Route]:
         if state is not None and state not in STATES:
             raise HTTPException(400, f"state {state!r} is not one of {', '.join(STATES)}")
         after = request.query_params.get("after", "")
-        found = await asyncio.to_thread(store.page, function=function, state=state, functions=None, limit=JOBS_SHOWN + 1,
-                                        after=int(after) if after.isdigit() and len(after) <= 18 else None)
+        found = await asyncio.to_thread(
+            store.page,
+            function=function,
+            state=state,
+            functions=None,
+            limit=JOBS_SHOWN + 1,
+            after=int(after) if after.isdigit() and len(after) <= 18 else None,
+        )
         more = found[JOBS_SHOWN - 1].seq if len(found) > JOBS_SHOWN else None
-        return console.render(request, "jobs.html", session, jobs=found[:JOBS_SHOWN], function=function or "", state=state or "",
-                              states=STATES, more=more, functions=sorted(console.platform.fleets))
+        return console.render(
+            request,
+            "jobs.html",
+            session,
+            jobs=found[:JOBS_SHOWN],
+            function=function or "",
+            state=state or "",
+            states=STATES,
+            more=more,
+            functions=sorted(console.platform.fleets),
+        )
 
     async def result(request: Request) -> Response:
         console.reader(request)

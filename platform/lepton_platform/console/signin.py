@@ -55,8 +55,9 @@ def routes(console: Console) -> list[Route]:
             return console.render(request, "signin.html", None, status=refused[0], back=back, problem=refused[1])
         cookie, _ = console.sessions.start()
         response = RedirectResponse(back, status_code=303)
-        response.set_cookie(COOKIE, cookie, max_age=LIFETIME, path="/ui", secure=request.url.scheme == "https",
-                            httponly=True, samesite="strict")
+        response.set_cookie(
+            COOKIE, cookie, max_age=LIFETIME, path="/ui", secure=request.url.scheme == "https", httponly=True, samesite="strict"
+        )
         return response
 
     async def sign_out(request: Request) -> Response:

@@ -20,7 +20,8 @@ import json
 import logging
 import sqlite3
 import time
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from lepton.runtime.tracing import TRACEPARENT, TRACESTATE
 from lepton_platform.asgi import ASGIApp, ResponseTooLarge, call
@@ -49,8 +50,17 @@ def retryable(code: int) -> bool:
 
 
 class JobRunner:
-    def __init__(self, store: JobStore, broker: Broker, token: str, spec_of: Callable[[str], FunctionSpec | None], *,
-                 ttl: float, max_result_bytes: int, max_queued: int) -> None:
+    def __init__(
+        self,
+        store: JobStore,
+        broker: Broker,
+        token: str,
+        spec_of: Callable[[str], FunctionSpec | None],
+        *,
+        ttl: float,
+        max_result_bytes: int,
+        max_queued: int,
+    ) -> None:
         self.store = store
         self.broker = broker
         self.token = token
@@ -78,8 +88,7 @@ class JobRunner:
         if queued or failed:
             logger.info("jobs after the restart: %d running ones queued again, %d failed", queued, failed)
         self.store.commits.start()
-        self._tasks = [asyncio.create_task(self._loop(), name="jobs"),
-                       asyncio.create_task(self._housekeeping(), name="jobs-housekeeping")]
+        self._tasks = [asyncio.create_task(self._loop(), name="jobs"), asyncio.create_task(self._housekeeping(), name="jobs-housekeeping")]
 
     async def stop(self) -> None:
         """Running jobs stay `running` in the store: the next start queues them again."""
@@ -94,8 +103,10 @@ class JobRunner:
     async def submit(self, spec: FunctionSpec, method: str, target: str, headers: list[tuple[str, str]], body: bytes) -> Job:
         """Store a job durably, then start it if the function has room."""
         if self.queued[spec.name] >= self.max_queued:
-            raise QueueFull(f"function {spec.name!r} has {self.queued[spec.name]} jobs waiting, the most it may "
-                            "(limits.max_queued_jobs); nothing was accepted, send it again later")
+            raise QueueFull(
+                f"function {spec.name!r} has {self.queued[spec.name]} jobs waiting, the most it may "
+                "(limits.max_queued_jobs); nothing was accepted, send it again later"
+            )
         self.queued[spec.name] += 1  # before the commit: jobs in flight to the disk count too
         try:
             job = await self.store.add(spec.name, method, target, headers, body, spec.retries.max_retries + 1)
@@ -176,8 +187,11 @@ class JobRunner:
                 for function in waiting:
                     busy = self.per_function.get(function, 0)
                     free = max(0, capacity(self.spec_of(function)) - busy)
-                    due = [job for job in await asyncio.to_thread(self.store.due, function, free + busy + 1, now)
-                           if job.id not in self.running and job.id not in self._closing]
+                    due = [
+                        job
+                        for job in await asyncio.to_thread(self.store.due, function, free + busy + 1, now)
+                        if job.id not in self.running and job.id not in self._closing
+                    ]
                     for job in due[:free]:
                         self._start(job, None)
                     if len(due) > free:
@@ -264,9 +278,12 @@ class JobRunner:
         headers = [*job.headers, ("authorization", f"Bearer {self.token}")]
         timeout = (spec.timeout if spec else 30.0) * 2 + 10  # waiting for a replica, then the call itself
         try:
-            status, response_headers, response = await asyncio.wait_for(call(
-                self.app, job.method, job.path, headers, body, scope={"lepton.job": (job.id, job.attempts)},
-                limit=self.max_result_bytes), timeout)
+            status, response_headers, response = await asyncio.wait_for(
+                call(
+                    self.app, job.method, job.path, headers, body, scope={"lepton.job": (job.id, job.attempts)}, limit=self.max_result_bytes
+                ),
+                timeout,
+            )
         except ResponseTooLarge as exc:
             job.state, job.status_code = FAILED, None
             job.error = f"result not kept: {exc} (limits.max_job_result_bytes)"
@@ -323,8 +340,15 @@ class JobRunner:
 
 def job_event(job: Job, result: bytes | None) -> Event:
     """The CloudEvent that says a job ended, so jobs chain into triggers."""
-    data: dict[str, Any] = {"id": job.id, "function": job.function, "revision": job.revision, "state": job.state,
-                            "attempts": job.attempts, "status_code": job.status_code, "error": job.error}
+    data: dict[str, Any] = {
+        "id": job.id,
+        "function": job.function,
+        "revision": job.revision,
+        "state": job.state,
+        "attempts": job.attempts,
+        "status_code": job.status_code,
+        "error": job.error,
+    }
     if result is not None and len(result) <= EVENT_RESULT_LIMIT:
         decoded = json_result(job.content_type, result)
         if isinstance(decoded, (dict, list, str, int, float, bool)) or decoded is None:
@@ -332,11 +356,19 @@ def job_event(job: Job, result: bytes | None) -> Event:
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(job.finished_at or time.time()))
     # The trace the job was submitted in (its stored headers have it): what it triggers continues it.
     trace = {name: value for name, value in job.headers if name in (TRACEPARENT, TRACESTATE)}
-    return Event.from_json({
-        "specversion": "1.0", "id": f"{job.id}.{job.state}", "source": f"/jobs/{job.function}",
-        "type": SUCCEEDED_TYPE if job.state == SUCCEEDED else FAILED_TYPE, "subject": job.id, "time": stamp,
-        "datacontenttype": "application/json", **trace, "data": data,
-    })
+    return Event.from_json(
+        {
+            "specversion": "1.0",
+            "id": f"{job.id}.{job.state}",
+            "source": f"/jobs/{job.function}",
+            "type": SUCCEEDED_TYPE if job.state == SUCCEEDED else FAILED_TYPE,
+            "subject": job.id,
+            "time": stamp,
+            "datacontenttype": "application/json",
+            **trace,
+            "data": data,
+        }
+    )
 
 
 def _detail(status: int, body: bytes) -> str:

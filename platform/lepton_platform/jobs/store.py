@@ -12,9 +12,10 @@ import json
 import secrets
 import sqlite3
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Awaitable
+from typing import Any
 
 from lepton_platform.database import Database, GroupCommit
 
@@ -50,8 +51,10 @@ CREATE TABLE IF NOT EXISTS jobs (
 CREATE INDEX IF NOT EXISTS jobs_queue ON jobs (state, function, due, seq);
 CREATE INDEX IF NOT EXISTS jobs_by_function ON jobs (function, seq);
 """
-COLUMNS = "seq, id, function, method, path, headers, state, attempts, max_attempts, interrupted, due, created_at, " \
-          "started_at, finished_at, revision, status_code, content_type, error"
+COLUMNS = (
+    "seq, id, function, method, path, headers, state, attempts, max_attempts, interrupted, due, created_at, "
+    "started_at, finished_at, revision, status_code, content_type, error"
+)
 
 
 @dataclass
@@ -90,11 +93,19 @@ class Job:
     def to_json(self, result: bytes | None = None) -> dict[str, Any]:
         """The job as `/v1/jobs` shows it; with `result` (a succeeded job's body) inline."""
         out: dict[str, Any] = {
-            "id": self.id, "function": self.function, "revision": self.revision, "state": self.state,
-            "attempts": self.attempts, "max_attempts": self.max_attempts, "created_at": self.created_at,
-            "started_at": self.started_at, "finished_at": self.finished_at,
+            "id": self.id,
+            "function": self.function,
+            "revision": self.revision,
+            "state": self.state,
+            "attempts": self.attempts,
+            "max_attempts": self.max_attempts,
+            "created_at": self.created_at,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
             "next_attempt_at": self.due if self.state == QUEUED and self.attempts else None,
-            "status_code": self.status_code, "content_type": self.content_type, "error": self.error,
+            "status_code": self.status_code,
+            "content_type": self.content_type,
+            "error": self.error,
         }
         if result is not None:
             decoded = json_result(self.content_type, result)
@@ -134,8 +145,7 @@ class JobStore:
     # Each takes the values it writes when it is called (not when awaited, or when its commit
     # runs): the job may change meanwhile.
 
-    async def add(self, function: str, method: str, path: str, headers: list[tuple[str, str]], body: bytes,
-                  max_attempts: int) -> Job:
+    async def add(self, function: str, method: str, path: str, headers: list[tuple[str, str]], body: bytes, max_attempts: int) -> Job:
         now = time.time()
         job = Job(0, new_id(), function, method, path, headers, QUEUED, 0, max_attempts, 0, now, now)
 
@@ -143,7 +153,8 @@ class JobStore:
             cursor = db.execute(
                 "INSERT INTO jobs (id, function, method, path, headers, body, state, max_attempts, due, created_at) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (job.id, function, method, path, json.dumps(headers), body, QUEUED, max_attempts, now, now))
+                (job.id, function, method, path, json.dumps(headers), body, QUEUED, max_attempts, now, now),
+            )
             return cursor.lastrowid
 
         job.seq = await self.commits.run(write)
@@ -153,25 +164,55 @@ class JobStore:
         """Mark a queued job running for its next attempt; False if it is no longer queued
         with the attempts it was read with (cancelled, or already run, meanwhile)."""
         values = (RUNNING, job.started_at, job.id, QUEUED, job.attempts)
-        return self.commits.run(lambda db: db.execute(
-            "UPDATE jobs SET state = ?, attempts = attempts + 1, started_at = COALESCE(started_at, ?) "
-            "WHERE id = ? AND state = ? AND attempts = ?", values).rowcount == 1)
+        return self.commits.run(
+            lambda db: (
+                db.execute(
+                    "UPDATE jobs SET state = ?, attempts = attempts + 1, started_at = COALESCE(started_at, ?) "
+                    "WHERE id = ? AND state = ? AND attempts = ?",
+                    values,
+                ).rowcount
+                == 1
+            )
+        )
 
     def retry(self, job: Job) -> Awaitable[bool]:
         """Queue a running job again for its next attempt; False if it is no longer running."""
         values = (QUEUED, job.due, job.attempts, job.status_code, job.error, job.id, RUNNING)
-        return self.commits.run(lambda db: db.execute(
-            "UPDATE jobs SET state = ?, due = ?, attempts = ?, status_code = ?, error = ? WHERE id = ? AND state = ?",
-            values).rowcount == 1)
+        return self.commits.run(
+            lambda db: (
+                db.execute(
+                    "UPDATE jobs SET state = ?, due = ?, attempts = ?, status_code = ?, error = ? WHERE id = ? AND state = ?", values
+                ).rowcount
+                == 1
+            )
+        )
 
     def finish(self, job: Job, result: bytes | None, *, only_queued: bool = False) -> Awaitable[bool]:
         """Make the job final from queued or running (only queued, if so asked); False if it
         was not in such a state."""
-        values = (job.state, job.finished_at, job.attempts, job.revision, job.status_code, job.content_type, result, job.error,
-                  job.id, QUEUED, QUEUED if only_queued else RUNNING)
-        return self.commits.run(lambda db: db.execute(
-            "UPDATE jobs SET state = ?, finished_at = ?, attempts = ?, revision = COALESCE(?, revision), status_code = ?, "
-            "content_type = ?, result = ?, error = ?, body = NULL WHERE id = ? AND state IN (?, ?)", values).rowcount == 1)
+        values = (
+            job.state,
+            job.finished_at,
+            job.attempts,
+            job.revision,
+            job.status_code,
+            job.content_type,
+            result,
+            job.error,
+            job.id,
+            QUEUED,
+            QUEUED if only_queued else RUNNING,
+        )
+        return self.commits.run(
+            lambda db: (
+                db.execute(
+                    "UPDATE jobs SET state = ?, finished_at = ?, attempts = ?, revision = COALESCE(?, revision), status_code = ?, "
+                    "content_type = ?, result = ?, error = ?, body = NULL WHERE id = ? AND state IN (?, ?)",
+                    values,
+                ).rowcount
+                == 1
+            )
+        )
 
     async def announced(self, ids: list[str]) -> None:
         await self.commits.run(lambda db: db.executemany("UPDATE jobs SET announced = 1 WHERE id = ?", [(i,) for i in ids]))
@@ -190,8 +231,9 @@ class JobStore:
         rows = self.database.rows("SELECT result FROM jobs WHERE id = ?", job_id)
         return bytes(rows[0]["result"]) if rows and rows[0]["result"] is not None else None
 
-    def page(self, *, function: str | None, state: str | None, functions: frozenset[str] | None, limit: int,
-             after: int | None) -> list[Job]:
+    def page(
+        self, *, function: str | None, state: str | None, functions: frozenset[str] | None, limit: int, after: int | None
+    ) -> list[Job]:
         """Newest first; `functions` narrows to those a caller may see (None: all)."""
         where, args = ["1 = 1"], []
         if function is not None:
@@ -214,12 +256,20 @@ class JobStore:
         return [r["function"] for r in self.database.rows("SELECT DISTINCT function FROM jobs WHERE state = ? AND due <= ?", QUEUED, now)]
 
     def due(self, function: str, limit: int, now: float) -> list[Job]:
-        rows = self.database.rows(f"SELECT {COLUMNS} FROM jobs WHERE state = ? AND function = ? AND due <= ? "
-                                  "ORDER BY due, seq LIMIT ?", QUEUED, function, now, limit)
+        rows = self.database.rows(
+            f"SELECT {COLUMNS} FROM jobs WHERE state = ? AND function = ? AND due <= ? ORDER BY due, seq LIMIT ?",
+            QUEUED,
+            function,
+            now,
+            limit,
+        )
         return [Job.from_row(r) for r in rows]
 
     def queued_counts(self) -> dict[str, int]:
-        return {r["function"]: r["n"] for r in self.database.rows("SELECT function, COUNT(*) AS n FROM jobs WHERE state = ? GROUP BY function", QUEUED)}
+        return {
+            r["function"]: r["n"]
+            for r in self.database.rows("SELECT function, COUNT(*) AS n FROM jobs WHERE state = ? GROUP BY function", QUEUED)
+        }
 
     def next_due(self, after: float) -> float | None:
         """When the next queued job that is not due by `after` is due."""
@@ -228,8 +278,13 @@ class JobStore:
     def unannounced(self, result_limit: int, limit: int = 500) -> list[tuple[Job, bytes | None]]:
         """Final jobs whose end the broker has not stored yet, with results up to `result_limit`
         bytes (larger ones do not go into events)."""
-        rows = self.database.rows(f"SELECT {COLUMNS}, CASE WHEN length(result) <= ? THEN result END AS result FROM jobs "
-                                  "WHERE announced = 0 AND state IN (?, ?, ?) ORDER BY seq LIMIT ?", result_limit, *FINAL, limit)
+        rows = self.database.rows(
+            f"SELECT {COLUMNS}, CASE WHEN length(result) <= ? THEN result END AS result FROM jobs "
+            "WHERE announced = 0 AND state IN (?, ?, ?) ORDER BY seq LIMIT ?",
+            result_limit,
+            *FINAL,
+            limit,
+        )
         return [(Job.from_row(r), r["result"]) for r in rows]
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -243,13 +298,13 @@ class JobStore:
             failed = db.execute(
                 "UPDATE jobs SET state = ?, finished_at = ?, body = NULL, interrupted = interrupted + 1, error = ? "
                 "WHERE state = ? AND interrupted + 1 >= ?",
-                (FAILED, now, f"the platform stopped during this job {MAX_INTERRUPTIONS} times; not run again", RUNNING,
-                 MAX_INTERRUPTIONS)).rowcount
+                (FAILED, now, f"the platform stopped during this job {MAX_INTERRUPTIONS} times; not run again", RUNNING, MAX_INTERRUPTIONS),
+            ).rowcount
             queued = db.execute(
                 "UPDATE jobs SET state = ?, due = ?, attempts = MAX(attempts - 1, 0), interrupted = interrupted + 1 WHERE state = ?",
-                (QUEUED, now, RUNNING)).rowcount
+                (QUEUED, now, RUNNING),
+            ).rowcount
         return queued, failed
 
     def forget_finished(self, before: float) -> int:
-        return self.database.execute("DELETE FROM jobs WHERE state IN (?, ?, ?) AND finished_at < ? AND announced = 1",
-                                     *FINAL, before)
+        return self.database.execute("DELETE FROM jobs WHERE state IN (?, ?, ?) AND finished_at < ? AND announced = 1", *FINAL, before)

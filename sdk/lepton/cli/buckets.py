@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, Iterator, Optional
+from typing import Annotated, Any
 
 import typer
 
@@ -22,8 +23,15 @@ def progress(description: str, total: int | None) -> Iterator[Any]:
     """A transfer bar on stderr for transfers of 8 MiB and more; yields `advance(n)`."""
     from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
-    with Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-                  transient=True, console=console(), disable=total is not None and total < PROGRESS_FROM) as bar:
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        transient=True,
+        console=console(),
+        disable=total is not None and total < PROGRESS_FROM,
+    ) as bar:
         task = bar.add_task(description, total=total)
         yield lambda n: bar.advance(task, n)
 
@@ -45,9 +53,11 @@ def create(name: str, platform: PlatformOpt = None, token: TokenOpt = None) -> N
 
 @bucket_app.command("ls")
 def list_(
-    name: Annotated[Optional[str], typer.Argument(help="Bucket; without it, list the buckets.")] = None,
+    name: Annotated[str | None, typer.Argument(help="Bucket; without it, list the buckets.")] = None,
     prefix: Annotated[str, typer.Option(help="Only keys starting with this.")] = "",
-    platform: PlatformOpt = None, token: TokenOpt = None, output: OutputOpt = "table",
+    platform: PlatformOpt = None,
+    token: TokenOpt = None,
+    output: OutputOpt = "table",
 ) -> None:
     """List buckets, or the objects in one."""
     as_json = check_output(output)
@@ -75,9 +85,13 @@ def list_(
 
 @bucket_app.command()
 def put(
-    name: str, key: str, file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)],
-    content_type: Annotated[Optional[str], typer.Option("--content-type", help="Default: guessed from the key.")] = None,
-    platform: PlatformOpt = None, token: TokenOpt = None, output: OutputOpt = "table",
+    name: str,
+    key: str,
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)],
+    content_type: Annotated[str | None, typer.Option("--content-type", help="Default: guessed from the key.")] = None,
+    platform: PlatformOpt = None,
+    token: TokenOpt = None,
+    output: OutputOpt = "table",
 ) -> None:
     """Upload FILE as KEY (streamed)."""
     as_json = check_output(output)
@@ -97,9 +111,11 @@ def put(
 
 @bucket_app.command()
 def get(
-    name: str, key: str,
-    out: Annotated[Optional[Path], typer.Option("--output-file", "-o", help="Write here; default: stdout.")] = None,
-    platform: PlatformOpt = None, token: TokenOpt = None,
+    name: str,
+    key: str,
+    out: Annotated[Path | None, typer.Option("--output-file", "-o", help="Write here; default: stdout.")] = None,
+    platform: PlatformOpt = None,
+    token: TokenOpt = None,
 ) -> None:
     """Download KEY (streamed) to a file or stdout."""
     from lepton.buckets import Bucket
@@ -126,9 +142,11 @@ def get(
 
 @bucket_app.command()
 def rm(
-    name: str, key: Annotated[Optional[str], typer.Argument(help="Object; without it, remove the bucket.")] = None,
+    name: str,
+    key: Annotated[str | None, typer.Argument(help="Object; without it, remove the bucket.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Remove a bucket with its objects.")] = False,
-    platform: PlatformOpt = None, token: TokenOpt = None,
+    platform: PlatformOpt = None,
+    token: TokenOpt = None,
 ) -> None:
     """Remove an object, or a bucket (empty unless --force)."""
     from lepton.buckets import Bucket
@@ -144,10 +162,12 @@ def rm(
 
 @bucket_app.command()
 def url(
-    name: str, key: str,
+    name: str,
+    key: str,
     expires: Annotated[int, typer.Option(help="Seconds the URL stays valid (at most 7 days).")] = 3600,
     method: Annotated[str, typer.Option(help="GET to download, PUT to upload.")] = "GET",
-    platform: PlatformOpt = None, token: TokenOpt = None,
+    platform: PlatformOpt = None,
+    token: TokenOpt = None,
 ) -> None:
     """Print a signed URL for KEY that works without a token until it expires."""
     from lepton.buckets import Bucket

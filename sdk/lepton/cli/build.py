@@ -6,7 +6,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -14,23 +14,42 @@ import typer
 def build(
     target: Annotated[str, typer.Argument(metavar="FILE[:NAME]", help="Python file and optional function name.")],
     tag: Annotated[str, typer.Option("--tag", "-t", help="Image name, e.g. registry.example.com/team/classify:1.0.")],
-    base: Annotated[Optional[str], typer.Option("--base", envvar="LEPTON_BASE_IMAGE", show_default=False,
-                                                help="Runtime image to build FROM (default: the release's runtime image).")] = None,
-    dockerfile_only: Annotated[bool, typer.Option("--dockerfile-only", help="Write the build context and print its Dockerfile; build nothing.")] = False,
-    context: Annotated[Optional[Path], typer.Option("--context", file_okay=False, show_default=False,
-                                                    help="Folder for the build context (default: a temporary one).")] = None,
-    build_arg: Annotated[Optional[list[str]], typer.Option("--build-arg", show_default=False,
-                                                           help="NAME=VALUE for the build, e.g. PIP_INDEX_URL=... (repeatable).")] = None,
-    volume: Annotated[Optional[list[str]], typer.Option("--volume", "-v", show_default=False,
-                                                        help="SRC:DST[:ro] mounted while building (podman, buildah; repeatable).")] = None,
-    builder: Annotated[Optional[str], typer.Option("--builder", envvar="LEPTON_BUILDER", show_default=False,
-                                                   help="docker, podman or buildah (default: the first that works here).")] = None,
+    base: Annotated[
+        str | None,
+        typer.Option(
+            "--base",
+            envvar="LEPTON_BASE_IMAGE",
+            show_default=False,
+            help="Runtime image to build FROM (default: the release's runtime image).",
+        ),
+    ] = None,
+    dockerfile_only: Annotated[
+        bool, typer.Option("--dockerfile-only", help="Write the build context and print its Dockerfile; build nothing.")
+    ] = False,
+    context: Annotated[
+        Path | None,
+        typer.Option("--context", file_okay=False, show_default=False, help="Folder for the build context (default: a temporary one)."),
+    ] = None,
+    build_arg: Annotated[
+        list[str] | None,
+        typer.Option("--build-arg", show_default=False, help="NAME=VALUE for the build, e.g. PIP_INDEX_URL=... (repeatable)."),
+    ] = None,
+    volume: Annotated[
+        list[str] | None,
+        typer.Option("--volume", "-v", show_default=False, help="SRC:DST[:ro] mounted while building (podman, buildah; repeatable)."),
+    ] = None,
+    builder: Annotated[
+        str | None,
+        typer.Option(
+            "--builder", envvar="LEPTON_BUILDER", show_default=False, help="docker, podman or buildah (default: the first that works here)."
+        ),
+    ] = None,
 ) -> None:
     """Build a container image for the functions in FILE (or just NAME): the runtime image,
     their requirements pinned to exact versions, and their artifact baked in. Prints
     `NAME  IMAGE  ARTIFACT-DIGEST` per function."""
-    from lepton.loader import load_functions, split_target
     from lepton.artifacts import package
+    from lepton.loader import load_functions, split_target
     from lepton_knative.build import find_builder, parse_build_args, write_contexts
     from lepton_knative.manifests import DEFAULT_IMAGE
 

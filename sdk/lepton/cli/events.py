@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
@@ -19,11 +19,13 @@ triggers_app = typer.Typer(help="Triggers and sources with their delivery settin
 def send(
     type: Annotated[str, typer.Option("--type", help="CloudEvent type, e.g. com.example.order.")],
     source: Annotated[str, typer.Option("--source", help="CloudEvent source, e.g. /my/app.")],
-    data: Annotated[Optional[str], typer.Option("--data", help="JSON payload.")] = None,
-    event_id: Annotated[Optional[str], typer.Option("--id", help="Event id [default: a new UUID].")] = None,
-    subject: Annotated[Optional[str], typer.Option("--subject")] = None,
-    attr: Annotated[Optional[list[str]], typer.Option("--attr", help="Extension attribute NAME=VALUE (repeatable).")] = None,
-    platform: PlatformOpt = None, token: TokenOpt = None, output: OutputOpt = "table",
+    data: Annotated[str | None, typer.Option("--data", help="JSON payload.")] = None,
+    event_id: Annotated[str | None, typer.Option("--id", help="Event id [default: a new UUID].")] = None,
+    subject: Annotated[str | None, typer.Option("--subject")] = None,
+    attr: Annotated[list[str] | None, typer.Option("--attr", help="Extension attribute NAME=VALUE (repeatable).")] = None,
+    platform: PlatformOpt = None,
+    token: TokenOpt = None,
+    output: OutputOpt = "table",
 ) -> None:
     """Post one CloudEvent to the broker (202 once it is stored durably)."""
     as_json = check_output(output)
@@ -42,7 +44,9 @@ def send(
             raise typer.BadParameter(f"not valid JSON: {exc}", param_hint="--data") from None
         event["datacontenttype"] = "application/json"
     with client(platform, token) as api:
-        result = api.request("POST", "/v1/events", content=json.dumps(event), headers={"content-type": "application/cloudevents+json"}).json()
+        result = api.request(
+            "POST", "/v1/events", content=json.dumps(event), headers={"content-type": "application/cloudevents+json"}
+        ).json()
     if as_json:
         emit_json(result)
     else:
@@ -50,9 +54,13 @@ def send(
 
 
 @events_app.command()
-def dlq(limit: Annotated[int, typer.Option(help="How many, newest first.", min=1, max=1000)] = 100,
-        after: Annotated[Optional[int], typer.Option("--after", metavar="ID", help="Only those older than dead letter ID.")] = None,
-        platform: PlatformOpt = None, token: TokenOpt = None, output: OutputOpt = "table") -> None:
+def dlq(
+    limit: Annotated[int, typer.Option(help="How many, newest first.", min=1, max=1000)] = 100,
+    after: Annotated[int | None, typer.Option("--after", metavar="ID", help="Only those older than dead letter ID.")] = None,
+    platform: PlatformOpt = None,
+    token: TokenOpt = None,
+    output: OutputOpt = "table",
+) -> None:
     """Dead letters: events that ran out of delivery attempts, with the last error."""
     letters = fetch(f"/v1/deadletters?limit={limit}" + (f"&after={after}" if after else ""), platform, token, output)
     if letters is None:
@@ -61,8 +69,14 @@ def dlq(limit: Annotated[int, typer.Option(help="How many, newest first.", min=1
 
     table = Table("ID", "TRIGGER", "FUNCTION", "EVENT", "ATTEMPTS", "ERROR", box=None)
     for d in letters:
-        table.add_row(str(d["id"]), d["trigger"], d["function"], f"{d['event']['type']} {d['event']['id']}", str(d["attempts"]),
-                      f"{d['code']} {d['message']}"[:80])
+        table.add_row(
+            str(d["id"]),
+            d["trigger"],
+            d["function"],
+            f"{d['event']['type']} {d['event']['id']}",
+            str(d["attempts"]),
+            f"{d['code']} {d['message']}"[:80],
+        )
     print_table(table)
 
 
@@ -90,7 +104,11 @@ def list_triggers(platform: PlatformOpt = None, token: TokenOpt = None, output: 
         elif t["kind"] == "dead-letter":
             what = f"dead letters of {t['owner']}"
         else:
-            what = json.dumps({**({"attributes": t["attributes"]} if t["attributes"] else {}), **({"filters": t["filters"]} if t["filters"] else {})})
-        delivery = f"retry {d['retry']} {d['backoff']} {d['delay']:g}s" + (f", dead letters to {d['dead_letter']}" if d["dead_letter"] else "")
+            what = json.dumps(
+                {**({"attributes": t["attributes"]} if t["attributes"] else {}), **({"filters": t["filters"]} if t["filters"] else {})}
+            )
+        delivery = f"retry {d['retry']} {d['backoff']} {d['delay']:g}s" + (
+            f", dead letters to {d['dead_letter']}" if d["dead_letter"] else ""
+        )
         table.add_row(t["id"], t["function"], t["kind"], what, delivery, str(t["pending"]), f"{t['lag_seconds']:.1f}s")
     print_table(table)

@@ -6,7 +6,7 @@ import base64
 import json
 import sys
 from datetime import datetime
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 from urllib.parse import urlencode
 
 import typer
@@ -22,11 +22,13 @@ JobId = Annotated[str, typer.Argument(metavar="ID", help="The job's id, as `lept
 
 @jobs_app.command("ls")
 def list_(
-    function: Annotated[Optional[str], typer.Option("--function", help="Only this function's jobs.")] = None,
-    state: Annotated[Optional[str], typer.Option("--state", help=f"Only jobs in this state: {', '.join(STATES)}.")] = None,
+    function: Annotated[str | None, typer.Option("--function", help="Only this function's jobs.")] = None,
+    state: Annotated[str | None, typer.Option("--state", help=f"Only jobs in this state: {', '.join(STATES)}.")] = None,
     limit: Annotated[int, typer.Option(min=1, max=1000, help="How many, newest first.")] = 100,
-    after: Annotated[Optional[str], typer.Option("--after", metavar="CURSOR", help="Start after this cursor (the next page).")] = None,
-    platform: PlatformOpt = None, token: TokenOpt = None, output: OutputOpt = "table",
+    after: Annotated[str | None, typer.Option("--after", metavar="CURSOR", help="Start after this cursor (the next page).")] = None,
+    platform: PlatformOpt = None,
+    token: TokenOpt = None,
+    output: OutputOpt = "table",
 ) -> None:
     """Jobs, newest first, a page at a time."""
     if state is not None and state not in STATES:
@@ -40,8 +42,15 @@ def list_(
     table = Table("ID", "FUNCTION", "STATE", "ATTEMPTS", "CREATED", "TOOK", "ERROR", box=None)
     for job in page["jobs"]:
         took = f"{job['finished_at'] - job['started_at']:.2f}s" if job["finished_at"] and job["started_at"] else "-"
-        table.add_row(job["id"], job["function"], job["state"], f"{job['attempts']}/{job['max_attempts']}",
-                      _time(job["created_at"]), took, (job["error"] or "")[:80])
+        table.add_row(
+            job["id"],
+            job["function"],
+            job["state"],
+            f"{job['attempts']}/{job['max_attempts']}",
+            _time(job["created_at"]),
+            took,
+            (job["error"] or "")[:80],
+        )
     print_table(table)
     if page["next"]:
         typer.echo(f"more jobs: run the same command with --after {page['next']}", err=True)
@@ -71,9 +80,12 @@ def get(job_id: JobId, platform: PlatformOpt = None, token: TokenOpt = None, out
 @jobs_app.command()
 def wait(
     job_id: JobId,
-    timeout: Annotated[Optional[float], typer.Option(min=0, help="Give up after this many seconds (the job goes on) "
-                                                                 "[default: as long as it takes].", show_default=False)] = None,
-    platform: PlatformOpt = None, token: TokenOpt = None,
+    timeout: Annotated[
+        float | None,
+        typer.Option(min=0, help="Give up after this many seconds (the job goes on) [default: as long as it takes].", show_default=False),
+    ] = None,
+    platform: PlatformOpt = None,
+    token: TokenOpt = None,
 ) -> None:
     """Wait for a job and print its result; exits non-zero with the error if it failed, was cancelled or timed out."""
     with client(platform, token) as api:

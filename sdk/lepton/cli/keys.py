@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import time
+from typing import Annotated
 from urllib.parse import quote
-from typing import Annotated, Optional
 
 import typer
 
@@ -20,9 +20,15 @@ def _when(timestamp: float | None, never: str = "never") -> str:
 
 @keys_app.command()
 def create(
-    function: Annotated[Optional[list[str]], typer.Option("--function", "-f", help="A function the key may invoke (repeatable) [default: every function].")] = None,
-    expires: Annotated[Optional[str], typer.Option("--expires", help="'30d', '12h', '45m', '90s' or a number of days [default: never].")] = None,
-    platform: PlatformOpt = None, token: TokenOpt = None, output: OutputOpt = "table",
+    function: Annotated[
+        list[str] | None, typer.Option("--function", "-f", help="A function the key may invoke (repeatable) [default: every function].")
+    ] = None,
+    expires: Annotated[
+        str | None, typer.Option("--expires", help="'30d', '12h', '45m', '90s' or a number of days [default: never].")
+    ] = None,
+    platform: PlatformOpt = None,
+    token: TokenOpt = None,
+    output: OutputOpt = "table",
 ) -> None:
     """Create a key and print it: the only time it is shown."""
     as_json = check_output(output)
@@ -33,8 +39,7 @@ def create(
     else:
         typer.echo(created["key"])
     scope = ", ".join(created["functions"]) or "every function"
-    typer.echo(f"key {created['id']} for {scope}, expires {_when(created['expires_at'])}; it is not shown again: store it now",
-               err=True)
+    typer.echo(f"key {created['id']} for {scope}, expires {_when(created['expires_at'])}; it is not shown again: store it now", err=True)
 
 
 @keys_app.command("ls")
@@ -47,8 +52,14 @@ def list_keys(platform: PlatformOpt = None, token: TokenOpt = None, output: Outp
 
     table = Table("ID", "FUNCTIONS", "CREATED", "EXPIRES", "STATUS", "LAST USED", box=None)
     for k in keys:
-        table.add_row(k["id"], ", ".join(k["functions"]) or "all", _when(k["created_at"]), _when(k["expires_at"]), k["status"],
-                      _when(k["last_used_at"], "-"))
+        table.add_row(
+            k["id"],
+            ", ".join(k["functions"]) or "all",
+            _when(k["created_at"]),
+            _when(k["expires_at"]),
+            k["status"],
+            _when(k["last_used_at"], "-"),
+        )
     print_table(table)
 
 

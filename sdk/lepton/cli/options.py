@@ -6,18 +6,27 @@ Every option has an environment twin (settings precedence: flag > environment > 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 if TYPE_CHECKING:
     from lepton.client import Client
 
-PlatformOpt = Annotated[Optional[str], typer.Option("--platform", envvar="LEPTON_URL", help="Platform URL [default: http://127.0.0.1:8765].")]
-TokenOpt = Annotated[Optional[str], typer.Option("--token", envvar="LEPTON_TOKEN", help="API token [default: $LEPTON_HOME/token].", show_default=False)]
+PlatformOpt = Annotated[str | None, typer.Option("--platform", envvar="LEPTON_URL", help="Platform URL [default: http://127.0.0.1:8765].")]
+TokenOpt = Annotated[
+    str | None, typer.Option("--token", envvar="LEPTON_TOKEN", help="API token [default: $LEPTON_HOME/token].", show_default=False)
+]
 OutputOpt = Annotated[str, typer.Option("--output", "-o", help="'table' or 'json' (for scripts).")]
-ImageOpt = Annotated[Optional[str], typer.Option("--image", envvar="LEPTON_IMAGE", show_default=False,
-                                                 help="knative: container image (from `lepton build`) [default: the runtime image].")]
+ImageOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--image",
+        envvar="LEPTON_IMAGE",
+        show_default=False,
+        help="knative: container image (from `lepton build`) [default: the runtime image].",
+    ),
+]
 
 
 def client(platform: str | None, token: str | None) -> Client:

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, Callable, Optional, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
 
@@ -62,43 +63,72 @@ def deploy(
     target: Annotated[str, typer.Argument(metavar="FILE[:NAME]")],
     target_kind: Annotated[str, typer.Option("--target", help="'embedded' or 'knative'.")] = "embedded",
     no_wait: Annotated[bool, typer.Option("--no-wait", help="Return once the deploy has started.")] = False,
-    platform: PlatformOpt = None, token: TokenOpt = None, output: OutputOpt = "table", image: ImageOpt = None,
-    traffic: Annotated[Optional[int], typer.Option("--traffic", min=0, max=100, metavar="PCT",
-                                                   help="Give the new revision PCT% of traffic (a canary); the revision "
-                                                        "with the largest share keeps the rest. Default: 100.")] = None,
-    tag: Annotated[Optional[str], typer.Option("--tag", help="Tag the new revision: /fn/NAME@TAG (or header "
-                                                             "Lepton-Tag: TAG) reaches it, whatever its share.")] = None,
+    platform: PlatformOpt = None,
+    token: TokenOpt = None,
+    output: OutputOpt = "table",
+    image: ImageOpt = None,
+    traffic: Annotated[
+        int | None,
+        typer.Option(
+            "--traffic",
+            min=0,
+            max=100,
+            metavar="PCT",
+            help="Give the new revision PCT% of traffic (a canary); the revision with the largest share keeps the rest. Default: 100.",
+        ),
+    ] = None,
+    tag: Annotated[
+        str | None,
+        typer.Option("--tag", help="Tag the new revision: /fn/NAME@TAG (or header Lepton-Tag: TAG) reaches it, whatever its share."),
+    ] = None,
 ) -> None:
     """Package and deploy every function in FILE (or just NAME) through the platform: the
     embedded one, or (--target knative) the one installed on a cluster with knative/install."""
     as_json = check_output(output)
     if target_kind not in ("embedded", "knative"):
         raise typer.BadParameter(f"{target_kind!r}; use 'embedded' or 'knative'", param_hint="--target")
-    from lepton.loader import load_functions, split_target
     from lepton.artifacts import package
+    from lepton.loader import load_functions, split_target
 
     con = console()
     with client(platform, token) as api, con.status("packaging...") as status:
         backend = api.request("GET", "/healthz").json().get("backend", "embedded")
         if backend != target_kind:
-            raise TargetMismatch(f"the platform at {api.url} runs the {backend} backend, not {target_kind}; "
-                                 + ("point --platform (LEPTON_URL) at the platform installed on the cluster (knative/install)"
-                                    if target_kind == "knative" else "use --target knative"))
+            raise TargetMismatch(
+                f"the platform at {api.url} runs the {backend} backend, not {target_kind}; "
+                + (
+                    "point --platform (LEPTON_URL) at the platform installed on the cluster (knative/install)"
+                    if target_kind == "knative"
+                    else "use --target knative"
+                )
+            )
         functions = load_functions(target)
         artifact = package(split_target(target)[0], functions)
         status.update(f"uploading {len(artifact.data) / 1024:.0f} KiB ({artifact.digest[:19]}...)")
         api.request("PUT", f"/v1/artifacts/{artifact.digest}", content=artifact.data)
         names = sorted(functions)
-        requests = [{"artifact": artifact.digest, "function": name, "wait": not no_wait, "image": image or "",
-                     **({"traffic": traffic} if traffic is not None else {}), **({"tag": tag} if tag else {})} for name in names]
+        requests = [
+            {
+                "artifact": artifact.digest,
+                "function": name,
+                "wait": not no_wait,
+                "image": image or "",
+                **({"traffic": traffic} if traffic is not None else {}),
+                **({"tag": tag} if tag else {}),
+            }
+            for name in names
+        ]
         # Every function is checked before any is deployed; the first check also counts
         # them all against the platform's limits.
         status.update(f"checking {len(requests)} function{'s' if len(requests) > 1 else ''}...")
         checks = [{**request, "dry_run": True, "deploying": names if n == 0 else []} for n, request in enumerate(requests)]
         in_parallel(lambda body: api.request("POST", "/v1/functions", json=body), checks)
         status.update(f"deploying {len(requests)}: starting each new revision and waiting until it is ready...")
-        results = in_parallel(lambda body: api.request("POST", "/v1/functions", json=body).json(), requests,
-                              progress=lambda done: status.update(f"deploying: {done}/{len(requests)} ready..."))
+        results = in_parallel(
+            lambda body: api.request("POST", "/v1/functions", json=body).json(),
+            requests,
+            progress=lambda done: status.update(f"deploying: {done}/{len(requests)} ready..."),
+        )
     if as_json:
         emit_json(results)
         return
@@ -121,7 +151,9 @@ def list_functions(platform: PlatformOpt = None, token: TokenOpt = None, output:
 
     table = Table("NAME", "REVISION", "READY", "REPLICAS", "URL", "TRIGGERS", box=None)
     for fn in functions:
-        table.add_row(fn["name"], fn["revision"], f"{fn['ready']}/{fn['desired']}", str(fn["replicas"]), fn["url"], str(len(fn["triggers"])))
+        table.add_row(
+            fn["name"], fn["revision"], f"{fn['ready']}/{fn['desired']}", str(fn["replicas"]), fn["url"], str(len(fn["triggers"]))
+        )
     print_table(table)
 
 
@@ -131,10 +163,14 @@ def info(name: str, platform: PlatformOpt = None, token: TokenOpt = None, output
     if fn is None:
         return
     scale = fn["scale"]
-    typer.echo(f"name:      {fn['name']}\nkind:      {fn['kind']}\nrevision:  {fn['revision']}\nurl:       {fn['url']}\npublic:    {fn['public']}")
+    typer.echo(
+        f"name:      {fn['name']}\nkind:      {fn['kind']}\nrevision:  {fn['revision']}\nurl:       {fn['url']}\npublic:    {fn['public']}"
+    )
     typer.echo(f"replicas:  {fn['ready']} ready / {fn['replicas']} / desired {fn['desired']}  (in flight {fn['in_flight']})")
-    typer.echo(f"scaling:   min {scale['min']}, max {scale['max']}, target {scale['target']:g}, concurrency {scale['concurrency']}, "
-               f"to zero after {scale['scale_down_after']:g}s, timeout {scale['timeout']:g}s")
+    typer.echo(
+        f"scaling:   min {scale['min']}, max {scale['max']}, target {scale['target']:g}, concurrency {scale['concurrency']}, "
+        f"to zero after {scale['scale_down_after']:g}s, timeout {scale['timeout']:g}s"
+    )
     if fn.get("backend") == "knative":
         typer.echo(f"knative:   revision {fn.get('knative_revision') or '-'} at {fn.get('service_url')}")
         if fn.get("error"):
@@ -145,14 +181,18 @@ def info(name: str, platform: PlatformOpt = None, token: TokenOpt = None, output
         typer.echo(f"memory:    {fn['memory_kills']} replica(s) stopped for going over memory={fn['memory']}")
     for replica in fn.get("replica_details", []):
         if fn.get("backend") == "knative":
-            typer.echo(f"pod:       {replica['id']}  {replica['state']}  {'ready' if replica['ready'] else 'not ready'}  "
-                       f"revision {replica['revision']}  restarts {replica['restarts']}")
+            typer.echo(
+                f"pod:       {replica['id']}  {replica['state']}  {'ready' if replica['ready'] else 'not ready'}  "
+                f"revision {replica['revision']}  restarts {replica['restarts']}"
+            )
             continue
         cores = ",".join(map(str, replica["cpus"])) or "any"
         gpus = f"  gpus {','.join(map(str, replica['gpus']))}" if replica.get("gpus") else ""
         memory = f"  {replica['memory_bytes'] / 2**20:.0f} MiB" if replica.get("memory_bytes") is not None else ""
-        typer.echo(f"replica:   {replica['id']}  {replica['state']}  pid {replica['pid']}  cpus {cores}{gpus}{memory}  "
-                   f"in flight {replica['in_flight']}  {'forked' if replica['forked'] else 'fresh process'}")
+        typer.echo(
+            f"replica:   {replica['id']}  {replica['state']}  pid {replica['pid']}  cpus {cores}{gpus}{memory}  "
+            f"in flight {replica['in_flight']}  {'forked' if replica['forked'] else 'fresh process'}"
+        )
     for share in fn.get("traffic", []):
         tags = f"  tags {','.join(share['tags'])}" if share["tags"] else ""
         replicas = f"  replicas {share['ready']} ready / {share['replicas']}" if "replicas" in share else ""
@@ -163,11 +203,13 @@ def info(name: str, platform: PlatformOpt = None, token: TokenOpt = None, output
 
 def invoke(
     name: str,
-    payload: Annotated[Optional[str], typer.Argument(metavar="[JSON]", help="JSON object of the parameters.")] = None,
-    file: Annotated[Optional[Path], typer.Option("--file", "-f", help="Read the JSON body from a file ('-' for stdin).")] = None,
-    async_: Annotated[bool, typer.Option("--async", help="Start it as an async job: print the job's id and URL "
-                                                        "and return (see `lepton jobs`).")] = False,
-    platform: PlatformOpt = None, token: TokenOpt = None,
+    payload: Annotated[str | None, typer.Argument(metavar="[JSON]", help="JSON object of the parameters.")] = None,
+    file: Annotated[Path | None, typer.Option("--file", "-f", help="Read the JSON body from a file ('-' for stdin).")] = None,
+    async_: Annotated[
+        bool, typer.Option("--async", help="Start it as an async job: print the job's id and URL and return (see `lepton jobs`).")
+    ] = False,
+    platform: PlatformOpt = None,
+    token: TokenOpt = None,
     output: Annotated[str, typer.Option("--output", help="With --async: 'json' prints the job as JSON.")] = "table",
 ) -> None:
     """Invoke a function through the platform; streams streaming output."""
@@ -201,9 +243,10 @@ def logs(
     name: str,
     follow: Annotated[bool, typer.Option("--follow", "-f")] = False,
     tail: Annotated[int, typer.Option(help="Lines of history to show (the last ones, of all replicas).")] = 200,
-    replica: Annotated[Optional[str], typer.Option(help="Only this replica (pod on Knative), or those whose id starts so.")] = None,
-    since: Annotated[Optional[str], typer.Option(help="Only lines this recent: 30s, 10m, 2h, 1d, or an RFC 3339 time.")] = None,
-    platform: PlatformOpt = None, token: TokenOpt = None,
+    replica: Annotated[str | None, typer.Option(help="Only this replica (pod on Knative), or those whose id starts so.")] = None,
+    since: Annotated[str | None, typer.Option(help="Only lines this recent: 30s, 10m, 2h, 1d, or an RFC 3339 time.")] = None,
+    platform: PlatformOpt = None,
+    token: TokenOpt = None,
 ) -> None:
     """Logs of a function's replicas, merged by time: `TIME REPLICA STREAM [trace=ID] TEXT`."""
     params: dict[str, object] = {"tail": tail, "follow": follow}
@@ -243,11 +286,14 @@ def revisions(name: str, platform: PlatformOpt = None, token: TokenOpt = None, o
 
 def set_traffic(
     name: str,
-    shares: Annotated[Optional[list[str]], typer.Argument(metavar="[REV=PCT]...", help="Shares of ready revisions, adding "
-                                                                                      "up to 100; none: as they are.")] = None,
-    tags: Annotated[Optional[list[str]], typer.Option("--tag", metavar="TAG=REV", help="Give REV the address /fn/NAME@TAG.")] = None,
-    untag: Annotated[Optional[list[str]], typer.Option("--untag", metavar="TAG", help="Remove a tag.")] = None,
-    platform: PlatformOpt = None, token: TokenOpt = None, output: OutputOpt = "table",
+    shares: Annotated[
+        list[str] | None, typer.Argument(metavar="[REV=PCT]...", help="Shares of ready revisions, adding up to 100; none: as they are.")
+    ] = None,
+    tags: Annotated[list[str] | None, typer.Option("--tag", metavar="TAG=REV", help="Give REV the address /fn/NAME@TAG.")] = None,
+    untag: Annotated[list[str] | None, typer.Option("--untag", metavar="TAG", help="Remove a tag.")] = None,
+    platform: PlatformOpt = None,
+    token: TokenOpt = None,
+    output: OutputOpt = "table",
 ) -> None:
     """Share a function's traffic between its ready revisions and tag them; with no
     shares or tags, show how it is shared now."""
@@ -274,8 +320,10 @@ def set_traffic(
 
 
 def rollback(
-    name: str, revision: Annotated[Optional[str], typer.Argument(help="Revision id; default: the one before.")] = None,
-    platform: PlatformOpt = None, token: TokenOpt = None,
+    name: str,
+    revision: Annotated[str | None, typer.Argument(help="Revision id; default: the one before.")] = None,
+    platform: PlatformOpt = None,
+    token: TokenOpt = None,
 ) -> None:
     """Route 100% of a function's traffic to an earlier revision (its tags stay)."""
     with client(platform, token) as api:

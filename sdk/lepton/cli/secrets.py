@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -14,8 +14,9 @@ from lepton.cli.output import emit_json, fetch, print_table
 from lepton.errors import LeptonError
 from lepton.names import check_secret_name
 
-secret_app = typer.Typer(help="Secrets: values a function declaring them (secrets=[...]) reads as environment variables.",
-                         no_args_is_help=True)
+secret_app = typer.Typer(
+    help="Secrets: values a function declaring them (secrets=[...]) reads as environment variables.", no_args_is_help=True
+)
 
 
 class SecretInputError(LeptonError):
@@ -65,13 +66,21 @@ def _value(name: str, value: str | None, from_file: Path | None, from_env: str |
 @secret_app.command("set")
 def set_(
     name: Annotated[str, typer.Argument(help="Upper case, e.g. HF_TOKEN: the environment variable the function reads.")],
-    value: Annotated[Optional[str], typer.Argument(
-        help="The value. On the command line it lands in shell history and the process list: prefer "
-             "--from-env, --from-file, or standard input (without any, it is read from a pipe or a hidden prompt).",
-        show_default=False)] = None,
-    from_file: Annotated[Optional[Path], typer.Option("--from-file", help="Read the value from this file (as is).")] = None,
-    from_env: Annotated[Optional[str], typer.Option("--from-env", metavar="VAR", help="Read the value from this environment variable.")] = None,
-    platform: PlatformOpt = None, token: TokenOpt = None, output: OutputOpt = "table",
+    value: Annotated[
+        str | None,
+        typer.Argument(
+            help="The value. On the command line it lands in shell history and the process list: prefer "
+            "--from-env, --from-file, or standard input (without any, it is read from a pipe or a hidden prompt).",
+            show_default=False,
+        ),
+    ] = None,
+    from_file: Annotated[Path | None, typer.Option("--from-file", help="Read the value from this file (as is).")] = None,
+    from_env: Annotated[
+        str | None, typer.Option("--from-env", metavar="VAR", help="Read the value from this environment variable.")
+    ] = None,
+    platform: PlatformOpt = None,
+    token: TokenOpt = None,
+    output: OutputOpt = "table",
 ) -> None:
     """Set a secret (create or change it); the replicas of the functions that declare it are replaced."""
     as_json = check_output(output)
@@ -106,9 +115,11 @@ def list_(platform: PlatformOpt = None, token: TokenOpt = None, output: OutputOp
 @secret_app.command("rm")
 def remove(
     name: str,
-    force: Annotated[bool, typer.Option("--force", help="Remove it even while deployed functions declare it "
-                                                        "(their new replicas then cannot start).")] = False,
-    platform: PlatformOpt = None, token: TokenOpt = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Remove it even while deployed functions declare it (their new replicas then cannot start).")
+    ] = False,
+    platform: PlatformOpt = None,
+    token: TokenOpt = None,
 ) -> None:
     """Remove a secret; refused while a deployed function declares it, unless --force."""
     with client(platform, token) as api:

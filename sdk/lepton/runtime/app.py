@@ -10,6 +10,7 @@ Every function answers the platform's probes under `/_lepton/` (`healthz`, `read
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import functools
 import inspect
@@ -18,10 +19,10 @@ import logging
 import os
 import time
 import typing
+from collections.abc import AsyncIterator, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-import contextlib
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 import pydantic_core
 from fastapi import FastAPI, Query, Request, Response
@@ -103,7 +104,8 @@ class FunctionRuntime:
         self.every_path = self.sig.kind == REQUEST
         # Parameters that repeat in a query string (`?x=1&x=2`) when read from one.
         self.list_params = {
-            name for name, field in (self.sig.input_model.model_fields.items() if self.sig.input_model else ())
+            name
+            for name, field in (self.sig.input_model.model_fields.items() if self.sig.input_model else ())
             if typing.get_origin(field.annotation) in (list, tuple, set, frozenset)
         }
         self.threads = ThreadPoolExecutor(
@@ -244,9 +246,7 @@ class FunctionRuntime:
         method = request.method
         if method not in self.allowed:
             allowed = ", ".join(self.allowed)
-            raise InvocationFailed(
-                405, f"function {self.fn.name!r} allows {allowed}; not {method}", "method", {"allow": allowed}
-            )
+            raise InvocationFailed(405, f"function {self.fn.name!r} allows {allowed}; not {method}", "method", {"allow": allowed})
         body = await request.body()
         try:
             async with asyncio.timeout(self.spec.timeout):
@@ -265,9 +265,7 @@ class FunctionRuntime:
                 result = await self._guard(self._call(**self.sig.arguments(validated)))
                 return self._json(result)
         except TimeoutError:
-            raise InvocationFailed(
-                504, f"function {self.fn.name!r} timed out after {self.spec.timeout:g}s", "timeout"
-            ) from None
+            raise InvocationFailed(504, f"function {self.fn.name!r} timed out after {self.spec.timeout:g}s", "timeout") from None
 
     async def _wait_ready(self) -> None:
         if self.failed is not None:
@@ -284,9 +282,7 @@ class FunctionRuntime:
             if any(e["type"] == "json_invalid" for e in errors):
                 raise InvocationFailed(400, f"request body is not valid JSON: {errors[0]['msg']}", "input") from None
             if any(e["type"] in ("model_type", "dict_type") and not e["loc"] for e in errors):
-                raise InvocationFailed(
-                    422, "request body must be a JSON object of the parameters, e.g. {\"a\": 1}", "input"
-                ) from None
+                raise InvocationFailed(422, 'request body must be a JSON object of the parameters, e.g. {"a": 1}', "input") from None
             raise InvocationFailed(422, _field_errors("body", errors), "input") from None
 
     def _validate_query(self, request: Request) -> BaseModel:
@@ -333,7 +329,7 @@ class FunctionRuntime:
                 return
             try:
                 result = context.run(call)
-            except BaseException as exc:  # noqa: BLE001 - handed to the awaiting caller
+            except BaseException as exc:
                 loop.call_soon_threadsafe(_settle, future, None, exc)
             else:
                 loop.call_soon_threadsafe(_settle, future, result, None)
@@ -448,7 +444,9 @@ class FunctionRuntime:
     async def healthz(self) -> Response:
         return JSONResponse({"status": "ok", "function": self.fn.name})
 
-    async def readyz(self, wait: float = Query(0, ge=0, le=60, description="hold the answer up to this long until setup() is over")) -> Response:
+    async def readyz(
+        self, wait: float = Query(0, ge=0, le=60, description="hold the answer up to this long until setup() is over")
+    ) -> Response:
         """200 once setup() is done, else 503; `?wait=S` holds the answer until then (up to S
         seconds), so the platform learns of a new replica's readiness with one request
         instead of polling it."""
@@ -489,8 +487,13 @@ def build_app(fn: Function, *, on_fatal: OnFatal | None = None) -> FastAPI:
         runtime = FunctionRuntime(fn, on_fatal)
     classic = fn.signature.kind not in (REQUEST, ASGI)
     app = RuntimeAPI(
-        title=fn.name, description=(fn.__doc__ or "").strip(), version="1", lifespan=runtime.lifespan,
-        docs_url=None, redoc_url=None, openapi_url="/openapi.json" if classic else None,
+        title=fn.name,
+        description=(fn.__doc__ or "").strip(),
+        version="1",
+        lifespan=runtime.lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url="/openapi.json" if classic else None,
     )
     app.runtime = runtime
     probes = {"healthz": runtime.healthz, "readyz": runtime.readyz, "metrics": runtime.metrics_endpoint}
@@ -517,26 +520,28 @@ def _openapi(app: FastAPI, fn: Function) -> dict[str, Any]:
     components = schema.setdefault("components", {}).setdefault("schemas", {})
     sig = fn.signature
     if sig.kind == EVENT:
-        operations = {"post": {
-            "requestBody": {
-                "description": "A CloudEvent in binary (ce-* headers) or structured mode.",
-                "content": {events.STRUCTURED: {"schema": {"type": "object"}}, "*/*": {"schema": {}}},
-            },
-            "responses": {
-                "200": {"description": "A reply CloudEvent, or the handler's JSON result."},
-                "204": {"description": "Handled; no reply."},
-            },
-        }}
+        operations = {
+            "post": {
+                "requestBody": {
+                    "description": "A CloudEvent in binary (ce-* headers) or structured mode.",
+                    "content": {events.STRUCTURED: {"schema": {"type": "object"}}, "*/*": {"schema": {}}},
+                },
+                "responses": {
+                    "200": {"description": "A reply CloudEvent, or the handler's JSON result."},
+                    "204": {"description": "Handled; no reply."},
+                },
+            }
+        }
     else:
         assert sig.input_model is not None  # json, stream and batch handlers have one
         input_schema = sig.input_model.model_json_schema(ref_template=COMPONENTS)
         required = set(input_schema.get("required", ()))
-        query = [{"name": name, "in": "query", "required": name in required, "schema": field}
-                 for name, field in input_schema.get("properties", {}).items()]
+        query = [
+            {"name": name, "in": "query", "required": name in required, "schema": field}
+            for name, field in input_schema.get("properties", {}).items()
+        ]
         body = _component(components, input_schema)
-        output_schema = _component(
-            components, sig.output_adapter.json_schema(ref_template=COMPONENTS) if sig.output_adapter else {}
-        )
+        output_schema = _component(components, sig.output_adapter.json_schema(ref_template=COMPONENTS) if sig.output_adapter else {})
         media = {STREAM: "application/x-ndjson"}.get(sig.kind, "application/json")
         responses = {
             "200": {"description": "The handler's result.", "content": {media: {"schema": output_schema}}},
@@ -545,8 +550,9 @@ def _openapi(app: FastAPI, fn: Function) -> dict[str, Any]:
             "504": {"description": "The handler did not finish within the function's timeout."},
         }
         operations = {
-            method.lower(): {"parameters": query} if method == "GET" else
-            {"requestBody": {"required": True, "content": {"application/json": {"schema": body}}}}
+            method.lower(): {"parameters": query}
+            if method == "GET"
+            else {"requestBody": {"required": True, "content": {"application/json": {"schema": body}}}}
             for method in fn.spec.methods
         }
         for operation in operations.values():

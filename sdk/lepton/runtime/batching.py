@@ -8,7 +8,8 @@ bad input fails only its own caller.
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 # Calls the handler with a batch; what it returns is checked to be a list (or tuple) of one
 # result per item.

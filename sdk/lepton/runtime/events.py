@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from cloudevents.core.base import BaseCloudEvent
 from cloudevents.core.bindings import http as ce_http
@@ -58,8 +59,7 @@ def parse(headers: Mapping[str, str], body: bytes) -> BaseCloudEvent:
     except (ValueError, TypeError, KeyError, AttributeError) as exc:
         raise BadEvent(f"invalid CloudEvent: {type(exc).__name__}: {exc}") from None
     raise BadEvent(
-        "not a CloudEvent: send ce-specversion/ce-type/ce-source/ce-id headers (binary mode) "
-        f"or a '{STRUCTURED}' body (structured mode)"
+        f"not a CloudEvent: send ce-specversion/ce-type/ce-source/ce-id headers (binary mode) or a '{STRUCTURED}' body (structured mode)"
     )
 
 

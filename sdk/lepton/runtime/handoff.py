@@ -30,6 +30,8 @@ logger = logging.getLogger("lepton.runtime")
 SUFFIX = ".ws"
 ID = struct.Struct(">Q")
 MAX_MESSAGE = 1 << 20  # the platform reads at most 1 MiB of a request head (and early frames)
+
+
 class Handoff:
     """The replica's side: adopt handed sockets into uvicorn as if they had been accepted."""
 
@@ -124,7 +126,7 @@ class Handoff:
             if len(data) >= ID.size:
                 self._say_closed(channel, ID.unpack_from(data)[0])
             return
-        asyncio.get_running_loop().create_task(self._adopt(channel, ID.unpack_from(data)[0], fds[0], data[ID.size:]))
+        asyncio.get_running_loop().create_task(self._adopt(channel, ID.unpack_from(data)[0], fds[0], data[ID.size :]))
 
     async def _adopt(self, channel: socket.socket, ident: int, fd: int, head: bytes) -> None:
         server = self.server
@@ -135,8 +137,14 @@ class Handoff:
             self._say_closed(channel, ident)
             return
         try:
-            protocol = self.http_class(config=server.config, server_state=server.server_state, app_state=server.lifespan.state,
-                                       head=head, channel=channel, ident=ident)
+            protocol = self.http_class(
+                config=server.config,
+                server_state=server.server_state,
+                app_state=server.lifespan.state,
+                head=head,
+                channel=channel,
+                ident=ident,
+            )
             await asyncio.get_running_loop().connect_accepted_socket(lambda: protocol, sock=sock)
         except BaseException:
             sock.close()

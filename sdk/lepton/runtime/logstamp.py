@@ -68,7 +68,7 @@ def open_files(path: Path, keep: int) -> list[int]:
 def stamp(seconds: float) -> str:
     """`seconds` since the epoch as the 24-character UTC time that starts a log line."""
     whole, millis = divmod(round(seconds * 1000), 1000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(whole)) + "%03dZ" % millis
+    return time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(whole)) + f"{millis:03d}Z"
 
 
 class LogSink:
@@ -162,7 +162,7 @@ def _cut(lines: list[bytes]) -> list[bytes]:
         if len(line) <= LINE_MAX:
             out.append(line)
         else:
-            out.extend(line[i:i + LINE_MAX] for i in range(0, len(line), LINE_MAX))
+            out.extend(line[i : i + LINE_MAX] for i in range(0, len(line), LINE_MAX))
     return out
 
 

@@ -15,22 +15,22 @@ class Metrics:
     def __init__(self, function: str) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         labels = ["function"]
-        self.requests = Counter(
-            "lepton_requests", "Invocations answered, by status code.", labels + ["code"], registry=self.registry
-        )
-        self.errors = Counter(
-            "lepton_errors", "Failed invocations, by cause.", labels + ["cause"], registry=self.registry
-        )
+        self.requests = Counter("lepton_requests", "Invocations answered, by status code.", labels + ["code"], registry=self.registry)
+        self.errors = Counter("lepton_errors", "Failed invocations, by cause.", labels + ["cause"], registry=self.registry)
         self.latency = Histogram(
-            "lepton_request_duration_seconds", "Invocation latency.", labels,
-            buckets=LATENCY_BUCKETS, registry=self.registry,
+            "lepton_request_duration_seconds",
+            "Invocation latency.",
+            labels,
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
         )
-        self.in_flight = Gauge(
-            "lepton_in_flight_requests", "Invocations being handled now.", labels, registry=self.registry
-        )
+        self.in_flight = Gauge("lepton_in_flight_requests", "Invocations being handled now.", labels, registry=self.registry)
         self.batch_size = Histogram(
-            "lepton_batch_size", "Items per batched handler call.", labels,
-            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096), registry=self.registry,
+            "lepton_batch_size",
+            "Items per batched handler call.",
+            labels,
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096),
+            registry=self.registry,
         )
         self.function = function
         self._in_flight = self.in_flight.labels(function)

@@ -9,7 +9,8 @@ own context, so the next hop's parent is this span.
 from __future__ import annotations
 
 import os
-from typing import Any, Literal, Mapping
+from collections.abc import Mapping
+from typing import Any, Literal
 
 from opentelemetry.context import Context
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
@@ -35,18 +36,24 @@ class Exporter:
         self.provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=traces_url(endpoint))))
         self.tracer = self.provider.get_tracer("lepton")
 
-    def start(self, name: str, parent: TraceParent | None, kind: Literal["server", "consumer"],
-              attributes: Mapping[str, Any]) -> tuple[Span, TraceParent]:
+    def start(
+        self, name: str, parent: TraceParent | None, kind: Literal["server", "consumer"], attributes: Mapping[str, Any]
+    ) -> tuple[Span, TraceParent]:
         """A span under `parent` (a new trace without one), and its context to send on."""
         context = Context()  # never OpenTelemetry's own current context: the caller says the parent
         if parent is not None:
-            remote = SpanContext(int(parent.trace_id, 16), int(parent.parent_id, 16), is_remote=True,
-                                 trace_flags=TraceFlags(int(parent.flags, 16)))
+            remote = SpanContext(
+                int(parent.trace_id, 16), int(parent.parent_id, 16), is_remote=True, trace_flags=TraceFlags(int(parent.flags, 16))
+            )
             context = set_span_in_context(NonRecordingSpan(remote), context)
         span = self.tracer.start_span(name, context=context, kind=SpanKind[kind.upper()], attributes=attributes)
         ours = span.get_span_context()
-        return span, TraceParent(format(ours.trace_id, "032x"), format(ours.span_id, "016x"), format(ours.trace_flags, "02x"),
-                                 parent.state if parent is not None else None)
+        return span, TraceParent(
+            format(ours.trace_id, "032x"),
+            format(ours.span_id, "016x"),
+            format(ours.trace_flags, "02x"),
+            parent.state if parent is not None else None,
+        )
 
     @staticmethod
     def end(span: Span, status: int, attributes: Mapping[str, Any] | None = None) -> None:

@@ -87,10 +87,19 @@ def serve(
 
     app = build_app(fn, on_fatal=on_fatal)
     config = uvicorn.Config(
-        app, host=host, port=port, uds=None if sock is not None else uds, loop="uvloop", http=http, lifespan="on",
+        app,
+        host=host,
+        port=port,
+        uds=None if sock is not None else uds,
+        loop="uvloop",
+        http=http,
+        lifespan="on",
         # Only ASGI apps take WebSockets; other functions never import a WebSocket library.
         ws="websockets-sansio" if fn.signature.kind == ASGI else "none",
-        log_level=log_level, access_log=access_log, log_config=None, timeout_graceful_shutdown=30,
+        log_level=log_level,
+        access_log=access_log,
+        log_config=None,
+        timeout_graceful_shutdown=30,
         # On a Unix socket the platform is the only client: keep its pooled connections open.
         timeout_keep_alive=3600 if uds else 5,
     )

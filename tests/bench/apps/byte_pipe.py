@@ -37,7 +37,6 @@ class Client(asyncio.Protocol):
         asyncio.get_running_loop().create_task(self.connect())
 
     async def connect(self) -> None:
-        loop = asyncio.get_running_loop()
         self.upstream, _ = await open_unix(lambda: Upstream(self.transport), socket_address(self.path))
         self.upstream.write(b"".join(self.early))
 

@@ -41,8 +41,13 @@ def attempt(action: str, target: str) -> None:
 def hostile(action: str = "", target: str = "") -> dict:
     """Runs one attempt; with no action, says who and where it is."""
     if not action:
-        return {"uid": os.getuid(), "cwd": os.getcwd(), "tmpdir": os.environ.get("TMPDIR"),
-                "home": "LEPTON_HOME" in os.environ, "token": os.environ.get("LEPTON_TOKEN")}
+        return {
+            "uid": os.getuid(),
+            "cwd": os.getcwd(),
+            "tmpdir": os.environ.get("TMPDIR"),
+            "home": "LEPTON_HOME" in os.environ,
+            "token": os.environ.get("LEPTON_TOKEN"),
+        }
     try:
         attempt(action, target)
     except OSError as exc:

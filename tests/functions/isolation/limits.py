@@ -9,7 +9,7 @@ import lepton
 @lepton.function(memory="128Mi")
 def hog(mb: int) -> int:
     blob = b"x" * (mb << 20)  # written, so resident: what the limit is about
-    time.sleep(1)             # held while the watchdog samples
+    time.sleep(1)  # held while the watchdog samples
     return len(blob)
 
 

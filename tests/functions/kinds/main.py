@@ -3,7 +3,7 @@
 import asyncio
 import os
 import time
-from typing import Iterator
+from collections.abc import Iterator
 
 from fastapi import HTTPException
 from pydantic import BaseModel
@@ -70,8 +70,7 @@ def pid() -> int:
 
 @lepton.function
 def count(n: int) -> Iterator[int]:
-    for i in range(n):
-        yield i
+    yield from range(n)
 
 
 @lepton.function

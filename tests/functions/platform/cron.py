@@ -1,5 +1,6 @@
-import lepton
 from events import record
+
+import lepton
 
 
 @lepton.function(triggers=[lepton.on_cron("* * * * * */1", timezone="Europe/Paris", data={"tick": True})])

@@ -19,8 +19,14 @@ def orders(event: lepton.CloudEvent) -> None:
     record("orders", event, data=event.get_data())
 
 
-@lepton.function(triggers=[lepton.on_event(filters=[{"prefix": {"type": "com.example.flaky"}}],
-                                           delivery=lepton.Delivery(retry=2, backoff="linear", delay=0.3, dead_letter="dead-letters"))])
+@lepton.function(
+    triggers=[
+        lepton.on_event(
+            filters=[{"prefix": {"type": "com.example.flaky"}}],
+            delivery=lepton.Delivery(retry=2, backoff="linear", delay=0.3, dead_letter="dead-letters"),
+        )
+    ]
+)
 def flaky(event: lepton.CloudEvent) -> None:
     record("flaky", event)
     raise RuntimeError("always fails")

@@ -22,8 +22,8 @@ def slow(seconds: float, tag: str = "") -> dict:
 @lepton.function(retries=lepton.Retries(max_retries=2, delay=0.05))
 def flaky(key: str, fail_times: int) -> str:
     """Fails until it has been attempted `fail_times` times for this job."""
-    from pathlib import Path
     import os
+    from pathlib import Path
 
     attempts = Path(os.environ["TMPDIR"]) / key
     seen = int(attempts.read_text()) if attempts.exists() else 0

@@ -6,8 +6,13 @@ import lepton
 
 @lepton.function(methods=["GET", "POST", "PUT"])
 def echo(request: lepton.Request) -> dict:
-    return {"method": request.method, "path": request.path, "query": dict(request.query),
-            "header": request.headers.get("x-probe"), "body": request.body.decode()}
+    return {
+        "method": request.method,
+        "path": request.path,
+        "query": dict(request.query),
+        "header": request.headers.get("x-probe"),
+        "body": request.body.decode(),
+    }
 
 
 @lepton.function(methods=["GET"])

@@ -11,7 +11,7 @@ def _mark(what: str) -> None:
     os.write(1, f"SETUP {what} {os.environ['LEPTON_FUNCTION']} {time.time():.6f}\n".encode())
 
 
-def _slow_start(name: str):  # noqa: ANN202 - the decorated class
+def _slow_start(name: str):
     class Slow:
         def setup(self) -> None:
             _mark("start")

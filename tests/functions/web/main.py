@@ -39,6 +39,6 @@ def site(request: lepton.Request) -> lepton.Response:
 
 
 @lepton.function(methods=["GET", "POST"])
-def add(a: int, b: int = 0, tags: list[str] = []) -> dict:
+def add(a: int, b: int = 0, tags: list[str] = []) -> dict:  # noqa: B006 - a parameter default, as users write it
     """Sync, so it runs in a thread: the job id must reach it there too."""
     return {"sum": a + b, "tags": tags, "job": lepton.job_id()}
