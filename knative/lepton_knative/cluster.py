@@ -59,7 +59,8 @@ def describe_api_error(obj: dict[str, Any], exc: Exception) -> str:
 
 
 def condition(obj: dict[str, Any], kind: str = "Ready") -> dict[str, Any] | None:
-    for cond in obj.get("status", {}).get("conditions", []) or []:
+    conditions: list[dict[str, Any]] = obj.get("status", {}).get("conditions", []) or []
+    for cond in conditions:
         if cond.get("type") == kind:
             return cond
     return None
@@ -71,10 +72,10 @@ class Cluster:
 
         if api_client is None:
             try:
-                config.load_kube_config(config_file=kubeconfig, context=context)
+                config.load_kube_config(config_file=kubeconfig, context=context)  # type: ignore[no-untyped-call]  # kubernetes.config is unannotated
             except config.ConfigException:
                 try:
-                    config.load_incluster_config()
+                    config.load_incluster_config()  # type: ignore[no-untyped-call]  # kubernetes.config is unannotated
                 except config.ConfigException as exc:
                     raise ClusterError(f"no cluster to talk to: no kubeconfig and not inside a pod ({exc})") from None
         self.api = client.CustomObjectsApi(api_client)
@@ -103,7 +104,7 @@ class Cluster:
         back fields someone changed by hand (`kubectl edit`): the platform is the source
         of truth for what it deploys."""
         meta = obj["metadata"]
-        options = {"field_manager": FIELD_MANAGER, "force": True, "_content_type": APPLY}
+        options: dict[str, Any] = {"field_manager": FIELD_MANAGER, "force": True, "_content_type": APPLY}
         if obj["kind"] == "Secret":
             self._call(obj, self.core.patch_namespaced_secret, meta["name"], meta["namespace"], obj, **options)
             return
@@ -113,13 +114,19 @@ class Cluster:
     def get(self, obj: dict[str, Any]) -> dict[str, Any]:
         group, version, plural = KINDS[obj["kind"]]
         meta = obj["metadata"]
-        return self._call(obj, self.api.get_namespaced_custom_object, group, version, meta["namespace"], plural, meta["name"])
+        found: dict[str, Any] = self._call(
+            obj, self.api.get_namespaced_custom_object, group, version, meta["namespace"], plural, meta["name"]
+        )
+        return found
 
     def find(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         """The object, or None if it does not exist."""
         probe = {"kind": kind, "metadata": {"name": name}}
         group, version, plural = REVISIONS if kind == "Revision" else KINDS[kind]
-        return self._call(probe, self.api.get_namespaced_custom_object, group, version, namespace, plural, name, missing_ok=True)
+        found: dict[str, Any] | None = self._call(
+            probe, self.api.get_namespaced_custom_object, group, version, namespace, plural, name, missing_ok=True
+        )
+        return found
 
     def _until(
         self, obj: dict[str, Any], judge: Callable[[dict[str, Any]], str | None], timeout: float, progress: Callable[[str], None], late: str

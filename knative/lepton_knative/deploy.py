@@ -38,7 +38,8 @@ class Plan:
     @property
     def revision(self) -> str:
         """The Knative Revision's name."""
-        return self.service["spec"]["template"]["metadata"]["name"]
+        name: str = self.service["spec"]["template"]["metadata"]["name"]
+        return name
 
 
 def plan(spec: FunctionSpec, target: Target) -> Plan:

@@ -193,7 +193,7 @@ def template(spec: FunctionSpec, target: Target) -> dict[str, Any]:
         "readinessProbe": {"httpGet": {"path": "/_lepton/readyz"}, "periodSeconds": 1},
         "livenessProbe": {"httpGet": {"path": "/_lepton/healthz"}, "periodSeconds": 10},
     }
-    body = {
+    body: dict[str, Any] = {
         "metadata": {"labels": labels(spec, ""), "annotations": annotations},
         "spec": {"containerConcurrency": spec.concurrency, "timeoutSeconds": math.ceil(spec.timeout), "containers": [container]},
     }

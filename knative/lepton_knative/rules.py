@@ -27,7 +27,7 @@ import binascii
 import json
 import math
 import re
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -88,7 +88,7 @@ _GO_FLOAT = re.compile(
 _GO_UNITS = {"ns": 1, "us": 10**3, "\u00b5s": 10**3, "\u03bcs": 10**3, "ms": 10**6, "s": SECOND, "m": 60 * SECOND, "h": HOUR}
 
 
-def go_int(text: str, bits: int = 64) -> int | None:
+def go_int(text: object, bits: int = 64) -> int | None:
     """strconv.ParseInt(text, 10, bits): None on a syntax or range error."""
     if not isinstance(text, str) or not _GO_INT.match(text):
         return None
@@ -96,7 +96,7 @@ def go_int(text: str, bits: int = 64) -> int | None:
     return value if -(2 ** (bits - 1)) <= value < 2 ** (bits - 1) else None
 
 
-def go_float(text: str) -> float | None:
+def go_float(text: object) -> float | None:
     """strconv.ParseFloat(text, 64) for finite values; None for what Go refuses, and for
     inf/NaN (which Go parses but no Knative setting means)."""
     if not isinstance(text, str):
@@ -116,7 +116,18 @@ def go_float(text: str) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def go_duration(text: str) -> int | None:
+_DIGITS = re.compile(r"[0-9]*")
+_UNIT = re.compile(r"[^0-9.]*")
+
+
+def _prefix(pattern: re.Pattern[str], s: str) -> str:
+    """What `pattern`, which also matches the empty string, matches at the start of `s`."""
+    match = pattern.match(s)
+    assert match is not None, pattern.pattern
+    return match.group()
+
+
+def go_duration(text: object) -> int | None:
     """Nanoseconds as Go's time.ParseDuration reads `text`; None where Go refuses it.
     Mirrors https://github.com/golang/go/blob/master/src/time/format.go ParseDuration."""
     if not isinstance(text, str):
@@ -132,14 +143,14 @@ def go_duration(text: str) -> int | None:
     while s:
         if not (s[0] == "." or "0" <= s[0] <= "9"):
             return None
-        digits = re.match(r"[0-9]*", s).group()
+        digits = _prefix(_DIGITS, s)
         s = s[len(digits) :]
         whole = int(digits or "0")
         if whole > 2**63:
             return None
         frac, scale, post = 0, 1.0, False
         if s[:1] == ".":
-            fraction = re.match(r"[0-9]*", s[1:]).group()
+            fraction = _prefix(_DIGITS, s[1:])
             s = s[1 + len(fraction) :]
             post = bool(fraction)
             overflow = False
@@ -156,7 +167,7 @@ def go_duration(text: str) -> int | None:
                 frac, scale = y, scale * 10
         if not digits and not post:
             return None
-        unit_text = re.match(r"[^0-9.]*", s).group()
+        unit_text = _prefix(_UNIT, s)
         s = s[len(unit_text) :]
         unit = _GO_UNITS.get(unit_text)
         if unit is None:
@@ -326,14 +337,15 @@ def duration_problem(text: Any) -> str | None:
     accepts whatever rickb777/date's period.Parse accepts, which keeps one decimal of each field
     and ignores the rest unread: PT0.05S is zero, PT1.25S is 1.2 s, PT1.2xS is 1.2 s, PT-5S is
     negative. Lepton refuses those surprises: only plain ISO-8601 with at most one decimal."""
-    if not isinstance(text, str) or knative_period(text) is None or not _ISO.match(text):
+    if not isinstance(text, str):
         return f"{text!r} is not an ISO-8601 duration (e.g. PT0.2S)"
-    period = knative_period(text)
-    if any(v < 0 for v in period) or period_nanos(period) < 0:  # type: ignore[union-attr,arg-type]
+    period, match = knative_period(text), _ISO.match(text)
+    if period is None or match is None:
+        return f"{text!r} is not an ISO-8601 duration (e.g. PT0.2S)"
+    if any(v < 0 for v in period) or period_nanos(period) < 0:
         return f"{text!r} is too long: Knative's period type would overflow and read it as negative"
-    match = _ISO.match(text)
     if any(re.search(r"[.,][0-9]{2,}$", group) for group in match.groups() if group):
-        seconds = period_nanos(knative_period(text))  # type: ignore[arg-type]
+        seconds = period_nanos(period)
         return (
             f"{text!r} has more than one decimal; Knative keeps one decimal of a second (of each field) "
             f"and would read it as {_fmt_seconds(seconds)}"
@@ -677,7 +689,8 @@ def _traffic(targets: Any) -> Iterator[str]:
     https://github.com/knative/serving/blob/knative-v1.23.0/pkg/apis/serving/v1/route_validation.go"""
     if not isinstance(targets, list):
         return
-    total, seen = 0, {}
+    total = 0
+    seen: dict[str, int] = {}
     for i, target in enumerate(t for t in targets if isinstance(t, dict)):
         percent = target.get("percent") or 0
         if isinstance(percent, int):
@@ -747,7 +760,7 @@ def _env_from(where: str, env_from: Any) -> Iterator[str]:
                 yield f"{where}.envFrom.{i}.{ref}.name: {ref_name!r} is not a DNS-1123 subdomain (lower-case letters, digits, '-', '.')"
 
 
-def _ports(where: str, ports: Any) -> Iterator[str]:
+def _ports(where: str, ports: Any) -> Generator[str, None, tuple[str, int]]:
     """Yields problems, returns the serving port's (name, number) as Knative resolves them."""
     if not isinstance(ports, list) or not ports:
         return ("http", DEFAULT_PORT)
@@ -890,9 +903,9 @@ def _get(annotations: dict[str, Any], *keys: str) -> tuple[str, Any] | tuple[Non
 def _autoscaling(where: str, annotations: dict[str, Any], config: ClusterConfig = DEFAULTS) -> Iterator[str]:
     """Mirrors serving pkg/apis/autoscaling/annotation_validation.go ValidateAnnotations
     (https://github.com/knative/serving/blob/knative-v1.23.0/pkg/apis/autoscaling/annotation_validation.go)."""
-    for key, value in annotations.items():
-        if not isinstance(value, str):
-            yield f"{where}[{key}]: annotation values must be strings, got {value!r}"
+    for name, text in annotations.items():
+        if not isinstance(text, str):
+            yield f"{where}[{name}]: annotation values must be strings, got {text!r}"
             return
     A = AUTOSCALING
 

@@ -9,14 +9,15 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from lepton_platform.asgi import ASGIApp, Receive, Refusal, Scope, Send, send_refusal
+from lepton_platform.asgi import ASGIApp, Message, Receive, Refusal, Scope, Send, send_refusal
 from lepton_platform.fleet import Overloaded, StartFailed
 
 if TYPE_CHECKING:
+    from lepton_platform.backends.base import Serving
     from lepton_platform.metrics import PlatformMetrics
 
 
-async def acquire(fleet: Any, metrics: PlatformMetrics, *, bounded: bool = True) -> tuple[Any, bool] | Refusal:
+async def acquire(fleet: Serving, metrics: PlatformMetrics, *, bounded: bool = True) -> tuple[Any, bool] | Refusal:
     """(replica, cold) once one has a free slot, or the Refusal (recorded in the metrics)."""
     started = time.perf_counter()
     cold = False  # a refusal counts as a cold start only when a start was what failed
@@ -49,7 +50,7 @@ class Activator:
         scope["lepton.cold"] = cold
         status = 500
 
-        async def send_status(message: dict) -> None:
+        async def send_status(message: Message) -> None:
             nonlocal status
             if message["type"] in ("http.response.start", "websocket.http.response.start"):
                 status = message["status"]

@@ -76,8 +76,8 @@ class S3Config(_Section):
     region: str | None = None
     access_key_id: str | None = None
     secret_access_key: str | None = None
-    bucket_prefix: str = Field("", pattern=r"^[a-z0-9.-]{0,40}$")
-    multipart_threshold: int = Field(64 << 20, ge=5 << 20)
+    bucket_prefix: str = Field(default="", pattern=r"^[a-z0-9.-]{0,40}$")
+    multipart_threshold: int = Field(default=64 << 20, ge=5 << 20)
     notifications: bool = False
 
 
@@ -93,29 +93,29 @@ class KnativeConfig(_Section):
     image: str = "ghcr.io/lepton-dev/lepton-runtime:0.1.0"
     platform_url: str = "http://lepton-platform.lepton.svc.cluster.local:8765"
     kubeconfig: str | None = None
-    ready_timeout: float = Field(300, gt=0)
+    ready_timeout: float = Field(default=300, gt=0)
 
 
 class Limits(_Section):
-    max_object_bytes: int = Field(5 << 30, gt=0)
-    max_event_bytes: int = Field(32 << 20, gt=0)
-    max_invocation_bytes: int = Field(32 << 20, gt=0)
-    max_secret_bytes: int = Field(64 << 10, gt=0)
-    max_job_result_bytes: int = Field(32 << 20, gt=0)
-    max_queued_jobs: int = Field(100_000, gt=0)
-    max_queued_requests: int = Field(1000, gt=0)
-    max_starting: int | None = Field(None, gt=0)
-    max_functions: int = Field(10_000, gt=0)
+    max_object_bytes: int = Field(default=5 << 30, gt=0)
+    max_event_bytes: int = Field(default=32 << 20, gt=0)
+    max_invocation_bytes: int = Field(default=32 << 20, gt=0)
+    max_secret_bytes: int = Field(default=64 << 10, gt=0)
+    max_job_result_bytes: int = Field(default=32 << 20, gt=0)
+    max_queued_jobs: int = Field(default=100_000, gt=0)
+    max_queued_requests: int = Field(default=1000, gt=0)
+    max_starting: int | None = Field(default=None, gt=0)
+    max_functions: int = Field(default=10_000, gt=0)
 
 
 class LogsConfig(_Section):
-    max_bytes: int = Field(10 << 20, ge=4096)
-    keep: int = Field(2, ge=0, le=20)
+    max_bytes: int = Field(default=10 << 20, ge=4096)
+    keep: int = Field(default=2, ge=0, le=20)
 
 
 class TracingConfig(_Section):
-    otlp_endpoint: str | None = Field(None, pattern=r"^https?://\S+$")
-    service_name: str = Field("lepton", min_length=1)
+    otlp_endpoint: str | None = Field(default=None, pattern=r"^https?://\S+$")
+    service_name: str = Field(default="lepton", min_length=1)
 
 
 class Config(_Section):
@@ -123,10 +123,10 @@ class Config(_Section):
     cpu_affinity: bool = True
     requirements: Literal["check", "install"] = "check"
     sandbox: Literal["auto", "required", "off"] = "auto"
-    sandbox_user: str = Field("nobody", min_length=1)
-    gpus: str | None = Field(None, pattern=r"^(none|\d+(,\d+)*)$")
+    sandbox_user: str = Field(default="nobody", min_length=1)
+    gpus: str | None = Field(default=None, pattern=r"^(none|\d+(,\d+)*)$")
     memory_limits: Literal["auto", "cgroup", "watchdog"] = "auto"
-    job_ttl: float = Field(24 * 3600.0, gt=0)
+    job_ttl: float = Field(default=24 * 3600.0, gt=0)
     metrics_public: bool = True
     knative: KnativeConfig = KnativeConfig()
     storage: StorageConfig = StorageConfig()

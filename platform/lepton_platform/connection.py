@@ -25,7 +25,7 @@ import sqlite3
 import time
 from collections.abc import Coroutine
 from http import HTTPStatus
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import unquote
 
 import httptools
@@ -41,6 +41,7 @@ from lepton_platform.tunnel import Tunnel
 from lepton_platform.upstream import ReplicaConnection, open_unix
 
 if TYPE_CHECKING:
+    from lepton_platform.handoff import HandoffChannel
     from lepton_platform.replicas import Replica
     from lepton_platform.service import Platform
     from lepton_platform.tracing import Trace
@@ -158,6 +159,9 @@ class PlatformConnection(asyncio.Protocol):
     outlives a request (the transport, the parser, keep-alive, bytes read ahead); the request
     in hand is its `exchange`."""
 
+    transport: asyncio.Transport  # from connection_made, which comes before anything else
+    tunnel: Tunnel  # the WebSocket's, from when `state` is TUNNEL (the exchange's `upstream` too)
+
     def __init__(
         self,
         platform: Platform,
@@ -178,7 +182,6 @@ class PlatformConnection(asyncio.Protocol):
         self.loop = _loop or asyncio.get_event_loop()
         self.parser = httptools.HttpRequestParser(self)
         self.limit = platform.config.limits.max_invocation_bytes
-        self.transport: asyncio.Transport | None = None
         self.state = IDLE
         self.pending = b""  # read but not parsed: a request line being peeked at, or the next request
         self.keep_alive = True
@@ -191,7 +194,7 @@ class PlatformConnection(asyncio.Protocol):
     # -- asyncio.Protocol, reading side ---------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        self.transport = cast(asyncio.Transport, transport)  # a stream's
         self.server_state.connections.add(self)
         self.deadlines.add(self)
         self.idle_since = self.loop.time()
@@ -203,7 +206,7 @@ class PlatformConnection(asyncio.Protocol):
             self.deadlines.discard(self)  # a busy one keeps its timeout until the replica answers
         exchange = self.exchange
         if self.state == TUNNEL:
-            exchange.upstream.close()  # its connection_lost finishes the exchange
+            self.tunnel.close()  # its connection_lost finishes the exchange
         elif self.state == BUSY and exchange.upstream is not None and exchange.status is not None:
             exchange.upstream.abort()  # a reply streaming to nobody: stop it
             self._finish()
@@ -216,7 +219,7 @@ class PlatformConnection(asyncio.Protocol):
             return  # the rest of a refused request's body
         self.idle_since = None
         if self.state == TUNNEL:
-            self.exchange.upstream.write(data)
+            self.tunnel.write(data)
             return
         if self.state == READING:
             self._feed(data)
@@ -334,10 +337,10 @@ class PlatformConnection(asyncio.Protocol):
             self.platform,
             exchange.name,
             exchange.method.decode("latin-1"),
-            authorization and authorization.decode("latin-1"),
-            content_length and content_length.decode("latin-1"),
+            None if authorization is None else authorization.decode("latin-1"),
+            None if content_length is None else content_length.decode("latin-1"),
             websocket=exchange.websocket,
-            tag=tag and tag.decode("latin-1"),
+            tag=None if tag is None else tag.decode("latin-1"),
         )
         if isinstance(admitted, Refusal):
             exchange.refusal = admitted
@@ -347,7 +350,9 @@ class PlatformConnection(asyncio.Protocol):
         exchange.fleet = admitted
         traceparent, tracestate = dropped.get(b"traceparent"), dropped.get(b"tracestate")
         exchange.trace = self.platform.tracing.invocation(
-            admitted.name, traceparent and traceparent.decode("latin-1"), tracestate and tracestate.decode("latin-1")
+            admitted.name,
+            None if traceparent is None else traceparent.decode("latin-1"),
+            None if tracestate is None else tracestate.decode("latin-1"),
         )
         if expect == b"100-continue":
             self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
@@ -358,7 +363,9 @@ class PlatformConnection(asyncio.Protocol):
             return  # read and dropped, so the connection stays usable
         exchange.size += len(body)
         if exchange.size > self.limit:
-            exchange.refusal = Refusal(413, f"request body is over the {self.limit} byte limit for function {exchange.fleet.name!r}")
+            fleet = exchange.fleet
+            assert fleet is not None  # admitted, as it is not refused
+            exchange.refusal = Refusal(413, f"request body is over the {self.limit} byte limit for function {fleet.name!r}")
             raise Stop(exchange.refusal.detail)
         exchange.received.append(body)
 
@@ -374,17 +381,19 @@ class PlatformConnection(asyncio.Protocol):
         if exchange.refusal is not None:
             self._refuse(exchange.refusal)
             return
+        fleet, trace = exchange.fleet, exchange.trace
+        assert fleet is not None and trace is not None  # admitted, as it is not refused
         if exchange.job and not exchange.websocket:
-            self._spawn(self._submit(exchange))
+            self._spawn(self._submit(exchange, fleet, trace))
             return
         exchange.started = time.perf_counter()
-        replica = exchange.fleet.try_acquire()
+        replica = fleet.try_acquire()
         if replica is not None:
-            self._forward(replica, False)
+            self._forward(replica, False, fleet, trace)
         else:
-            exchange.waiting = self._spawn(self._wait_for_replica(exchange.fleet))
+            exchange.waiting = self._spawn(self._wait_for_replica(fleet, trace))
 
-    async def _wait_for_replica(self, fleet: Fleet) -> None:
+    async def _wait_for_replica(self, fleet: Fleet, trace: Trace) -> None:
         try:
             acquired = await acquire(fleet, self.platform.metrics)
         except asyncio.CancelledError:  # the caller hung up while it waited: its place in the queue goes
@@ -396,15 +405,16 @@ class PlatformConnection(asyncio.Protocol):
             fleet.release(acquired[0])
             self._done()
         else:
-            self._forward(*acquired)
+            replica, cold = acquired
+            self._forward(replica, cold, fleet, trace)
 
-    async def _submit(self, exchange: Exchange) -> None:
+    async def _submit(self, exchange: Exchange, fleet: Fleet, trace: Trace) -> None:
         """Store the request as an async job; 202 once it is stored."""
         kept = [line[:-2].decode("latin-1").split(": ", 1) for line in exchange.forwarded]
-        headers = [(name.lower(), value) for name, value in kept if name.lower() not in NOT_KEPT] + exchange.trace.headers()
+        headers = [(name.lower(), value) for name, value in kept if name.lower() not in NOT_KEPT] + trace.headers()
         try:
             job = await self.platform.jobs.submit(
-                exchange.fleet.spec, exchange.method.decode("latin-1"), exchange.url.decode("latin-1"), headers, b"".join(exchange.received)
+                fleet.spec, exchange.method.decode("latin-1"), exchange.url.decode("latin-1"), headers, b"".join(exchange.received)
             )
         except (OSError, sqlite3.Error, QueueFull) as exc:
             self._refuse(job_refused(exc))
@@ -414,32 +424,35 @@ class PlatformConnection(asyncio.Protocol):
         if not self.lost:
             close = [] if self.keep_alive and not self.closing else [b"connection: close\r\n"]
             self.transport.write(
-                b"".join([status_line(202), *(b"%s: %s\r\n" % h for h in (*head, exchange.trace.reply_header())), *close, b"\r\n", body])
+                b"".join([status_line(202), *(b"%s: %s\r\n" % h for h in (*head, trace.reply_header())), *close, b"\r\n", body])
             )
         self._done()
 
     @staticmethod
-    def _head(exchange: Exchange) -> bytes:
+    def _head(exchange: Exchange, trace: Trace) -> bytes:
         """The request line and headers as the replica gets them."""
         return b"".join(
             [
                 b"%s %s HTTP/1.1\r\nhost: replica\r\nx-forwarded-prefix: %s%s\r\n"
                 % (exchange.method, replica_target(exchange.url), PREFIX.encode(), exchange.name.encode()),
-                exchange.trace.head(),
+                trace.head(),
                 *exchange.forwarded,
             ]
         )
 
-    def _forward(self, replica: Replica, cold: bool) -> None:
+    def _forward(self, replica: Replica, cold: bool, fleet: Fleet, trace: Trace) -> None:
         exchange = self.exchange
         exchange.replica, exchange.cold = replica, cold
         if exchange.websocket:
-            exchange.deadline = self.loop.time() + exchange.fleet.spec.timeout + 5  # to connect, then for the answer to the upgrade
-            self._spawn(self._hand_over_socket(replica, exchange) if replica.handoff else self._open_tunnel(replica, exchange))
+            exchange.deadline = self.loop.time() + fleet.spec.timeout + 5  # to connect, then for the answer to the upgrade
+            handoff = replica.handoff
+            self._spawn(
+                self._hand_over_socket(replica, handoff, exchange, fleet, trace) if handoff else self._open_tunnel(replica, exchange, trace)
+            )
             return
         body = b"".join(exchange.received)
-        request = b"".join([self._head(exchange), b"content-length: %d\r\n\r\n" % len(body), body])
-        exchange.deadline = self.loop.time() + exchange.fleet.spec.timeout + 5
+        request = b"".join([self._head(exchange, trace), b"content-length: %d\r\n\r\n" % len(body), body])
+        exchange.deadline = self.loop.time() + fleet.spec.timeout + 5
         upstream = replica.pool.take()
         if upstream is not None:
             exchange.upstream = upstream
@@ -447,17 +460,17 @@ class PlatformConnection(asyncio.Protocol):
         else:
             self._spawn(self._connect(replica, request, exchange))
 
-    async def _hand_over_socket(self, replica: Replica, exchange: Exchange) -> None:
+    async def _hand_over_socket(self, replica: Replica, handoff: HandoffChannel, exchange: Exchange, fleet: Fleet, trace: Trace) -> None:
         """Give the caller's socket to the replica (handoff.py): the platform leaves the data
         path. The slot stays taken until the replica says the socket closed. Where it cannot
         be handed over, the tunnel carries it."""
         try:
             async with asyncio.timeout(5):
-                await replica.handoff.connect()
+                await handoff.connect()
         except (OSError, TimeoutError) as exc:
             logger.warning("replica %s takes no handed-over WebSockets (%s); tunnelling them", replica.id, str(exc) or "no answer")
             replica.handoff = None  # its next ones go straight to the tunnel
-            await self._open_tunnel(replica, exchange)
+            await self._open_tunnel(replica, exchange, trace)
             return
         if self.exchange is not exchange:  # timed out meanwhile: answered, and the slot freed
             return
@@ -468,13 +481,13 @@ class PlatformConnection(asyncio.Protocol):
         self.transport.pause_reading()  # what was read goes along; the replica reads the rest itself
         head = b"".join(
             [
-                self._head(exchange),
+                self._head(exchange, trace),
                 b"connection: Upgrade\r\nupgrade: %s\r\n\r\n" % exchange.dropped[b"upgrade"],
                 exchange.upgraded,
                 self.pending,
             ]
         )
-        fleet, cold, started, metrics = exchange.fleet, exchange.cold, exchange.started, self.platform.metrics
+        cold, started, metrics = exchange.cold, exchange.started, self.platform.metrics
 
         def closed() -> None:
             fleet.release(replica)
@@ -482,21 +495,21 @@ class PlatformConnection(asyncio.Protocol):
 
         fd = os.dup(self.transport.get_extra_info("socket").fileno())
         try:
-            replica.handoff.send(fd, head, closed)
+            handoff.send(fd, head, closed)
         except OSError as exc:
             logger.info("WebSocket to %s not handed over (%s); tunnelling it", replica.id, exc)
             self.transport.resume_reading()
-            await self._open_tunnel(replica, exchange)
+            await self._open_tunnel(replica, exchange, trace)
             return
         finally:
             os.close(fd)
-        self.platform.tracing.end(exchange.trace, 101, replica, exchange.cold)
+        self.platform.tracing.end(trace, 101, replica, exchange.cold)
         exchange.replica = None  # the slot is `closed`'s to free now
         self.state = HANDED
         exchange.deadline = None
         self.transport.abort()  # our copy only: the connection lives on in the replica
 
-    async def _open_tunnel(self, replica: Replica, exchange: Exchange) -> None:
+    async def _open_tunnel(self, replica: Replica, exchange: Exchange, trace: Trace) -> None:
         upgrade = exchange.dropped[b"upgrade"]
         try:
             _, tunnel = await open_unix(lambda: Tunnel(self), replica.pool.path)
@@ -511,11 +524,13 @@ class PlatformConnection(asyncio.Protocol):
             tunnel.close()
             self._finish()
             return
-        exchange.upstream = tunnel
+        exchange.upstream = self.tunnel = tunnel
         self.state = TUNNEL
         # With what the caller sent after its request, and while we connected (reading paused).
         tunnel.write(
-            b"".join([self._head(exchange), b"connection: Upgrade\r\nupgrade: %s\r\n\r\n" % upgrade, exchange.upgraded, self.pending])
+            b"".join(
+                [self._head(exchange, trace), b"connection: Upgrade\r\nupgrade: %s\r\n\r\n" % upgrade, exchange.upgraded, self.pending]
+            )
         )
         exchange.upgraded = self.pending = b""
         self.transport.resume_reading()
@@ -583,7 +598,9 @@ class PlatformConnection(asyncio.Protocol):
             if cut == 1:
                 exchange.unsent = chunk
                 return
-            ours = exchange.replica.reply_headers[exchange.cold] + b"%s: %s\r\n" % exchange.trace.reply_header()
+            replica, trace = exchange.replica, exchange.trace
+            assert replica is not None and trace is not None  # forwarded to a replica, which answers
+            ours = replica.reply_headers[exchange.cold] + b"%s: %s\r\n" % trace.reply_header()
             if not self.keep_alive or self.closing:
                 ours += b"connection: close\r\n"
             chunk = chunk[:cut] + ours + chunk[cut:]
@@ -641,13 +658,14 @@ class PlatformConnection(asyncio.Protocol):
     def _finish(self) -> None:
         """The exchange is over: free the replica's slot and count it."""
         exchange = self.exchange
-        if exchange.replica is not None:
-            exchange.fleet.release(exchange.replica)
-            self.platform.metrics.invoked(
-                exchange.fleet.name, exchange.status or 500, time.perf_counter() - exchange.started, exchange.cold
-            )
-            if exchange.trace.span is not None:
-                self.platform.tracing.end(exchange.trace, exchange.status or 500, exchange.replica, exchange.cold)
+        replica = exchange.replica
+        if replica is not None:
+            fleet, trace = exchange.fleet, exchange.trace
+            assert fleet is not None and trace is not None  # admitted before a replica was acquired
+            fleet.release(replica)
+            self.platform.metrics.invoked(fleet.name, exchange.status or 500, time.perf_counter() - exchange.started, exchange.cold)
+            if trace.span is not None:
+                self.platform.tracing.end(trace, exchange.status or 500, replica, exchange.cold)
             exchange.replica = None
         self._done()
 

@@ -19,8 +19,11 @@ MAX_URL_SECONDS = 7 * 24 * 3600
 class Issued(Protocol):
     """What a scoped token is issued to: a revision, in one incarnation of its function."""
 
-    id: str
-    created_at: float
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def created_at(self) -> float: ...
 
 
 class Credentials:

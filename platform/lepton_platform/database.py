@@ -89,13 +89,13 @@ class GroupCommit:
                 outcomes = await asyncio.to_thread(self._commit, [write for write, _ in queued])
             except Exception as exc:  # the commit itself failed: nobody's write is stored
                 outcomes = [(None, exc)] * len(queued)
-            for (_, future), (result, exc) in zip(queued, outcomes):
+            for (_, future), (result, error) in zip(queued, outcomes):
                 if future.done():
                     continue
-                if exc is None:
+                if error is None:
                     future.set_result(result)
                 else:
-                    future.set_exception(exc)
+                    future.set_exception(error)
 
     def _commit(self, writes: list[Callable[[sqlite3.Connection], Any]]) -> list[tuple[Any, BaseException | None]]:
         outcomes: list[tuple[Any, BaseException | None]] = []

@@ -14,12 +14,15 @@ import logging
 import math
 import time
 from collections import deque
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lepton_platform.autoscaler import ConcurrencyWindow, decide, stable_window
 from lepton_platform.catalog import Revision
 from lepton_platform.replicas import DEAD, DRAINING, READY, STARTING, NoCapacity, Replica, ReplicaFactory, ReplicaFailed
 from lepton_platform.starts import FIRST, MORE
+
+if TYPE_CHECKING:
+    from lepton.spec import FunctionSpec
 
 logger = logging.getLogger("lepton.platform.fleet")
 TICK = 0.1
@@ -41,7 +44,7 @@ class Fleet:
         self.factory = factory
         self.metrics = metrics
         self.queue_limit = queue_limit  # the platform's default; the function's `max_queue` wins
-        self.replicas: list[Replica] = []
+        self.replicas: list[Replica | _Placeholder] = []
         self.desired = 0
         self.panic = False
         self._burst_at = 0.0  # when a panic-sized burst was last seen (monotonic)
@@ -64,7 +67,7 @@ class Fleet:
         return self.revision.function
 
     @property
-    def spec(self):
+    def spec(self) -> FunctionSpec:
         return self.revision.spec
 
     @property
@@ -166,12 +169,13 @@ class Fleet:
 
     def _pick(self) -> Replica | None:
         limit = self.spec.concurrency
-        best = None
+        best: Replica | _Placeholder | None = None
         for replica in self.replicas:
             if replica.state != READY or (limit and replica.in_flight >= limit):
                 continue
             if best is None or replica.in_flight < best.in_flight:
                 best = replica
+        assert not isinstance(best, _Placeholder)  # never ready
         return best
 
     def _dispatch(self) -> None:
@@ -321,11 +325,11 @@ class Fleet:
             await replica.close_clients()
             self._wake()
 
-    def _drop(self, replica: Replica) -> None:
+    def _drop(self, replica: Replica | _Placeholder) -> None:
         if replica in self.replicas:
             self.replicas.remove(replica)
 
-    def _retire(self, replica: Replica) -> None:
+    def _retire(self, replica: Replica | _Placeholder) -> None:
         replica.state = DRAINING
         self._drop(replica)
         self._spawn(replica.stop(grace=self.spec.timeout))
@@ -370,7 +374,7 @@ class Fleet:
         # was put in the list: before the cutoff if it is there now.
         while any(r.state == STARTING and getattr(r, "started_at", 0.0) < cutoff for r in self.replicas):
             await asyncio.sleep(TICK)
-        for replica in [r for r in self.replicas if r.state == READY and r.started_at < cutoff]:
+        for replica in [r for r in self.replicas if r.state == READY and not isinstance(r, _Placeholder) and r.started_at < cutoff]:
             self._retire(replica)
 
     def status(self) -> dict[str, Any]:

@@ -56,8 +56,10 @@ class HandoffChannel:
                 self.sock = sock
 
     def _receive(self) -> None:
+        sock = self.sock
+        assert sock is not None  # the reader is removed before the socket goes
         try:
-            data = self.sock.recv(64)
+            data = sock.recv(64)
         except (BlockingIOError, InterruptedError):
             return
         except OSError:

@@ -23,7 +23,7 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from lepton_platform import sandbox
 
@@ -167,7 +167,15 @@ def view_root(read: tuple[str, ...]) -> str:
     raise SandboxUnavailable(f"no directory among {', '.join(VIEW_ROOTS)} can hold a replica's private view")
 
 
-def paths(plan: dict[str, Any]) -> dict[str, str | None]:
+class Seen(TypedDict):
+    """Where the replica sees its directories once it has entered (`paths`)."""
+
+    app: str
+    packages: str | None
+    scratch: str
+
+
+def paths(plan: dict[str, Any]) -> Seen:
     """Where the replica sees its app, packages and scratch directories once it has entered."""
     if not plan.get("root"):
         return {"app": plan["app"], "packages": plan["packages"], "scratch": plan["scratch"]}
@@ -175,7 +183,7 @@ def paths(plan: dict[str, Any]) -> dict[str, str | None]:
     return {"app": f"{root}/app", "packages": f"{root}/packages" if plan["packages"] else None, "scratch": f"{root}/scratch"}
 
 
-def enter(plan: dict[str, Any]) -> dict[str, str | None]:
+def enter(plan: dict[str, Any]) -> Seen:
     """In the replica, while it is single-threaded and before user code: mount the private view
     (root), confine with Landlock (while root may still open every path to make its rules), then
     become the unprivileged user. Returns `paths(plan)`. Raises on any failure: a replica that
@@ -195,7 +203,7 @@ def enter(plan: dict[str, Any]) -> dict[str, str | None]:
     return seen
 
 
-def environment(seen: dict[str, str | None]) -> dict[str, str]:
+def environment(seen: Seen) -> dict[str, str]:
     """TMPDIR and HOME point at the scratch directory: libraries that cache under ~ (torch,
     Hugging Face) keep working, and nothing lands outside it."""
     env = {"TMPDIR": seen["scratch"], "HOME": seen["scratch"]}

@@ -16,7 +16,7 @@ import os
 import re
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Generator
 from contextlib import closing
 from dataclasses import dataclass
 from datetime import datetime
@@ -51,7 +51,8 @@ def parse(line: bytes | str) -> Record | None:
     if match is None:
         return None
     message = data[match.end() :].rstrip(b"\n").decode(errors="replace")
-    return Record(match[1].decode(), match[2].decode(), match[3].decode(), match[4] and match[4].decode(), message)
+    trace = None if match[4] is None else match[4].decode()
+    return Record(match[1].decode(), match[2].decode(), match[3].decode(), trace, message)
 
 
 def line_time(line: bytes) -> bytes | None:
@@ -134,7 +135,7 @@ def drop_empty(paths: list[Path]) -> None:
             continue
 
 
-def backwards(path: Path, end: int | None = None) -> Iterator[bytes]:
+def backwards(path: Path, end: int | None = None) -> Generator[bytes, None, None]:
     """The complete lines of a file up to `end`, last first, read a block at a time from the
     end (a chatty replica's file is large); a partial last line is left out."""
     with path.open("rb") as fh:

@@ -149,9 +149,12 @@ async def replica_series(replicas: Iterable[Replica], timeout: float = 2.0) -> b
     from prometheus_client.parser import text_string_to_metric_families
 
     async def fetch(replica: Replica) -> tuple[Replica, str]:
+        session = replica.session
+        if session is None:  # not connected (any more)
+            return replica, ""
         try:
             async with asyncio.timeout(timeout):
-                async with replica.session.get("/_lepton/metrics") as response:
+                async with session.get("/_lepton/metrics") as response:
                     return replica, await response.text() if response.status == 200 else ""
         except Exception:  # gone, draining or slow: its series are missing from this scrape
             return replica, ""

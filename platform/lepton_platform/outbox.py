@@ -47,7 +47,7 @@ def bucket_event(
 class Outbox:
     def __init__(self, database: Database) -> None:
         self.database = database
-        self.listener: Callable[[], None] | None = None  # the broker, to drain without polling
+        self.listener: Callable[[], object] | None = None  # the broker, to drain without polling
         database.db.executescript(SCHEMA)
 
     @contextmanager

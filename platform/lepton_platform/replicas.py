@@ -79,8 +79,8 @@ class Replica:
     gpus: list[int] = field(default_factory=list)
     ended_because: str | None = None  # why the platform stopped it, for the callers it fails
     cgroup: Path | None = None  # its own cgroup, where memory= is held by the kernel (cgroups.py)
-    session: aiohttp.ClientSession | None = None
-    pool: ReplicaPool | None = None
+    session: aiohttp.ClientSession = field(init=False)
+    pool: ReplicaPool = field(init=False)
     handoff: HandoffChannel | None = None  # where an ASGI function's WebSockets are handed over
     reply_headers: tuple[bytes, bytes] = field(init=False)  # what connection.py adds to a reply: warm, cold
 

@@ -14,7 +14,7 @@ import sqlite3
 from typing import TYPE_CHECKING, Any
 
 from lepton.handlers import ASGI
-from lepton_platform.asgi import ASGIApp, BodyTooLarge, Receive, Refusal, Scope, Send, header, read_body, send_refusal, too_large
+from lepton_platform.asgi import ASGIApp, BodyTooLarge, Message, Receive, Refusal, Scope, Send, header, read_body, send_refusal, too_large
 from lepton_platform.jobs.runner import QueueFull
 from lepton_platform.proxy import DROP_REQUEST
 
@@ -131,7 +131,7 @@ class Router:
         status = 0
         stamp = trace.reply_header()
 
-        async def answer(message: dict) -> None:
+        async def answer(message: Message) -> None:
             """The answer, whoever gives it (the replica, or the platform refusing), with the
             trace id; its status is the span's."""
             nonlocal status

@@ -29,7 +29,7 @@ import sys
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: typing alone costs ~4 ms at import
-    from collections.abc import Iterable
+    from collections.abc import Callable, Iterable
     from typing import Any
 
 __all__ = ["SandboxError", "confine", "drop_privileges", "landlock_abi", "private_view", "resolve_user"]
@@ -115,7 +115,7 @@ def _syscall(nr: int, *args: Any) -> int:
     libc = _load()
     cargs = [_ctypes.c_long(a) if isinstance(a, int) else a for a in args]
     _ctypes.set_errno(0)
-    result = libc.syscall(_ctypes.c_long(nr), *cargs)
+    result: int = libc.syscall(_ctypes.c_long(nr), *cargs)
     return result if result >= 0 else -_ctypes.get_errno()
 
 
@@ -232,11 +232,12 @@ def drop_privileges(uid: int, gid: int) -> None:
 
     if uid == 0:
         raise ValueError("drop_privileges: uid 0 drops nothing")
-    for step, call in (
+    steps: tuple[tuple[str, Callable[[], None]], ...] = (
         ("setgroups([])", lambda: os.setgroups([])),
         (f"setresgid({gid})", lambda: os.setresgid(gid, gid, gid)),
         (f"setresuid({uid})", lambda: os.setresuid(uid, uid, uid)),
-    ):
+    )
+    for step, call in steps:
         try:
             call()
         except OSError as exc:
@@ -253,7 +254,10 @@ def drop_privileges(uid: int, gid: int) -> None:
 
 def _mount(source: str | None, target: str, fstype: str | None, flags: int, data: str | None, step: str) -> None:
     libc = _load()
-    enc = lambda s: None if s is None else os.fsencode(s)  # noqa: E731
+
+    def enc(s: str | None) -> bytes | None:
+        return None if s is None else os.fsencode(s)
+
     _check(libc.mount(enc(source), enc(target), enc(fstype), flags, enc(data)), step)
 
 

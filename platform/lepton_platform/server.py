@@ -13,7 +13,7 @@ from functools import partial
 from pathlib import Path
 
 import uvicorn
-from uvicorn.main import STARTUP_FAILURE
+from uvicorn.config import STARTUP_FAILURE  # where uvicorn defines it (uvicorn.main only imports it)
 
 from lepton.errors import LeptonError
 from lepton.runtime.server import configure_logging
@@ -85,7 +85,8 @@ def run(host: str = "127.0.0.1", port: int = 8765, *, fork: bool = True, log_lev
         host=host,
         port=port,
         loop="uvloop",
-        http=partial(PlatformConnection, platform, Deadlines()),
+        # uvicorn calls whatever it is given here as the protocol factory; its stubs say a class.
+        http=partial(PlatformConnection, platform, Deadlines()),  # type: ignore[arg-type]
         ws="websockets-sansio",
         lifespan="on",
         log_level=log_level,

@@ -13,7 +13,7 @@ import shutil
 import tempfile
 import time
 from collections import Counter, OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -186,7 +186,14 @@ class Platform:
         return self._locks.setdefault(name, asyncio.Lock())
 
     def prepare(
-        self, function: str, digest: str, image: str = "", together: list[str] = (), *, percent: int | None = None, tag: str | None = None
+        self,
+        function: str,
+        digest: str,
+        image: str = "",
+        together: Sequence[str] = (),
+        *,
+        percent: int | None = None,
+        tag: str | None = None,
     ) -> tuple[FunctionSpec, Revision | None]:
         """Validate a deploy request (with the other functions deployed `together`, for the
         platform's limits, and the share of traffic it asks for); returns the spec and the
@@ -356,6 +363,7 @@ class Platform:
     async def rollback(self, function: str, rev_id: str | None) -> Revision:
         fleet = self.fleet(function)
         async with self._lock(function):
+            revision: Revision | None
             if rev_id is None:
                 earlier = [r for r in self.catalog.revisions(function) if r.status == "ready" and r.number < fleet.revision.number]
                 if not earlier:
@@ -463,7 +471,7 @@ class Platform:
         for rev_id in traffic.revisions:
             entry: dict[str, Any] = {"revision": rev_id, "percent": traffic.split.get(rev_id, 0), "tags": traffic.tags_of(rev_id)}
             fleet = routes.fleets.get(rev_id) if routes is not None else None
-            if fleet is not None and fleet is not routes.main:
+            if routes is not None and fleet is not None and fleet is not routes.main:
                 status = await self.backend.status(fleet)
                 entry.update({k: status[k] for k in ("ready", "replicas", "desired", "in_flight") if k in status})
             out.append(entry)

@@ -94,11 +94,10 @@ def _warm_up() -> None:
     import lepton
     from lepton.runtime.app import build_app
 
-    @lepton.function(name="warm-up", requirements=["pip"])
     def warm_up(a: int, b: str = "") -> dict[str, int]:
         return {b: a}
 
-    build_app(warm_up).openapi()
+    build_app(lepton.function(warm_up, name="warm-up", requirements=["pip"])).openapi()
 
 
 def cuda_initialized() -> bool:
@@ -131,7 +130,8 @@ def hold_lifeline() -> None:
 def read_environment(fd: int) -> dict[str, str]:
     """The replica's environment from the platform's memfd, which is then closed."""
     try:
-        return json.loads(os.pread(fd, os.fstat(fd).st_size, 0))
+        environment: dict[str, str] = json.loads(os.pread(fd, os.fstat(fd).st_size, 0))
+        return environment
     finally:
         os.close(fd)
 
@@ -201,7 +201,10 @@ def main(control_fd: int) -> None:
     signal.signal(signal.SIGCHLD, lambda *_: None)  # queue only; the loop reaps
 
     conn = socket.socket(fileno=control_fd)
-    send = lambda msg: conn.send(json.dumps(msg).encode())  # noqa: E731 - one packet per message
+
+    def send(message: dict[str, Any]) -> None:
+        conn.send(json.dumps(message).encode())  # one packet per message
+
     send({"event": "ready", "pid": os.getpid(), "preloaded": loaded, "cuda_initialized": cuda_initialized()})
 
     children: set[int] = set()
@@ -346,7 +349,8 @@ class TemplateProcess:
         self._hello = loop.create_future()
         loop.add_reader(mine, self._read)
         exited = asyncio.ensure_future(self.process.wait())
-        done, _ = await asyncio.wait({self._hello, exited}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        first: set[asyncio.Future[Any]] = {self._hello, exited}
+        done, _ = await asyncio.wait(first, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
         if self._hello not in done:
             exited.cancel()
             raise TemplateUnavailable(f"template process did not start; see {self.log_path}")
@@ -360,8 +364,10 @@ class TemplateProcess:
         logger.info("template process [%s] ready; preloaded %s", hello["pid"], ", ".join(self.preloaded) or "nothing extra")
 
     def _read(self) -> None:
+        sock = self._sock
+        assert sock is not None  # the reader is removed before the socket goes
         try:
-            data = self._sock.recv(65536)
+            data = sock.recv(65536)
         except BlockingIOError:
             return
         except OSError:

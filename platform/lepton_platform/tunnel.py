@@ -5,7 +5,7 @@ back-pressure in both directions. The caller's end is its `PlatformConnection`."
 from __future__ import annotations
 
 import asyncio
-from typing import Protocol
+from typing import Protocol, cast
 
 
 class Peer(Protocol):
@@ -17,12 +17,13 @@ class Peer(Protocol):
 
 
 class Tunnel(asyncio.Protocol):
+    transport: asyncio.Transport  # from connection_made, which comes before anything else
+
     def __init__(self, peer: Peer) -> None:
         self.peer = peer
-        self.transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        self.transport = cast(asyncio.Transport, transport)  # a stream's
 
     def data_received(self, data: bytes) -> None:
         self.peer.tunnel_data(data)

@@ -11,11 +11,13 @@ from __future__ import annotations
 import asyncio
 import socket
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar, cast
 
 import aiohttp
 import httptools
 from aiohttp.client_exceptions import UnixClientConnectorError
+
+ProtocolT = TypeVar("ProtocolT", bound=asyncio.BaseProtocol)
 
 
 class Sink(Protocol):
@@ -36,10 +38,11 @@ class ReplicaConnection(asyncio.Protocol):
     """One exchange at a time; back to its pool after a complete reply. The parser only
     finds where a reply's head and end are: the bytes themselves go through untouched."""
 
+    transport: asyncio.Transport  # from connection_made, which comes before anything else
+
     def __init__(self, pool: ReplicaPool) -> None:
         self.pool = pool
         self.parser = httptools.HttpResponseParser(self)
-        self.transport: asyncio.Transport | None = None
         self.sink: Sink | None = None
         self.complete = False
         self.keep_alive = True
@@ -62,7 +65,7 @@ class ReplicaConnection(asyncio.Protocol):
     # -- asyncio.Protocol ---------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        self.transport = cast(asyncio.Transport, transport)  # a stream's
 
     def data_received(self, data: bytes) -> None:
         sink = self.sink
@@ -95,7 +98,9 @@ class ReplicaConnection(asyncio.Protocol):
     # -- httptools callbacks --------------------------------------------------------------
 
     def on_headers_complete(self) -> None:
-        self.sink.head(self.parser.get_status_code())
+        sink = self.sink
+        assert sink is not None  # the parser is fed only while a sink waits for the reply
+        sink.head(self.parser.get_status_code())
 
     def on_message_complete(self) -> None:
         self.complete = True
@@ -142,7 +147,7 @@ def socket_address(name: str) -> str:
     return "\0" + name[1:] if name.startswith("@") else name
 
 
-async def open_unix(factory: Callable[[], asyncio.BaseProtocol], address: str) -> tuple[asyncio.BaseTransport, Any]:
+async def open_unix(factory: Callable[[], ProtocolT], address: str) -> tuple[asyncio.BaseTransport, ProtocolT]:
     """`loop.create_unix_connection` for any address: uvloop refuses abstract socket names
     (EINVAL), where replicas listen, so the socket is connected here and handed over."""
     loop = asyncio.get_running_loop()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import builtins
 import os
 import secrets
 import threading
@@ -187,7 +188,7 @@ class Vault:
     def list(self) -> list[dict[str, Any]]:
         return [dict(r) for r in self._db.rows("SELECT name, created_at, updated_at, version FROM secrets ORDER BY name")]
 
-    def missing(self, names: Iterable[str]) -> list[str]:
+    def missing(self, names: Iterable[str]) -> builtins.list[str]:  # `list` here is the method above
         wanted = list(dict.fromkeys(names))
         if not wanted:
             return []

@@ -12,7 +12,7 @@ import difflib
 import inspect
 import os
 import threading
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from typing import Any, TypeVar
 
 from lepton.handlers import ASGI_SIGNATURE, Signature, inspect_handler
@@ -375,7 +375,7 @@ class AsgiFunction(Function):
         return self._instance
 
 
-def _unknown_option(decorator: str, given: dict[str, Any], options: Sequence[str]) -> Exception:
+def _unknown_option(decorator: str, given: dict[str, Any], options: Collection[str]) -> Exception:
     """A SpecError for an option the decorator does not have, with the nearest real one."""
     from lepton.errors import SpecError
 

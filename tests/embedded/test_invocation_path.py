@@ -135,7 +135,9 @@ def test_invocations_are_counted_and_timed_for_prometheus(target, wire):
 
     assert invocations(target, "greet") == before_count + 3
     assert after["lepton_invocation_duration_seconds_count"] == before.get("lepton_invocation_duration_seconds_count", 0) + 3
-    assert 0 < after["lepton_invocation_duration_seconds_sum"] - before.get("lepton_invocation_duration_seconds_sum", 0) <= took
+    # The platform stops its clock after it has written the reply, so a loaded machine may let
+    # the client read it first: a millisecond per call of slack, still far under a wrong unit.
+    assert 0 < after["lepton_invocation_duration_seconds_sum"] - before.get("lepton_invocation_duration_seconds_sum", 0) <= took + 0.003
     buckets = [value for key, value in after.items() if not key.startswith("lepton_")]
     assert buckets == sorted(buckets) and buckets[-1] == after["lepton_invocation_duration_seconds_count"]
 

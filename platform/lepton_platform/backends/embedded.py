@@ -117,6 +117,10 @@ class EmbeddedBackend:
 
     # -- lifecycle ---------------------------------------------------------------------------
 
+    def _fleets(self) -> list[Fleet]:
+        """What serves on this backend: the Fleets `restore` and `route` make."""
+        return [fleet for fleet in self.platform.serving() if isinstance(fleet, Fleet)]
+
     async def start(self) -> None:
         problem = self.sandbox.problem()
         if problem:
@@ -138,8 +142,10 @@ class EmbeddedBackend:
         while True:
             try:
                 await self.template.start()
-                await self.template.process.wait()
-                logger.warning("template process exited with %s; restarting it", self.template.process.returncode)
+                process = self.template.process
+                assert process is not None  # start() spawned it, or raised
+                await process.wait()
+                logger.warning("template process exited with %s; restarting it", process.returncode)
             except TemplateUnavailable as exc:
                 logger.error("%s", exc)
             await asyncio.sleep(1)
@@ -162,7 +168,7 @@ class EmbeddedBackend:
                 "starting_peak": starts.peak,
                 "max_starting": starts.limit,
             },
-            "awake": sum(1 for fleet in self.platform.serving() if fleet.awake),
+            "awake": sum(1 for fleet in self._fleets() if fleet.awake),
             "memory_limits": f"cgroup v2 ({self.cgroups.base})" if self.cgroups else "watchdog",
             "gpus": self.gpus.gpus,
             "template_cuda_initialized": bool(self.template and self.template.cuda_initialized),
@@ -275,7 +281,7 @@ class EmbeddedBackend:
         return True
 
     async def replica_metrics(self) -> bytes:
-        ready = [r for fleet in self.platform.serving() for r in fleet.replicas if isinstance(r, Replica) and r.state == READY]
+        ready = [r for fleet in self._fleets() for r in fleet.replicas if isinstance(r, Replica) and r.state == READY]
         return await replica_series(ready)
 
     async def status(self, serving: Any) -> dict[str, Any]:

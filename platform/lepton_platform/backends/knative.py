@@ -17,7 +17,7 @@ import logging
 import math
 import time
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from importlib import metadata
 from typing import TYPE_CHECKING, Any
 
@@ -136,7 +136,8 @@ def service_url(service: dict[str, Any] | None) -> str | None:
     """Where the platform reaches a Service: its cluster-local address (a public Service's
     status.url is an external domain the platform's pod may not resolve)."""
     status = (service or {}).get("status", {})
-    return (status.get("address") or {}).get("url") or status.get("url")
+    url: str | None = (status.get("address") or {}).get("url") or status.get("url")
+    return url
 
 
 class KnativeBackend:
@@ -347,8 +348,12 @@ class KnativeBackend:
                 tagged[tag] = KnativeFleet(revisions[rev_id], address)
             before.pop(id(tagged[tag]), None)
         loop = asyncio.get_running_loop()
+
+        def close(fleet: KnativeFleet) -> None:
+            loop.create_task(fleet.close())
+
         for old in before.values():  # requests in flight finish first
-            loop.call_later(old.spec.timeout + 5, lambda old=old: loop.create_task(old.close()))
+            loop.call_later(old.spec.timeout + 5, close, old)
         try:
             await self._call("its triggers", deploy.attach, self.cluster, new, timeout=self.config.ready_timeout)
             fleet.problem = None
@@ -472,6 +477,8 @@ class KnativeBackend:
         fetched: dict[str, float] = {}
         cutoff = query.cutoff
         first = True
+        tail: int | None
+        since: int | None
         while first or (query.follow and function in self.platform.fleets):
             if not first:
                 await asyncio.sleep(LOG_POLL)
@@ -503,12 +510,12 @@ class KnativeBackend:
                 lines = [pod_line(name, line) for line in window if line not in seen.get(name, ())]
                 found.append([line for line in lines if not cutoff or line[0] >= cutoff])
                 seen[name] = set(window)
-            merged = heapq.merge(*found, key=lambda line: line[0])
+            merged: Iterable[tuple[bytes, bytes]] = heapq.merge(*found, key=lambda line: line[0])
             if first:
                 merged = deque(merged, maxlen=query.tail) if query.tail else ()
-            text = b"".join(line for _, line in merged)
-            if text:
-                yield text
+            chunk = b"".join(line for _, line in merged)
+            if chunk:
+                yield chunk
             first = False
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from lepton_platform.autoscaler import capacity
 from lepton_platform.broker.log import Due
@@ -95,7 +95,8 @@ class TriggerWorker:
             except TimeoutError:  # a retry is due (the next round takes it): when is the one after?
                 fired = self.next_retry
                 try:
-                    found = await asyncio.to_thread(log.next_due, self.trigger.id, time.time()) or 0.0
+                    next_due = await asyncio.to_thread(log.next_due, self.trigger.id, time.time())
+                    found = next_due or 0.0
                 except Exception:
                     logger.exception("trigger %s: reading its next retry failed", self.trigger.id)
                     found = time.time() + 1.0
@@ -137,7 +138,7 @@ class TriggerWorker:
             self.wake.set()
 
 
-def dead_letter_extensions(error: dict) -> dict[str, str]:
+def dead_letter_extensions(error: dict[str, Any]) -> dict[str, str]:
     """The error as Knative puts it on a dead-lettered event, plus a readable message."""
     import base64
 

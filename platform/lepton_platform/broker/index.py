@@ -27,8 +27,8 @@ def _required_in(entries: Iterable[Mapping[str, Any]], name: str) -> str | None:
     nested in them) fixes the value; `any` and `not` do not."""
     for entry in entries:
         ((dialect, body),) = entry.items()
-        if dialect == "exact" and isinstance(body.get(name), str):
-            return body[name]
+        if dialect == "exact" and isinstance(exact := body.get(name), str):
+            return exact
         if dialect == "all" and (value := _required_in(body, name)) is not None:
             return value
     return None

@@ -157,10 +157,12 @@ class EventLog:
                 db.execute("INSERT OR REPLACE INTO cron (trigger, last) VALUES (?, ?)", (target, tick))
             if cursor.rowcount != 1:
                 continue
+            seq = cursor.lastrowid
+            assert seq is not None  # the INSERT stored a row
             targets = [target] if target else index.matching(event.attrs)
             for tid in targets:
-                db.execute("INSERT INTO deliveries (trigger, seq, due) VALUES (?, ?, ?)", (tid, cursor.lastrowid, now))
-                owed.append((tid, Due(cursor.lastrowid, 0, event.body)))
+                db.execute("INSERT INTO deliveries (trigger, seq, due) VALUES (?, ?, ?)", (tid, seq, now))
+                owed.append((tid, Due(seq, 0, event.body)))
         return fresh, owed
 
     # -- delivery ---------------------------------------------------------------------------
@@ -178,7 +180,8 @@ class EventLog:
     def next_due(self, trigger_id: str, after: float = 0.0) -> float | None:
         """When the trigger's first delivery due after `after` is."""
         rows = self.database.rows("SELECT MIN(due) AS due FROM deliveries WHERE trigger = ? AND due > ?", trigger_id, after)
-        return rows[0]["due"]
+        due: float | None = rows[0]["due"]
+        return due
 
     def ack(self, trigger_id: str, seqs: list[int]) -> None:
         with self.database.transaction() as db:
@@ -238,7 +241,8 @@ class EventLog:
                 return None
             db.execute("DELETE FROM dead_letters WHERE id = ?", (letter_id,))
             db.execute("INSERT OR REPLACE INTO deliveries (trigger, seq, due) VALUES (?, ?, ?)", (row["trigger"], row["seq"], time.time()))
-        return row["trigger"]
+        trigger: str = row["trigger"]
+        return trigger
 
     # -- bookkeeping ------------------------------------------------------------------------
 

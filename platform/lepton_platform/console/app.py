@@ -24,6 +24,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
+from starlette.types import Message
 
 from lepton.errors import LeptonError
 from lepton_platform.asgi import ASGIApp, Receive, Scope, Send
@@ -90,7 +91,8 @@ class Console:
         """The session behind a POST and its form, once its CSRF token matches."""
         session = self.reader(request)
         form = await request.form(max_files=0, max_fields=MAX_FIELDS) if _is_form(request) else {}
-        token = form.get("csrf") if isinstance(form.get("csrf"), str) else request.headers.get("x-csrf-token")
+        csrf = form.get("csrf")
+        token = csrf if isinstance(csrf, str) else request.headers.get("x-csrf-token")
         if not session.csrf_matches(token):
             raise HTTPException(403, "the form's CSRF token is missing or wrong; reload the page and try again")
         return session, dict(form)
@@ -184,7 +186,7 @@ def build_console(platform: Platform) -> ASGIApp:
     )
 
     async def secured(scope: Scope, receive: Receive, send: Send) -> None:
-        async def with_headers(message: dict[str, Any]) -> None:
+        async def with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 message["headers"] = [
                     *message.get("headers", []),

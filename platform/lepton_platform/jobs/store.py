@@ -12,7 +12,7 @@ import json
 import secrets
 import sqlite3
 import time
-from collections.abc import Awaitable
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -155,12 +155,14 @@ class JobStore:
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (job.id, function, method, path, json.dumps(headers), body, QUEUED, max_attempts, now, now),
             )
-            return cursor.lastrowid
+            seq = cursor.lastrowid
+            assert seq is not None  # every INSERT sets it
+            return seq
 
         job.seq = await self.commits.run(write)
         return job
 
-    def claim(self, job: Job) -> Awaitable[bool]:
+    def claim(self, job: Job) -> Coroutine[Any, Any, bool]:
         """Mark a queued job running for its next attempt; False if it is no longer queued
         with the attempts it was read with (cancelled, or already run, meanwhile)."""
         values = (RUNNING, job.started_at, job.id, QUEUED, job.attempts)
@@ -175,7 +177,7 @@ class JobStore:
             )
         )
 
-    def retry(self, job: Job) -> Awaitable[bool]:
+    def retry(self, job: Job) -> Coroutine[Any, Any, bool]:
         """Queue a running job again for its next attempt; False if it is no longer running."""
         values = (QUEUED, job.due, job.attempts, job.status_code, job.error, job.id, RUNNING)
         return self.commits.run(
@@ -187,7 +189,7 @@ class JobStore:
             )
         )
 
-    def finish(self, job: Job, result: bytes | None, *, only_queued: bool = False) -> Awaitable[bool]:
+    def finish(self, job: Job, result: bytes | None, *, only_queued: bool = False) -> Coroutine[Any, Any, bool]:
         """Make the job final from queued or running (only queued, if so asked); False if it
         was not in such a state."""
         values = (
@@ -235,7 +237,8 @@ class JobStore:
         self, *, function: str | None, state: str | None, functions: frozenset[str] | None, limit: int, after: int | None
     ) -> list[Job]:
         """Newest first; `functions` narrows to those a caller may see (None: all)."""
-        where, args = ["1 = 1"], []
+        where: list[str] = ["1 = 1"]
+        args: list[str | int] = []
         if function is not None:
             where.append("function = ?")
             args.append(function)
@@ -273,7 +276,8 @@ class JobStore:
 
     def next_due(self, after: float) -> float | None:
         """When the next queued job that is not due by `after` is due."""
-        return self.database.rows("SELECT MIN(due) AS due FROM jobs WHERE state = ? AND due > ?", QUEUED, after)[0]["due"]
+        due: float | None = self.database.rows("SELECT MIN(due) AS due FROM jobs WHERE state = ? AND due > ?", QUEUED, after)[0]["due"]
+        return due
 
     def unannounced(self, result_limit: int, limit: int = 500) -> list[tuple[Job, bytes | None]]:
         """Final jobs whose end the broker has not stored yet, with results up to `result_limit`
