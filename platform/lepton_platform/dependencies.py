@@ -1,7 +1,7 @@
 """What the API's routes ask FastAPI for: the platform they act on, and who is calling.
 
 The routers (`*_api.py`) are defined at module level and hold no state: a route gets the
-platform of the app serving it (`app.state.platform`, set by `api.build_api`) as a
+platform of the app serving it (`app.state.platform`, set by `control_api.build_api`) as a
 `PlatformDep` parameter, and its caller through `Caller` or the `admin_token` dependency;
 the decisions themselves are in `auth.py`.
 """

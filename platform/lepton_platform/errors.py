@@ -1,7 +1,7 @@
 """The platform's operation errors, shared by the service, its backends and the API.
 
 Each carries the HTTP status the API answers with (`LeptonError.status`); the API has one
-handler for all of them (`api.py`)."""
+handler for all of them (`control_api.py`)."""
 
 from __future__ import annotations
 

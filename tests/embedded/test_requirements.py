@@ -1,5 +1,5 @@
 """`requirements: install`: what a function needs and the platform lacks is installed with pip
-into a directory for its revision (platform/lepton_platform/packages.py)."""
+into a directory for its revision (platform/lepton_platform/installs.py)."""
 
 import subprocess
 import sys

@@ -92,7 +92,7 @@ class EmbeddedBackend:
 
     def _replica_env(self, revision: Revision) -> dict[str, str]:
         """Replicas reach the platform with a token scoped to their revision's buckets, find
-        the packages installed for it (packages.py) in LEPTON_PACKAGES, and export spans where
+        the packages installed for it (installs.py) in LEPTON_PACKAGES, and export spans where
         the platform does."""
         env = {
             "LEPTON_URL": self.platform.url,
