@@ -36,7 +36,7 @@ from lepton_platform.keys import Keys
 from lepton_platform.logfiles import LogQuery
 from lepton_platform.metrics import PlatformMetrics
 from lepton_platform.tracing import Tracing
-from lepton_platform.traffic import InvalidTraffic, Routes, Traffic, validate
+from lepton_platform.traffic import InvalidTraffic, Routes, Traffic, check_tag, validate
 from lepton_platform.vault import SecretError, Vault
 
 logger = logging.getLogger("lepton.platform")
@@ -206,7 +206,7 @@ class Platform:
         if percent == 0 and tag is None:
             raise InvalidTraffic(f"function {function!r}: a revision deployed at 0% is reachable only through a tag; add --tag")
         if tag is not None:
-            validate(function, {"new": 100}, {tag: "new"}, ["new"])
+            check_tag(function, tag)
         self._unpacked(digest)
         specs = self._manifests[digest].functions
         if function not in specs:
@@ -334,21 +334,18 @@ class Platform:
             if traffic == current:
                 return traffic
             main = self.fleets[function].revision
-            for rev_id in set(traffic.revisions) - set(current.revisions):
-                revision = self.catalog.revision(rev_id)
+            joining = [self.catalog.revision(rev_id) for rev_id in set(traffic.revisions) - set(current.revisions)]
+            for revision in joining:  # ready revisions of this function (validate checked), so present
                 assert revision is not None
                 self._unpacked(revision.digest)
                 self.check_secrets(revision.spec)
+            # A revision that takes traffic again may have to be made anew on the backend (Knative).
+            proofs = {revision.id: await self.backend.prove(revision, main, rollback=True) for revision in joining if revision}
             if traffic.simple and function not in self.splits:
                 revision = self.catalog.revision(traffic.main)
                 assert revision is not None
-                await self._route(revision, await self.backend.prove(revision, main, rollback=True))
+                await self._route(revision, proofs.get(revision.id))
             else:
-                # A revision that takes traffic again may have to be made anew on the backend (Knative).
-                for rev_id in set(traffic.revisions) - set(current.revisions):
-                    revision = self.catalog.revision(rev_id)
-                    assert revision is not None
-                    await self.backend.prove(revision, main, rollback=True)
                 await self._split(function, traffic)
             logger.info("%s: traffic %s, tags %s", function, traffic.split, traffic.tags or "none")
             return traffic

@@ -96,16 +96,20 @@ def validate(function: str, split: Mapping[str, Any], tags: Mapping[str, str], r
             f"function {function!r}: shares add up to {total}%, not 100% ({', '.join(f'{r}={p}' for r, p in split.items())})"
         )
     for tag, revision in tags.items():
-        if not TAG.match(tag):
-            raise InvalidTraffic(
-                f"function {function!r}: tag {tag!r} must be lowercase letters, digits and '-', "
-                "starting with a letter, at most 32 characters"
-            )
+        check_tag(function, tag)
         if revision not in ready:
             raise InvalidTraffic(
                 f"function {function!r}: tag {tag!r} names {revision!r}, which is not a ready revision; see `lepton revisions {function}`"
             )
     return Traffic(shares, dict(tags))
+
+
+def check_tag(function: str, tag: str) -> None:
+    """InvalidTraffic unless `tag` can be a tag: a DNS label, since Knative makes it part of a host name."""
+    if not TAG.match(tag):
+        raise InvalidTraffic(
+            f"function {function!r}: tag {tag!r} must be lowercase letters, digits and '-', starting with a letter, at most 32 characters"
+        )
 
 
 class Routes:

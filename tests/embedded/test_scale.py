@@ -5,8 +5,6 @@ platform refuses more functions than it is configured to hold."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,11 +20,6 @@ MANY = FUNCTIONS / "scale" / "many.py"
 SLOW = [f"s{n}" for n in range(1, 7)]
 
 
-def cli(platform: PlatformProcess, *args: str) -> subprocess.CompletedProcess:
-    env = {"LEPTON_URL": platform.url, "LEPTON_TOKEN": platform.token, "PATH": "/usr/bin:/bin"}
-    return subprocess.run([sys.executable, "-m", "lepton.cli", *args], capture_output=True, text=True, env=env)
-
-
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PlatformProcess]:
     """Every function of MANY deployed with `lepton deploy`, which deploys several at once."""
@@ -34,7 +27,7 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PlatformProce
     home = tmp_path / "home"
     running = PlatformProcess(start_platform(home, tmp_path / "platform.log", env={"LEPTON_MAX_STARTING": "2"}), home, tmp_path)
     try:
-        deployed = cli(running, "deploy", str(MANY))
+        deployed = running.cli("deploy", str(MANY))
         assert deployed.returncode == 0, deployed.stderr
         yield running
     finally:
@@ -130,7 +123,7 @@ def test_lists_come_a_page_at_a_time(platform):
     with platform.client() as api:
         assert [fn["name"] for fn in api.pages("/v1/functions", limit=2)] == names
         assert [r["number"] for r in api.pages("/v1/functions/s1/revisions", limit=1)] == [1]
-    shown = cli(platform, "ls").stdout
+    shown = platform.cli("ls").stdout
     assert all(name in shown for name in names)
 
 
@@ -138,7 +131,7 @@ def test_a_deploy_past_max_functions_is_refused_before_anything_changes(tmp_path
     home = tmp_path / "home"
     platform = PlatformProcess(start_platform(home, tmp_path / "platform.log", env={"LEPTON_MAX_FUNCTIONS": "1"}), home, tmp_path)
     try:
-        refused = cli(platform, "deploy", str(MANY))
+        refused = platform.cli("deploy", str(MANY))
         assert refused.returncode != 0 and "Traceback" not in refused.stderr
         assert (
             refused.stderr.strip()
